@@ -1,0 +1,22 @@
+# The two commands the README promises. Both refresh .venv first (a no-op when up to date).
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: bootstrap run test lint clean
+
+bootstrap:
+	@scripts/bootstrap
+
+run: bootstrap
+	$(BIN)/fulqrun-ml run
+
+lint: bootstrap
+	$(BIN)/ruff check src tests scripts serving
+	$(BIN)/ruff format --check src tests scripts serving
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf outputs logs models/deal_win models/triton_repo
