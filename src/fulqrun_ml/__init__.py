@@ -1,0 +1,6 @@
+"""FulQrun ML: the deep-learning brain of the FulQrun sales CRM.
+
+The spine: CRM tables -> point-in-time snapshots -> FeatureSpec -> Lightning model -> ONNX -> Triton -> client.
+"""
+
+__version__ = "0.1.0"

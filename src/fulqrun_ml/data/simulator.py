@@ -1,0 +1,321 @@
+"""A seeded synthetic CRM with a known generative story, so we know the ceiling of every model.
+
+The story (deliberately small for the walking skeleton; the data-layer issue grows it):
+1. Reps have a latent skill (raises win odds) and effort (raises activity rate); each belongs to a region.
+2. Companies have an industry, size band, employee count and revenue; industries and sizes shift win odds.
+3. Each deal gets a latent quality z ~ N(0, 1). Its true win probability at creation is
+   p = sigmoid(b + 1.3 z + 0.6 skill + industry + size - 0.25 log(value / 50k)); the outcome is Bernoulli(p).
+4. Won deals walk every open stage; lost deals leave after an exit stage drawn independently of everything
+   (P = EXIT_STAGE_PROBS). Stage durations depend only on value and stage, never on the outcome.
+5. Activities arrive as a Poisson process whose rate grows with z and the rep's effort; the type mix
+   shifts toward meetings for good deals and later stages. They carry signal about z, not about the outcome.
+
+Because of (4) and (5), the Bayes-optimal win probability of an open deal at stage k given everything
+latent is p / (p + (1 - p) S(k)) with S(k) = P(exit stage >= k | lost): `oracle_win_probability`.
+That is the "oracle" the report shows next to the model; it is kept out of every feature.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fulqrun_ml.data.contract import (
+    MEDDPICC_FIELDS,
+    OPEN_STAGES,
+    PEAK_STAGE_OF,
+    STAGE_DEFAULT_PROBABILITY,
+    CRMTables,
+)
+
+INDUSTRY_EFFECT = {
+    "software": 0.35,
+    "financial_services": 0.1,
+    "healthcare": -0.15,
+    "manufacturing": -0.05,
+    "retail": -0.3,
+    "education": 0.15,
+}
+SIZE_EFFECT = {"smb": 0.25, "mid_market": 0.0, "enterprise": -0.35}
+SIZE_EMPLOYEES = {"smb": (10, 200), "mid_market": (200, 2000), "enterprise": (2000, 50000)}
+REGIONS = ("north_america", "emea", "apac", "latam")
+COUNTRIES = {
+    "north_america": ("US", "CA"),
+    "emea": ("GB", "DE", "FR"),
+    "apac": ("AU", "JP", "SG"),
+    "latam": ("BR", "MX"),
+}
+# P(a lost deal leaves after stage k), k over OPEN_STAGES.
+EXIT_STAGE_PROBS = np.array([0.35, 0.30, 0.20, 0.15])
+MEAN_STAGE_DAYS = np.array([12.0, 18.0, 20.0, 14.0])
+FIRST_NAMES = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo")
+LAST_NAMES = ("Silva", "Okafor", "Novak", "Tanaka", "Berg", "Haddad", "Kowalski", "Moreau")
+
+
+@dataclass(frozen=True)
+class SimulatedCRM:
+    """The CRM tables plus the latent truth, which only evaluation may read."""
+
+    tables: CRMTables
+    latent: pd.DataFrame  # opportunity_id, true_win_probability, latent_quality, exit_stage_index, won
+
+
+def oracle_win_probability(true_win_probability: np.ndarray, stage_index: np.ndarray) -> np.ndarray:
+    """Bayes posterior P(win | latent truth, deal still open at stage k) under the simulator's story."""
+    survival = np.concatenate([[1.0], 1.0 - np.cumsum(EXIT_STAGE_PROBS)[:-1]])
+    s = survival[np.asarray(stage_index, dtype=int)]
+    p = np.asarray(true_win_probability, dtype=float)
+    return p / (p + (1.0 - p) * s)
+
+
+def _uuids(rng: random.Random, n: int) -> list[str]:
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+
+
+def _days(values: np.ndarray) -> pd.TimedeltaIndex:
+    return pd.to_timedelta(values, unit="D")
+
+
+def simulate_crm(
+    n_opportunities: int = 4000,
+    n_reps: int = 24,
+    n_companies: int = 800,
+    start: str = "2024-01-01",
+    days: int = 730,
+    seed: int = 7,
+) -> SimulatedCRM:
+    """Generate a deterministic CRM: same arguments, same tables, byte for byte."""
+    rng = np.random.default_rng(seed)
+    id_rng = random.Random(seed)
+    start_ts = pd.Timestamp(start, tz="UTC")
+    extracted_at = start_ts + pd.Timedelta(days=days)
+
+    org_id = _uuids(id_rng, 1)[0]
+    organizations = pd.DataFrame({"id": [org_id], "name": ["Simulated Org"], "created_at": [start_ts]})
+
+    # Reps and managers
+    n_managers = max(1, n_reps // 6)
+    manager_ids = _uuids(id_rng, n_managers)
+    rep_ids = _uuids(id_rng, n_reps)
+    manager_region = rng.choice(REGIONS, size=n_managers)
+    rep_manager = rng.integers(0, n_managers, size=n_reps)
+    users = pd.DataFrame(
+        {
+            "id": manager_ids + rep_ids,
+            "organization_id": org_id,
+            "role": ["manager"] * n_managers + ["rep"] * n_reps,
+            "manager_id": [None] * n_managers + [manager_ids[m] for m in rep_manager],
+            "region": list(manager_region) + [manager_region[m] for m in rep_manager],
+            "created_at": start_ts - pd.Timedelta(days=365),
+        }
+    )
+    rep_skill = rng.normal(0.0, 1.0, size=n_reps)
+    rep_effort = np.exp(rng.normal(0.0, 0.3, size=n_reps))
+    rep_region = np.array([manager_region[m] for m in rep_manager])
+
+    # Companies
+    company_ids = _uuids(id_rng, n_companies)
+    industries = rng.choice(list(INDUSTRY_EFFECT), size=n_companies)
+    sizes = rng.choice(list(SIZE_EFFECT), size=n_companies, p=[0.5, 0.35, 0.15])
+    employees = np.array([int(rng.integers(*SIZE_EMPLOYEES[s])) for s in sizes])
+    company_region = rng.choice(REGIONS, size=n_companies)
+    companies = pd.DataFrame(
+        {
+            "id": company_ids,
+            "organization_id": org_id,
+            "name": [f"Company {i:05d}" for i in range(n_companies)],
+            "industry": industries,
+            "size": sizes,
+            "annual_revenue": np.round(employees * rng.lognormal(np.log(150_000), 0.4, n_companies), 2),
+            "employee_count": employees,
+            "country": [rng.choice(COUNTRIES[r]) for r in company_region],
+            "created_at": start_ts - pd.Timedelta(days=180),
+        }
+    )
+
+    # One contact per company (names, emails and phones are PII: never features)
+    first = rng.choice(FIRST_NAMES, size=n_companies)
+    last = rng.choice(LAST_NAMES, size=n_companies)
+    contacts = pd.DataFrame(
+        {
+            "id": _uuids(id_rng, n_companies),
+            "company_id": company_ids,
+            "title": rng.choice(["VP Sales", "CFO", "CTO", "Head of Ops", "Director IT"], size=n_companies),
+            "email": [f"{f.lower()}.{s.lower()}@company{i:05d}.example" for i, (f, s) in enumerate(zip(first, last))],
+            "phone": [f"+1-555-{rng.integers(1000, 9999)}" for _ in range(n_companies)],
+            "created_at": start_ts - pd.Timedelta(days=180),
+        }
+    )
+
+    # Opportunities: latent quality, true probability, outcome, stage walk
+    n = n_opportunities
+    opp_ids = _uuids(id_rng, n)
+    company_idx = rng.integers(0, n_companies, size=n)
+    rep_idx = rng.integers(0, n_reps, size=n)
+    created_days = rng.uniform(0, days - 20, size=n)
+    value = np.round(rng.lognormal(np.log(40_000), 0.9, size=n), 2)
+    z = rng.normal(0.0, 1.0, size=n)
+    logit = (
+        -0.4
+        + 1.3 * z
+        + 0.6 * rep_skill[rep_idx]
+        + np.array([INDUSTRY_EFFECT[i] for i in industries[company_idx]])
+        + np.array([SIZE_EFFECT[s] for s in sizes[company_idx]])
+        - 0.25 * np.log(value / 50_000)
+    )
+    p_true = 1.0 / (1.0 + np.exp(-logit))
+    won = rng.uniform(size=n) < p_true
+    exit_stage = rng.choice(len(OPEN_STAGES), size=n, p=EXIT_STAGE_PROBS)
+    last_stage = np.where(won, len(OPEN_STAGES) - 1, exit_stage)
+    value_slowdown = 1.0 + 0.15 * np.log1p(value / 50_000)
+    durations = rng.gamma(shape=3.0, scale=1.0 / 3.0, size=(n, len(OPEN_STAGES))) * MEAN_STAGE_DAYS
+    durations *= value_slowdown[:, None]
+    enter_day = created_days[:, None] + np.concatenate([np.zeros((n, 1)), np.cumsum(durations, 1)[:, :-1]], 1)
+    close_day = enter_day[np.arange(n), last_stage] + durations[np.arange(n), last_stage]
+
+    # Stage history: every change that happened before extraction
+    hist_rows: list[tuple[str, str | None, str, float]] = []
+    for i in range(n):
+        hist_rows.append((opp_ids[i], None, OPEN_STAGES[0], created_days[i]))
+        for k in range(1, last_stage[i] + 1):
+            hist_rows.append((opp_ids[i], OPEN_STAGES[k - 1], OPEN_STAGES[k], enter_day[i, k]))
+        final = "closed_won" if won[i] else "closed_lost"
+        hist_rows.append((opp_ids[i], OPEN_STAGES[last_stage[i]], final, close_day[i]))
+    hist = pd.DataFrame(hist_rows, columns=["opportunity_id", "from_stage", "to_stage", "day"])
+    hist = hist[hist["day"] <= days].reset_index(drop=True)
+    stage_history = pd.DataFrame(
+        {
+            "opportunity_id": hist["opportunity_id"],
+            "from_stage": hist["from_stage"],
+            "to_stage": hist["to_stage"],
+            "changed_at": start_ts + _days(hist["day"].to_numpy()),
+        }
+    )
+    current = stage_history.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
+    stage_now = current["to_stage"].reindex(opp_ids).to_numpy()
+    updated_at = current["changed_at"].reindex(opp_ids)
+
+    is_closed = np.isin(stage_now, ["closed_won", "closed_lost"])
+    # Open deals carry the rep's expected close date; closed ones the real one.
+    expected_close = created_days + MEAN_STAGE_DAYS.sum() * value_slowdown
+    close_date_day = np.where(is_closed, close_day, np.maximum(expected_close, days + 1))
+    meddpicc = _meddpicc_text(rng, z, first[company_idx], last[company_idx])
+    opportunities = pd.DataFrame(
+        {
+            "id": opp_ids,
+            "organization_id": org_id,
+            "company_id": [company_ids[c] for c in company_idx],
+            "contact_id": contacts["id"].to_numpy()[company_idx],
+            "assigned_to": [rep_ids[r] for r in rep_idx],
+            "stage": stage_now,
+            "peak_stage": [PEAK_STAGE_OF[s] for s in stage_now],
+            "value": value,
+            "probability": [STAGE_DEFAULT_PROBABILITY[s] for s in stage_now],
+            "close_date": start_ts + _days(close_date_day),
+            "created_at": start_ts + _days(created_days),
+            "updated_at": updated_at.to_numpy(),
+            **meddpicc,
+        }
+    )
+
+    activities = _activities(
+        rng, id_rng, org_id, opp_ids, rep_ids, rep_idx, rep_effort, z, created_days, close_day, enter_day, days
+    )
+    activities["created_at"] = start_ts + _days(activities.pop("day").to_numpy())
+    activities["due_date"] = activities["created_at"] + pd.Timedelta(days=2)
+
+    latent = pd.DataFrame(
+        {
+            "opportunity_id": opp_ids,
+            "true_win_probability": p_true,
+            "latent_quality": z,
+            "exit_stage_index": exit_stage,
+            "won": won,
+            "rep_region": rep_region[rep_idx],
+        }
+    )
+    tables = CRMTables(
+        organizations=organizations,
+        users=users,
+        companies=companies,
+        contacts=contacts,
+        opportunities=opportunities,
+        activities=activities,
+        stage_history=stage_history,
+        extracted_at=extracted_at,
+    )
+    return SimulatedCRM(tables=tables, latent=latent)
+
+
+def _meddpicc_text(
+    rng: np.random.Generator, z: np.ndarray, first: np.ndarray, last: np.ndarray
+) -> dict[str, list[str | None]]:
+    """Free-text MEDDPICC fields as reps write them (filled more often on good deals; may hold PII).
+
+    The contract keeps no history of these fields, so their final values would leak the future into
+    past snapshots: the skeleton stores them but no feature reads them.
+    """
+    n = len(z)
+    fill_p = 1.0 / (1.0 + np.exp(-(0.3 + 0.8 * z)))
+    out: dict[str, list[str | None]] = {}
+    filled_count = np.zeros(n)
+    for field in MEDDPICC_FIELDS:
+        filled = rng.uniform(size=n) < fill_p
+        filled_count += filled
+        if field == "champion":
+            text = [f"{f} {s} is our champion" for f, s in zip(first, last)]
+        else:
+            text = [f"{field.replace('_', ' ')} discussed" for _ in range(n)]
+        out[field] = [t if f else None for t, f in zip(text, filled)]
+    out["meddpicc_score"] = list(np.round(100 * filled_count / len(MEDDPICC_FIELDS)).astype(int))
+    return out
+
+
+def _activities(
+    rng: np.random.Generator,
+    id_rng: random.Random,
+    org_id: str,
+    opp_ids: list[str],
+    rep_ids: list[str],
+    rep_idx: np.ndarray,
+    rep_effort: np.ndarray,
+    z: np.ndarray,
+    created_days: np.ndarray,
+    close_day: np.ndarray,
+    enter_day: np.ndarray,
+    days: int,
+) -> pd.DataFrame:
+    """Touches on each deal between creation and close (or extraction), as a Poisson process."""
+    end = np.minimum(close_day, days)
+    rate = 0.22 * np.exp(0.6 * z) * rep_effort[rep_idx]
+    counts = rng.poisson(rate * (end - created_days))
+    deal = np.repeat(np.arange(len(opp_ids)), counts)
+    day = created_days[deal] + rng.uniform(size=deal.size) * (end - created_days)[deal]
+    stage_at = (enter_day[deal] <= day[:, None]).sum(axis=1) - 1
+    # Type mix: meetings grow with deal quality and stage; calls and emails fill the rest.
+    meeting_w = np.exp(-1.2 + 0.7 * z[deal] + 0.35 * stage_at)
+    weights = np.stack([np.full(deal.size, 1.0), np.full(deal.size, 1.4), meeting_w, np.full(deal.size, 0.4),
+                        np.full(deal.size, 0.3)], axis=1)
+    cum = np.cumsum(weights / weights.sum(1, keepdims=True), axis=1)
+    type_idx = (rng.uniform(size=deal.size)[:, None] > cum).sum(axis=1)
+    types = np.array(["call", "email", "meeting", "task", "note"])[type_idx]
+    order = np.lexsort((day, deal))
+    deal, day, types = deal[order], day[order], types[order]
+    return pd.DataFrame(
+        {
+            "id": _uuids(id_rng, deal.size),
+            "organization_id": org_id,
+            "type": types,
+            "status": "completed",
+            "subject": [f"{t} with customer" for t in types],
+            "description": None,
+            "related_type": "opportunity",
+            "related_id": np.asarray(opp_ids, dtype=object)[deal],
+            "created_by": np.asarray(rep_ids, dtype=object)[rep_idx[deal]],
+            "day": day,
+        }
+    )

@@ -1,0 +1,99 @@
+"""Point-in-time snapshots: which (deal, as_of) pairs become training rows, with which label.
+
+A row exists for each deal open at `as_of` (on a regular grid) that closes within `horizon_days` after it;
+its label is whether that close was a win, and `label_time` is when the label became known. Features are
+computed elsewhere from data at or before as_of (`features/deal_features.py`).
+
+Splits are by time, with an embargo: a training row must have its label known before validation begins,
+and a validation row before test begins, so no label from a later period informs an earlier one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fulqrun_ml.data.contract import OPEN_STAGES, STAGE_DEFAULT_PROBABILITY, CRMTables
+
+
+def stage_as_of(stage_history: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Latest stage per opportunity from history rows at or before as_of (stage, entered_at, changes)."""
+    known = stage_history[stage_history["changed_at"] <= as_of]
+    grouped = known.sort_values("changed_at", kind="stable").groupby("opportunity_id", sort=False)
+    return pd.DataFrame(
+        {
+            "stage": grouped["to_stage"].last(),
+            "stage_entered_at": grouped["changed_at"].last(),
+            "stage_changes": grouped.size() - 1,
+        }
+    )
+
+
+def open_deals_as_of(tables: CRMTables, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Deals open at as_of with their stage then and the rep's stage-based probability."""
+    stages = stage_as_of(tables.stage_history, as_of)
+    stages = stages[stages["stage"].isin(OPEN_STAGES)]
+    return pd.DataFrame(
+        {
+            "opportunity_id": stages.index.to_numpy(),
+            "as_of": as_of,
+            "stage_index": stages["stage"].map(OPEN_STAGES.index).to_numpy(),
+            "rep_probability": stages["stage"].map(STAGE_DEFAULT_PROBABILITY).to_numpy(),
+        }
+    )
+
+
+def snapshot_dates(tables: CRMTables, every_days: int, warmup_days: int, horizon_days: int) -> list[pd.Timestamp]:
+    """A regular as_of grid, starting after a warm-up (so history exists) and ending one horizon before
+    extraction (so every label inside the horizon has been observed)."""
+    first = tables.opportunities["created_at"].min().normalize() + pd.Timedelta(days=warmup_days)
+    last = tables.extracted_at - pd.Timedelta(days=horizon_days)
+    return list(pd.date_range(first, last, freq=f"{every_days}D"))
+
+
+def deal_win_snapshots(tables: CRMTables, as_of_dates: list[pd.Timestamp], horizon_days: int) -> pd.DataFrame:
+    """One row per deal open at each as_of that closes within the horizon: label and label_time."""
+    closes = tables.stage_history[tables.stage_history["to_stage"].isin(["closed_won", "closed_lost"])]
+    closes = closes.set_index("opportunity_id")
+    rows = []
+    for as_of in as_of_dates:
+        open_now = open_deals_as_of(tables, as_of)
+        closed_at = closes["changed_at"].reindex(open_now["opportunity_id"]).to_numpy()
+        outcome = closes["to_stage"].reindex(open_now["opportunity_id"]).to_numpy()
+        in_horizon = pd.notna(closed_at) & (closed_at <= as_of + pd.Timedelta(days=horizon_days))
+        open_now = open_now[in_horizon].assign(
+            label=(outcome[in_horizon] == "closed_won").astype(np.float32),
+            label_time=closed_at[in_horizon],
+        )
+        rows.append(open_now)
+    return pd.concat(rows, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Boundaries of a time split: train < val_start <= val < test_start <= test."""
+
+    val_start: pd.Timestamp
+    test_start: pd.Timestamp
+
+    def assign(self, snapshots: pd.DataFrame) -> pd.Series:
+        """'train' / 'val' / 'test' per row, or 'embargoed' where the label lands in a later period."""
+        as_of, known = snapshots["as_of"], snapshots["label_time"]
+        split = pd.Series("test", index=snapshots.index)
+        split[as_of < self.test_start] = "val"
+        split[as_of < self.val_start] = "train"
+        split[(split == "train") & (known >= self.val_start)] = "embargoed"
+        split[(split == "val") & (known >= self.test_start)] = "embargoed"
+        return split
+
+
+def time_split(as_of_dates: list[pd.Timestamp], val_fraction: float, test_fraction: float) -> TimeSplit:
+    """Cut the as_of grid into contiguous train / val / test periods."""
+    n = len(as_of_dates)
+    n_test = max(1, round(n * test_fraction))
+    n_val = max(1, round(n * val_fraction))
+    if n - n_test - n_val < 1:
+        raise ValueError(f"{n} snapshot dates are too few for val={val_fraction}, test={test_fraction}")
+    return TimeSplit(val_start=as_of_dates[n - n_test - n_val], test_start=as_of_dates[n - n_test])

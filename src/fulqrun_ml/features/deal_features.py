@@ -1,0 +1,129 @@
+"""Deal-win features: declared once (DEAL_WIN_FEATURES) and computed point-in-time.
+
+`compute_deal_features(tables, index)` answers, for each (opportunity_id, as_of) row of `index`, what the
+CRM knew *at* as_of: only stage-history rows, activities and closed deals with timestamps <= as_of are read,
+and only opportunity fields that are fixed at creation (value, company, rep). Fields that the CRM
+overwrites without history (stage, probability, MEDDPICC text, close_date) are never read from the
+opportunities table, since their stored values may come from after as_of.
+
+Serving uses the same function with as_of = now, so training and serving share one definition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.snapshots import stage_as_of
+from fulqrun_ml.features.spec import CategoricalFeature, FeatureSpec, NumericFeature
+
+DEAL_WIN_FEATURES = FeatureSpec(
+    numeric=(
+        NumericFeature("value", "deal amount in the organization's currency", log1p=True),
+        NumericFeature("deal_age_days", "days since the deal was created", log1p=True),
+        NumericFeature("days_in_stage", "days since the last stage change", log1p=True),
+        NumericFeature("stage_changes", "stage changes so far"),
+        NumericFeature("activities_total", "touches so far", log1p=True),
+        NumericFeature("activities_last_14d", "touches in the last 14 days", log1p=True),
+        NumericFeature("calls_total", "calls so far", log1p=True),
+        NumericFeature("emails_total", "emails so far", log1p=True),
+        NumericFeature("meetings_total", "meetings so far", log1p=True),
+        NumericFeature("activities_per_week", "touch rate over the deal's life"),
+        NumericFeature("days_since_last_activity", "days since the last touch (age if none)", log1p=True),
+        NumericFeature("employee_count", "company head count", log1p=True),
+        NumericFeature("annual_revenue", "company revenue", log1p=True),
+        NumericFeature("rep_win_rate", "rep's smoothed win rate on deals closed before as_of"),
+        NumericFeature("rep_closed_deals", "deals the rep closed before as_of", log1p=True),
+    ),
+    categorical=(
+        CategoricalFeature("stage", "stage at as_of, from stage history"),
+        CategoricalFeature("industry", "company industry"),
+        CategoricalFeature("company_size", "company size band"),
+        CategoricalFeature("region", "rep's region"),
+        CategoricalFeature("country", "company country"),
+    ),
+)
+
+# Beta prior for a rep's win rate, so new reps start near the population mean rather than 0 or 1.
+REP_PRIOR_WINS, REP_PRIOR_DEALS = 2.0, 5.0
+DAY = pd.Timedelta(days=1)
+
+
+def compute_deal_features(tables: CRMTables, index: pd.DataFrame) -> pd.DataFrame:
+    """Raw feature columns for each (opportunity_id, as_of) row of `index`, in `index` order."""
+    parts = []
+    for as_of, rows in index.groupby("as_of", sort=True):
+        parts.append(_features_at(tables, rows["opportunity_id"].to_numpy(), pd.Timestamp(as_of)))
+    if not parts:
+        return pd.DataFrame(columns=["opportunity_id", "as_of", *DEAL_WIN_FEATURES.names])
+    features = pd.concat(parts, ignore_index=True)
+    keyed = index[["opportunity_id", "as_of"]].merge(features, on=["opportunity_id", "as_of"], how="left")
+    return keyed
+
+
+def _features_at(tables: CRMTables, opportunity_ids: np.ndarray, as_of: pd.Timestamp) -> pd.DataFrame:
+    opps = tables.opportunities.set_index("id").loc[opportunity_ids]
+    stages = stage_as_of(tables.stage_history, as_of).reindex(opportunity_ids)
+    companies = tables.companies.set_index("id").loc[opps["company_id"]]
+    region = tables.users.set_index("id")["region"].reindex(opps["assigned_to"]).to_numpy()
+
+    acts = tables.activities
+    acts = acts[(acts["created_at"] <= as_of) & acts["related_id"].isin(opportunity_ids)]
+    by_deal = acts.groupby("related_id")
+    recent = acts[acts["created_at"] > as_of - 14 * DAY].groupby("related_id").size()
+    type_counts = acts.pivot_table(index="related_id", columns="type", values="id", aggfunc="count")
+
+    def per_deal(series: pd.Series) -> np.ndarray:
+        return series.reindex(opportunity_ids).fillna(0).to_numpy(dtype=np.float64)
+
+    def type_total(kind: str) -> np.ndarray:
+        return per_deal(type_counts[kind]) if kind in type_counts else np.zeros(len(opportunity_ids))
+
+    age_days = (as_of - opps["created_at"]).dt.total_seconds().to_numpy() / 86400.0
+    last_touch = by_deal["created_at"].max().reindex(opportunity_ids)
+    since_last = ((as_of - last_touch).dt.total_seconds() / 86400.0).to_numpy()
+    since_last = np.where(np.isnan(since_last), age_days, since_last)
+    activities_total = per_deal(by_deal.size())
+    rep_wins, rep_closed = _rep_record(tables, as_of, opps["assigned_to"].to_numpy())
+
+    return pd.DataFrame(
+        {
+            "opportunity_id": opportunity_ids,
+            "as_of": as_of,
+            "value": opps["value"].to_numpy(dtype=np.float64),
+            "deal_age_days": age_days,
+            "days_in_stage": (as_of - stages["stage_entered_at"]).dt.total_seconds().to_numpy() / 86400.0,
+            "stage_changes": stages["stage_changes"].to_numpy(dtype=np.float64),
+            "activities_total": activities_total,
+            "activities_last_14d": per_deal(recent),
+            "calls_total": type_total("call"),
+            "emails_total": type_total("email"),
+            "meetings_total": type_total("meeting"),
+            "activities_per_week": 7.0 * activities_total / np.maximum(age_days, 1.0),
+            "days_since_last_activity": since_last,
+            "employee_count": companies["employee_count"].to_numpy(dtype=np.float64),
+            "annual_revenue": companies["annual_revenue"].to_numpy(dtype=np.float64),
+            "rep_win_rate": (rep_wins + REP_PRIOR_WINS) / (rep_closed + REP_PRIOR_DEALS),
+            "rep_closed_deals": rep_closed,
+            "stage": stages["stage"].to_numpy(),
+            "industry": companies["industry"].to_numpy(),
+            "company_size": companies["size"].to_numpy(),
+            "region": region,
+            "country": companies["country"].to_numpy(),
+        }
+    )
+
+
+def _rep_record(tables: CRMTables, as_of: pd.Timestamp, reps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wins and closed deals per rep, counting only closes recorded in stage history by as_of."""
+    closes = tables.stage_history[
+        (tables.stage_history["changed_at"] <= as_of)
+        & tables.stage_history["to_stage"].isin(["closed_won", "closed_lost"])
+    ]
+    owner = tables.opportunities.set_index("id")["assigned_to"].reindex(closes["opportunity_id"]).to_numpy()
+    record = pd.DataFrame({"rep": owner, "won": (closes["to_stage"] == "closed_won").to_numpy()})
+    grouped = record.groupby("rep")["won"]
+    wins = grouped.sum().reindex(reps).fillna(0).to_numpy(dtype=np.float64)
+    closed = grouped.size().reindex(reps).fillna(0).to_numpy(dtype=np.float64)
+    return wins, closed
