@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -74,3 +75,11 @@ class BinaryClassificationTask(pl.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/log_loss"}}
+
+
+def predict_probabilities(net: torch.nn.Module, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Probabilities from a backbone on encoded arrays (the PyTorch side of the export parity check)."""
+    net.eval()
+    with torch.inference_mode():
+        logits = net(torch.from_numpy(arrays["continuous"]), torch.from_numpy(arrays["categorical"]))
+    return torch.sigmoid(logits.squeeze(-1).float()).numpy()

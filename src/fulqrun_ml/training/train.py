@@ -17,7 +17,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import wandb
@@ -26,17 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from fulqrun_ml.data.datamodule import DealWinDataModule
 from fulqrun_ml.project import git_commit
+from fulqrun_ml.tasks.binary import predict_probabilities
 from fulqrun_ml.tasks.metrics import binary_report
 
 log = logging.getLogger(__name__)
-
-
-def predict_probabilities(net: torch.nn.Module, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Probabilities from a backbone on encoded arrays (the PyTorch side of the export parity check)."""
-    net.eval()
-    with torch.inference_mode():
-        logits = net(torch.from_numpy(arrays["continuous"]), torch.from_numpy(arrays["categorical"]))
-    return torch.sigmoid(logits.squeeze(-1).float()).numpy()
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
