@@ -1,0 +1,191 @@
+"""Start and stop a real Triton Inference Server (the binary bundled in `nvidia-pytriton`) on loopback.
+
+Why run the binary and not PyTriton's Python API: users get a standard Triton model repository that
+the NGC container on a GPU host serves unchanged. The facts this relies on are in
+../shared/TRITON_ON_CPU.md: a backend directory holding the Python backend and its 3.11 stub,
+LD_LIBRARY_PATH = this interpreter's LIBDIR then `nvidia_pytriton.libs`, the venv's bin/ first on PATH
+(so `model.py` imports the venv's onnxruntime), and every endpoint bound to 127.0.0.1.
+
+The server runs in its own process group, so `stop()` ends it and every Python-backend stub it spawned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import requests
+
+from fulqrun_ml.errors import ServingError
+
+log = logging.getLogger(__name__)
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _pytriton_paths() -> tuple[Path, Path, Path]:
+    """(tritonserver binary, Python backend dir, bundled shared-library dir) from the installed wheel."""
+    try:
+        import pytriton
+    except ImportError as exc:  # pragma: no cover - a broken install, not a code path
+        raise ServingError("nvidia-pytriton is not installed; run scripts/bootstrap") from exc
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+    return root / "bin" / "tritonserver", root, libs
+
+
+def _backend_directory(target: Path) -> Path:
+    """Assemble backends/python/ = libtriton_python.so + utils + the stub for this Python version."""
+    _, root, _ = _pytriton_paths()
+    python_dir = target / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        shutil.copy2(root / "backends" / "python" / name, python_dir / name)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise ServingError(f"the bundled Triton has no Python backend stub for Python {version}")
+    shutil.copy2(stub, python_dir / "triton_python_backend_stub")
+    return target
+
+
+def server_environment() -> dict[str, str]:
+    _, _, libs = _pytriton_paths()
+    env = dict(os.environ)
+    libdir = sysconfig.get_config_var("LIBDIR")
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, str(libs), env.get("LD_LIBRARY_PATH")) if p)
+    env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+    return env
+
+
+class TritonServer:
+    """A tritonserver process serving `model_repository`; use as a context manager."""
+
+    def __init__(
+        self,
+        model_repository: Path,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        explicit_models: list[str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.model_repository = Path(model_repository)
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.metrics_port = metrics_port or free_port()
+        self.explicit_models = explicit_models
+        self._workdir = Path(tempfile.mkdtemp(prefix="fulqrun-triton-"))
+        self.log_path = Path(log_path) if log_path else self._workdir / "tritonserver.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"{HOST}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    def command(self) -> list[str]:
+        binary, _, _ = _pytriton_paths()
+        backends = _backend_directory(self._workdir / "backends")
+        cmd = [
+            str(binary),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backends}",
+            f"--http-address={HOST}",
+            f"--grpc-address={HOST}",
+            f"--metrics-address={HOST}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--exit-on-error=true",
+            "--strict-readiness=true",
+            "--log-verbose=0",
+        ]
+        if self.explicit_models is not None:
+            cmd.append("--model-control-mode=explicit")
+            cmd += [f"--load-model={name}" for name in self.explicit_models]
+        return cmd
+
+    def start(self, timeout_s: float = 120.0) -> TritonServer:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log_file:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=server_environment(),
+                start_new_session=True,  # own process group: stop() reaches the backend stubs too
+            )
+        try:
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("Triton ready: http=%s grpc=%s (log %s)", self.http_url, self.grpc_url, self.log_path)
+        return self
+
+    def is_ready(self) -> bool:
+        try:
+            return requests.get(f"http://{self.http_url}/v2/health/ready", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServingError(f"tritonserver exited with code {self.process.returncode}:\n{self.log_tail()}")
+            if self.is_ready():
+                return
+            time.sleep(0.25)
+        raise ServingError(f"tritonserver not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no server log)"
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM the whole process group (graceful: in-flight requests finish), SIGKILL if it lingers."""
+        if self.process is not None and self.process.poll() is None:
+            pgid = os.getpgid(self.process.pid)
+            os.killpg(pgid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(pgid, signal.SIGKILL)
+                self.process.wait()
+            # Stubs may outlive the server by a moment; make sure none is orphaned.
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process = None
+        shutil.rmtree(self._workdir / "backends", ignore_errors=True)
+
+    def __enter__(self) -> TritonServer:
+        return self.start() if self.process is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
