@@ -66,8 +66,10 @@ class TritonPythonModel:
                     raise RequestError(f"field '{name}': must be >= 0")
             else:
                 try:
-                    array = np.array([[v.decode("utf-8") if isinstance(v, bytes) else str(v)] for v in array[:, 0]],
-                                     dtype=object)
+                    array = np.array(
+                        [[v.decode("utf-8") if isinstance(v, bytes) else str(v)] for v in array[:, 0]],
+                        dtype=object,
+                    )
                 except UnicodeDecodeError:
                     raise RequestError(f"field '{name}': is not valid UTF-8 text") from None
             feeds[name] = array

@@ -145,7 +145,10 @@ def simulate_crm(
             "id": _uuids(id_rng, n_companies),
             "company_id": company_ids,
             "title": rng.choice(["VP Sales", "CFO", "CTO", "Head of Ops", "Director IT"], size=n_companies),
-            "email": [f"{f.lower()}.{s.lower()}@company{i:05d}.example" for i, (f, s) in enumerate(zip(first, last))],
+            "email": [
+                f"{f.lower()}.{s.lower()}@company{i:05d}.example"
+                for i, (f, s) in enumerate(zip(first, last, strict=False))
+            ],
             "phone": [f"+1-555-{rng.integers(1000, 9999)}" for _ in range(n_companies)],
             "created_at": start_ts - pd.Timedelta(days=180),
         }
@@ -223,7 +226,18 @@ def simulate_crm(
     )
 
     activities = _activities(
-        rng, id_rng, org_id, opp_ids, rep_ids, rep_idx, rep_effort, z, created_days, close_day, enter_day, days
+        rng,
+        id_rng,
+        org_id,
+        opp_ids,
+        rep_ids,
+        rep_idx,
+        rep_effort,
+        z,
+        created_days,
+        close_day,
+        enter_day,
+        days,
     )
     activities["created_at"] = start_ts + _days(activities.pop("day").to_numpy())
     activities["due_date"] = activities["created_at"] + pd.Timedelta(days=2)
@@ -267,10 +281,10 @@ def _meddpicc_text(
         filled = rng.uniform(size=n) < fill_p
         filled_count += filled
         if field == "champion":
-            text = [f"{f} {s} is our champion" for f, s in zip(first, last)]
+            text = [f"{f} {s} is our champion" for f, s in zip(first, last, strict=False)]
         else:
             text = [f"{field.replace('_', ' ')} discussed" for _ in range(n)]
-        out[field] = [t if f else None for t, f in zip(text, filled)]
+        out[field] = [t if f else None for t, f in zip(text, filled, strict=False)]
     out["meddpicc_score"] = list(np.round(100 * filled_count / len(MEDDPICC_FIELDS)).astype(int))
     return out
 
@@ -298,8 +312,16 @@ def _activities(
     stage_at = (enter_day[deal] <= day[:, None]).sum(axis=1) - 1
     # Type mix: meetings grow with deal quality and stage; calls and emails fill the rest.
     meeting_w = np.exp(-1.2 + 0.7 * z[deal] + 0.35 * stage_at)
-    weights = np.stack([np.full(deal.size, 1.0), np.full(deal.size, 1.4), meeting_w, np.full(deal.size, 0.4),
-                        np.full(deal.size, 0.3)], axis=1)
+    weights = np.stack(
+        [
+            np.full(deal.size, 1.0),
+            np.full(deal.size, 1.4),
+            meeting_w,
+            np.full(deal.size, 0.4),
+            np.full(deal.size, 0.3),
+        ],
+        axis=1,
+    )
     cum = np.cumsum(weights / weights.sum(1, keepdims=True), axis=1)
     type_idx = (rng.uniform(size=deal.size)[:, None] > cum).sum(axis=1)
     types = np.array(["call", "email", "meeting", "task", "note"])[type_idx]

@@ -94,15 +94,21 @@ def raw_feeds(spec: FittedFeatureSpec, frame: pd.DataFrame) -> dict[str, np.ndar
     return feeds
 
 
-def onnx_probabilities(model: onnx.ModelProto | bytes | Path, spec: FittedFeatureSpec, frame: pd.DataFrame) -> np.ndarray:
+def onnx_probabilities(
+    model: onnx.ModelProto | bytes | Path, spec: FittedFeatureSpec, frame: pd.DataFrame
+) -> np.ndarray:
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    session = ort.InferenceSession(str(source) if isinstance(source, Path) else source,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(source) if isinstance(source, Path) else source, providers=["CPUExecutionProvider"]
+    )
     return session.run([OUTPUT_NAME], raw_feeds(spec, frame))[0].reshape(-1)
 
 
 def check_parity(
-    model: onnx.ModelProto, torch_probabilities: np.ndarray, spec: FittedFeatureSpec, frame: pd.DataFrame,
+    model: onnx.ModelProto,
+    torch_probabilities: np.ndarray,
+    spec: FittedFeatureSpec,
+    frame: pd.DataFrame,
     atol: float = PARITY_ATOL,
 ) -> float:
     """Max |PyTorch - onnxruntime| over `frame`; raises ExportParityError above `atol`."""

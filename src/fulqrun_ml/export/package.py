@@ -26,14 +26,27 @@ from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 from fulqrun_ml.tasks.binary import predict_probabilities
 
-LINEAGE_KEYS = ("task", "model", "config", "net_config", "data_hash", "git_commit", "wandb_run_id", "run_dir",
-                "sizes", "epochs")
+LINEAGE_KEYS = (
+    "task",
+    "model",
+    "config",
+    "net_config",
+    "data_hash",
+    "git_commit",
+    "wandb_run_id",
+    "run_dir",
+    "sizes",
+    "epochs",
+)
 
 
 def load_trained_net(run_dir: Path, spec: FittedFeatureSpec) -> torch.nn.Module:
     info = json.loads((run_dir / "run_info.json").read_text())
     net = instantiate(
-        info["net_config"], n_continuous=len(spec.spec.numeric), cardinalities=spec.cardinalities, _convert_="all"
+        info["net_config"],
+        n_continuous=len(spec.spec.numeric),
+        cardinalities=spec.cardinalities,
+        _convert_="all",
     )
     net.load_state_dict(torch.load(run_dir / "net_state.pt", weights_only=True))
     return net.eval()

@@ -37,8 +37,9 @@ def build_preprocessing_graph(spec: FittedFeatureSpec, opset: int, ir_version: i
         inits.append(numpy_helper.from_array(np.array([spec.means[feat.name]], np.float32), f"pre/{feat.name}/mean"))
         inits.append(numpy_helper.from_array(np.array([spec.stds[feat.name]], np.float32), f"pre/{feat.name}/std"))
         nodes.append(helper.make_node("Sub", [x, f"pre/{feat.name}/mean"], [f"pre/{feat.name}/centered"]))
-        nodes.append(helper.make_node("Div", [f"pre/{feat.name}/centered", f"pre/{feat.name}/std"],
-                                      [f"pre/{feat.name}/scaled"]))
+        nodes.append(
+            helper.make_node("Div", [f"pre/{feat.name}/centered", f"pre/{feat.name}/std"], [f"pre/{feat.name}/scaled"])
+        )
         numeric_outs.append(f"pre/{feat.name}/scaled")
 
     categorical_outs = []

@@ -64,8 +64,12 @@ def publish_version(
         write_files(tmp)
         while True:
             version = (list_versions(models_dir, name) or [0])[-1] + 1
-            record = {**metadata, "name": name, "version": version,
-                      "published_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            record = {
+                **metadata,
+                "name": name,
+                "version": version,
+                "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
             (tmp / METADATA_FILE).write_text(json.dumps(record, indent=2, default=str))
             _fsync_tree(tmp)
             try:

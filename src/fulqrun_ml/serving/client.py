@@ -71,26 +71,28 @@ class TritonPredictionClient:
             self._load_metadata()
         return self._inputs
 
-    def _encode(self, frame: pd.DataFrame) -> list[Any]:
+    def _encode(self, columns: Mapping[str, np.ndarray]) -> list[Any]:
         names = {name for name, _ in self.inputs}
-        extra = [c for c in frame.columns if c not in names]
+        extra = [c for c in columns if c not in names]
         if extra:
-            raise FieldValidationError(extra[0], "unknown field for model " + self.model_name)
+            raise FieldValidationError(extra[0], f"unknown field for model '{self.model_name}'")
         encoded = []
         for name, datatype in self.inputs:
-            if name not in frame.columns:
+            if name not in columns:
                 raise FieldValidationError(name, "missing field")
-            column = frame[name]
+            values = np.asarray(columns[name])
             if datatype == "BYTES":
-                if column.isna().any():
+                if pd.isna(values).any():
                     raise FieldValidationError(name, "missing value")
-                array = column.astype(str).to_numpy(dtype=np.object_).reshape(-1, 1)
+                array = values.astype(str).astype(np.object_)
             else:
-                try:
-                    array = pd.to_numeric(column, errors="raise").to_numpy(dtype=NUMPY_DTYPES[datatype])
-                except (ValueError, TypeError):
-                    raise FieldValidationError(name, f"expected a number ({datatype})") from None
-                array = array.reshape(-1, 1)
+                if values.dtype.kind not in "iuf":
+                    try:
+                        values = pd.to_numeric(values, errors="raise")
+                    except (ValueError, TypeError):
+                        raise FieldValidationError(name, f"expected a number ({datatype})") from None
+                array = np.asarray(values, dtype=NUMPY_DTYPES[datatype])
+            array = array.reshape(-1, 1)
             tensor = self._lib.InferInput(name, list(array.shape), datatype)
             tensor.set_data_from_numpy(array)
             encoded.append(tensor)
@@ -98,14 +100,16 @@ class TritonPredictionClient:
 
     def predict(self, records: pd.DataFrame | Iterable[Mapping[str, Any]]) -> np.ndarray:
         """Probabilities for each record, in order (chunked to the server's max batch size)."""
-        frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
-        if frame.empty:
+        columns = _columns(records)
+        n_rows = len(next(iter(columns.values()))) if columns else 0
+        if n_rows == 0:
             return np.empty(0, dtype=np.float32)
         self.inputs  # noqa: B018 - loads metadata (and max batch size) once
-        parts = []
-        for start in range(0, len(frame), self._max_batch_size):
-            chunk = frame.iloc[start : start + self._max_batch_size]
-            parts.append(self._infer(self._encode(chunk)))
+        step = self._max_batch_size
+        parts = [
+            self._infer(self._encode({k: v[start : start + step] for k, v in columns.items()}))
+            for start in range(0, n_rows, step)
+        ]
         return np.concatenate(parts)
 
     def _infer(self, inputs: list[Any]) -> np.ndarray:
@@ -124,3 +128,19 @@ class TritonPredictionClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _columns(records: pd.DataFrame | Iterable[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Column arrays from a DataFrame or from records (without pandas, which costs ~1 ms per call)."""
+    if isinstance(records, pd.DataFrame):
+        return {str(c): records[c].to_numpy() for c in records.columns}
+    rows = list(records)
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    missing = object()
+    columns = {}
+    for name in names:
+        values = [row.get(name, missing) for row in rows]
+        if any(v is missing for v in values):
+            raise FieldValidationError(name, "missing in some records")
+        columns[name] = np.array(values, dtype=object if any(isinstance(v, str) for v in values) else None)
+    return columns

@@ -11,6 +11,7 @@ The server runs in its own process group, so `stop()` ends it and every Python-b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -175,10 +176,8 @@ class TritonServer:
                 os.killpg(pgid, signal.SIGKILL)
                 self.process.wait()
             # Stubs may outlive the server by a moment; make sure none is orphaned.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.process = None
         shutil.rmtree(self._workdir / "backends", ignore_errors=True)
 

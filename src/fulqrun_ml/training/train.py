@@ -61,7 +61,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         holdout = datamodule.frames["test"]
         probs = predict_probabilities(task.net, spec.encode(holdout))
         labels = holdout["label"].to_numpy()
-        metrics = {"model": binary_report(probs, labels), "rep": binary_report(holdout["rep_probability"], labels)}
+        metrics = {
+            "model": binary_report(probs, labels),
+            "rep": binary_report(holdout["rep_probability"], labels),
+        }
         if "oracle_probability" in holdout:
             metrics["oracle"] = binary_report(holdout["oracle_probability"], labels)
         for lg in loggers:

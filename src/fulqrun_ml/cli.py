@@ -1,0 +1,321 @@
+"""`fulqrun-ml`: a thin dispatcher over the package (the only module allowed to import everything).
+
+fulqrun-ml train [hydra overrides | -m ...]     train + evaluate; writes a run directory
+fulqrun-ml export [--run-dir DIR]               ONNX (+ parity) -> models/<name>/<version>/
+fulqrun-ml serve [overrides]                    generate the Triton repository and serve until Ctrl-C
+fulqrun-ml predict --input FILE [--url ...]     score JSON-lines or CSV records through Triton
+fulqrun-ml run [train overrides]                all of the above on the embedded default, with a report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from fulqrun_ml.errors import FieldValidationError, FulqrunMLError
+from fulqrun_ml.export.onnx_export import onnx_probabilities
+from fulqrun_ml.export.package import export_run
+from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.project import CONFIG_DIR
+from fulqrun_ml.registry.store import ModelVersion, get_version
+from fulqrun_ml.serving.client import TritonPredictionClient
+from fulqrun_ml.serving.repository import TritonRepositoryBuilder, config_for_version
+from fulqrun_ml.serving.server import TritonServer
+from fulqrun_ml.training.train import train
+
+log = logging.getLogger("fulqrun_ml")
+
+
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def latest_run_dir(log_dir: Path = Path("logs")) -> Path:
+    runs = sorted(log_dir.glob("*/runs/*/run_info.json"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise FulqrunMLError(f"no finished training run under {log_dir}/; run `fulqrun-ml train` first")
+    return runs[-1].parent
+
+
+def build_repositories(version: ModelVersion, serving: DictConfig, models_dir: Path) -> Path:
+    """Write the CPU repository (served here) and the GPU-host variant (for the NGC container)."""
+    options = {
+        "max_batch_size": serving.max_batch_size,
+        "max_queue_delay_microseconds": serving.max_queue_delay_microseconds,
+        "preferred_batch_sizes": tuple(serving.preferred_batch_sizes),
+        "instance_count": serving.instance_count,
+    }
+    cpu_repo = models_dir / "triton_repo"
+    TritonRepositoryBuilder(cpu_repo).add(
+        version,
+        config_for_version(version, "python-ort", ort_intra_op_threads=serving.ort_intra_op_threads, **options),
+    )
+    TritonRepositoryBuilder(models_dir / "triton_repo_gpu").add(
+        version, config_for_version(version, "onnxruntime", **options)
+    )
+    return cpu_repo
+
+
+def _train_main(argv: list[str]) -> None:
+    @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
+    def entry(cfg: DictConfig) -> float:
+        result = train(cfg)
+        print(f"run dir: {result['run_dir']}\nholdout AUC: {result['metrics']['model']['auc']:.4f}")
+        print(f"next: fulqrun-ml export --run-dir {result['run_dir']}")
+        return result["metrics"]["model"]["auc"]
+
+    sys.argv = ["fulqrun-ml train", *argv]
+    entry()
+
+
+def _export(args: argparse.Namespace) -> None:
+    run_dir = Path(args.run_dir) if args.run_dir else latest_run_dir()
+    version, parity = export_run(run_dir, Path(args.models_dir), args.name)
+    print(f"published {version.name} v{version.version} at {version.path} (parity max abs diff {parity:.2e})")
+
+
+def _serve(overrides: list[str]) -> None:
+    cfg = compose_config("serve", overrides)
+    models_dir = Path(cfg.paths.models_dir)
+    version = get_version(models_dir, cfg.model, cfg.version)
+    repo = build_repositories(version, cfg.serving, models_dir)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    s = cfg.serving
+    with TritonServer(repo, s.http_port, s.grpc_port, s.metrics_port) as server:
+        print(
+            f"serving {version.name} v{version.version}: http {server.http_url}  grpc {server.grpc_url}  (Ctrl-C stops)"
+        )
+        while not stop.wait(1.0):
+            if server.process is None or server.process.poll() is not None:
+                raise FulqrunMLError(f"tritonserver exited:\n{server.log_tail()}")
+    print("server stopped")
+
+
+def read_records(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path)
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_json(path, lines=True)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    records = read_records(Path(args.input))
+    with TritonPredictionClient(args.url, args.model, protocol=args.protocol) as client:
+        names = {name for name, _ in client.inputs}
+        # Columns the model does not take (ids, say) are echoed back, not sent; a misspelled input
+        # still fails, because the correctly spelled field is then missing.
+        keys = [c for c in records.columns if c not in names]
+        probabilities = client.predict(records[[c for c in records.columns if c in names]])
+    for i, p in enumerate(probabilities):
+        print(json.dumps({**{k: records[k].iloc[i] for k in keys}, "probability": round(float(p), 6)}, default=str))
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+    }
+
+
+def _measure_latency(client: TritonPredictionClient, records: list[dict[str, Any]], n: int) -> list[float]:
+    """Milliseconds per single-record request, sent one after another through the client SDK."""
+    timings = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        client.predict([records[i % len(records)]])
+        timings.append((time.perf_counter() - t0) * 1e3)
+    return timings
+
+
+def run_end_to_end(overrides: list[str], n_requests: int = 1000) -> dict[str, Any]:
+    """Synthetic CRM -> train -> export -> Triton -> predictions, then print and save a short report."""
+    t_start = time.perf_counter()
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    cfg = compose_config("train", [f"paths.output_dir=logs/deal_win/runs/{stamp}", *overrides])
+    result = train(cfg)
+    t_trained = time.perf_counter()
+    run_dir, models_dir = Path(result["run_dir"]), Path(cfg.paths.models_dir)
+    version, parity = export_run(run_dir, models_dir, "deal_win")
+    t_exported = time.perf_counter()
+
+    serve_cfg = compose_config("serve", [f"paths.root_dir={cfg.paths.root_dir}"])
+    repo = build_repositories(version, serve_cfg.serving, models_dir)
+    spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
+    open_deals = pd.read_parquet(run_dir / "open_deals.parquet")
+    records = open_deals[spec.spec.names].to_dict(orient="records")
+    # Free loopback ports, so a running `serve` never collides.
+    with TritonServer(repo) as server, TritonPredictionClient(server.http_url, version.name) as client:
+        served = client.predict(open_deals[spec.spec.names])
+        bad = {**records[0], "value": float("nan")}
+        try:
+            client.predict([bad])
+            bad_field_error = None
+        except FieldValidationError as exc:
+            bad_field_error = str(exc)
+        healthy_after_bad = server.is_ready() and len(client.predict(records[:1])) == 1
+        latencies = _measure_latency(client, records, n_requests)
+    local = onnx_probabilities(version.path / "model.onnx", spec, open_deals)
+
+    sample = open_deals.head(5)
+    report = {
+        "model": {"name": version.name, "version": version.version, "path": str(version.path)},
+        "run_dir": str(run_dir),
+        "wandb_run_id": result["wandb_run_id"],
+        "data": result["sizes"],
+        "metrics": result["metrics"],
+        "parity_max_abs_diff": parity,
+        "served_vs_onnxruntime_max_abs_diff": float(np.max(np.abs(served - local))),
+        "serving": {
+            "protocol": "http",
+            "n_requests": len(latencies),
+            "p50_ms": float(np.percentile(latencies, 50)),
+            "p99_ms": float(np.percentile(latencies, 99)),
+            "mean_ms": float(np.mean(latencies)),
+            "bad_field_error": bad_field_error,
+            "healthy_after_bad_request": bool(healthy_after_bad),
+            "triton_repository": str(repo),
+        },
+        "predictions": [
+            {
+                "opportunity_id": row.opportunity_id,
+                "stage": row.stage,
+                "value": round(float(row.value), 2),
+                "rep_probability": float(row.rep_probability),
+                "model_probability": round(float(p), 4),
+            }
+            for row, p in zip(sample.itertuples(), served[: len(sample)], strict=False)
+        ],
+        "seconds": {
+            "train": round(t_trained - t_start, 1),
+            "export": round(t_exported - t_trained, 1),
+            "total": round(time.perf_counter() - t_start, 1),
+        },
+        "machine": machine_info(),
+    }
+    reports_dir = Path(cfg.paths.reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    (reports_dir / "run.json").write_text(json.dumps(report, indent=2, default=str))
+    print_report(report, reports_dir / "run.json")
+    return report
+
+
+def print_report(report: dict[str, Any], path: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    data = report["data"]
+    console.rule("[bold]FulQrun ML - deal win, end to end")
+    console.print(
+        f"data: {data['opportunities']:,} opportunities, {data['activities']:,} activities -> "
+        f"{data['snapshots']:,} point-in-time snapshots (train {data['train_rows']:,} / val {data['val_rows']:,} / "
+        f"test {data['test_rows']:,}; {data['embargoed']:,} embargoed)"
+    )
+    table = Table(title="holdout (latest period)")
+    for column in ("", "AUC", "log loss", "Brier", "ECE", "accuracy"):
+        table.add_column(column, justify="right")
+    for who, label in (
+        ("model", "model (MLP)"),
+        ("rep", "rep's probability"),
+        ("oracle", "oracle (latent truth)"),
+    ):
+        m = report["metrics"].get(who)
+        if m:
+            table.add_row(label, *(f"{m[k]:.4f}" for k in ("auc", "log_loss", "brier", "ece", "accuracy")))
+    console.print(table)
+    serving = report["serving"]
+    console.print(
+        f"export parity (PyTorch vs ONNX): {report['parity_max_abs_diff']:.2e}   "
+        f"served vs onnxruntime: {report['served_vs_onnxruntime_max_abs_diff']:.2e}"
+    )
+    console.print(
+        f"Triton ({report['model']['name']} v{report['model']['version']}): {serving['n_requests']} sequential "
+        f"requests, p50 {serving['p50_ms']:.2f} ms, p99 {serving['p99_ms']:.2f} ms"
+    )
+    console.print(
+        f"bad field -> {serving['bad_field_error']!r}; server healthy after: {serving['healthy_after_bad_request']}"
+    )
+    predictions = Table(title="open deals scored by Triton")
+    for column in ("opportunity", "stage", "value", "rep", "model"):
+        predictions.add_column(column)
+    for p in report["predictions"]:
+        predictions.add_row(
+            p["opportunity_id"][:8],
+            p["stage"],
+            f"{p['value']:,.0f}",
+            f"{p['rep_probability']:.2f}",
+            f"{p['model_probability']:.3f}",
+        )
+    console.print(predictions)
+    console.print(f"took {report['seconds']['total']:.0f} s; report: {path}; model: {report['model']['path']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("onnxscript", "onnx_ir", "torch.onnx"):  # the exporter logs every optimisation pass
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    if argv and argv[0] == "train":
+        _train_main(argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(
+        prog="fulqrun-ml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("train", help="train a model (Hydra overrides follow)")
+    p_export = sub.add_parser("export", help="export a run to ONNX and publish a model version")
+    p_export.add_argument("--run-dir", help="training run directory (default: the newest under logs/)")
+    p_export.add_argument("--models-dir", default="models")
+    p_export.add_argument("--name", default="deal_win")
+    sub.add_parser("serve", help="serve the registry's model with Triton (Hydra overrides follow)")
+    p_predict = sub.add_parser("predict", help="score records (JSON lines, CSV or Parquet) through Triton")
+    p_predict.add_argument("--input", required=True)
+    p_predict.add_argument("--url", default="127.0.0.1:8000")
+    p_predict.add_argument("--model", default="deal_win")
+    p_predict.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    sub.add_parser("run", help="the whole spine end to end with a report (train overrides follow)")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        if args.command == "export":
+            _export(args)
+        elif args.command == "serve":
+            _serve(rest)
+        elif args.command == "predict":
+            _predict(args)
+        elif args.command == "run":
+            run_end_to_end(rest)
+    except FulqrunMLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
