@@ -158,7 +158,7 @@ def run_end_to_end(overrides: list[str], n_requests: int = 1000) -> dict[str, An
     """Synthetic CRM -> train -> export -> Triton -> predictions, then print and save a short report."""
     t_start = time.perf_counter()
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    cfg = compose_config("train", [f"paths.output_dir=logs/deal_win/runs/{stamp}", *overrides])
+    cfg = compose_config("train", [f"paths.output_dir=${{paths.log_dir}}/deal_win/runs/{stamp}", *overrides])
     result = train(cfg)
     t_trained = time.perf_counter()
     run_dir, models_dir = Path(result["run_dir"]), Path(cfg.paths.models_dir)

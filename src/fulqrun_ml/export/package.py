@@ -21,11 +21,13 @@ import pandas as pd
 import torch
 from hydra.utils import instantiate
 
+from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.export.onnx_export import OUTPUT_NAME, check_parity, export_onnx
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 from fulqrun_ml.tasks.binary import predict_probabilities
 
+RUN_FILES = ("run_info.json", "net_state.pt", "feature_spec.json", "holdout.parquet", "metrics.json")
 LINEAGE_KEYS = (
     "task",
     "model",
@@ -55,6 +57,9 @@ def load_trained_net(run_dir: Path, spec: FittedFeatureSpec) -> torch.nn.Module:
 def export_run(run_dir: Path, models_dir: Path, name: str) -> tuple[ModelVersion, float]:
     """Export, check parity, publish. Returns the new version and the parity max abs diff."""
     run_dir = Path(run_dir)
+    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise FulqrunMLError(f"{run_dir} is not a finished training run (missing {', '.join(missing)})")
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
     holdout = pd.read_parquet(run_dir / "holdout.parquet")

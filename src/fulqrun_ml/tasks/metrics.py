@@ -36,8 +36,8 @@ def update_binary_metrics(metrics: MetricCollection, probs: torch.Tensor, target
 
 def binary_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """All metrics plus log loss for one set of probabilities, as plain floats."""
-    p = torch.as_tensor(np.asarray(probs, dtype=np.float64)).clamp(1e-7, 1 - 1e-7)
-    y = torch.as_tensor(np.asarray(labels, dtype=np.float64))
+    p = torch.as_tensor(np.array(probs, dtype=np.float64)).clamp(1e-7, 1 - 1e-7)
+    y = torch.as_tensor(np.array(labels, dtype=np.float64))
     metrics = binary_metrics()
     update_binary_metrics(metrics, p.float(), y)
     report = {name: float(value) for name, value in metrics.compute().items()}

@@ -1,0 +1,54 @@
+import numpy as np
+import pandas as pd
+
+from fulqrun_ml.data.contract import STAGES, TABLE_COLUMNS, check_contract
+from fulqrun_ml.data.simulator import EXIT_STAGE_PROBS, oracle_win_probability, simulate_crm
+
+
+def test_same_seed_same_tables():
+    a = simulate_crm(n_opportunities=300, n_companies=80, n_reps=6, seed=11)
+    b = simulate_crm(n_opportunities=300, n_companies=80, n_reps=6, seed=11)
+    for name in TABLE_COLUMNS:
+        pd.testing.assert_frame_equal(a.tables.table(name), b.tables.table(name))
+    c = simulate_crm(n_opportunities=300, n_companies=80, n_reps=6, seed=12)
+    assert not a.tables.opportunities["value"].equals(c.tables.opportunities["value"])
+
+
+def test_tables_meet_the_contract_and_hide_the_truth(tiny_crm):
+    check_contract(tiny_crm.tables)
+    opps = tiny_crm.tables.opportunities
+    assert set(opps["stage"]) <= set(STAGES)
+    latent_columns = set(tiny_crm.latent.columns) - {"opportunity_id"}
+    for name in TABLE_COLUMNS:
+        assert not latent_columns & set(tiny_crm.tables.table(name).columns), name
+
+
+def test_closed_stage_matches_latent_outcome(tiny_crm):
+    opps = tiny_crm.tables.opportunities.set_index("id")
+    latent = tiny_crm.latent.set_index("opportunity_id")
+    closed = opps[opps["stage"].isin(["closed_won", "closed_lost"])]
+    assert len(closed) > 0.8 * len(opps)
+    won = latent.loc[closed.index, "won"]
+    assert ((closed["stage"] == "closed_won") == won).all()
+
+
+def test_nothing_happens_after_extraction(tiny_crm):
+    t = tiny_crm.tables
+    assert t.stage_history["changed_at"].max() <= t.extracted_at
+    assert t.activities["created_at"].max() <= t.extracted_at
+
+
+def test_oracle_is_the_bayes_posterior_of_staying_open():
+    p = np.array([0.3, 0.3, 0.3, 0.3])
+    stage = np.array([0, 1, 2, 3])
+    oracle = oracle_win_probability(p, stage)
+    assert oracle[0] == 0.3  # everyone starts at stage 0: no evidence yet
+    survival = 1 - EXIT_STAGE_PROBS[:3].sum()
+    assert np.isclose(oracle[3], 0.3 / (0.3 + 0.7 * survival))
+    assert np.all(np.diff(oracle) > 0)  # surviving later stages is evidence of a win
+
+
+def test_outcomes_follow_the_true_probability(tiny_crm):
+    latent = tiny_crm.latent
+    high = latent["true_win_probability"] > latent["true_win_probability"].median()
+    assert latent.loc[high, "won"].mean() > latent.loc[~high, "won"].mean() + 0.15

@@ -1,0 +1,92 @@
+"""Point-in-time correctness: no feature may see the future of its label."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fulqrun_ml.data.contract import OPEN_STAGES
+from fulqrun_ml.data.snapshots import deal_win_snapshots, snapshot_dates, time_split
+from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES, compute_deal_features
+
+
+def truncate_to(tables, as_of):
+    """What the CRM looked like at as_of: later rows gone, mutable fields overwritten with junk."""
+    opps = tables.opportunities.copy()
+    opps["stage"] = "closed_won"
+    opps["probability"] = 1.0
+    opps["close_date"] = as_of + pd.Timedelta(days=999)
+    opps["meddpicc_score"] = 100
+    return dataclasses.replace(
+        tables,
+        opportunities=opps,
+        stage_history=tables.stage_history[tables.stage_history["changed_at"] <= as_of],
+        activities=tables.activities[tables.activities["created_at"] <= as_of],
+    )
+
+
+@pytest.fixture(scope="module")
+def snapshots(tiny_crm):
+    dates = snapshot_dates(tiny_crm.tables, every_days=28, warmup_days=60, horizon_days=180)
+    return dates, deal_win_snapshots(tiny_crm.tables, dates, horizon_days=180)
+
+
+def test_features_ignore_everything_after_as_of(tiny_crm, snapshots):
+    dates, snaps = snapshots
+    for as_of in dates[:: max(1, len(dates) // 4)]:
+        index = snaps[snaps["as_of"] == as_of]
+        assert len(index) > 0
+        full = compute_deal_features(tiny_crm.tables, index)
+        past_only = compute_deal_features(truncate_to(tiny_crm.tables, as_of), index)
+        pd.testing.assert_frame_equal(full, past_only)
+
+
+def test_a_planted_future_feature_would_be_caught(tiny_crm, snapshots):
+    """The truncation check above is sharp: a feature reading the final stage differs after truncation."""
+    dates, snaps = snapshots
+    as_of = dates[len(dates) // 2]
+    index = snaps[snaps["as_of"] == as_of]
+
+    def leaky(tables):
+        return tables.opportunities.set_index("id")["stage"].reindex(index["opportunity_id"]).to_numpy()
+
+    assert not np.array_equal(leaky(tiny_crm.tables), leaky(truncate_to(tiny_crm.tables, as_of)))
+
+
+def test_rows_are_open_deals_labelled_by_their_later_close(tiny_crm, snapshots):
+    _, snaps = snapshots
+    opps = tiny_crm.tables.opportunities.set_index("id")
+    assert (snaps["label_time"] > snaps["as_of"]).all()
+    assert (snaps["label_time"] <= snaps["as_of"] + pd.Timedelta(days=180)).all()
+    final = opps.loc[snaps["opportunity_id"], "stage"].to_numpy()
+    np.testing.assert_array_equal(snaps["label"].to_numpy() == 1.0, final == "closed_won")
+    assert (snaps["stage_index"].between(0, len(OPEN_STAGES) - 1)).all()
+    created = opps.loc[snaps["opportunity_id"], "created_at"].to_numpy()
+    assert (created <= snaps["as_of"].to_numpy()).all()
+
+
+def test_time_split_embargoes_labels_from_later_periods(snapshots):
+    dates, snaps = snapshots
+    split = time_split(dates, 0.15, 0.15)
+    which = split.assign(snaps)
+    train, val, test = (snaps[which == s] for s in ("train", "val", "test"))
+    assert len(train) and len(val) and len(test)
+    assert train["as_of"].max() < val["as_of"].min() <= val["as_of"].max() < test["as_of"].min()
+    assert (train["label_time"] < split.val_start).all()
+    assert (val["label_time"] < split.test_start).all()
+
+
+def test_time_split_refuses_too_few_dates():
+    dates = list(pd.date_range("2024-01-01", periods=2, freq="14D", tz="UTC"))
+    with pytest.raises(ValueError, match="too few"):
+        time_split(dates, 0.4, 0.4)
+
+
+def test_features_are_declared_once_and_never_read_the_truth(snapshots, tiny_crm):
+    _, snaps = snapshots
+    features = compute_deal_features(tiny_crm.tables, snaps.head(50))
+    assert list(features.columns) == ["opportunity_id", "as_of", *DEAL_WIN_FEATURES.names]
+    forbidden = {"label", "oracle_probability", "true_win_probability", "rep_probability", "probability"}
+    assert not forbidden & set(DEAL_WIN_FEATURES.names)
+    assert np.isfinite(features[[f.name for f in DEAL_WIN_FEATURES.numeric]].to_numpy(dtype=float)).all()
