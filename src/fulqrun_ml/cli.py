@@ -242,7 +242,8 @@ def print_report(report: dict[str, Any], path: Path) -> None:
     for column in ("", "AUC", "log loss", "Brier", "ECE", "accuracy"):
         table.add_column(column, justify="right")
     for who, label in (
-        ("model", "model (MLP)"),
+        ("model", "model (calibrated)"),
+        ("model_uncalibrated", "model before calibration"),
         ("rep", "rep's probability"),
         ("oracle", "oracle (latent truth)"),
     ):

@@ -22,6 +22,7 @@ RUN_FILES = (
     "open_deals.parquet",
     "metrics.json",
     "run_info.json",
+    "calibration.json",
 )
 
 
@@ -32,7 +33,7 @@ def test_run_directory_is_complete(trained_run):
     info = json.loads((run_dir / "run_info.json").read_text())
     assert len(info["data_hash"]) == 16 and info["git_commit"] and info["wandb_run_id"]
     metrics = trained_run["metrics"]
-    assert set(metrics) == {"model", "rep", "oracle"}
+    assert set(metrics) == {"model", "model_uncalibrated", "rep", "oracle"}
     for who in metrics.values():
         assert 0.0 <= who["auc"] <= 1.0 and 0.0 <= who["ece"] <= 1.0 and who["n"] == trained_run["sizes"]["test_rows"]
     # The tiny model must already beat a coin; the oracle must beat the rep's stage-based guess.
@@ -78,13 +79,14 @@ def test_graph_takes_raw_columns_and_any_batch_size(published):
 
 def test_version_directory_holds_model_spec_metrics_lineage(published):
     version, parity = published
-    assert sorted(p.name for p in version.path.iterdir()) == [
+    assert {
+        "calibration.json",
         "feature_spec.json",
         "lineage.json",
         "metadata.json",
         "metrics.json",
         "model.onnx",
-    ]
+    } <= {p.name for p in version.path.iterdir()}
     lineage = json.loads((version.path / "lineage.json").read_text())
     for key in ("config", "data_hash", "git_commit", "wandb_run_id", "run_dir"):
         assert lineage[key], key

@@ -28,19 +28,20 @@ PARITY_ATOL = 1e-5
 
 
 class ProbabilityModel(nn.Module):
-    """Backbone logits -> probabilities [N, 1]; the only wrapper export needs."""
+    """Backbone logits -> calibrated probabilities sigmoid(logit / T) [N, 1]; the only wrapper export needs."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         self.net = net
+        self.register_buffer("temperature", torch.tensor(temperature, dtype=torch.float32))
 
     def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(continuous, categorical))
+        return torch.sigmoid(self.net(continuous, categorical) / self.temperature)
 
 
-def export_network(net: nn.Module, spec: FittedFeatureSpec) -> onnx.ModelProto:
-    """The backbone alone, inputs `continuous` / `categorical`, with a dynamic batch axis."""
-    wrapper = ProbabilityModel(net).eval()
+def export_network(net: nn.Module, spec: FittedFeatureSpec, temperature: float = 1.0) -> onnx.ModelProto:
+    """The backbone (+ calibration), inputs `continuous` / `categorical`, with a dynamic batch axis."""
+    wrapper = ProbabilityModel(net, temperature).eval()
     example = (
         torch.zeros(2, len(spec.spec.numeric), dtype=torch.float32),
         torch.zeros(2, len(spec.spec.categorical), dtype=torch.int64),
@@ -62,9 +63,9 @@ def export_network(net: nn.Module, spec: FittedFeatureSpec) -> onnx.ModelProto:
         return onnx.load(str(path))
 
 
-def export_onnx(net: nn.Module, spec: FittedFeatureSpec) -> onnx.ModelProto:
-    """Preprocessing + network as one self-contained graph taking raw feature columns."""
-    network = export_network(net, spec)
+def export_onnx(net: nn.Module, spec: FittedFeatureSpec, temperature: float = 1.0) -> onnx.ModelProto:
+    """Preprocessing + network + calibration as one self-contained graph taking raw feature columns."""
+    network = export_network(net, spec, temperature)
     opset = next(o.version for o in network.opset_import if o.domain in ("", "ai.onnx"))
     preprocessing = build_preprocessing_graph(spec, opset=opset, ir_version=network.ir_version)
     merged = onnx.compose.merge_models(

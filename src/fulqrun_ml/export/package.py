@@ -54,6 +54,12 @@ def load_trained_net(run_dir: Path, spec: FittedFeatureSpec) -> torch.nn.Module:
     return net.eval()
 
 
+def load_calibration(run_dir: Path) -> dict[str, Any]:
+    """The run's post-hoc calibration; runs from before calibration existed export uncalibrated (T = 1)."""
+    path = run_dir / "calibration.json"
+    return json.loads(path.read_text()) if path.is_file() else {"method": "none", "temperature": 1.0}
+
+
 def export_run(run_dir: Path, models_dir: Path, name: str) -> tuple[ModelVersion, float]:
     """Export, check parity, publish. Returns the new version and the parity max abs diff."""
     run_dir = Path(run_dir)
@@ -63,8 +69,10 @@ def export_run(run_dir: Path, models_dir: Path, name: str) -> tuple[ModelVersion
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
-    graph = export_onnx(net, spec)
-    parity = check_parity(graph, predict_probabilities(net, spec.encode(holdout)), spec, holdout)
+    calibration = load_calibration(run_dir)
+    temperature = float(calibration["temperature"])
+    graph = export_onnx(net, spec, temperature)
+    parity = check_parity(graph, predict_probabilities(net, spec.encode(holdout), temperature), spec, holdout)
 
     info = json.loads((run_dir / "run_info.json").read_text())
     metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
@@ -73,6 +81,7 @@ def export_run(run_dir: Path, models_dir: Path, name: str) -> tuple[ModelVersion
     def write(tmp: Path) -> None:
         (tmp / "model.onnx").write_bytes(graph.SerializeToString())
         shutil.copy(run_dir / "feature_spec.json", tmp / "feature_spec.json")
+        (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         lineage = {k: info.get(k) for k in LINEAGE_KEYS}
         (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, default=str))
@@ -84,6 +93,7 @@ def export_run(run_dir: Path, models_dir: Path, name: str) -> tuple[ModelVersion
         "outputs": [{"name": OUTPUT_NAME, "dtype": "float32"}],
         "holdout_auc": metrics["model"]["auc"],
         "parity_max_abs_diff": parity,
+        "calibration": calibration,
         "data_hash": info["data_hash"],
         "git_commit": info["git_commit"],
         "wandb_run_id": info["wandb_run_id"],

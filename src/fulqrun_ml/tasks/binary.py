@@ -77,9 +77,15 @@ class BinaryClassificationTask(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/log_loss"}}
 
 
-def predict_probabilities(net: torch.nn.Module, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Probabilities from a backbone on encoded arrays (the PyTorch side of the export parity check)."""
+def predict_logits(net: torch.nn.Module, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Raw logits of a backbone on encoded arrays (inference mode, no gradients)."""
     net.eval()
     with torch.inference_mode():
         logits = net(torch.from_numpy(arrays["continuous"]), torch.from_numpy(arrays["categorical"]))
-    return torch.sigmoid(logits.squeeze(-1).float()).numpy()
+    return logits.squeeze(-1).float().numpy()
+
+
+def predict_probabilities(net: torch.nn.Module, arrays: dict[str, np.ndarray], temperature: float = 1.0) -> np.ndarray:
+    """Calibrated probabilities sigmoid(logit / T): the PyTorch side of the export parity check."""
+    logits = torch.from_numpy(predict_logits(net, arrays))
+    return torch.sigmoid(logits / torch.tensor(temperature, dtype=torch.float32)).numpy()

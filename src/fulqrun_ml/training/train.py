@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from fulqrun_ml.data.datamodule import DealWinDataModule
 from fulqrun_ml.project import git_commit
-from fulqrun_ml.tasks.binary import predict_probabilities
+from fulqrun_ml.tasks.binary import predict_logits, predict_probabilities
+from fulqrun_ml.tasks.calibration import fit_temperature
 from fulqrun_ml.tasks.metrics import binary_report
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
 
+        # Post-hoc calibration on the validation split (later than training, earlier than the holdout).
+        val = datamodule.frames["val"]
+        temperature = fit_temperature(predict_logits(task.net, spec.encode(val)), val["label"].to_numpy())
         holdout = datamodule.frames["test"]
-        probs = predict_probabilities(task.net, spec.encode(holdout))
+        encoded = spec.encode(holdout)
         labels = holdout["label"].to_numpy()
         metrics = {
-            "model": binary_report(probs, labels),
+            "model": binary_report(predict_probabilities(task.net, encoded, temperature), labels),
+            "model_uncalibrated": binary_report(predict_probabilities(task.net, encoded), labels),
             "rep": binary_report(holdout["rep_probability"], labels),
         }
         if "oracle_probability" in holdout:
@@ -86,6 +91,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         }
         torch.save(task.net.state_dict(), out / "net_state.pt")
         spec.save(out / "feature_spec.json")
+        calibration = {"method": "temperature", "temperature": temperature, "fitted_on": "val", "rows": len(val)}
+        (out / "calibration.json").write_text(json.dumps(calibration, indent=2))
         holdout.drop(columns=["split"]).to_parquet(out / "holdout.parquet", index=False)
         datamodule.open_deals.to_parquet(out / "open_deals.parquet", index=False)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
