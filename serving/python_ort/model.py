@@ -6,6 +6,12 @@ stub, so it imports only numpy, onnxruntime and the backend's `triton_python_bac
 Requests arrive in groups (dynamic batching). Each request is validated on its own, so one bad request
 gets an error naming the field while the others in the same group are still answered; valid ones are
 concatenated and scored in one onnxruntime call.
+
+With the config parameter `reasons_top_k` > 0 (the separate `<model>_reasons` endpoint, so the plain
+endpoint stays fast) it also returns `reasons`: per record, a JSON string with the top positive and negative
+fields, each field's effect measured by feature ablation against the training baseline (the field set to a
+typical value: numeric mean, most frequent category). The same computation as captum's FeatureAblation
+on the PyTorch model, which a test checks.
 """
 
 import json
@@ -20,6 +26,12 @@ class RequestError(Exception):
     """A request's field is unusable; the message names the field."""
 
 
+def client_error(message):
+    """A 400 Bad Request (INVALID_ARG), not Triton's default 500: the caller sent something wrong."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -30,7 +42,10 @@ class TritonPythonModel:
         self.categorical = [f["name"] for f in spec["categorical"]]
         self.max_batch_size = int(config.get("max_batch_size", 0))
         self.output_name = config["output"][0]["name"]
-        threads = int(config.get("parameters", {}).get("ort_intra_op_threads", {}).get("string_value", "1"))
+        parameters = config.get("parameters", {})
+        threads = int(parameters.get("ort_intra_op_threads", {}).get("string_value", "1"))
+        self.top_k = int(parameters.get("reasons_top_k", {}).get("string_value", "0"))
+        self.baseline = spec.get("raw_baseline", {})
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -84,21 +99,54 @@ class TritonPythonModel:
             try:
                 valid.append((i, *self._feeds(request)))
             except RequestError as exc:
-                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc)))
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=client_error(str(exc)))
         if valid:
             try:
                 merged = {name: np.concatenate([feeds[name] for _, feeds, _ in valid]) for name in valid[0][1]}
                 probabilities = self.session.run([self.output_name], merged)[0].astype(np.float32)
+                reasons = self._reasons(merged, probabilities[:, 0]) if self.top_k else None
                 start = 0
                 for i, _, rows in valid:
-                    out = pb_utils.Tensor(self.output_name, probabilities[start : start + rows])
-                    responses[i] = pb_utils.InferenceResponse(output_tensors=[out])
+                    outputs = [pb_utils.Tensor(self.output_name, probabilities[start : start + rows])]
+                    if reasons is not None:
+                        outputs.append(pb_utils.Tensor("reasons", reasons[start : start + rows]))
+                    responses[i] = pb_utils.InferenceResponse(output_tensors=outputs)
                     start += rows
             except Exception as exc:  # never crash the stub: report the failure to each caller
                 for i, _, _ in valid:
                     message = f"inference failed: {type(exc).__name__}: {exc}"
                     responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
         return responses
+
+    def _reasons(self, feeds, probabilities):
+        """Ablate each field to its baseline in one stacked onnxruntime call; rank the probability deltas."""
+        names = self.numeric + self.categorical
+        rows = len(probabilities)
+        stacked = {}
+        for name in names:
+            blocks = []
+            for ablated in names:
+                if ablated == name:
+                    value = self.baseline[name]
+                    fill = np.full((rows, 1), value, dtype=np.float32 if name in self.numeric else object)
+                    blocks.append(fill)
+                else:
+                    blocks.append(feeds[name])
+            stacked[name] = np.concatenate(blocks)
+        ablated_probs = self.session.run([self.output_name], stacked)[0][:, 0].reshape(len(names), rows)
+        deltas = probabilities[None, :] - ablated_probs  # [field, row]: what this field's value adds
+        out = np.empty((rows, 1), dtype=object)
+        for r in range(rows):
+            order = np.argsort(-deltas[:, r])
+            positive = [(names[j], float(deltas[j, r])) for j in order[: self.top_k] if deltas[j, r] > 0]
+            negative = [(names[j], float(deltas[j, r])) for j in order[::-1][: self.top_k] if deltas[j, r] < 0]
+            out[r, 0] = json.dumps(
+                {
+                    "positive": [{"field": n, "effect": round(d, 6)} for n, d in positive],
+                    "negative": [{"field": n, "effect": round(d, 6)} for n, d in negative],
+                }
+            ).encode()
+        return out
 
     def finalize(self):
         self.session = None

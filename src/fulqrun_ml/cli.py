@@ -36,7 +36,7 @@ from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.serving.client import TritonPredictionClient
-from fulqrun_ml.serving.repository import TritonRepositoryBuilder, config_for_version
+from fulqrun_ml.serving.repository import TritonModelConfig, TritonRepositoryBuilder, config_for_version
 from fulqrun_ml.serving.server import TritonServer
 from fulqrun_ml.training.train import train
 
@@ -55,23 +55,38 @@ def latest_run_dir(log_dir: Path = Path("logs")) -> Path:
     return runs[-1].parent
 
 
-def build_repositories(version: ModelVersion, serving: DictConfig, models_dir: Path) -> Path:
-    """Write the CPU repository (served here) and the GPU-host variant (for the NGC container)."""
+def cpu_serving_configs(version: ModelVersion, serving: DictConfig) -> list[TritonModelConfig]:
+    """What this machine serves for a version: the fast endpoint and the `<name>_reasons` endpoint."""
     options = {
         "max_batch_size": serving.max_batch_size,
         "max_queue_delay_microseconds": serving.max_queue_delay_microseconds,
         "preferred_batch_sizes": tuple(serving.preferred_batch_sizes),
         "instance_count": serving.instance_count,
+        "ort_intra_op_threads": serving.ort_intra_op_threads,
     }
+    return [
+        config_for_version(version, "python-ort", **options),
+        config_for_version(version, "python-ort", reasons_top_k=serving.reasons_top_k, **options),
+    ]
+
+
+def build_repositories(version: ModelVersion, serving: DictConfig, models_dir: Path) -> tuple[Path, list[str]]:
+    """Write the CPU repository (served here) and the GPU-host variant (for the NGC container).
+
+    Returns the CPU repository and the model names in it."""
     cpu_repo = models_dir / "triton_repo"
-    TritonRepositoryBuilder(cpu_repo).add(
+    configs = cpu_serving_configs(version, serving)
+    for config in configs:
+        TritonRepositoryBuilder(cpu_repo).add(version, config)
+    gpu = config_for_version(
         version,
-        config_for_version(version, "python-ort", ort_intra_op_threads=serving.ort_intra_op_threads, **options),
+        "onnxruntime",
+        max_batch_size=serving.max_batch_size,
+        max_queue_delay_microseconds=serving.max_queue_delay_microseconds,
+        preferred_batch_sizes=tuple(serving.preferred_batch_sizes),
     )
-    TritonRepositoryBuilder(models_dir / "triton_repo_gpu").add(
-        version, config_for_version(version, "onnxruntime", **options)
-    )
-    return cpu_repo
+    TritonRepositoryBuilder(models_dir / "triton_repo_gpu").add(version, gpu)
+    return cpu_repo, [c.name for c in configs]
 
 
 def _train_main(argv: list[str]) -> None:
@@ -96,12 +111,13 @@ def _serve(overrides: list[str]) -> None:
     cfg = compose_config("serve", overrides)
     models_dir = Path(cfg.paths.models_dir)
     version = get_version(models_dir, cfg.model, cfg.version)
-    repo = build_repositories(version, cfg.serving, models_dir)
+    repo, model_names = build_repositories(version, cfg.serving, models_dir)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     s = cfg.serving
-    with TritonServer(repo, s.http_port, s.grpc_port, s.metrics_port) as server:
+    # Explicit model control, so `fulqrun-ml serve rollback` can swap versions on the live server.
+    with TritonServer(repo, s.http_port, s.grpc_port, s.metrics_port, explicit_models=model_names) as server:
         print(
             f"serving {version.name} v{version.version}: http {server.http_url}  grpc {server.grpc_url}  (Ctrl-C stops)"
         )
@@ -166,7 +182,7 @@ def run_end_to_end(overrides: list[str], n_requests: int = 1000) -> dict[str, An
     t_exported = time.perf_counter()
 
     serve_cfg = compose_config("serve", [f"paths.root_dir={cfg.paths.root_dir}"])
-    repo = build_repositories(version, serve_cfg.serving, models_dir)
+    repo, _ = build_repositories(version, serve_cfg.serving, models_dir)
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
     open_deals = pd.read_parquet(run_dir / "open_deals.parquet")
     records = open_deals[spec.spec.names].to_dict(orient="records")
@@ -181,9 +197,11 @@ def run_end_to_end(overrides: list[str], n_requests: int = 1000) -> dict[str, An
             bad_field_error = str(exc)
         healthy_after_bad = server.is_ready() and len(client.predict(records[:1])) == 1
         latencies = _measure_latency(client, records, n_requests)
+        sample = open_deals.head(5)
+        with TritonPredictionClient(server.http_url, f"{version.name}_reasons") as explainer:
+            explained = explainer.predict_detailed(sample[spec.spec.names])
     local = onnx_probabilities(version.path / "model.onnx", spec, open_deals)
 
-    sample = open_deals.head(5)
     report = {
         "model": {"name": version.name, "version": version.version, "path": str(version.path)},
         "run_dir": str(run_dir),
@@ -208,9 +226,11 @@ def run_end_to_end(overrides: list[str], n_requests: int = 1000) -> dict[str, An
                 "stage": row.stage,
                 "value": round(float(row.value), 2),
                 "rep_probability": float(row.rep_probability),
-                "model_probability": round(float(p), 4),
+                "model_probability": round(float(p.probability), 4),
+                "model_version": p.model_version,
+                "reasons": p.reasons,
             }
-            for row, p in zip(sample.itertuples(), served[: len(sample)], strict=False)
+            for row, p in zip(sample.itertuples(), explained, strict=True)
         ],
         "seconds": {
             "train": round(t_trained - t_start, 1),
@@ -224,6 +244,14 @@ def run_end_to_end(overrides: list[str], n_requests: int = 1000) -> dict[str, An
     (reports_dir / "run.json").write_text(json.dumps(report, indent=2, default=str))
     print_report(report, reports_dir / "run.json")
     return report
+
+
+def _reason_summary(reasons: dict[str, list[dict[str, Any]]] | None) -> str:
+    if not reasons:
+        return ""
+    up = ", ".join(r["field"] for r in reasons["positive"][:2])
+    down = ", ".join(r["field"] for r in reasons["negative"][:2])
+    return f"+ {up or '-'} / - {down or '-'}"
 
 
 def print_report(report: dict[str, Any], path: Path) -> None:
@@ -264,7 +292,7 @@ def print_report(report: dict[str, Any], path: Path) -> None:
         f"bad field -> {serving['bad_field_error']!r}; server healthy after: {serving['healthy_after_bad_request']}"
     )
     predictions = Table(title="open deals scored by Triton")
-    for column in ("opportunity", "stage", "value", "rep", "model"):
+    for column in ("opportunity", "stage", "value", "rep", "model", "top reasons (+ / -)"):
         predictions.add_column(column)
     for p in report["predictions"]:
         predictions.add_row(
@@ -273,6 +301,7 @@ def print_report(report: dict[str, Any], path: Path) -> None:
             f"{p['value']:,.0f}",
             f"{p['rep_probability']:.2f}",
             f"{p['model_probability']:.3f}",
+            _reason_summary(p["reasons"]),
         )
     console.print(predictions)
     console.print(f"took {report['seconds']['total']:.0f} s; report: {path}; model: {report['model']['path']}")

@@ -62,7 +62,8 @@ class FeatureSpec:
         vocabularies = {
             feat.name: sorted(str(v) for v in frame[feat.name].astype(str).unique()) for feat in self.categorical
         }
-        return FittedFeatureSpec(spec=self, means=means, stds=stds, vocabularies=vocabularies)
+        modes = {feat.name: str(frame[feat.name].astype(str).mode().iloc[0]) for feat in self.categorical}
+        return FittedFeatureSpec(spec=self, means=means, stds=stds, vocabularies=vocabularies, modes=modes)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,18 @@ class FittedFeatureSpec:
     means: dict[str, float]
     stds: dict[str, float]
     vocabularies: dict[str, list[str]] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)  # most frequent training category per column
+
+    def raw_baseline(self) -> dict[str, float | str]:
+        """A "typical deal" in raw units: each numeric at its training mean (in the model's transformed
+        space, so it encodes to exactly 0), each categorical at its most frequent value. Reasons are
+        measured against it: how much does this record's value of a field move the probability?"""
+        baseline: dict[str, float | str] = {}
+        for feat in self.spec.numeric:
+            mean = self.means[feat.name]
+            baseline[feat.name] = float(np.expm1(mean)) if feat.log1p else mean
+        baseline.update(self.modes)
+        return baseline
 
     @property
     def cardinalities(self) -> list[int]:
@@ -99,6 +112,8 @@ class FittedFeatureSpec:
             "means": self.means,
             "stds": self.stds,
             "vocabularies": self.vocabularies,
+            "modes": self.modes,
+            "raw_baseline": self.raw_baseline(),
         }
 
     @classmethod
@@ -107,7 +122,13 @@ class FittedFeatureSpec:
             numeric=tuple(NumericFeature(**f) for f in data["numeric"]),
             categorical=tuple(CategoricalFeature(**f) for f in data["categorical"]),
         )
-        return cls(spec=spec, means=data["means"], stds=data["stds"], vocabularies=data["vocabularies"])
+        return cls(
+            spec=spec,
+            means=data["means"],
+            stds=data["stds"],
+            vocabularies=data["vocabularies"],
+            modes=data.get("modes", {}),
+        )
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))

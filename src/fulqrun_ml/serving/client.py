@@ -1,136 +1,89 @@
-"""A small client over `tritonclient`: records (dicts or a DataFrame) in, probabilities out.
+"""Client SDK over `tritonclient`: records (dicts or a DataFrame) in, typed predictions out.
 
-It learns input names and types from the server's model metadata, so it carries no feature code: the
+Sync (`TritonPredictionClient`) and asyncio (`AsyncTritonPredictionClient`) clients, over HTTP or gRPC.
+They learn input names and types from the server's model metadata, so they carry no feature code: the
 preprocessing lives in the served graph. Records that cannot even be encoded (missing or unknown field,
 text in a numeric field) raise FieldValidationError locally; value problems the server finds (NaN,
 negative amounts, ...) come back as FieldValidationError too, parsed from the server's message.
+Unavailable/overloaded servers are retried with exponential backoff; field errors never are.
 Any plain tritonclient / KServe-v2 client works against the same server.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcaio
 import tritonclient.http as httpclient
+import tritonclient.http.aio as httpaio
 from tritonclient.utils import InferenceServerException
 
 from fulqrun_ml.errors import FieldValidationError, ServingError
 
 FIELD_ERROR = re.compile(r"field '(?P<field>[^']+)': (?P<reason>.+)")
 NUMPY_DTYPES = {"FP32": np.float32, "INT64": np.int64, "BYTES": np.object_}
+# Worth retrying: the server (or a model being reloaded) is briefly unavailable or overloaded.
+RETRYABLE = ("unavailable", "503", "429", "502", "504", "connection", "timed out", "not ready", "overloaded")
+Protocol = Literal["http", "grpc"]
+Records = pd.DataFrame | Iterable[Mapping[str, Any]]
 
 
-def raise_for_server_error(exc: InferenceServerException) -> None:
+class ServerUnavailableError(ServingError):
+    """The server could not be reached or stayed overloaded after every retry."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One record's answer: calibrated probability, which model version gave it, and optional reasons."""
+
+    probability: float
+    model_name: str
+    model_version: str
+    reasons: dict[str, list[dict[str, Any]]] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    initial_backoff_s: float = 0.05
+    max_backoff_s: float = 1.0
+
+    def delays(self) -> list[float]:
+        return [min(self.max_backoff_s, self.initial_backoff_s * 2**i) for i in range(self.attempts - 1)]
+
+
+def _message(exc: Exception) -> str:
+    return exc.message() if callable(getattr(exc, "message", None)) else str(exc)
+
+
+def is_retryable(exc: Exception) -> bool:
+    if isinstance(exc, InferenceServerException):
+        text = f"{exc.status()} {_message(exc)}".lower()
+        return not FIELD_ERROR.search(_message(exc) or "") and any(m in text for m in RETRYABLE)
+    return isinstance(exc, (ConnectionError, OSError, TimeoutError))
+
+
+def raise_for_server_error(exc: Exception) -> None:
     """Map a server error to FieldValidationError when it names a field, else ServingError."""
-    message = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
+    message = _message(exc)
     match = FIELD_ERROR.search(message or "")
     if match:
         raise FieldValidationError(match["field"], match["reason"].strip()) from None
+    if is_retryable(exc):
+        raise ServerUnavailableError(f"Triton unavailable: {message}") from None
     raise ServingError(f"Triton error: {message}") from None
 
 
-class TritonPredictionClient:
-    def __init__(
-        self,
-        url: str,
-        model_name: str,
-        protocol: Literal["http", "grpc"] = "http",
-        model_version: str = "",
-    ) -> None:
-        self.model_name = model_name
-        self.model_version = model_version
-        self.protocol = protocol
-        self._lib = httpclient if protocol == "http" else grpcclient
-        self._client = self._lib.InferenceServerClient(url=url)
-        self._inputs: list[tuple[str, str]] | None = None
-        self._outputs: list[str] | None = None
-        self._max_batch_size = 0
-
-    def _load_metadata(self) -> None:
-        try:
-            if self.protocol == "http":
-                meta = self._client.get_model_metadata(self.model_name, self.model_version)
-                config = self._client.get_model_config(self.model_name, self.model_version)
-            else:
-                meta = self._client.get_model_metadata(self.model_name, self.model_version, as_json=True)
-                config = self._client.get_model_config(self.model_name, self.model_version, as_json=True)["config"]
-        except InferenceServerException as exc:
-            raise_for_server_error(exc)
-        self._inputs = [(i["name"], i["datatype"]) for i in meta["inputs"]]
-        self._outputs = [o["name"] for o in meta["outputs"]]
-        self._max_batch_size = int(config.get("max_batch_size", 0)) or 1024
-
-    @property
-    def inputs(self) -> list[tuple[str, str]]:
-        if self._inputs is None:
-            self._load_metadata()
-        return self._inputs
-
-    def _encode(self, columns: Mapping[str, np.ndarray]) -> list[Any]:
-        names = {name for name, _ in self.inputs}
-        extra = [c for c in columns if c not in names]
-        if extra:
-            raise FieldValidationError(extra[0], f"unknown field for model '{self.model_name}'")
-        encoded = []
-        for name, datatype in self.inputs:
-            if name not in columns:
-                raise FieldValidationError(name, "missing field")
-            values = np.asarray(columns[name])
-            if datatype == "BYTES":
-                if pd.isna(values).any():
-                    raise FieldValidationError(name, "missing value")
-                array = values.astype(str).astype(np.object_)
-            else:
-                if values.dtype.kind not in "iuf":
-                    try:
-                        values = pd.to_numeric(values, errors="raise")
-                    except (ValueError, TypeError):
-                        raise FieldValidationError(name, f"expected a number ({datatype})") from None
-                array = np.asarray(values, dtype=NUMPY_DTYPES[datatype])
-            array = array.reshape(-1, 1)
-            tensor = self._lib.InferInput(name, list(array.shape), datatype)
-            tensor.set_data_from_numpy(array)
-            encoded.append(tensor)
-        return encoded
-
-    def predict(self, records: pd.DataFrame | Iterable[Mapping[str, Any]]) -> np.ndarray:
-        """Probabilities for each record, in order (chunked to the server's max batch size)."""
-        columns = _columns(records)
-        n_rows = len(next(iter(columns.values()))) if columns else 0
-        if n_rows == 0:
-            return np.empty(0, dtype=np.float32)
-        self.inputs  # noqa: B018 - loads metadata (and max batch size) once
-        step = self._max_batch_size
-        parts = [
-            self._infer(self._encode({k: v[start : start + step] for k, v in columns.items()}))
-            for start in range(0, n_rows, step)
-        ]
-        return np.concatenate(parts)
-
-    def _infer(self, inputs: list[Any]) -> np.ndarray:
-        outputs = [self._lib.InferRequestedOutput(name) for name in self._outputs]
-        try:
-            result = self._client.infer(self.model_name, inputs, model_version=self.model_version, outputs=outputs)
-        except InferenceServerException as exc:
-            raise_for_server_error(exc)
-        return result.as_numpy(self._outputs[0]).reshape(-1)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> TritonPredictionClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _columns(records: pd.DataFrame | Iterable[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+def record_columns(records: Records) -> dict[str, np.ndarray]:
     """Column arrays from a DataFrame or from records (without pandas, which costs ~1 ms per call)."""
     if isinstance(records, pd.DataFrame):
         return {str(c): records[c].to_numpy() for c in records.columns}
@@ -144,3 +97,218 @@ def _columns(records: pd.DataFrame | Iterable[Mapping[str, Any]]) -> dict[str, n
             raise FieldValidationError(name, "missing in some records")
         columns[name] = np.array(values, dtype=object if any(isinstance(v, str) for v in values) else None)
     return columns
+
+
+@dataclass
+class _ModelInterface:
+    """What the server says the model takes and returns."""
+
+    inputs: list[tuple[str, str]]
+    outputs: list[str]
+    max_batch_size: int
+
+    def encode(self, lib: Any, columns: Mapping[str, np.ndarray], model_name: str) -> list[Any]:
+        names = {name for name, _ in self.inputs}
+        extra = [c for c in columns if c not in names]
+        if extra:
+            raise FieldValidationError(extra[0], f"unknown field for model '{model_name}'")
+        encoded = []
+        for name, datatype in self.inputs:
+            if name not in columns:
+                raise FieldValidationError(name, "missing field")
+            values = np.asarray(columns[name])
+            if datatype == "BYTES":
+                if pd.isna(values).any():
+                    raise FieldValidationError(name, "missing value")
+                array = values.astype(str).astype(np.object_)
+            else:
+                if values.dtype.kind == "b":
+                    raise FieldValidationError(name, f"expected a number ({datatype}), got true/false")
+                if values.dtype.kind not in "iuf":
+                    try:
+                        values = pd.to_numeric(values, errors="raise")
+                    except (ValueError, TypeError):
+                        raise FieldValidationError(name, f"expected a number ({datatype})") from None
+                array = np.asarray(values, dtype=NUMPY_DTYPES[datatype])
+            array = array.reshape(-1, 1)
+            tensor = lib.InferInput(name, list(array.shape), datatype)
+            tensor.set_data_from_numpy(array)
+            encoded.append(tensor)
+        return encoded
+
+    def chunks(self, columns: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        n_rows = len(next(iter(columns.values()))) if columns else 0
+        step = self.max_batch_size
+        return [{k: v[start : start + step] for k, v in columns.items()} for start in range(0, n_rows, step)]
+
+
+def _interface(meta: Mapping[str, Any], config: Mapping[str, Any]) -> _ModelInterface:
+    return _ModelInterface(
+        inputs=[(i["name"], i["datatype"]) for i in meta["inputs"]],
+        outputs=[o["name"] for o in meta["outputs"]],
+        max_batch_size=int(config.get("max_batch_size", 0)) or 1024,
+    )
+
+
+def _predictions(result: Any, outputs: list[str], protocol: Protocol, default_name: str) -> list[Prediction]:
+    response = result.get_response() if protocol == "http" else result.get_response(as_json=True)
+    probabilities = result.as_numpy(outputs[0]).reshape(-1)
+    reasons = result.as_numpy("reasons").reshape(-1) if "reasons" in outputs else None
+    name = response.get("model_name", default_name)
+    version = str(response.get("model_version", ""))
+    return [
+        Prediction(
+            probability=float(p),
+            model_name=name,
+            model_version=version,
+            reasons=json.loads(reasons[i]) if reasons is not None else None,
+        )
+        for i, p in enumerate(probabilities)
+    ]
+
+
+class TritonPredictionClient:
+    """Blocking client. `concurrency` sizes the HTTP connection pool (gRPC multiplexes one channel)."""
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        protocol: Protocol = "http",
+        model_version: str = "",
+        retry: RetryPolicy | None = None,
+        concurrency: int = 1,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.model_name = model_name
+        self.model_version = model_version
+        self.protocol = protocol
+        self.retry = retry or RetryPolicy()
+        self._lib = httpclient if protocol == "http" else grpcclient
+        if protocol == "http":
+            self._client = httpclient.InferenceServerClient(
+                url=url, concurrency=concurrency, connection_timeout=timeout_s, network_timeout=timeout_s
+            )
+        else:
+            self._client = grpcclient.InferenceServerClient(url=url)
+        self._interface: _ModelInterface | None = None
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        delays = self.retry.delays()
+        for attempt in range(len(delays) + 1):
+            try:
+                return fn(*args, **kwargs)
+            except (InferenceServerException, ConnectionError, OSError, TimeoutError) as exc:
+                if attempt == len(delays) or not is_retryable(exc):
+                    raise_for_server_error(exc)
+                time.sleep(delays[attempt])
+        raise AssertionError("unreachable")
+
+    @property
+    def interface(self) -> _ModelInterface:
+        if self._interface is None:
+            as_json = {} if self.protocol == "http" else {"as_json": True}
+            meta = self._call(self._client.get_model_metadata, self.model_name, self.model_version, **as_json)
+            config = self._call(self._client.get_model_config, self.model_name, self.model_version, **as_json)
+            self._interface = _interface(meta, config if self.protocol == "http" else config["config"])
+        return self._interface
+
+    @property
+    def inputs(self) -> list[tuple[str, str]]:
+        return self.interface.inputs
+
+    def predict_detailed(self, records: Records, model_version: str | None = None) -> list[Prediction]:
+        """Typed predictions in record order (chunked to the server's max batch size)."""
+        columns = record_columns(records)
+        interface = self.interface
+        version = self.model_version if model_version is None else model_version
+        outputs = [self._lib.InferRequestedOutput(name) for name in interface.outputs]
+        results: list[Prediction] = []
+        for chunk in interface.chunks(columns):
+            inputs = interface.encode(self._lib, chunk, self.model_name)
+            result = self._call(self._client.infer, self.model_name, inputs, model_version=version, outputs=outputs)
+            results += _predictions(result, interface.outputs, self.protocol, self.model_name)
+        return results
+
+    def predict(self, records: Records, model_version: str | None = None) -> np.ndarray:
+        """Probabilities only, as a float32 array in record order."""
+        return np.array([p.probability for p in self.predict_detailed(records, model_version)], dtype=np.float32)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> TritonPredictionClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncTritonPredictionClient:
+    """asyncio client for services that score many deals concurrently (one pooled connection set)."""
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        protocol: Protocol = "grpc",
+        model_version: str = "",
+        retry: RetryPolicy | None = None,
+        concurrency: int = 64,
+    ) -> None:
+        self.model_name = model_name
+        self.model_version = model_version
+        self.protocol = protocol
+        self.retry = retry or RetryPolicy()
+        self._lib = httpaio if protocol == "http" else grpcaio
+        if protocol == "http":
+            self._client = httpaio.InferenceServerClient(url=url, conn_limit=concurrency)
+        else:
+            self._client = grpcaio.InferenceServerClient(url=url)
+        self._interface: _ModelInterface | None = None
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        delays = self.retry.delays()
+        for attempt in range(len(delays) + 1):
+            try:
+                return await fn(*args, **kwargs)
+            except (InferenceServerException, ConnectionError, OSError, TimeoutError) as exc:
+                if attempt == len(delays) or not is_retryable(exc):
+                    raise_for_server_error(exc)
+                await asyncio.sleep(delays[attempt])
+        raise AssertionError("unreachable")
+
+    async def interface(self) -> _ModelInterface:
+        if self._interface is None:
+            as_json = {} if self.protocol == "http" else {"as_json": True}
+            meta = await self._call(self._client.get_model_metadata, self.model_name, self.model_version, **as_json)
+            config = await self._call(self._client.get_model_config, self.model_name, self.model_version, **as_json)
+            self._interface = _interface(meta, config if self.protocol == "http" else config["config"])
+        return self._interface
+
+    async def predict_detailed(self, records: Records, model_version: str | None = None) -> list[Prediction]:
+        columns = record_columns(records)
+        interface = await self.interface()
+        version = self.model_version if model_version is None else model_version
+        outputs = [self._lib.InferRequestedOutput(name) for name in interface.outputs]
+        results: list[Prediction] = []
+        for chunk in interface.chunks(columns):
+            inputs = interface.encode(self._lib, chunk, self.model_name)
+            result = await self._call(
+                self._client.infer, self.model_name, inputs, model_version=version, outputs=outputs
+            )
+            results += _predictions(result, interface.outputs, self.protocol, self.model_name)
+        return results
+
+    async def predict(self, records: Records, model_version: str | None = None) -> np.ndarray:
+        predictions = await self.predict_detailed(records, model_version)
+        return np.array([p.probability for p in predictions], dtype=np.float32)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> AsyncTritonPredictionClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -14,6 +14,7 @@ Layout (asserted by tests): <repo>/<model>/config.pbtxt and <repo>/<model>/<vers
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -48,6 +49,8 @@ class TritonModelConfig:
     preferred_batch_sizes: tuple[int, ...] = ()
     instance_count: int = 1
     parameters: dict[str, str] = field(default_factory=dict)
+    # Versions Triton keeps loaded; empty means "the newest one". Two versions serve an A/B split.
+    served_versions: tuple[int, ...] = ()
 
     def to_proto(self) -> pb.ModelConfig:
         if self.variant not in VARIANTS:
@@ -69,7 +72,10 @@ class TritonModelConfig:
         group = config.instance_group.add()
         group.count = self.instance_count
         group.kind = pb.ModelInstanceGroup.KIND_CPU if self.variant == "python-ort" else pb.ModelInstanceGroup.KIND_GPU
-        config.version_policy.latest.num_versions = 1
+        if self.served_versions:
+            config.version_policy.specific.versions.extend(sorted(set(self.served_versions)))
+        else:
+            config.version_policy.latest.num_versions = 1
         for key, value in self.parameters.items():
             config.parameters[key].string_value = str(value)
         return config
@@ -86,14 +92,28 @@ def config_for_version(
     preferred_batch_sizes: tuple[int, ...] = (),
     instance_count: int = 1,
     ort_intra_op_threads: int = 1,
+    reasons_top_k: int = 0,
+    served_versions: tuple[int, ...] = (),
 ) -> TritonModelConfig:
-    """The Triton description of a version, from the inputs/outputs recorded in its metadata."""
+    """The Triton description of a version, from the inputs/outputs recorded in its metadata.
+
+    `reasons_top_k > 0` describes the `<name>_reasons` endpoint (CPU variant only): same graph, plus a
+    `reasons` output with the top fields pushing each probability up and down."""
     meta = version.metadata
+    outputs = tuple(TensorSpec(o["name"], o["dtype"]) for o in meta["outputs"])
     parameters = {"ort_intra_op_threads": str(ort_intra_op_threads)} if variant == "python-ort" else {}
+    name = version.name
+    if reasons_top_k:
+        if variant != "python-ort":
+            raise ValueError("reasons are computed by the Python backend: use the python-ort variant")
+        name = f"{version.name}_reasons"
+        outputs += (TensorSpec("reasons", "string"),)
+        parameters["reasons_top_k"] = str(reasons_top_k)
     return TritonModelConfig(
-        name=version.name,
+        name=name,
         inputs=tuple(TensorSpec(i["name"], i["dtype"]) for i in meta["inputs"]),
-        outputs=tuple(TensorSpec(o["name"], o["dtype"]) for o in meta["outputs"]),
+        outputs=outputs,
+        served_versions=tuple(served_versions),
         variant=variant,
         max_batch_size=max_batch_size,
         max_queue_delay_microseconds=max_queue_delay_microseconds,
@@ -104,22 +124,31 @@ def config_for_version(
 
 
 class TritonRepositoryBuilder:
-    """Writes <repo>/<model>/ for a version; replaces whatever was there for that model."""
+    """Writes <repo>/<model>/ for one or more versions; replaces whatever was there for that model.
+
+    The model directory is assembled under a staging name and swapped in with renames, so a server in
+    explicit model-control mode that is told to (re)load the model reads a complete directory."""
 
     def __init__(self, repository: Path) -> None:
         self.repository = Path(repository)
 
-    def add(self, version: ModelVersion, config: TritonModelConfig) -> Path:
+    def add(self, versions: ModelVersion | Sequence[ModelVersion], config: TritonModelConfig) -> Path:
+        versions = [versions] if isinstance(versions, ModelVersion) else list(versions)
         model_dir = self.repository / config.name
         staging = self.repository / f".staging-{config.name}"
-        shutil.rmtree(staging, ignore_errors=True)
-        version_dir = staging / str(version.version)
-        version_dir.mkdir(parents=True)
-        for name in VERSION_FILES:
-            shutil.copy2(version.path / name, version_dir / name)
-        if config.variant == "python-ort":
-            shutil.copy2(TEMPLATE_DIR / "python_ort" / "model.py", version_dir / "model.py")
+        retired = self.repository / f".retired-{config.name}"
+        for leftover in (staging, retired):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for version in versions:
+            version_dir = staging / str(version.version)
+            version_dir.mkdir(parents=True)
+            for name in VERSION_FILES:
+                shutil.copy2(version.path / name, version_dir / name)
+            if config.variant == "python-ort":
+                shutil.copy2(TEMPLATE_DIR / "python_ort" / "model.py", version_dir / "model.py")
         (staging / "config.pbtxt").write_text(config.to_pbtxt())
-        shutil.rmtree(model_dir, ignore_errors=True)
+        if model_dir.exists():
+            model_dir.rename(retired)
         staging.rename(model_dir)
+        shutil.rmtree(retired, ignore_errors=True)
         return model_dir
