@@ -52,3 +52,39 @@ def test_outcomes_follow_the_true_probability(tiny_crm):
     latent = tiny_crm.latent
     high = latent["true_win_probability"] > latent["true_win_probability"].median()
     assert latent.loc[high, "won"].mean() > latent.loc[~high, "won"].mean() + 0.15
+
+
+def test_quarter_end_push_concentrates_closes_before_quarter_ends(tiny_crm):
+    closes = tiny_crm.tables.stage_history
+    closes = closes[closes["to_stage"].isin(["closed_won", "closed_lost"])]["changed_at"]
+    last_ten_days_of_quarter = (closes.dt.month % 3 == 0) & (closes.dt.day > 20)
+    first_ten_days_of_quarter = (closes.dt.month % 3 == 1) & (closes.dt.day <= 10)
+    assert last_ten_days_of_quarter.mean() > 1.5 * first_ten_days_of_quarter.mean()
+
+
+def test_leads_follow_their_story(tiny_crm):
+    leads = tiny_crm.tables.leads
+    assert len(leads) == 1500 and set(leads["status"]) <= {"new", "contacted", "qualified", "unqualified", "converted"}
+    decided = leads["status"].isin(["converted", "unqualified"])
+    assert (leads.loc[decided, "updated_at"] > leads.loc[decided, "created_at"]).all()
+    truth = tiny_crm.lead_latent.set_index("lead_id").loc[leads["id"]]
+    converted = (leads["status"] == "converted").to_numpy()
+    assert (
+        truth["true_conversion_probability"][converted].mean() > truth["true_conversion_probability"][~converted].mean()
+    )
+    lead_touches = tiny_crm.tables.activities["related_type"] == "lead"
+    assert set(tiny_crm.tables.activities.loc[lead_touches, "related_id"]) <= set(leads["id"])
+
+
+def test_inject_dirt_adds_the_mess_validation_must_catch(tiny_crm):
+    from fulqrun_ml.data.simulator import inject_dirt
+
+    dirty = inject_dirt(tiny_crm.tables, rate=0.05, seed=1)
+    opps = dirty.opportunities
+    assert opps["value"].isna().any()
+    assert opps["id"].duplicated().any()
+    assert (~opps["stage"].isin(STAGES)).any()
+    assert (opps["updated_at"] < opps["created_at"]).any()
+    assert opps["champion"].str.contains("@example.com", na=False).any()
+    assert (dirty.activities["type"] == "meetting").any()
+    assert len(tiny_crm.tables.opportunities) < len(opps)  # the clean tables are untouched

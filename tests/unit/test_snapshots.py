@@ -90,3 +90,17 @@ def test_features_are_declared_once_and_never_read_the_truth(snapshots, tiny_crm
     forbidden = {"label", "oracle_probability", "true_win_probability", "rep_probability", "probability"}
     assert not forbidden & set(DEAL_WIN_FEATURES.names)
     assert np.isfinite(features[[f.name for f in DEAL_WIN_FEATURES.numeric]].to_numpy(dtype=float)).all()
+
+
+def test_leakage_audit_passes_on_real_features_and_catches_a_planted_leak(tiny_crm, snapshots):
+    from fulqrun_ml.features.audit import LeakageError, audit_point_in_time
+
+    _, snaps = snapshots
+    _, sources = compute_deal_features(tiny_crm.tables, snaps, with_sources=True)
+    summary = audit_point_in_time(sources, DEAL_WIN_FEATURES.names)
+    assert summary["violations"] == 0 and summary["rows_audited"] == len(snaps)
+    # Plant a feature that reads the deal's final close date (known only later): the audit must refuse it.
+    close_date = tiny_crm.tables.opportunities.set_index("id")["close_date"]
+    sources["days_to_close_leak"] = close_date.reindex(sources["opportunity_id"]).to_numpy()
+    with pytest.raises(LeakageError, match="'days_to_close_leak'"):
+        audit_point_in_time(sources, [*DEAL_WIN_FEATURES.names, "days_to_close_leak"])

@@ -20,6 +20,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from fulqrun_ml.data.contract import CRMTables, check_contract
 from fulqrun_ml.data.simulator import SimulatedCRM, oracle_win_probability
 from fulqrun_ml.data.snapshots import deal_win_snapshots, open_deals_as_of, snapshot_dates, time_split
+from fulqrun_ml.features.audit import audit_point_in_time
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES, compute_deal_features
 from fulqrun_ml.features.spec import FeatureSpec, FittedFeatureSpec
 
@@ -74,6 +75,7 @@ class DealWinDataModule(pl.LightningDataModule):
         self.open_deals: pd.DataFrame | None = None
         self.data_hash: str | None = None
         self.sizes: dict[str, int] = {}
+        self.leakage_audit: dict[str, int] = {}
         self._datasets: dict[str, BatchDictDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -86,7 +88,9 @@ class DealWinDataModule(pl.LightningDataModule):
 
         dates = snapshot_dates(tables, self.snapshot_every_days, self.warmup_days, self.horizon_days)
         snapshots = deal_win_snapshots(tables, dates, self.horizon_days)
-        frame = snapshots.merge(compute_deal_features(tables, snapshots), on=["opportunity_id", "as_of"])
+        features, source_times = compute_deal_features(tables, snapshots, with_sources=True)
+        self.leakage_audit = audit_point_in_time(source_times, self.feature_spec.names)
+        frame = snapshots.merge(features, on=["opportunity_id", "as_of"])
         if latent is not None:
             frame["oracle_probability"] = _oracle(latent, frame)
         frame["split"] = time_split(dates, self.val_fraction, self.test_fraction).assign(frame).to_numpy()

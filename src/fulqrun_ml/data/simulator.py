@@ -9,14 +9,21 @@ The story (deliberately small for the walking skeleton; the data-layer issue gro
    (P = EXIT_STAGE_PROBS). Stage durations depend only on value and stage, never on the outcome.
 5. Activities arrive as a Poisson process whose rate grows with z and the rep's effort; the type mix
    shifts toward meetings for good deals and later stages. They carry signal about z, not about the outcome.
+6. Seasonality: a deal whose final stage would end within 10 days after a quarter end is pushed to close
+   on the last day of the quarter (the quarter-end push) - for won and lost deals alike.
+7. Leads arrive from sources (web, referral, event, outbound, partner) with a latent quality q; they
+   convert with probability sigmoid(-1.1 + 1.2 q + source + 0.3 skill) after a gamma-distributed delay,
+   or are disqualified; touches on leads (related_type "lead") arrive at a rate growing with q.
 
-Because of (4) and (5), the Bayes-optimal win probability of an open deal at stage k given everything
+Because of (4), (5) and (6), the Bayes-optimal win probability of an open deal at stage k given everything
 latent is p / (p + (1 - p) S(k)) with S(k) = P(exit stage >= k | lost): `oracle_win_probability`.
 That is the "oracle" the report shows next to the model; it is kept out of every feature.
+`inject_dirt` adds the mess real exports have (missing values, duplicates, typos, PII in free text).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from dataclasses import dataclass
@@ -52,6 +59,7 @@ COUNTRIES = {
 # P(a lost deal leaves after stage k), k over OPEN_STAGES.
 EXIT_STAGE_PROBS = np.array([0.35, 0.30, 0.20, 0.15])
 MEAN_STAGE_DAYS = np.array([12.0, 18.0, 20.0, 14.0])
+LEAD_SOURCE_EFFECT = {"web": -0.2, "referral": 0.8, "event": 0.2, "outbound": -0.5, "partner": 0.5}
 FIRST_NAMES = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo")
 LAST_NAMES = ("Silva", "Okafor", "Novak", "Tanaka", "Berg", "Haddad", "Kowalski", "Moreau")
 
@@ -62,6 +70,7 @@ class SimulatedCRM:
 
     tables: CRMTables
     latent: pd.DataFrame  # opportunity_id, true_win_probability, latent_quality, exit_stage_index, won
+    lead_latent: pd.DataFrame | None = None  # lead_id, true_conversion_probability, latent_quality, converted
 
 
 def oracle_win_probability(true_win_probability: np.ndarray, stage_index: np.ndarray) -> np.ndarray:
@@ -87,6 +96,7 @@ def simulate_crm(
     start: str = "2024-01-01",
     days: int = 730,
     seed: int = 7,
+    n_leads: int | None = None,
 ) -> SimulatedCRM:
     """Generate a deterministic CRM: same arguments, same tables, byte for byte."""
     rng = np.random.default_rng(seed)
@@ -178,7 +188,8 @@ def simulate_crm(
     durations = rng.gamma(shape=3.0, scale=1.0 / 3.0, size=(n, len(OPEN_STAGES))) * MEAN_STAGE_DAYS
     durations *= value_slowdown[:, None]
     enter_day = created_days[:, None] + np.concatenate([np.zeros((n, 1)), np.cumsum(durations, 1)[:, :-1]], 1)
-    close_day = enter_day[np.arange(n), last_stage] + durations[np.arange(n), last_stage]
+    last_stage_start = enter_day[np.arange(n), last_stage]
+    close_day = _quarter_end_push(last_stage_start + durations[np.arange(n), last_stage], last_stage_start, start_ts)
 
     # Stage history: every change that happened before extraction
     hist_rows: list[tuple[str, str | None, str, float]] = []
@@ -239,6 +250,12 @@ def simulate_crm(
         enter_day,
         days,
     )
+    n_leads = n_opportunities if n_leads is None else n_leads
+    leads, lead_acts, lead_latent = _leads(
+        rng, id_rng, org_id, n_leads, company_ids, rep_ids, rep_skill, rep_effort, days, start_ts
+    )
+    activities = pd.concat([activities, lead_acts], ignore_index=True).sort_values("day", kind="stable")
+    activities = activities.reset_index(drop=True)
     activities["created_at"] = start_ts + _days(activities.pop("day").to_numpy())
     activities["due_date"] = activities["created_at"] + pd.Timedelta(days=2)
 
@@ -261,8 +278,110 @@ def simulate_crm(
         activities=activities,
         stage_history=stage_history,
         extracted_at=extracted_at,
+        leads=leads,
     )
-    return SimulatedCRM(tables=tables, latent=latent)
+    return SimulatedCRM(tables=tables, latent=latent, lead_latent=lead_latent)
+
+
+def _quarter_end_push(close_day: np.ndarray, stage_start_day: np.ndarray, start_ts: pd.Timestamp) -> np.ndarray:
+    """Closes landing in the first 10 days of a quarter are pulled back to the previous quarter's last day,
+    unless that would be before the deal entered its final stage."""
+    closes = pd.DatetimeIndex(start_ts.tz_localize(None) + _days(close_day))
+    quarter_start = closes.to_period("Q").start_time
+    days_into_quarter = (closes - quarter_start).total_seconds().to_numpy() / 86400.0
+    pushed = (quarter_start - pd.Timedelta(hours=6) - start_ts.tz_localize(None)).total_seconds().to_numpy() / 86400.0
+    return np.where((days_into_quarter < 10) & (pushed > stage_start_day), pushed, close_day)
+
+
+def _leads(
+    rng: np.random.Generator,
+    id_rng: random.Random,
+    org_id: str,
+    n: int,
+    company_ids: list[str],
+    rep_ids: list[str],
+    rep_skill: np.ndarray,
+    rep_effort: np.ndarray,
+    days: int,
+    start_ts: pd.Timestamp,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Leads, their touches and their latent truth (see the story, point 7)."""
+    ids = _uuids(id_rng, n)
+    source = rng.choice(list(LEAD_SOURCE_EFFECT), size=n, p=[0.35, 0.15, 0.15, 0.25, 0.10])
+    rep = rng.integers(0, len(rep_ids), size=n)
+    q = rng.normal(0.0, 1.0, size=n)
+    logit = -1.1 + 1.2 * q + np.array([LEAD_SOURCE_EFFECT[s] for s in source]) + 0.3 * rep_skill[rep]
+    p_convert = 1.0 / (1.0 + np.exp(-logit))
+    converted = rng.uniform(size=n) < p_convert
+    created = rng.uniform(0, days - 10, size=n)
+    decided = created + np.where(converted, rng.gamma(3.0, 8.0, n), rng.gamma(2.0, 15.0, n))
+    known = decided <= days
+    status = np.where(
+        ~known, np.where(rng.uniform(size=n) < 0.5, "new", "contacted"), np.where(converted, "converted", "unqualified")
+    )
+    has_company = rng.uniform(size=n) < 0.7
+    company = np.where(has_company, np.asarray(company_ids, dtype=object)[rng.integers(0, len(company_ids), n)], None)
+    leads = pd.DataFrame(
+        {
+            "id": ids,
+            "organization_id": org_id,
+            "company_id": company,
+            "source": source,
+            "status": status,
+            # The CRM's rule-based score, rewritten when the status changes: final values, no history.
+            "score": np.clip(np.round(50 + 15 * q + rng.normal(0, 10, n) + 30 * (status == "converted")), 0, 100),
+            "assigned_to": np.asarray(rep_ids, dtype=object)[rep],
+            "created_at": start_ts + _days(created),
+            "updated_at": start_ts + _days(np.where(known, decided, created)),
+        }
+    )
+    end = np.minimum(decided, days)
+    counts = rng.poisson(0.15 * np.exp(0.5 * q) * rep_effort[rep] * (end - created))
+    lead = np.repeat(np.arange(n), counts)
+    day = created[lead] + rng.uniform(size=lead.size) * (end - created)[lead]
+    types = rng.choice(["call", "email", "meeting", "task"], size=lead.size, p=[0.35, 0.45, 0.1, 0.1])
+    acts = pd.DataFrame(
+        {
+            "id": _uuids(id_rng, lead.size),
+            "organization_id": org_id,
+            "type": types,
+            "status": "completed",
+            "subject": [f"{t} with prospect" for t in types],
+            "description": None,
+            "related_type": "lead",
+            "related_id": np.asarray(ids, dtype=object)[lead],
+            "created_by": np.asarray(rep_ids, dtype=object)[rep[lead]],
+            "day": day,
+        }
+    )
+    latent = pd.DataFrame(
+        {"lead_id": ids, "true_conversion_probability": p_convert, "latent_quality": q, "converted": converted}
+    )
+    return leads, acts, latent
+
+
+def inject_dirt(tables: CRMTables, rate: float = 0.02, seed: int = 0) -> CRMTables:
+    """The mess of a real export, for validation to catch: missing values, duplicate rows, category typos,
+    late-arriving updates (updated_at before created_at) and PII (emails, phones) in free text."""
+    rng = np.random.default_rng(seed)
+    opps = tables.opportunities.copy()
+    rows = lambda frame: rng.uniform(size=len(frame)) < rate  # noqa: E731 - a one-line sampler
+    opps.loc[rows(opps), "value"] = np.nan
+    opps.loc[rows(opps), "stage"] = opps["stage"].str.upper()  # "Proposal" vs "proposal" style typos
+    late = rows(opps)
+    opps.loc[late, "updated_at"] = opps.loc[late, "created_at"] - pd.Timedelta(days=3)
+    opps.loc[rows(opps), "champion"] = "call me at +1-555-0199 or jane.roe@example.com"
+    duplicated = opps[rows(opps)]
+    acts = tables.activities.copy()
+    acts.loc[rows(acts), "type"] = "meetting"
+    companies = tables.companies.copy()
+    companies.loc[rows(companies), "industry"] = None
+    return dataclasses.replace(
+        tables,
+        opportunities=pd.concat([opps, duplicated], ignore_index=True),
+        activities=acts,
+        companies=companies,
+    )
 
 
 def _meddpicc_text(

@@ -50,16 +50,52 @@ REP_PRIOR_WINS, REP_PRIOR_DEALS = 2.0, 5.0
 DAY = pd.Timedelta(days=1)
 
 
-def compute_deal_features(tables: CRMTables, index: pd.DataFrame) -> pd.DataFrame:
-    """Raw feature columns for each (opportunity_id, as_of) row of `index`, in `index` order."""
-    parts = []
+# Which source rows each feature reads; `source_times` reports the newest timestamp of each, for the audit.
+FEATURE_SOURCE = {
+    "value": "deal_created",
+    "deal_age_days": "deal_created",
+    "days_in_stage": "stage",
+    "stage_changes": "stage",
+    "stage": "stage",
+    **dict.fromkeys(
+        [
+            "activities_total",
+            "activities_last_14d",
+            "calls_total",
+            "emails_total",
+            "meetings_total",
+            "activities_per_week",
+            "days_since_last_activity",
+        ],
+        "activities",
+    ),
+    **dict.fromkeys(["employee_count", "annual_revenue", "industry", "company_size", "country"], "company"),
+    "region": "rep_user",
+    "rep_win_rate": "rep_record",
+    "rep_closed_deals": "rep_record",
+}
+KEYS = ["opportunity_id", "as_of"]
+
+
+def compute_deal_features(
+    tables: CRMTables, index: pd.DataFrame, with_sources: bool = False
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Raw feature columns for each (opportunity_id, as_of) row of `index`, in `index` order.
+
+    With `with_sources=True` also returns, per row and feature, the newest timestamp among the source rows
+    the feature read (NaT where it read none) - the input of the leakage audit (`features/audit.py`)."""
+    parts, sources = [], []
     for as_of, rows in index.groupby("as_of", sort=True):
-        parts.append(_features_at(tables, rows["opportunity_id"].to_numpy(), pd.Timestamp(as_of)))
+        features, times = _features_at(tables, rows["opportunity_id"].to_numpy(), pd.Timestamp(as_of))
+        parts.append(features)
+        sources.append(times)
     if not parts:
-        return pd.DataFrame(columns=["opportunity_id", "as_of", *DEAL_WIN_FEATURES.names])
-    features = pd.concat(parts, ignore_index=True)
-    keyed = index[["opportunity_id", "as_of"]].merge(features, on=["opportunity_id", "as_of"], how="left")
-    return keyed
+        empty = pd.DataFrame(columns=[*KEYS, *DEAL_WIN_FEATURES.names])
+        return (empty, empty.copy()) if with_sources else empty
+    keyed = index[KEYS].merge(pd.concat(parts, ignore_index=True), on=KEYS, how="left")
+    if not with_sources:
+        return keyed
+    return keyed, index[KEYS].merge(pd.concat(sources, ignore_index=True), on=KEYS, how="left")
 
 
 def _features_at(tables: CRMTables, opportunity_ids: np.ndarray, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -81,13 +117,25 @@ def _features_at(tables: CRMTables, opportunity_ids: np.ndarray, as_of: pd.Times
         return per_deal(type_counts[kind]) if kind in type_counts else np.zeros(len(opportunity_ids))
 
     age_days = (as_of - opps["created_at"]).dt.total_seconds().to_numpy() / 86400.0
+    rep_wins, rep_closed, rep_last_close = _rep_record(tables, as_of, opps["assigned_to"].to_numpy())
+    group_times = {
+        "deal_created": opps["created_at"].to_numpy(),
+        "stage": stages["stage_entered_at"].to_numpy(),
+        "activities": by_deal["created_at"].max().reindex(opportunity_ids).to_numpy(),
+        "company": companies["created_at"].to_numpy(),
+        "rep_user": tables.users.set_index("id")["created_at"].reindex(opps["assigned_to"]).to_numpy(),
+        "rep_record": rep_last_close,
+    }
+    source_times = pd.DataFrame(
+        {"opportunity_id": opportunity_ids, "as_of": as_of}
+        | {name: group_times[group] for name, group in FEATURE_SOURCE.items()}
+    )
     last_touch = by_deal["created_at"].max().reindex(opportunity_ids)
     since_last = ((as_of - last_touch).dt.total_seconds() / 86400.0).to_numpy()
     since_last = np.where(np.isnan(since_last), age_days, since_last)
     activities_total = per_deal(by_deal.size())
-    rep_wins, rep_closed = _rep_record(tables, as_of, opps["assigned_to"].to_numpy())
 
-    return pd.DataFrame(
+    features = pd.DataFrame(
         {
             "opportunity_id": opportunity_ids,
             "as_of": as_of,
@@ -113,17 +161,20 @@ def _features_at(tables: CRMTables, opportunity_ids: np.ndarray, as_of: pd.Times
             "country": companies["country"].to_numpy(),
         }
     )
+    return features, source_times
 
 
-def _rep_record(tables: CRMTables, as_of: pd.Timestamp, reps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Wins and closed deals per rep, counting only closes recorded in stage history by as_of."""
+def _rep_record(tables: CRMTables, as_of: pd.Timestamp, reps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wins, closed deals and newest counted close per rep, counting only closes recorded by as_of."""
     closes = tables.stage_history[
         (tables.stage_history["changed_at"] <= as_of)
         & tables.stage_history["to_stage"].isin(["closed_won", "closed_lost"])
     ]
     owner = tables.opportunities.set_index("id")["assigned_to"].reindex(closes["opportunity_id"]).to_numpy()
-    record = pd.DataFrame({"rep": owner, "won": (closes["to_stage"] == "closed_won").to_numpy()})
-    grouped = record.groupby("rep")["won"]
-    wins = grouped.sum().reindex(reps).fillna(0).to_numpy(dtype=np.float64)
+    record = pd.DataFrame(
+        {"rep": owner, "won": (closes["to_stage"] == "closed_won").to_numpy(), "at": closes["changed_at"].to_numpy()}
+    )
+    grouped = record.groupby("rep")
+    wins = grouped["won"].sum().reindex(reps).fillna(0).to_numpy(dtype=np.float64)
     closed = grouped.size().reindex(reps).fillna(0).to_numpy(dtype=np.float64)
-    return wins, closed
+    return wins, closed, grouped["at"].max().reindex(reps).to_numpy()
