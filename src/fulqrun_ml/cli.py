@@ -27,17 +27,19 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fulqrun_ml.errors import FieldValidationError, FulqrunMLError
 from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.project import CONFIG_DIR
+from fulqrun_ml.registry.aliases import promote
 from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.repository import TritonModelConfig, TritonRepositoryBuilder, config_for_version
 from fulqrun_ml.serving.server import TritonServer
+from fulqrun_ml.training.sweep import run_sweep
 from fulqrun_ml.training.train import train
 
 log = logging.getLogger("fulqrun_ml")
@@ -97,8 +99,42 @@ def _train_main(argv: list[str]) -> None:
         print(f"next: fulqrun-ml export --run-dir {result['run_dir']}")
         return result["metrics"]["model"]["auc"]
 
+    if any(a.startswith("hparams_search=") for a in argv):
+        _sweep(argv)
+        return
     sys.argv = ["fulqrun-ml train", *argv]
     entry()
+
+
+def _sweep(argv: list[str]) -> dict[str, Any]:
+    """`train -m hparams_search=<name> [hparams_search.key=value ...] [train overrides]`: Optuna study,
+    then the best trial retrained on the same data, exported, and registered as `candidate`."""
+    name = next(a.split("=", 1)[1] for a in argv if a.startswith("hparams_search="))
+    search_overrides = [a.removeprefix("hparams_search.") for a in argv if a.startswith("hparams_search.")]
+    train_overrides = [a for a in argv if not a.startswith("hparams_search") and a not in ("-m", "--multirun")]
+    path = CONFIG_DIR / "hparams_search" / f"{name}.yaml"
+    if not path.is_file():
+        raise FulqrunMLError(f"no search space '{name}' ({path} does not exist)")
+    search = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(search_overrides))
+    base = compose_config("train", train_overrides)
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out = Path(base.paths.log_dir) / base.task.name / "sweeps" / f"{name}_{stamp}"
+    summary = run_sweep(search, lambda ov: compose_config("train", ov), train, out, train_overrides)
+    best_cfg = compose_config("train", [*train_overrides, *summary["best_overrides"], f"paths.output_dir={out}/best"])
+    best = train(best_cfg)
+    models_dir = Path(best_cfg.paths.models_dir)
+    version, _ = export_run(Path(best["run_dir"]), models_dir, best_cfg.task.name)
+    promote(models_dir, version.name, version.version, alias="candidate", actor="sweep:" + name)
+    summary["registered"] = {
+        "name": version.name,
+        "version": version.version,
+        "alias": "candidate",
+        "holdout": best["metrics"]["model"],
+    }
+    (out / "sweep.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"sweep {name}: best {summary['metric']}={summary['best_value']:.4f} with {summary['best_overrides']}")
+    print(f"registered {version.name} v{version.version} as candidate; see {out}/sweep.md and sweep.png")
+    return summary
 
 
 def _export(args: argparse.Namespace) -> None:

@@ -1,20 +1,31 @@
 """The CRM data contract (../shared/CRM_DATA.md) as code: table names, columns and enumerations.
 
-The column names are the CRM's own, so a real export loads without renaming. The data-layer issue
-grows this into full typed schemas; the walking skeleton checks presence of tables and columns.
+The column names are the CRM's own, so a real export loads without renaming. This module holds the
+vocabulary (tables, columns, enumerations) and the `CRMTables` container; the typed, per-column
+schemas live in `schemas.py` and the checks that enforce them in `validation.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
-
-from fulqrun_ml.errors import DataContractError
 
 OPEN_STAGES: tuple[str, ...] = ("prospecting", "qualifying", "proposal", "negotiation")
 CLOSED_STAGES: tuple[str, ...] = ("closed_won", "closed_lost")
 STAGES: tuple[str, ...] = OPEN_STAGES + CLOSED_STAGES
+# The PEAK stages as the CRM names them (values of `opportunities.peak_stage`).
+PEAK_STAGES: tuple[str, ...] = ("prospecting", "engaging", "advancing", "key_decision")
+USER_ROLES: tuple[str, ...] = ("rep", "manager", "admin")
+LEAD_STATUSES: tuple[str, ...] = ("new", "contacted", "qualified", "unqualified", "converted")
+# What an activity can be attached to (`activities.related_type`), and the table each one lives in.
+RELATED_TABLE_OF: dict[str, str] = {
+    "lead": "leads",
+    "opportunity": "opportunities",
+    "company": "companies",
+    "contact": "contacts",
+}
+RELATED_TYPES: tuple[str, ...] = tuple(RELATED_TABLE_OF)
 # The CRM's PEAK view of the same journey (prospecting, engaging, advancing, key_decision).
 PEAK_STAGE_OF: dict[str, str] = {
     "prospecting": "prospecting",
@@ -61,6 +72,17 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "created_at",
     ),
     "contacts": ("id", "company_id", "title", "email", "phone", "created_at"),
+    "leads": (
+        "id",
+        "organization_id",
+        "company_id",
+        "source",
+        "status",
+        "score",
+        "assigned_to",
+        "created_at",
+        "updated_at",
+    ),
     "opportunities": (
         "id",
         "organization_id",
@@ -94,11 +116,18 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+def empty_table(name: str) -> pd.DataFrame:
+    """A table with the contract's columns and no rows: what a source holds for a table the CRM lacks."""
+    return pd.DataFrame({column: pd.Series(dtype=object) for column in TABLE_COLUMNS[name]})
+
+
 @dataclass(frozen=True)
 class CRMTables:
     """The CRM's tables as DataFrames, plus the moment they were extracted.
 
     `extracted_at` matters for point-in-time work: deals still open at that moment have no label yet.
+    `leads` defaults to an empty table so sources without leads (the skeleton simulator, older exports)
+    still construct a complete CRM; every table named in TABLE_COLUMNS is always present.
     """
 
     organizations: pd.DataFrame
@@ -109,22 +138,24 @@ class CRMTables:
     activities: pd.DataFrame
     stage_history: pd.DataFrame
     extracted_at: pd.Timestamp
+    leads: pd.DataFrame = field(default_factory=lambda: empty_table("leads"))
 
     def table(self, name: str) -> pd.DataFrame:
+        if name not in TABLE_COLUMNS:
+            raise KeyError(f"unknown CRM table '{name}'; the contract has {list(TABLE_COLUMNS)}")
         return getattr(self, name)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """Every table by name, in TABLE_COLUMNS order."""
+        return {name: self.table(name) for name in TABLE_COLUMNS}
 
 
 def check_contract(tables: CRMTables) -> None:
-    """Raise DataContractError naming every missing column and every unknown stage."""
-    problems: list[str] = []
-    for name, columns in TABLE_COLUMNS.items():
-        frame = tables.table(name)
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            problems.append(f"table '{name}' is missing columns {missing}")
-    if "stage" in tables.opportunities.columns:
-        unknown = sorted(set(tables.opportunities["stage"].dropna()) - set(STAGES))
-        if unknown:
-            problems.append(f"table 'opportunities' column 'stage' has unknown values {unknown}")
-    if problems:
-        raise DataContractError("; ".join(problems))
+    """Raise DataContractError (a `CRMValidationError`) listing every contract violation in `tables`.
+
+    Delegates to `validation.validate_crm`, the full typed check (columns, types, enumerations, ids,
+    foreign keys, timestamps, money). Imported here lazily because validation builds on this module.
+    """
+    from fulqrun_ml.data.validation import validate_crm
+
+    validate_crm(tables, on_error="fail")

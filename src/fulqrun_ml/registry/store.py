@@ -4,6 +4,11 @@ Publishing writes everything into a hidden temporary directory next to the versi
 renames it into place (rename is atomic on one filesystem). A reader therefore never sees a half-written
 version; a crash leaves only a `.tmp-*` directory, which listing ignores and the next publish sweeps up.
 Versions are positive integers, which is also what Triton's model repository expects.
+
+Each publish also writes MODEL_CARD.md into the version (generated from its metadata, metrics and
+lineage, before the rename, so the card is part of the atomic version) and appends a `publish` record
+to the model's audit log. `get_version` accepts an integer, "latest" or an alias ("production",
+"candidate"; see `aliases.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from fulqrun_ml.errors import RegistryError
+from fulqrun_ml.registry.alias_state import POINTER_ALIASES, resolve_alias
+from fulqrun_ml.registry.audit import append_audit
+from fulqrun_ml.registry.locking import fsync_dir, model_lock
+from fulqrun_ml.registry.model_card import write_model_card
 
 METADATA_FILE = "metadata.json"
 TMP_PREFIX = ".tmp-"
@@ -41,10 +50,21 @@ def list_versions(models_dir: Path, name: str) -> list[int]:
 
 
 def get_version(models_dir: Path, name: str, version: int | str = "latest") -> ModelVersion:
+    """One version by number, "latest", or alias ("production", "candidate")."""
     versions = list_versions(models_dir, name)
     if not versions:
         raise RegistryError(f"no published versions of model '{name}' under {models_dir}")
-    chosen = versions[-1] if str(version) == "latest" else int(version)
+    if str(version) == "latest":
+        chosen = versions[-1]
+    elif str(version) in POINTER_ALIASES:
+        chosen = resolve_alias(models_dir, name, str(version))
+    else:
+        try:
+            chosen = int(version)
+        except ValueError:
+            raise RegistryError(
+                f"version '{version}' of model '{name}' is not a number, 'latest' or one of {list(POINTER_ALIASES)}"
+            ) from None
     if chosen not in versions:
         raise RegistryError(f"model '{name}' has no version {version}; published: {versions}")
     path = Path(models_dir) / name / str(chosen)
@@ -52,9 +72,14 @@ def get_version(models_dir: Path, name: str, version: int | str = "latest") -> M
 
 
 def publish_version(
-    models_dir: Path, name: str, write_files: Callable[[Path], None], metadata: dict[str, Any]
+    models_dir: Path,
+    name: str,
+    write_files: Callable[[Path], None],
+    metadata: dict[str, Any],
+    actor: str | None = None,
 ) -> ModelVersion:
-    """Write a new version atomically. `write_files(tmp_dir)` writes the artifacts; metadata goes last."""
+    """Write a new version atomically. `write_files(tmp_dir)` writes the artifacts; metadata and the
+    model card go last. `actor` (default $USER) is recorded in the audit log."""
     root = Path(models_dir) / name
     root.mkdir(parents=True, exist_ok=True)
     _sweep_stale_tmp(root)
@@ -62,8 +87,10 @@ def publish_version(
     tmp.mkdir()
     try:
         write_files(tmp)
+        version = 0
         while True:
-            version = (list_versions(models_dir, name) or [0])[-1] + 1
+            # Next free number; also past a foreign non-empty directory that once blocked the rename.
+            version = max(version, (list_versions(models_dir, name) or [0])[-1]) + 1
             record = {
                 **metadata,
                 "name": name,
@@ -71,6 +98,7 @@ def publish_version(
                 "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             (tmp / METADATA_FILE).write_text(json.dumps(record, indent=2, default=str))
+            write_model_card(tmp)
             _fsync_tree(tmp)
             try:
                 os.rename(tmp, root / str(version))  # fails if another publisher took this number
@@ -81,6 +109,9 @@ def publish_version(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    fsync_dir(root)
+    with model_lock(root):
+        append_audit(root, "publish", actor, model=name, to_version=version, data_hash=record.get("data_hash"))
     return ModelVersion(name, version, root / str(version), record)
 
 

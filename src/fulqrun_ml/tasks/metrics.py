@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryCalibrationError
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryAveragePrecision, BinaryCalibrationError
 from torchmetrics.regression import MeanSquaredError
+
+from fulqrun_ml.errors import FulqrunMLError
 
 ECE_BINS = 15
 
@@ -44,3 +46,69 @@ def binary_report(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     report["log_loss"] = float(torch.nn.functional.binary_cross_entropy(p, y))
     report["n"] = len(y)
     return report
+
+
+class MetricInputError(FulqrunMLError, ValueError):
+    """Scores and labels that no metric can be computed on (mismatched, empty, a single class)."""
+
+
+def _scores_and_labels(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if p.shape != y.shape:
+        raise MetricInputError(f"probs has {p.size} rows but labels has {y.size}")
+    if p.size == 0 or not np.isfinite(p).all():
+        raise MetricInputError("probs must be a non-empty array of finite numbers")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise MetricInputError("labels must be 0 or 1")
+    if y.min() == y.max():
+        raise MetricInputError("labels hold a single class: ranking metrics are undefined")
+    return p, y
+
+
+def pr_auc(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the precision-recall curve as average precision (the step-wise sum sklearn also uses).
+
+    Unlike ROC AUC it moves with the base rate, which is what a rep working the top of a list feels.
+    """
+    p, y = _scores_and_labels(probs, labels)
+    return float(BinaryAveragePrecision()(torch.from_numpy(p), torch.from_numpy(y).long()))
+
+
+def best_f1_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The probability cut-off with the highest F1 on these rows (call it on validation, apply it on test).
+
+    Returned as the midpoint between the lowest score still predicted positive and the next lower score,
+    so `p > t` and `p >= t` give the same predictions on the rows it was chosen on.
+    """
+    p, y = _scores_and_labels(probs, labels)
+    scores = np.unique(p)[::-1]  # distinct scores, high to low: candidate "positive if p >= s" cut-offs
+    order = np.argsort(-p, kind="stable")
+    ranked_p, ranked_y = p[order], y[order]
+    # True positives and predicted positives at each distinct cut-off (all rows with p >= s).
+    last_of_score = np.searchsorted(-ranked_p, -scores, side="right") - 1
+    tp = np.cumsum(ranked_y)[last_of_score]
+    predicted = last_of_score + 1
+    f1 = 2 * tp / (predicted + y.sum())
+    best = int(np.argmax(f1))
+    lower = scores[best + 1] if best + 1 < len(scores) else 0.0
+    return float((scores[best] + lower) / 2)
+
+
+def accuracy_at(probs: np.ndarray, labels: np.ndarray, threshold: float) -> float:
+    """Share of rows classified correctly when `p >= threshold` means positive."""
+    p, y = _scores_and_labels(probs, labels)
+    return float(np.mean((p >= threshold) == (y == 1)))
+
+
+def lift_at(probs: np.ndarray, labels: np.ndarray, fraction: float = 0.1) -> float:
+    """Win rate among the top `fraction` of rows by score divided by the overall win rate.
+
+    "The deals this model ranks in its top 10% close at lift x the average rate." Ties at the cut are
+    broken by row order (stable sort), so the top set always has exactly ceil(fraction * n) rows.
+    """
+    if not 0 < fraction <= 1:
+        raise MetricInputError(f"fraction must be in (0, 1], got {fraction}")
+    p, y = _scores_and_labels(probs, labels)
+    top = np.argsort(-p, kind="stable")[: int(np.ceil(fraction * len(p)))]
+    return float(y[top].mean() / y.mean())

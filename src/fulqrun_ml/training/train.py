@@ -7,13 +7,22 @@ The run directory (cfg.paths.output_dir) is what export reads; it holds:
   holdout.parquet         the test split: raw features, label, rep probability (and oracle on simulated data)
   open_deals.parquet      deals open at extraction time, the rows serving would score today
   metrics.json            holdout metrics of the model next to the rep's probability and the oracle
-  run_info.json           lineage: resolved config, net config, data hash, git commit, W&B run id, sizes
+  net_config.json         the backbone's constructor config (what `init_from` warm starts need)
+  plots/                  calibration.png and lift.png on the holdout (also logged to W&B)
+  run_info.json           lineage: resolved config, net config, data hash and window, git commit, W&B run id
+                          and artifacts, parent version (init_from), resumed checkpoint, sizes, timings;
+                          written last, so its presence marks a finished run
+
+Resume: `ckpt_path=last` (in the interrupted run's output_dir) or a checkpoint/run path continues
+training from it (see checkpointing.py). Incremental: `init_from=<model>@<version>` warm-starts the
+backbone from a registry version (see warm_start.py). W&B extras: see wandb_logging.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +31,24 @@ import torch
 import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import WandbLogger
 
 from fulqrun_ml.data.datamodule import DealWinDataModule
 from fulqrun_ml.project import git_commit
 from fulqrun_ml.tasks.binary import predict_logits, predict_probabilities
 from fulqrun_ml.tasks.calibration import fit_temperature
 from fulqrun_ml.tasks.metrics import binary_report
+from fulqrun_ml.training.checkpointing import RNGStateCheckpoint, resolve_ckpt_path
+from fulqrun_ml.training.holdout_plots import save_holdout_plots
+from fulqrun_ml.training.wandb_logging import experiment_name, log_artifacts, log_holdout_report, tag_run
+from fulqrun_ml.training.warm_start import check_feature_compatibility, load_parent, warm_start
 
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
     """Train and evaluate one model; returns the run summary also written to run_info.json."""
+    t_start = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -41,21 +56,38 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule: DealWinDataModule = instantiate(cfg.data)
     datamodule.setup("fit")
     spec = datamodule.spec
+    t_data = time.perf_counter()
+    net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
     net = instantiate(
         cfg.model.net,
         n_continuous=len(spec.spec.numeric),
         cardinalities=spec.cardinalities,
         _convert_="all",
     )
+    parent = None
+    if cfg.get("init_from"):
+        parent = load_parent(Path(cfg.paths.models_dir), cfg.init_from)
+        check_feature_compatibility(parent.spec, spec, cfg.init_from)
+        warm_start(net, parent, net_config, cfg.init_from)
     task = instantiate(cfg.task.module, net=net)
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()] if cfg.get("logger") else []
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()] if cfg.get("callbacks") else []
+    callbacks += extra_callbacks or []  # e.g. a sweep's pruning callback
+    callbacks.append(RNGStateCheckpoint())  # exact resume: Lightning does not checkpoint the RNGs
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     config = OmegaConf.to_container(cfg, resolve=True)
+    experiment = experiment_name()
     try:
+        checkpoint_dir = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+        ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), checkpoint_dir)
+        wandb_run = next((lg.experiment for lg in loggers if isinstance(lg, WandbLogger)), None)
+        if wandb_run is not None:
+            tag_run(wandb_run, cfg.task.name, cfg.model.name, experiment)
         for lg in loggers:
             lg.log_hyperparams({"config": config, "data_hash": datamodule.data_hash, "sizes": datamodule.sizes})
-        trainer.fit(task, datamodule=datamodule)
+        # Our own checkpoints hold the hyperparameters (Hydra partials), which need full unpickling.
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False if ckpt_path else None)
+        t_fit = time.perf_counter()
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
 
@@ -88,6 +120,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "best_checkpoint": best,
             "epochs": trainer.current_epoch,
             "sizes": datamodule.sizes,
+            "experiment": experiment,
+            "data_window": data_window(datamodule.frames),
+            "parent": parent.lineage if parent else None,
+            "init_from": cfg.get("init_from"),
+            "resumed_from": ckpt_path,
         }
         torch.save(task.net.state_dict(), out / "net_state.pt")
         spec.save(out / "feature_spec.json")
@@ -96,6 +133,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         holdout.drop(columns=["split"]).to_parquet(out / "holdout.parquet", index=False)
         datamodule.open_deals.to_parquet(out / "open_deals.parquet", index=False)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (out / "net_config.json").write_text(json.dumps(net_config, indent=2))
+        scores = {"model": predict_probabilities(task.net, encoded, temperature), "rep": holdout["rep_probability"]}
+        if "oracle_probability" in holdout:
+            scores["oracle"] = holdout["oracle_probability"]
+        plots = save_holdout_plots(scores, labels, out / "plots")
+        summary["wandb_artifacts"] = None
+        if wandb_run is not None:
+            log_holdout_report(wandb_run, holdout, scores, plots)
+            summary["wandb_artifacts"] = log_artifacts(wandb_run, out, summary, metrics)
+        summary["seconds"] = {
+            "data": round(t_data - t_start, 3),
+            "fit": round(t_fit - t_data, 3),
+            "total": round(time.perf_counter() - t_start, 3),
+        }
         (out / "run_info.json").write_text(json.dumps(summary, indent=2, default=str))
         log.info("holdout AUC model=%.4f rep=%.4f", metrics["model"]["auc"], metrics["rep"]["auc"])
         return {**summary, "metrics": metrics}
@@ -103,3 +154,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Always close W&B runs, also on failure, so offline files are complete and syncable.
         if wandb.run is not None:
             wandb.finish()
+
+
+def data_window(frames: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The as_of range and row count of each split, recorded in lineage and on the model card."""
+    window = {}
+    for split, frame in frames.items():
+        if len(frame):
+            window[split] = {
+                "from": str(frame["as_of"].min().date()),
+                "to": str(frame["as_of"].max().date()),
+                "rows": len(frame),
+            }
+    return window

@@ -1,0 +1,519 @@
+"""Where CRM data comes from, behind one interface: `source.load()` (or `source()`) returns validated tables.
+
+- `SimulatorSource`: the built-in simulator; returns a `SimulatedCRM` (tables plus latent truth).
+- `DirectorySource`: a directory of exports, one `<table>.parquet` or `<table>.csv` per table.
+- `PostgresSource`: a live PostgreSQL database (the CRM runs on Supabase) via psycopg 3.
+- `TableSource`: any user CSV/Parquet table with a target column; not a CRM, so it returns a
+  `UserTable` (the frame plus the inferred kind of every column) instead.
+
+Every CRM source validates what it read (`validation.validate_crm`) with `on_error="fail"` or
+`"quarantine"`, keeps the report as `source.report`, and returns tables with canonical dtypes, so two
+sources holding the same CRM return equal frames. A source is a zero-argument callable, which is what
+the datamodules take as `source` (Hydra: `_target_: fulqrun_ml.data.sources.DirectorySource`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from fulqrun_ml.data.contract import TABLE_COLUMNS, CRMTables, empty_table
+from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, POSTGRES_TYPE, UUID_PATTERN, TableContract
+from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
+from fulqrun_ml.data.validation import OnError, QuarantineFormat, ValidationReport, validate_crm
+from fulqrun_ml.errors import FulqrunMLError
+
+log = logging.getLogger(__name__)
+
+FileFormat = Literal["parquet", "csv"]
+MANIFEST = "crm_export.json"
+# Tables a CRM may lack (the skeleton simulator and older exports have no leads): absent means empty.
+OPTIONAL_TABLES = frozenset({"leads"})
+
+Loaded = TypeVar("Loaded", CRMTables, SimulatedCRM)
+
+
+class SourceError(FulqrunMLError):
+    """A source cannot be read: a missing file or table, an unreachable database, an ambiguous export."""
+
+
+class CRMSource(ABC, Generic[Loaded]):
+    """Reads a CRM from somewhere and validates it. Subclasses implement `load_unvalidated`."""
+
+    def __init__(
+        self,
+        on_error: OnError = "fail",
+        quarantine_dir: str | Path | None = None,
+        quarantine_format: QuarantineFormat = "parquet",
+    ) -> None:
+        self.on_error = on_error
+        self.quarantine_dir = quarantine_dir
+        self.quarantine_format = quarantine_format
+        self.report: ValidationReport | None = None
+
+    @abstractmethod
+    def load_unvalidated(self) -> Loaded:
+        """The data as the source holds it, before the contract is checked."""
+
+    def load(self) -> Loaded:
+        loaded = self.load_unvalidated()
+        tables = loaded.tables if isinstance(loaded, SimulatedCRM) else loaded
+        result = validate_crm(tables, self.on_error, self.quarantine_dir, self.quarantine_format)
+        self.report = result.report
+        if isinstance(loaded, SimulatedCRM):
+            return dataclasses.replace(loaded, tables=result.tables)
+        return result.tables
+
+    def __call__(self) -> Loaded:
+        return self.load()
+
+
+class SimulatorSource(CRMSource[SimulatedCRM]):
+    """The simulator as a source; keyword arguments go to `simulate_crm` unchanged."""
+
+    def __init__(
+        self,
+        on_error: OnError = "fail",
+        quarantine_dir: str | Path | None = None,
+        quarantine_format: QuarantineFormat = "parquet",
+        **simulate_kwargs: Any,
+    ) -> None:
+        super().__init__(on_error, quarantine_dir, quarantine_format)
+        self.simulate_kwargs = simulate_kwargs
+
+    def load_unvalidated(self) -> SimulatedCRM:
+        return simulate_crm(**self.simulate_kwargs)
+
+
+# --- a directory of exports -------------------------------------------------------------------------
+
+
+class DirectorySource(CRMSource[CRMTables]):
+    """`<table>.parquet` or `<table>.csv` files in one directory, as a CRM export or `write_crm_directory`
+    leaves them. CSV cells are read as text and typed by the contract, so a bad cell is reported per row;
+    timestamps are parsed as UTC (naive ones are taken to be UTC).
+
+    The extraction time comes from `extracted_at`, else from the directory's `crm_export.json` (written by
+    `write_crm_directory`); an export without either is refused, since point-in-time labels depend on it.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        format: FileFormat | None = None,
+        extracted_at: str | pd.Timestamp | None = None,
+        on_error: OnError = "fail",
+        quarantine_dir: str | Path | None = None,
+        quarantine_format: QuarantineFormat = "parquet",
+    ) -> None:
+        super().__init__(on_error, quarantine_dir, quarantine_format)
+        if format not in (None, "parquet", "csv"):
+            raise SourceError(f"format must be 'parquet', 'csv' or None (either), got {format!r}")
+        self.path = Path(path)
+        self.format = format
+        self.extracted_at = extracted_at
+
+    def load_unvalidated(self) -> CRMTables:
+        if not self.path.is_dir():
+            raise SourceError(f"CRM export directory {self.path} does not exist")
+        frames = {name: self._read_table(name) for name in TABLE_COLUMNS}
+        return CRMTables(**frames, extracted_at=self._extracted_at())
+
+    def _read_table(self, name: str) -> pd.DataFrame:
+        formats = [self.format] if self.format else ["parquet", "csv"]
+        found = [self.path / f"{name}.{fmt}" for fmt in formats if (self.path / f"{name}.{fmt}").is_file()]
+        if len(found) > 1:
+            raise SourceError(f"both {found[0].name} and {found[1].name} are in {self.path}; pass format=")
+        if not found:
+            if name in OPTIONAL_TABLES:
+                log.info("no %s file in %s: the CRM is taken to have no %s", name, self.path, name)
+                return empty_table(name)
+            raise SourceError(f"table '{name}' is missing: expected {' or '.join(f'{name}.{f}' for f in formats)}")
+        file = found[0]
+        if file.suffix == ".csv":
+            return pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""])
+        return pd.read_parquet(file)
+
+    def _extracted_at(self) -> pd.Timestamp:
+        if self.extracted_at is not None:
+            return pd.Timestamp(self.extracted_at)
+        manifest = self.path / MANIFEST
+        if manifest.is_file():
+            try:
+                return pd.Timestamp(json.loads(manifest.read_text())["extracted_at"])
+            except (KeyError, ValueError, json.JSONDecodeError) as err:
+                raise SourceError(f"{manifest} has no readable 'extracted_at': {err}") from err
+        raise SourceError(
+            f"when was {self.path} extracted? pass extracted_at= (data.source.extracted_at=...) or add {MANIFEST} "
+            'with {"extracted_at": "<ISO timestamp>"}'
+        )
+
+
+def write_crm_directory(tables: CRMTables, path: str | Path, format: FileFormat = "parquet") -> Path:
+    """Write every table to `<path>/<table>.<format>` plus `crm_export.json` (extraction time, row counts).
+
+    Tables are written as given (validate first if they must be clean); `DirectorySource(path)` reads
+    them back equal after validation. Refuses a directory already holding the other format's files,
+    which would make the export ambiguous.
+    """
+    if format not in ("parquet", "csv"):
+        raise SourceError(f"format must be 'parquet' or 'csv', got {format!r}")
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    other = "csv" if format == "parquet" else "parquet"
+    clashes = [out / f"{name}.{other}" for name in TABLE_COLUMNS if (out / f"{name}.{other}").exists()]
+    if clashes:
+        raise SourceError(f"{out} already holds {[c.name for c in clashes]}; write {format} to another directory")
+    for name, frame in tables.frames().items():
+        file = out / f"{name}.{format}"
+        if format == "parquet":
+            frame.to_parquet(file, index=False)
+        else:
+            frame.to_csv(file, index=False)
+    manifest = {
+        "extracted_at": pd.Timestamp(tables.extracted_at).isoformat(),
+        "format": format,
+        "rows": {name: len(frame) for name, frame in tables.frames().items()},
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------------
+
+
+class PostgresSource(CRMSource[CRMTables]):
+    """The CRM's own PostgreSQL tables (e.g. Supabase), read in one read-only, repeatable-read
+    transaction, so every table comes from the same snapshot. Only the contract's columns are selected
+    (other columns may hold PII). `extracted_at` defaults to that transaction's start (`now()`)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        schema: str = "public",
+        extracted_at: str | pd.Timestamp | None = None,
+        on_error: OnError = "fail",
+        quarantine_dir: str | Path | None = None,
+        quarantine_format: QuarantineFormat = "parquet",
+    ) -> None:
+        super().__init__(on_error, quarantine_dir, quarantine_format)
+        self.dsn = dsn
+        self.schema = schema
+        self.extracted_at = extracted_at
+
+    def load_unvalidated(self) -> CRMTables:
+        try:
+            conn = psycopg.connect(self.dsn)
+        except psycopg.OperationalError as err:
+            raise SourceError(f"cannot connect to PostgreSQL: {err}") from err
+        with conn:
+            conn.read_only = True
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            with conn.transaction():
+                conn.execute("SET LOCAL TIME ZONE 'UTC'")
+                started = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+                existing = _existing_columns(conn, self.schema)
+                frames = {}
+                for name in TABLE_COLUMNS:
+                    if name not in existing:
+                        if name in OPTIONAL_TABLES:
+                            frames[name] = empty_table(name)
+                            continue
+                        raise SourceError(f"table '{self.schema}.{name}' does not exist in the database")
+                    columns = [c for c in TABLE_COLUMNS[name] if c in existing[name]]
+                    query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
+                        sql.SQL(", ").join(map(sql.Identifier, columns)),
+                        sql.Identifier(self.schema, name),
+                        sql.SQL(", ").join(map(sql.Identifier, CRM_SCHEMAS[name].key)),
+                    )
+                    rows = conn.execute(query).fetchall()
+                    frames[name] = _frame_from_rows(rows, columns)
+        extracted_at = pd.Timestamp(self.extracted_at) if self.extracted_at is not None else pd.Timestamp(started)
+        return CRMTables(**frames, extracted_at=extracted_at)
+
+
+def _existing_columns(conn: Any, schema: str) -> dict[str, set[str]]:
+    rows = conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s", (schema,)
+    ).fetchall()
+    existing: dict[str, set[str]] = {}
+    for table, column in rows:
+        existing.setdefault(table, set()).add(column)
+    return existing
+
+
+def _frame_from_rows(rows: list[tuple[Any, ...]], columns: list[str]) -> pd.DataFrame:
+    """uuid.UUID -> str here; the contract's type pass turns Decimal, datetime and int into canonical dtypes."""
+    frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns, dtype=object)
+    for column in columns:
+        values = frame[column]
+        if len(values) and values.map(lambda v: isinstance(v, uuid.UUID)).any():
+            frame[column] = values.map(lambda v: str(v) if isinstance(v, uuid.UUID) else v)
+    return frame
+
+
+IfExists = Literal["fail", "replace"]
+
+
+def load_crm_into_postgres(
+    tables: CRMTables, dsn: str, schema: str = "public", if_exists: IfExists = "fail"
+) -> dict[str, int]:
+    """Create the CRM's tables in `schema` (CRM column names; ids uuid, timestamps timestamptz, money
+    numeric; primary and foreign keys) and COPY `tables` into them, in one transaction.
+
+    The tables are validated first (a database never receives rows that break the contract). Existing
+    tables make it fail unless `if_exists="replace"`, which drops them. Returns rows written per table.
+    """
+    if if_exists not in ("fail", "replace"):
+        raise SourceError(f"if_exists must be 'fail' or 'replace', got {if_exists!r}")
+    clean = validate_crm(tables, on_error="fail").tables
+    written = {}
+    try:
+        conn = psycopg.connect(dsn)
+    except psycopg.OperationalError as err:
+        raise SourceError(f"cannot connect to PostgreSQL: {err}") from err
+    with conn, conn.transaction():
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        present = set(_existing_columns(conn, schema)) & set(LOAD_ORDER)
+        if present and if_exists == "fail":
+            raise SourceError(f"tables {sorted(present)} already exist in schema '{schema}'; use if_exists='replace'")
+        for name in reversed(LOAD_ORDER):
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(schema, name)))
+        for name in LOAD_ORDER:
+            conn.execute(_create_table_sql(CRM_SCHEMAS[name], schema))
+            frame = clean.table(name)
+            columns = list(TABLE_COLUMNS[name])
+            copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, columns))
+            )
+            values = frame[columns].astype(object)
+            values = values.where(frame[columns].notna(), None)
+            with conn.cursor() as cursor, cursor.copy(copy) as writer:
+                for row in values.itertuples(index=False, name=None):
+                    writer.write_row(row)
+            written[name] = len(frame)
+    return written
+
+
+def _create_table_sql(contract: TableContract, schema: str) -> sql.Composed:
+    parts = []
+    for f in contract.fields:
+        column = sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(POSTGRES_TYPE[f.kind]))
+        if not f.nullable:
+            column = sql.SQL("{} NOT NULL").format(column)
+        if f.references is not None:
+            column = sql.SQL("{} REFERENCES {} (id)").format(column, sql.Identifier(schema, f.references))
+        parts.append(column)
+    parts.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, contract.key))))
+    return sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, contract.name), sql.SQL(", ").join(parts))
+
+
+# --- any user table ----------------------------------------------------------------------------------
+
+
+class ColumnKind(StrEnum):
+    """How a column of a user table can be used."""
+
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    DATETIME = "datetime"
+    TEXT = "text"  # free text: words, not labels
+    ID = "id"  # identifies a row or an entity; never a feature
+
+
+@dataclass(frozen=True)
+class ColumnReport:
+    """The inferred kind of one column and the evidence for it (no values: they may be PII)."""
+
+    column: str
+    kind: ColumnKind
+    dtype: str
+    n_missing: int
+    n_unique: int
+    why: str
+
+
+@dataclass(frozen=True)
+class UserTable:
+    """A researcher's table: the frame (datetimes parsed as UTC, numeric text as numbers) and its kinds."""
+
+    frame: pd.DataFrame
+    target: str
+    columns: tuple[ColumnReport, ...]
+    time_col: str | None = None
+    id_col: str | None = None
+
+    @property
+    def kinds(self) -> dict[str, ColumnKind]:
+        return {c.column: c.kind for c in self.columns}
+
+    @property
+    def feature_columns(self) -> dict[str, ColumnKind]:
+        """Columns a model may read: everything but the target, the id, the time column and ids."""
+        skip = {self.target, self.time_col, self.id_col}
+        return {c.column: c.kind for c in self.columns if c.column not in skip and c.kind is not ColumnKind.ID}
+
+    @property
+    def target_kind(self) -> Literal["binary", "multiclass", "regression"]:
+        report = next(c for c in self.columns if c.column == self.target)
+        if report.n_unique == 2:
+            return "binary"
+        return "regression" if report.kind is ColumnKind.NUMERIC else "multiclass"
+
+    def report(self) -> pd.DataFrame:
+        return pd.DataFrame([dataclasses.asdict(c) for c in self.columns]).assign(kind=lambda f: f["kind"].map(str))
+
+
+class TableSource:
+    """Any CSV or Parquet table with a target column, typed by inference (see `infer_column_kind`).
+
+    `time_col` is parsed as UTC datetimes and `id_col` must be unique; a value that breaks either is an
+    error naming the column, not a silent NaT or drop. Rows with a missing target are kept and counted in
+    the target's report (`n_missing`), since what to do with them is the task's decision.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        target: str,
+        time_col: str | None = None,
+        id_col: str | None = None,
+        max_categories: int = 50,
+    ) -> None:
+        self.path = Path(path)
+        self.target = target
+        self.time_col = time_col
+        self.id_col = id_col
+        self.max_categories = max_categories
+
+    def load(self) -> UserTable:
+        frame = _read_user_table(self.path)
+        for role, column in (("target", self.target), ("time_col", self.time_col), ("id_col", self.id_col)):
+            if column is not None and column not in frame.columns:
+                raise SourceError(
+                    f"{role} '{column}' is not a column of {self.path.name}; it has {list(frame.columns)}"
+                )
+        if frame[self.target].isna().all():
+            raise SourceError(f"target '{self.target}' in {self.path.name} has no values")
+        if self.id_col is not None:
+            duplicated = frame[self.id_col].duplicated(keep=False) & frame[self.id_col].notna()
+            if duplicated.any() or frame[self.id_col].isna().any():
+                raise SourceError(
+                    f"id_col '{self.id_col}' must be unique and filled: {int(duplicated.sum())} duplicated, "
+                    f"{int(frame[self.id_col].isna().sum())} missing"
+                )
+        reports = []
+        for column in frame.columns:
+            column = str(column)
+            if column == self.time_col:
+                frame[column] = _parse_time_column(frame[column], column)
+                kind, why = ColumnKind.DATETIME, "given as time_col"
+            elif column == self.id_col:
+                kind, why = ColumnKind.ID, "given as id_col"
+            else:
+                kind, converted, why = infer_column_kind(frame[column], column, self.max_categories)
+                frame[column] = converted
+            values = frame[column]
+            reports.append(
+                ColumnReport(column, kind, str(values.dtype), int(values.isna().sum()), int(values.nunique()), why)
+            )
+        return UserTable(frame, self.target, tuple(reports), self.time_col, self.id_col)
+
+    def __call__(self) -> UserTable:
+        return self.load()
+
+
+def _read_user_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise SourceError(f"table file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise SourceError(f"{path.name}: only .csv and .parquet tables are supported")
+
+
+def _parse_time_column(values: pd.Series, column: str) -> pd.Series:
+    parsed = _to_utc_datetime(values)
+    if parsed is None:
+        bad = values.notna() & pd.to_datetime(values, utc=True, errors="coerce", format="mixed").isna()
+        raise SourceError(f"time_col '{column}': {int(bad.sum())} value(s) are not dates or times")
+    return parsed
+
+
+def _to_utc_datetime(values: pd.Series) -> pd.Series | None:
+    """All non-missing values as UTC datetimes, or None if any of them is not a date."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        return values.dt.tz_localize("UTC")
+    if not (pd.api.types.is_string_dtype(values.dtype) or values.dtype == object):
+        return None
+    present = values.notna()
+    if not present.any():
+        return None
+    sample = values[present].head(200)
+    if pd.to_datetime(sample, utc=True, errors="coerce", format="mixed").isna().any():
+        return None  # cheap early exit: parsing a whole text column as dates is slow
+    for fmt in ("ISO8601", "mixed"):
+        try:
+            parsed = pd.to_datetime(values, utc=True, errors="coerce", format=fmt)
+        except (ValueError, TypeError):
+            continue
+        if not (parsed.isna() & present).any():
+            return parsed
+    return None
+
+
+def infer_column_kind(values: pd.Series, name: str, max_categories: int = 50) -> tuple[ColumnKind, pd.Series, str]:
+    """(kind, values converted to suit it, why). The rules, in order:
+
+    1. booleans are categorical; 2. numbers are numeric, unless an integer column named `id`/`*_id` has
+    a distinct value per row (an id); 3. datetimes, and text where every value parses as a date, are
+    datetime (UTC); 4. text where every value parses as a number is numeric; 5. UUID-like text, or
+    text with a distinct value per row in an `id`/`*_id` column, is an id; 6. text with at most
+    `max_categories` distinct values, or one distinct value per 20 rows or fewer, is categorical;
+    7. text averaging 3+ words or 30+ characters is free text; 8. short text that is (nearly) unique per
+    row is an id (codes, emails, names); 9. anything else is a high-cardinality categorical.
+    """
+    present = values.dropna()
+    n, n_unique = len(present), present.nunique()
+    id_like_name = name.lower() == "id" or name.lower().endswith("_id")
+    if n == 0:
+        return ColumnKind.CATEGORICAL, values, "no values"
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return ColumnKind.CATEGORICAL, values, "boolean"
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        if id_like_name and pd.api.types.is_integer_dtype(values.dtype) and n_unique == n:
+            return ColumnKind.ID, values, "integer id column with one value per row"
+        return ColumnKind.NUMERIC, values, "numeric dtype"
+    as_datetime = _to_utc_datetime(values)
+    if as_datetime is not None and not pd.to_numeric(present, errors="coerce").notna().all():
+        return ColumnKind.DATETIME, as_datetime, "every value parses as a date (UTC)"
+    as_number = pd.to_numeric(values, errors="coerce")
+    if as_number[values.notna()].notna().all():
+        return ColumnKind.NUMERIC, as_number, "every value parses as a number"
+    text = present.astype(str)
+    if text.str.fullmatch(UUID_PATTERN).all():
+        return ColumnKind.ID, values, "UUID strings"
+    if id_like_name and n_unique == n:
+        return ColumnKind.ID, values, "id column with one value per row"
+    if n_unique <= max_categories or n_unique <= n / 20:
+        return ColumnKind.CATEGORICAL, values, f"{n_unique} distinct values"
+    if text.str.split().str.len().mean() >= 3 or text.str.len().mean() >= 30:
+        return ColumnKind.TEXT, values, "long, many-word values"
+    if n_unique >= 0.95 * n:
+        return ColumnKind.ID, values, "short values, nearly one per row"
+    return ColumnKind.CATEGORICAL, values, f"{n_unique} distinct short values"

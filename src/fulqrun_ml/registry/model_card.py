@@ -1,0 +1,224 @@
+"""MODEL_CARD.md, generated into every version at publish time from what the version already records.
+
+Why generated and not written by hand: a card that is derived from `metadata.json`, `metrics.json` and
+`lineage.json` cannot drift from the model it describes, and every version gets one. Sections follow
+the usual model-card outline (intended use, data, metrics with baselines, calibration, lineage, known
+limits); the limits are derived from the numbers (e.g. a model that does not beat the rep's guess says so).
+Missing inputs render as "not recorded" rather than failing, so any published directory gets a card.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MODEL_CARD_FILE = "MODEL_CARD.md"
+NOT_RECORDED = "not recorded"
+METRIC_COLUMNS = (
+    ("auc", "AUC"),
+    ("log_loss", "log loss"),
+    ("brier", "Brier"),
+    ("ece", "ECE"),
+    ("accuracy", "accuracy"),
+)
+BASELINES = (
+    ("model", "this model"),
+    ("rep", "rep's probability (baseline)"),
+    ("oracle", "oracle: latent truth (ceiling)"),
+)
+INTENDED_USE = {
+    "deal_win": (
+        "Estimates the probability that an open opportunity closes **won** within the label horizon, from what "
+        "the CRM knew on the scoring date (point-in-time features). Use it to rank a pipeline, to focus reps' "
+        "time, and as an input to revenue forecasts, next to the rep's own probability."
+    ),
+}
+OUT_OF_SCOPE = (
+    "Not for judging, ranking or paying individual reps or contacts, and not for automated decisions without a "
+    "person in the loop. Scores are only meaningful for deals that resemble the training window's."
+)
+ECE_WARN = 0.05
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_model_card(version_dir: Path) -> Path:
+    """Render the card from the JSON files already in `version_dir` and write it next to them."""
+    card = render_model_card(
+        read_json(version_dir / "metadata.json"),
+        read_json(version_dir / "metrics.json"),
+        read_json(version_dir / "lineage.json"),
+    )
+    path = version_dir / MODEL_CARD_FILE
+    path.write_text(card, encoding="utf-8")
+    return path
+
+
+def render_model_card(metadata: dict[str, Any], metrics: dict[str, Any], lineage: dict[str, Any]) -> str:
+    name, version = metadata.get("name", "model"), metadata.get("version", "?")
+    task = metadata.get("task") or lineage.get("task") or NOT_RECORDED
+    sections = [
+        f"# Model card: {name} v{version}",
+        f"Task `{task}`, backbone `{lineage.get('model') or NOT_RECORDED}`, published "
+        f"{metadata.get('published_at', NOT_RECORDED)}. Generated from this version's metadata, metrics and "
+        "lineage at publish time; do not edit by hand.",
+        "## Intended use\n\n"
+        + INTENDED_USE.get(task, "A model of the FulQrun ML platform; see the task config.")
+        + "\n\n"
+        + OUT_OF_SCOPE,
+        "## Inputs and output\n\n" + _inputs(metadata),
+        "## Data\n\n" + _data(lineage),
+        "## Holdout metrics\n\n" + _metrics_table(metrics),
+        "## Calibration\n\n" + _calibration(metrics, metadata, lineage),
+        "## Export parity\n\n" + _parity(metrics, metadata),
+        "## Lineage\n\n" + _lineage(metadata, lineage),
+        "## Known limits\n\n" + "\n".join(f"- {limit}" for limit in known_limits(metrics, lineage)),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _inputs(metadata: dict[str, Any]) -> str:
+    inputs = metadata.get("inputs") or []
+    if not inputs:
+        return NOT_RECORDED
+    numeric = [i["name"] for i in inputs if i.get("dtype") != "string"]
+    categorical = [i["name"] for i in inputs if i.get("dtype") == "string"]
+    outputs = ", ".join(f"`{o['name']}`" for o in metadata.get("outputs", [])) or NOT_RECORDED
+    return (
+        f"Raw columns, one per input (preprocessing is inside the ONNX graph): {len(numeric)} numeric "
+        f"({', '.join(numeric)}) and {len(categorical)} categorical ({', '.join(categorical)}); unseen categories "
+        f"map to a shared 'unknown' embedding. Output: {outputs}."
+    )
+
+
+def _data(lineage: dict[str, Any]) -> str:
+    data_cfg = (lineage.get("config") or {}).get("data") or {}
+    source = data_cfg.get("source") or {}
+    lines = []
+    target = str(source.get("_target_", NOT_RECORDED))
+    details = ", ".join(f"{k}={v}" for k, v in source.items() if not k.startswith("_"))
+    lines.append(f"- Source: `{target}`" + (f" ({details})" if details else ""))
+    if data_cfg:
+        lines.append(
+            f"- Snapshots every {data_cfg.get('snapshot_every_days', '?')} days after a "
+            f"{data_cfg.get('warmup_days', '?')}-day warm-up; label = closed won within "
+            f"{data_cfg.get('horizon_days', '?')} days; time-based split (val {data_cfg.get('val_fraction', '?')}, "
+            f"test {data_cfg.get('test_fraction', '?')}) with an embargo between training labels and validation."
+        )
+    window = lineage.get("data_window") or {}
+    for split in ("train", "val", "test"):
+        if split in window:
+            w = window[split]
+            lines.append(f"- {split} window (as_of): {w.get('from')} to {w.get('to')}, {w.get('rows')} rows")
+    if not window:
+        lines.append(f"- Data window per split: {NOT_RECORDED}")
+    lines.append(f"- Data hash (content of the snapshot set): `{lineage.get('data_hash') or NOT_RECORDED}`")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    rows = [(label, metrics[who]) for who, label in BASELINES if isinstance(metrics.get(who), dict)]
+    if not rows:
+        return NOT_RECORDED
+    n = rows[0][1].get("n", "?")
+    header = "| | " + " | ".join(title for _, title in METRIC_COLUMNS) + " |"
+    lines = [
+        f"Scored on the holdout: the latest time period, {n} snapshots never used for training or model selection.",
+        "",
+        header,
+        "|---" * (len(METRIC_COLUMNS) + 1) + "|",
+    ]
+    lines += [f"| {label} | " + " | ".join(_fmt(m.get(key)) for key, _ in METRIC_COLUMNS) + " |" for label, m in rows]
+    return "\n".join(lines)
+
+
+def _find(key: str, *sources: dict[str, Any]) -> Any:
+    for source in sources:
+        if key in source:
+            return source[key]
+        nested = source.get("calibration")
+        if isinstance(nested, dict) and key in nested:
+            return nested[key]
+    return None
+
+
+def _calibration(metrics: dict[str, Any], metadata: dict[str, Any], lineage: dict[str, Any]) -> str:
+    model, rep = metrics.get("model") or {}, metrics.get("rep") or {}
+    if "ece" not in model:
+        return NOT_RECORDED
+    text = (
+        f"Expected calibration error (15 equal-width bins, holdout): model {_fmt(model['ece'])}, "
+        f"rep's probability {_fmt(rep.get('ece'))}. Brier score: model {_fmt(model.get('brier'))}."
+    )
+    temperature = _find("temperature", metrics, metadata, lineage)
+    if temperature is not None:
+        text += f" Post-hoc temperature scaling T = {_fmt(temperature)} (fitted on validation, inside the graph)"
+        uncalibrated = metrics.get("model_uncalibrated") or {}
+        text += f"; ECE before scaling {_fmt(uncalibrated['ece'])}." if "ece" in uncalibrated else "."
+    return text
+
+
+def _parity(metrics: dict[str, Any], metadata: dict[str, Any]) -> str:
+    parity = metadata.get("parity_max_abs_diff", metrics.get("export_parity_max_abs_diff"))
+    if parity is None:
+        return NOT_RECORDED
+    return f"max |PyTorch - ONNX Runtime| probability on the holdout: {parity:.2e}."
+
+
+def _lineage(metadata: dict[str, Any], lineage: dict[str, Any]) -> str:
+    parent = lineage.get("parent") or {}
+    parent_text = (
+        f"{parent.get('name')} v{parent.get('version')} (warm start)" if parent else "none (trained from scratch)"
+    )
+    net = lineage.get("net_config") or {}
+    artifacts = lineage.get("wandb_artifacts") or {}
+    rows = [
+        ("data hash", lineage.get("data_hash") or metadata.get("data_hash")),
+        ("git commit", lineage.get("git_commit") or metadata.get("git_commit")),
+        ("W&B run id", lineage.get("wandb_run_id") or metadata.get("wandb_run_id")),
+        ("W&B artifacts", ", ".join(f"{k}: `{v}`" for k, v in artifacts.items()) or None),
+        ("parent version", parent_text),
+        ("network", ", ".join(f"{k}={v}" for k, v in net.items()) or None),
+        ("epochs", lineage.get("epochs")),
+        ("training run", lineage.get("run_dir")),
+    ]
+    lines = ["| | |", "|---|---|"]
+    lines += [f"| {key} | {value if value not in (None, '') else NOT_RECORDED} |" for key, value in rows]
+    return "\n".join(lines)
+
+
+def known_limits(metrics: dict[str, Any], lineage: dict[str, Any]) -> list[str]:
+    """Limits that always hold for this kind of model, plus those the recorded numbers reveal."""
+    model, rep = metrics.get("model") or {}, metrics.get("rep") or {}
+    source = str((((lineage.get("config") or {}).get("data") or {}).get("source") or {}).get("_target_", ""))
+    limits = []
+    if "simulator" in source:
+        limits.append(
+            "Trained and evaluated on **simulated** CRM data: the numbers show the pipeline works, not how the "
+            "model will do on a real organisation's deals."
+        )
+    limits.append(
+        "The holdout is the latest period of one extract: sales processes, pricing and territories drift, so "
+        "monitor live calibration and retrain on newer windows."
+    )
+    if "auc" in model and "auc" in rep and model["auc"] <= rep["auc"]:
+        limits.append(
+            f"Does **not** beat the rep's own probability on the holdout (AUC {model['auc']:.4f} vs "
+            f"{rep['auc']:.4f}); do not use it in place of the rep's estimate."
+        )
+    if "ece" in model and model["ece"] > ECE_WARN:
+        limits.append(f"Calibration error {model['ece']:.4f} exceeds {ECE_WARN}: treat scores as a ranking.")
+    if model.get("n") is not None:
+        limits.append(f"Metrics come from {model['n']} holdout snapshots; small segments may behave differently.")
+    limits.append(
+        "Categories not seen in training share one 'unknown' embedding; new industries, countries or stages "
+        "get an average treatment until the model is retrained."
+    )
+    return limits

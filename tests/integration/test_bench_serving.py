@@ -1,0 +1,113 @@
+"""The serving load harness, end to end at tiny scale: real Triton, real wrk, real gRPC clients.
+
+Checks the report's shape and that the load ran cleanly (no errors, both the model and its identity
+floor measured per protocol and point); it never asserts speed (that is what the report is for).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from fulqrun_ml.errors import FulqrunMLError
+from fulqrun_ml.serving import bench, loadgen
+from fulqrun_ml.serving.repository import config_for_version
+
+pytestmark = pytest.mark.integration
+
+ROW_KEYS = {
+    "model": str,
+    "protocol": str,
+    "concurrency": int,
+    "rows_per_request": int,
+    "rps": float,
+    "predictions_per_s": float,
+    "p50_ms": float,
+    "p95_ms": float,
+    "p99_ms": float,
+    "errors": int,
+    "timeouts": int,
+    "client_cpu": float,
+    "server_cpu": float,
+}
+
+
+@pytest.fixture(scope="module")
+def quick_report(published, tmp_path_factory):
+    version, _ = published
+    out = tmp_path_factory.mktemp("bench") / "bench_serving.json"
+    argv = ["--models-dir", str(version.path.parents[1]), "--model", version.name, "--quick", "--out", str(out)]
+    argv += ["--points", "1,3,2x4"]
+    assert bench.main(argv) == 0
+    return json.loads(out.read_text()), out
+
+
+def test_report_rows_are_well_formed(quick_report):
+    report, _ = quick_report
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["tritonserver"]
+    assert report["settings"]["loopback_only"] is True
+    for row in report["rows"]:
+        for key, kind in ROW_KEYS.items():
+            value = row[key]
+            assert isinstance(value, int | float) if kind is float else isinstance(value, kind), (key, value)
+        assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert row["predictions_per_s"] == pytest.approx(row["rps"] * row["rows_per_request"], rel=1e-3, abs=0.2)
+        assert row["requests"] > 0 and row["rps"] > 0
+
+
+def test_every_point_ran_clean_for_model_and_identity(quick_report):
+    report, _ = quick_report
+    measured = {(r["model"], r["protocol"], r["concurrency"], r["rows_per_request"]) for r in report["rows"]}
+    expected = {
+        (model, protocol, c, rows)
+        for model in ("deal_win", bench.IDENTITY)
+        for protocol in ("http", "grpc")
+        for c, rows in ((1, 1), (3, 1), (2, 4))
+    }
+    assert measured == expected
+    assert [r for r in report["rows"] if r["errors"] or r["timeouts"]] == []
+    # The server really executed the requests (Triton's own counters moved).
+    assert all(r["server_avg_batch_rows"] and r["server_avg_batch_rows"] >= 1 for r in report["rows"])
+
+
+def test_targets_and_plot_are_written(quick_report):
+    report, out = quick_report
+    assert {t["protocol"] for t in report["targets"]} == {"http", "grpc"}
+    assert all(isinstance(t["met"], bool) for t in report["targets"])
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_identity_config_mirrors_the_model(published):
+    version, _ = published
+    model = config_for_version(version, max_batch_size=128, preferred_batch_sizes=(64,))
+    identity = bench.identity_config(model, "value")
+    parsed = text_format.Parse(identity.to_pbtxt(), pb.ModelConfig())
+    assert parsed.backend == "python" and parsed.max_batch_size == 128
+    assert [i.name for i in parsed.input] == [i.name for i in model.inputs]
+    assert [o.name for o in parsed.output] == [model.outputs[0].name]
+    assert parsed.parameters["echo_input"].string_value == "value"
+    with pytest.raises(FulqrunMLError, match="'nope' is not an input"):
+        bench.identity_config(model, "nope")
+
+
+@pytest.mark.parametrize("text", ["", "0", "64x0", "abc", "1,x2"])
+def test_bad_sweep_points_are_refused(text):
+    with pytest.raises(FulqrunMLError):
+        bench.parse_points(text)
+
+
+def test_open_file_limit_is_raised_as_far_as_allowed():
+    soft, hard = loadgen.raise_open_file_limit(10_000 + 1024)
+    assert soft <= hard or hard == resource.RLIM_INFINITY
+    assert soft >= min(11_024, hard)
+
+
+def test_channel_count_grows_with_concurrency():
+    assert loadgen.grpc_channel_count(1) == 1
+    assert loadgen.grpc_channel_count(64) == 4
+    assert loadgen.grpc_channel_count(10_000) == 20
