@@ -12,7 +12,7 @@
 # a free port chosen by the kernel. Everything but the DSN goes to stderr.
 set -euo pipefail
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 say() { echo "postgres.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
 

@@ -26,6 +26,7 @@ import hydra
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
+import requests
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,9 +35,11 @@ from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.project import CONFIG_DIR
-from fulqrun_ml.registry.aliases import promote
+from fulqrun_ml.registry.aliases import AliasChange, promote, rollback
+from fulqrun_ml.registry.commands import models_main
 from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.serving.client import TritonPredictionClient
+from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.repository import TritonModelConfig, TritonRepositoryBuilder, config_for_version
 from fulqrun_ml.serving.server import TritonServer
 from fulqrun_ml.training.sweep import run_sweep
@@ -143,10 +146,44 @@ def _export(args: argparse.Namespace) -> None:
     print(f"published {version.name} v{version.version} at {version.path} (parity max abs diff {parity:.2e})")
 
 
+def sync_live_server(change: AliasChange, serve_overrides: list[str] | None = None) -> None:
+    """After the production alias moves, make a running `fulqrun-ml serve` serve the new version.
+
+    Triton loads the new version, then retires the old one once its in-flight requests finish."""
+    if change.alias != "production" or change.to_version is None:
+        return
+    cfg = compose_config("serve", [f"model_name={change.name}", *(serve_overrides or [])])
+    models_dir = Path(cfg.paths.models_dir)
+    url = f"127.0.0.1:{cfg.serving.http_port}"
+    try:
+        live = requests.get(f"http://{url}/v2/health/live", timeout=10).ok
+    except requests.RequestException:
+        live = False
+    if not live:
+        print(f"no live server at {url}; the next `fulqrun-ml serve` serves v{change.to_version}")
+        return
+    version = get_version(models_dir, change.name, change.to_version)
+    controller = ModelController(url, TritonRepositoryBuilder(models_dir / "triton_repo"))
+    try:
+        for config in cpu_serving_configs(version, cfg.serving):
+            controller.deploy(version, config)
+    finally:
+        controller.close()
+    print(f"live server at {url} now serves {change.name} v{change.to_version}")
+
+
 def _serve(overrides: list[str]) -> None:
+    if overrides and overrides[0] == "rollback":
+        if len(overrides) < 2:
+            raise FulqrunMLError(
+                "usage: fulqrun-ml serve rollback <model> [serve overrides, e.g. serving.http_port=8000]"
+            )
+        models_dir = Path(compose_config("serve", overrides[2:]).paths.models_dir)
+        sync_live_server(rollback(models_dir, overrides[1], actor="fulqrun-ml serve rollback"), overrides[2:])
+        return
     cfg = compose_config("serve", overrides)
     models_dir = Path(cfg.paths.models_dir)
-    version = get_version(models_dir, cfg.model, cfg.version)
+    version = get_version(models_dir, cfg.model_name, cfg.version)
     repo, model_names = build_repositories(version, cfg.serving, models_dir)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -215,6 +252,7 @@ def run_end_to_end(overrides: list[str], n_requests: int = 1000) -> dict[str, An
     t_trained = time.perf_counter()
     run_dir, models_dir = Path(result["run_dir"]), Path(cfg.paths.models_dir)
     version, parity = export_run(run_dir, models_dir, "deal_win")
+    promote(models_dir, version.name, version.version, alias="production", actor="fulqrun-ml run")
     t_exported = time.perf_counter()
 
     serve_cfg = compose_config("serve", [f"paths.root_dir={cfg.paths.root_dir}"])
@@ -360,7 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     p_export.add_argument("--run-dir", help="training run directory (default: the newest under logs/)")
     p_export.add_argument("--models-dir", default="models")
     p_export.add_argument("--name", default="deal_win")
-    sub.add_parser("serve", help="serve the registry's model with Triton (Hydra overrides follow)")
+    sub.add_parser(
+        "serve",
+        help="serve the registry's production model with Triton (Hydra overrides follow); "
+        "`serve rollback <model>` returns a live server to the previous production version",
+    )
+    sub.add_parser("models", help="the model registry: list | show | promote | rollback | diff")
     p_predict = sub.add_parser("predict", help="score records (JSON lines, CSV or Parquet) through Triton")
     p_predict.add_argument("--input", required=True)
     p_predict.add_argument("--url", default="127.0.0.1:8000")
@@ -377,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
             _predict(args)
         elif args.command == "run":
             run_end_to_end(rest)
+        elif args.command == "models":
+            return models_main(rest, on_change=sync_live_server)
     except FulqrunMLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

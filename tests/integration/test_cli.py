@@ -1,63 +1,75 @@
-"""The `fulqrun-ml` commands as a user runs them: train -> export -> serve (SIGTERM stops it cleanly)."""
+"""The `fulqrun-ml` commands as a user runs them: train -> export (x2) -> models promote -> serve ->
+serve rollback on the live server -> SIGTERM stops it cleanly."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from fulqrun_ml.registry.store import get_version
+from fulqrun_ml.registry.alias_state import resolve_alias
 from fulqrun_ml.serving.server import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLI = [sys.executable, "-m", "fulqrun_ml.cli"]
 
 
-def test_train_export_serve_from_the_command_line(tmp_path):
-    env = {**os.environ, "FULQRUN_ROOT": str(tmp_path)}
-    tiny = ["data.source.n_opportunities=1200", "data.source.n_companies=200", "trainer.max_epochs=1", "logger=none"]
-    subprocess.run([*CLI, "train", *tiny], check=True, env=env, capture_output=True, timeout=300)
-    run_dirs = list((tmp_path / "logs" / "deal_win" / "runs").glob("*/run_info.json"))
-    assert len(run_dirs) == 1
+def wait_until(condition, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
 
-    out = subprocess.run(
-        [*CLI, "export", "--models-dir", str(tmp_path / "models")],
-        check=True,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert "published deal_win v1" in out.stdout
-    assert get_version(tmp_path / "models", "deal_win").version == 1
+
+def version_ready(port: int, version: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/v2/models/deal_win/versions/{version}/ready", timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+def test_train_export_promote_serve_rollback_from_the_command_line(tmp_path):
+    env = {**os.environ, "FULQRUN_ROOT": str(tmp_path)}
+
+    def cli(*args: str) -> str:
+        out = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout
+
+    tiny = ["data.source.n_opportunities=1200", "data.source.n_companies=200", "trainer.max_epochs=1", "logger=none"]
+    cli("train", *tiny)
+    assert len(list((tmp_path / "logs" / "deal_win" / "runs").glob("*/run_info.json"))) == 1
+    assert "published deal_win v1" in cli("export")
+    assert "published deal_win v2" in cli("export")
+    cli("models", "promote", "deal_win", "1")
+    cli("models", "promote", "deal_win", "2")
+    assert resolve_alias(tmp_path / "models", "deal_win", "production") == 2
+    assert "v2" in cli("models", "list", "deal_win")
 
     port = free_port()
     ports = [f"serving.http_port={port}", f"serving.grpc_port={free_port()}", f"serving.metrics_port={free_port()}"]
-    server = subprocess.Popen([*CLI, "serve", *ports], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [*CLI, "serve", *ports], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/v2/models/deal_win/ready", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert server.poll() is None, server.stdout.read().decode()
-            time.sleep(0.5)
-        else:
-            pytest.fail("serve did not become ready")
+        wait_until(lambda: version_ready(port, 2) or server.poll() is not None)
+        assert server.poll() is None
+        out = cli("serve", "rollback", "deal_win", f"serving.http_port={port}")
+        assert "now serves deal_win v1" in out
+        wait_until(lambda: version_ready(port, 1) and not version_ready(port, 2))
+        assert resolve_alias(tmp_path / "models", "deal_win", "production") == 1
+        audit = (tmp_path / "models" / "deal_win" / "audit.jsonl").read_text()
+        assert "rollback" in audit
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
         assert b"server stopped" in server.stdout.read()
     finally:
         if server.poll() is None:
             server.kill()
-    assert Path(tmp_path / "models" / "triton_repo" / "deal_win" / "config.pbtxt").is_file()
+    assert (tmp_path / "models" / "triton_repo" / "deal_win" / "config.pbtxt").is_file()
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path):
@@ -69,3 +81,11 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
     )
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
+    out = subprocess.run(
+        [*CLI, "serve", "version=7"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "FULQRUN_ROOT": str(tmp_path)},
+    )
+    assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr

@@ -42,7 +42,7 @@ def test_serve_config_composes():
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("serve")
     assert cfg.serving.backend == "python-ort" and cfg.serving.max_batch_size > 0
-    assert cfg.model == "deal_win"
+    assert cfg.model_name == "deal_win" and cfg.version == "production"
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")))

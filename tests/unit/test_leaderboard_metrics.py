@@ -1,9 +1,14 @@
-"""Leaderboard metric helpers against scikit-learn's reference implementations."""
+"""Leaderboard metric helpers against scikit-learn's reference implementations, and the leaderboard itself."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve
 
+from fulqrun_ml.evaluation.leaderboard import LeaderboardError, compose_experiment, run_leaderboard, write_leaderboard
+from fulqrun_ml.evaluation.scoring import holdout_scores
 from fulqrun_ml.tasks.metrics import MetricInputError, accuracy_at, best_f1_threshold, lift_at, pr_auc
 
 
@@ -60,3 +65,41 @@ def test_bad_inputs_say_what_is_wrong(probs, labels, message):
     for metric in (pr_auc, best_f1_threshold, lift_at):
         with pytest.raises(MetricInputError, match=message):
             metric(np.array(probs), np.array(labels))
+
+
+def test_holdout_scores_pick_the_threshold_on_validation_and_apply_it_to_the_holdout():
+    val_p, val_y = scored(seed=3)
+    test_p, test_y = scored(seed=4)
+    scores = holdout_scores(val_p, val_y, test_p, test_y)
+    assert scores["best_f1_threshold_on_val"] == best_f1_threshold(val_p, val_y)
+    assert scores["accuracy_at_best_f1"] == accuracy_at(test_p, test_y, scores["best_f1_threshold_on_val"])
+    assert scores["pr_auc"] == pytest.approx(average_precision_score(test_y, test_p), abs=1e-6)
+    assert scores["n"] == len(test_y)
+
+
+def test_leaderboard_runs_end_to_end_on_tiny_data(tmp_path):
+    """One tiny model plus every baseline: the report has every row, honest parity and real timings."""
+    tiny = ["data.source.n_opportunities=1500", "data.source.n_companies=300", "data.source.n_reps=10"]
+    board = run_leaderboard(
+        tmp_path / "runs",
+        models=["mlp"],
+        overrides=[*tiny, "trainer.max_epochs=2"],
+        lightgbm_settings={"lightgbm_default": {}},
+    )
+    rows = {r["name"]: r for r in board["rows"]}
+    assert set(rows) == {"mlp", "lightgbm_default", "rep", "oracle"}
+    for row in rows.values():
+        assert 0 <= row["auc"] <= 1 and 0 <= row["ece"] <= 1 and row["lift_at_10pct"] > 0, row["name"]
+    mlp = rows["mlp"]
+    assert mlp["export_parity_max_abs_diff"] <= 1e-5 and mlp["parameters"] > 0 and mlp["train_seconds"] > 0
+    assert mlp["inference_us_per_row"]["batch_1"] > mlp["inference_us_per_row"]["batch_1024"] > 0
+    assert rows["lightgbm_default"]["trees"] >= 1
+    assert board["targets"]["auc_ratio_to_oracle"] == pytest.approx(mlp["auc"] / rows["oracle"]["auc"])
+    json_path, md_path = write_leaderboard(board, tmp_path / "reports")
+    assert json.loads(json_path.read_text())["data"]["data_hash"] == board["data"]["data_hash"]
+    assert all(f"| {name} |" in md_path.read_text() for name in rows)
+
+
+def test_unknown_model_is_named():
+    with pytest.raises(LeaderboardError, match="no_such_model"):
+        compose_experiment("no_such_model", Path("unused"))

@@ -12,6 +12,7 @@ from fulqrun_ml.registry import aliases as aliases_module
 from fulqrun_ml.registry.alias_state import ALIASES_FILE, read_alias_state, resolve_alias
 from fulqrun_ml.registry.aliases import promote, rollback
 from fulqrun_ml.registry.audit import AUDIT_FILE, read_audit
+from fulqrun_ml.registry.catalog import serving_version
 from fulqrun_ml.registry.locking import atomic_write_json
 from fulqrun_ml.registry.store import get_version, publish_version
 
@@ -156,6 +157,8 @@ def test_concurrent_promoters_never_lose_an_update(tmp_path):
 
 def test_changes_report_what_serving_should_load(tmp_path):
     publish(tmp_path, 2)
+    assert serving_version(tmp_path, "m").version == 2  # nothing promoted yet: the newest version
     first = promote(tmp_path, "m", 1)
     assert (first.from_version, first.to_version, first.alias) == (None, 1, "production")
     assert aliases_module.AliasChange is type(first)
+    assert serving_version(tmp_path, "m").version == 1  # production wins over "latest" once promoted

@@ -36,16 +36,22 @@ def test_models_main_list_show_promote_rollback_diff(tmp_path, capsys):
     base = ["--models-dir", str(tmp_path)]
     reloads = []
 
+    def reload(change, triton_url):
+        reloads.append((change.alias, change.to_version, triton_url))
+
     assert models_main([*base, "list"]) == 0
     out = capsys.readouterr().out
     assert "deal_win" in out and "v2" in out
 
-    assert models_main([*base, "promote", "deal_win", "1", "--actor", "ada"], on_change=reloads.append) == 0
-    assert models_main([*base, "promote", "deal_win", "2", "--actor", "ada"], on_change=reloads.append) == 0
-    assert "production v1 -> v2 by ada" in capsys.readouterr().out
-    assert models_main([*base, "rollback", "deal_win", "--actor", "bob"], on_change=reloads.append) == 0
+    assert models_main([*base, "promote", "deal_win", "1", "--actor", "ada"], on_change=reload) == 0
+    assert models_main([*base, "promote", "deal_win", "2", "--triton-url", "h:8000"], on_change=reload) == 0
+    assert models_main([*base, "promote", "deal_win", "2"], on_change=reload) == 0  # no change, no reload
+    out = capsys.readouterr().out
+    assert "production v1 -> v2 by" in out and "already at v2; nothing changed" in out
+    assert models_main([*base, "rollback", "deal_win", "--actor", "bob"], on_change=reload) == 0
     assert "rollback production v2 -> v1 by bob" in capsys.readouterr().out
-    assert [c.to_version for c in reloads] == [1, 2, 1]  # what the CLI would reload Triton with
+    # what the CLI would rebuild / reload Triton with
+    assert reloads == [("production", 1, None), ("production", 2, "h:8000"), ("production", 1, None)]
     assert read_alias_state(tmp_path, "deal_win").production == 1
 
     assert models_main([*base, "list", "deal_win"]) == 0

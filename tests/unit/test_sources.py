@@ -212,3 +212,16 @@ def test_user_table_errors_name_the_problem(tmp_path):
 )
 def test_infer_column_kind_rules(values, name, kind):
     assert infer_column_kind(values, name)[0] is kind
+
+
+def test_the_datamodule_builds_the_same_dataset_from_a_directory_export(simulated, tmp_path):
+    from fulqrun_ml.data.datamodule import DealWinDataModule
+
+    write_crm_directory(simulated.tables, tmp_path, "csv")
+    hashes = []
+    for source in (SimulatorSource(**SIM_ARGS), DirectorySource(tmp_path)):
+        module = DealWinDataModule(source=source, snapshot_every_days=28, warmup_days=30)
+        module.setup()
+        assert module.sizes["snapshots"] > 0
+        hashes.append(module.data_hash)
+    assert hashes[0] == hashes[1]

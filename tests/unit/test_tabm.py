@@ -88,7 +88,9 @@ def test_every_parameter_gets_a_gradient_from_the_per_member_loss():
 def test_export_matches_pytorch_within_parity_tolerance(numeric_embedding):
     torch.manual_seed(0)
     fitted = SPEC.fit(frame())
-    net = fit_briefly(TabM(2, fitted.cardinalities, numeric_embedding=numeric_embedding, **SMALL), fitted.encode(frame()))
+    net = fit_briefly(
+        TabM(2, fitted.cardinalities, numeric_embedding=numeric_embedding, **SMALL), fitted.encode(frame())
+    )
     rows = frame(200, seed=1).assign(stage=lambda f: np.where(f.index % 5 == 0, "never-seen", f["stage"]))
     probs = predict_probabilities(net, fitted.encode(rows))
     assert probs.std() > 0.01  # the check compares a model that actually separates rows

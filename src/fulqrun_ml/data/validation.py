@@ -18,6 +18,7 @@ Duplicate ids keep their first row and reject the later ones.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import defaultdict
@@ -192,12 +193,12 @@ def validate_crm(
 
     rejected = report.rejected_rows()
     clean = {name: typed[name].drop(index=sorted(rejected[name])).reset_index(drop=True) for name in LOAD_ORDER}
-    if on_error == "quarantine":
-        report.quarantine_dir = Path(quarantine_dir)  # type: ignore[arg-type]
+    if quarantine_dir is not None and on_error == "quarantine":
+        report.quarantine_dir = Path(quarantine_dir)
         report.files = _write_quarantine(report, frames, report.quarantine_dir, quarantine_format)
         if problems:
             log.warning("quarantined CRM rows (table -> reason -> rows): %s", report.counts())
-    return ValidationResult(CRMTables(**clean, extracted_at=extracted_at), report)
+    return ValidationResult(dataclasses.replace(tables, **clean, extracted_at=extracted_at), report)
 
 
 def _as_utc(value: Any) -> pd.Timestamp:

@@ -13,7 +13,7 @@ from typing import Any
 from fulqrun_ml.registry.alias_state import read_alias_state
 from fulqrun_ml.registry.audit import read_audit
 from fulqrun_ml.registry.model_card import MODEL_CARD_FILE, read_json
-from fulqrun_ml.registry.store import get_version, list_versions
+from fulqrun_ml.registry.store import ModelVersion, get_version, list_versions
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,10 @@ def show_version(models_dir: Path, name: str, version: int | str = "latest") -> 
             r for r in read_audit(models_dir, name) if chosen.version in (r.get("to_version"), r.get("from_version"))
         ],
     }
+
+
+def serving_version(models_dir: Path, name: str) -> ModelVersion:
+    """What a server should load: the production version once one is promoted, else the newest version
+    (so a fresh registry still serves, as before aliases existed)."""
+    production = read_alias_state(models_dir, name).production
+    return get_version(models_dir, name, production if production is not None else "latest")

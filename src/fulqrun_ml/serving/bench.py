@@ -10,7 +10,8 @@ What it measures and why:
   tritonclient), models interleaved point by point so drift on a shared machine hits both alike.
 - per point: throughput (requests/s, predictions/s), p50/p95/p99/max latency, errors and timeouts,
   CPU cores used by the client, by the server (tritonserver + its Python stubs) and by everything else
-  on the machine, and Triton's own statistics (average executed batch, queue and compute time).
+  on the machine, and Triton's own statistics: average executed batch, and per request the time queued
+  and the compute time of the batch it ran in.
 
 Everything binds to 127.0.0.1; every point is time-bounded. Output: a JSON report (machine info, one
 row per model x protocol x concurrency x rows_per_request, the issue's targets with met/gap) and a PNG.
@@ -64,7 +65,8 @@ class SweepPoint:
     rows_per_request: int = 1
 
 
-FULL_POINTS = (SweepPoint(1), SweepPoint(64), SweepPoint(1000), SweepPoint(10000), SweepPoint(160, 64))
+# 10,000 last: after it Triton's HTTP frontend keeps thousands of sockets in CLOSE_WAIT (see settle_server).
+FULL_POINTS = (SweepPoint(1), SweepPoint(64), SweepPoint(1000), SweepPoint(160, 64), SweepPoint(10000))
 QUICK_POINTS = (SweepPoint(1), SweepPoint(8), SweepPoint(4, 8))
 
 
@@ -148,9 +150,8 @@ def benchmark_records(version: ModelVersion, n: int, seed: int = 0) -> pd.DataFr
     records drawn from the fitted FeatureSpec itself (numbers from the training mean/std in the model's
     own scale, categories from the vocabulary), so any published version can be benchmarked."""
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
-    run_dir = (version.path / "lineage.json").is_file() and json.loads((version.path / "lineage.json").read_text()).get(
-        "run_dir"
-    )
+    lineage = version.path / "lineage.json"
+    run_dir = json.loads(lineage.read_text()).get("run_dir") if lineage.is_file() else None
     holdout = Path(run_dir) / "holdout.parquet" if run_dir else None
     if holdout is not None and holdout.is_file():
         frame = pd.read_parquet(holdout, columns=spec.spec.names)
@@ -237,6 +238,36 @@ def _server_view(before: dict[str, float], after: dict[str, float]) -> dict[str,
         "server_avg_batch_rows": ratio(d["inference_count"], d["execution_count"]),
         "server_queue_ms": ratio(d["queue_ns"], d["queue_count"], 1e-6),
         "server_compute_ms": ratio(d["compute_ns"], d["compute_count"], 1e-6),
+    }
+
+
+def settle_server(server: TritonServer, models: Sequence[str], timeout_s: float = 120.0, step_s: float = 0.5) -> dict:
+    """Wait until the server is idle again: no model executing and open descriptors no longer falling.
+
+    Why: Triton does not cancel requests whose HTTP client went away, so after a 10,000-connection run
+    on a slow (shared) machine it keeps executing the abandoned queue for seconds; a point started then
+    would measure that backlog, not itself. The run also leaves ~10k server sockets in CLOSE_WAIT that
+    Triton 2.51 releases over seconds (a few thousand never, measured here), and the descriptor limit
+    (20,000) cannot be raised on this machine. Returns what the next row records about the wait."""
+    process = psutil.Process(server.process.pid)
+    t0 = time.monotonic()
+
+    def sample() -> tuple[float, int]:
+        done = sum(_model_stats(server, m)["inference_count"] for m in models)
+        return done, process.num_fds()
+
+    previous = sample()
+    stable = 0
+    while time.monotonic() - t0 < timeout_s and stable < 2:
+        time.sleep(step_s)
+        current = sample()
+        idle = current[0] == previous[0] and current[1] >= previous[1]
+        stable = stable + 1 if idle else 0
+        previous = current
+    return {
+        "server_idle_wait_s": round(time.monotonic() - t0, 2),
+        "server_idle_before": stable >= 2,
+        "server_open_fds_before": previous[1],
     }
 
 
@@ -338,23 +369,32 @@ def run_benchmark(
                                     channels=grpc_channels,
                                 )
 
+                        idle = settle_server(server, models)
+                        if idle["server_open_fds_before"] + point.concurrency + 256 > nofile[0]:
+                            log.warning(
+                                "server holds %d descriptors; %d more connections may hit the limit %d",
+                                idle["server_open_fds_before"],
+                                point.concurrency,
+                                nofile[0],
+                            )
                         row = measure_point(server, model, run)
+                        row.update(idle)
                         rows_out.append(row)
                         log.info(
-                            "%-8s %-5s c=%-6d rows=%-3d %9.0f pred/s  p50 %7.2f  p99 %8.2f ms  errors %d  "
+                            "%-8s %-5s c=%-6d rows=%-3d %9.0f pred/s  p50 %s  p99 %s ms  errors %d  "
                             "cpu client/server %.2f/%.2f",
                             model,
                             protocol,
                             point.concurrency,
                             point.rows_per_request,
                             row["predictions_per_s"],
-                            row["p50_ms"],
-                            row["p99_ms"],
+                            _ms(row["p50_ms"]),
+                            _ms(row["p99_ms"]),
                             row["errors"],
                             row["client_cpu"],
                             row["server_cpu"],
                         )
-                        time.sleep(pause_s)  # let closed connections drain before the next point
+                        time.sleep(pause_s)
             if server.process is None or server.process.poll() is not None:
                 raise ServingError(f"tritonserver died during the benchmark:\n{server.log_tail()}")
     report = {
@@ -437,6 +477,18 @@ def _find(rows: list[dict[str, Any]], model: str, protocol: str, concurrency: in
     )
 
 
+def _ms(value: float | None) -> str:
+    return "   (none)" if value is None else f"{value:9.2f}"
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def _at_most(value: float | None, limit: float) -> bool:
+    return value is not None and value <= limit
+
+
 def evaluate_targets(rows: list[dict[str, Any]], model: str) -> list[dict[str, Any]]:
     """The issue's serving targets, checked against this run's rows (met or the gap, in numbers)."""
     out = []
@@ -444,18 +496,18 @@ def evaluate_targets(rows: list[dict[str, Any]], model: str) -> list[dict[str, A
         checks = []
         one = _find(rows, model, protocol, 1)
         if one:
-            checks.append(("single-record p99 <= 2 ms at concurrency 1", one["p99_ms"], one["p99_ms"] <= 2.0))
+            checks.append(("single-record p99 <= 2 ms at concurrency 1", one["p99_ms"], _at_most(one["p99_ms"], 2.0)))
         m64, i64 = _find(rows, model, protocol, 64), _find(rows, IDENTITY, protocol, 64)
         if m64 and i64 and i64["rps"]:
             ratio = m64["rps"] / i64["rps"]
             checks.append(("throughput >= 0.8 x identity at concurrency 64", round(ratio, 3), ratio >= 0.8))
         big = _find(rows, model, protocol, 10000)
         if big:
-            ok = big["errors"] == 0 and big["p99_ms"] <= 1500
+            ok = big["requests"] > 0 and big["errors"] == 0 and _at_most(big["p99_ms"], 1500)
             checks.append(("10,000 concurrent: 0 errors and p99 <= 1.5 s", [big["errors"], big["p99_ms"]], ok))
         batched = _find(rows, model, protocol, 160, 64)
         if batched:
-            ok = batched["p99_ms"] < 100 and batched["predictions_per_s"] >= 150_000
+            ok = _at_most(batched["p99_ms"], 99.999) and batched["predictions_per_s"] >= 150_000
             value = [batched["p99_ms"], batched["predictions_per_s"]]
             checks.append(("10,240 in flight: p99 < 100 ms and >= 150k predictions/s", value, ok))
         out += [{"protocol": protocol, "target": t, "value": v, "met": bool(m)} for t, v, m in checks]
@@ -490,7 +542,9 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
                 ax_t.plot(
                     xs, [r["predictions_per_s"] for r in single], styles[protocol], color=color, marker="o", label=label
                 )
-                ax_p.plot(xs, [r["p99_ms"] for r in single], styles[protocol], color=color, marker="o", label=label)
+                ax_p.plot(
+                    xs, [_nan(r["p99_ms"]) for r in single], styles[protocol], color=color, marker="o", label=label
+                )
             for r in rows:
                 if r["model"] == model and r["protocol"] == protocol and r["rows_per_request"] > 1:
                     marker = "*" if protocol == "http" else "P"
@@ -498,7 +552,9 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
                     ax_t.scatter(
                         r["concurrency"], r["predictions_per_s"], s=120, marker=marker, color=color, label=batch_label
                     )
-                    ax_p.scatter(r["concurrency"], r["p99_ms"], s=120, marker=marker, color=color, label=batch_label)
+                    ax_p.scatter(
+                        r["concurrency"], _nan(r["p99_ms"]), s=120, marker=marker, color=color, label=batch_label
+                    )
     for ax, title, unit in ((ax_t, "throughput", "predictions / s"), (ax_p, "p99 latency", "ms")):
         ax.set_xscale("log")
         ax.set_yscale("log")

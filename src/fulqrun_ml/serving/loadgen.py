@@ -9,7 +9,9 @@ competes with the server and a benchmark that hides that misleads.
 Each run is bounded in time: requests are issued until `duration_s` has passed, then the requests still in
 flight finish. Throughput is answers / (first request -> last answer), so at 10,000 concurrent requests
 with second-long latencies the deep queue that is drained after the deadline still counts as the work it
-is (wrk does the same with its own clock).
+is (wrk does the same with its own clock). One difference: wrk stops at its deadline without waiting, so
+requests still unanswered then are neither answers nor errors in its counts (a point with zero answers
+is reported with null latencies, never as a clean run).
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class LoadResult:
     def to_dict(self) -> dict[str, Any]:
         row = asdict(self)
         row["error_samples"] = list(self.error_samples)
+        for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):  # no answers -> no latency (JSON null, not 0)
+            row[key] = None if self.requests == 0 or math.isnan(row[key]) else round(row[key], 3)
         row["rps"] = round(self.rps, 1)
         row["predictions_per_s"] = round(self.predictions_per_s, 1)
         return row
