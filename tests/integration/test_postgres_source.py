@@ -135,3 +135,30 @@ def test_missing_table_and_unreachable_server_are_named(postgres_dsn):
         PostgresSource(postgres_dsn, schema="empty")()
     with pytest.raises(SourceError, match="cannot connect to PostgreSQL"):
         PostgresSource("postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=2")()
+
+
+def test_training_data_from_postgres_matches_the_simulator(postgres_dsn, monkeypatch, tmp_path):
+    """`data=crm_postgres`: the DSN comes from the environment, never the config, and the snapshot set
+    built from the database is the one built from the same CRM in memory."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from fulqrun_ml.project import CONFIG_DIR
+
+    crm = SimulatorSource(n_opportunities=600, n_companies=120, n_reps=6, seed=5)()
+    load_crm_into_postgres(crm.tables, postgres_dsn, schema="training")
+    monkeypatch.setenv("FULQRUN_CRM_DSN", postgres_dsn)
+    overrides = [
+        "data=crm_postgres",
+        "data.source.schema=training",
+        f"paths.output_dir={tmp_path}",
+        f"data.source.extracted_at='{crm.tables.extracted_at.isoformat()}'",
+    ]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    assert cfg.data.source.dsn is None
+    from_db = instantiate(cfg.data)
+    from_db.setup()
+    in_memory = instantiate(cfg.data, source=lambda: crm)
+    in_memory.setup()
+    assert from_db.data_hash == in_memory.data_hash and from_db.sizes == in_memory.sizes

@@ -36,22 +36,22 @@ def test_models_main_list_show_promote_rollback_diff(tmp_path, capsys):
     base = ["--models-dir", str(tmp_path)]
     reloads = []
 
-    def reload(change, triton_url):
-        reloads.append((change.alias, change.to_version, triton_url))
+    def reload(change):
+        reloads.append((change.alias, change.to_version))
 
     assert models_main([*base, "list"]) == 0
     out = capsys.readouterr().out
     assert "deal_win" in out and "v2" in out
 
     assert models_main([*base, "promote", "deal_win", "1", "--actor", "ada"], on_change=reload) == 0
-    assert models_main([*base, "promote", "deal_win", "2", "--triton-url", "h:8000"], on_change=reload) == 0
+    assert models_main([*base, "promote", "deal_win", "2"], on_change=reload) == 0
     assert models_main([*base, "promote", "deal_win", "2"], on_change=reload) == 0  # no change, no reload
     out = capsys.readouterr().out
     assert "production v1 -> v2 by" in out and "already at v2; nothing changed" in out
     assert models_main([*base, "rollback", "deal_win", "--actor", "bob"], on_change=reload) == 0
     assert "rollback production v2 -> v1 by bob" in capsys.readouterr().out
     # what the CLI would rebuild / reload Triton with
-    assert reloads == [("production", 1, None), ("production", 2, "h:8000"), ("production", 1, None)]
+    assert reloads == [("production", 1), ("production", 2), ("production", 1)]
     assert read_alias_state(tmp_path, "deal_win").production == 1
 
     assert models_main([*base, "list", "deal_win"]) == 0

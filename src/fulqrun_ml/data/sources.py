@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -193,6 +194,9 @@ def write_crm_directory(tables: CRMTables, path: str | Path, format: FileFormat 
 # --- PostgreSQL --------------------------------------------------------------------------------------
 
 
+DSN_ENV = "FULQRUN_CRM_DSN"
+
+
 class PostgresSource(CRMSource[CRMTables]):
     """The CRM's own PostgreSQL tables (e.g. Supabase), read in one read-only, repeatable-read
     transaction, so every table comes from the same snapshot. Only the contract's columns are selected
@@ -200,7 +204,7 @@ class PostgresSource(CRMSource[CRMTables]):
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | None = None,
         schema: str = "public",
         extracted_at: str | pd.Timestamp | None = None,
         on_error: OnError = "fail",
@@ -208,7 +212,10 @@ class PostgresSource(CRMSource[CRMTables]):
         quarantine_format: QuarantineFormat = "parquet",
     ) -> None:
         super().__init__(on_error, quarantine_dir, quarantine_format)
-        self.dsn = dsn
+        # Taken from the environment when not given, so a password never sits in a config, log or W&B run.
+        self.dsn = dsn or os.environ.get(DSN_ENV)
+        if not self.dsn:
+            raise SourceError(f"no PostgreSQL DSN: pass dsn= or set {DSN_ENV}")
         self.schema = schema
         self.extracted_at = extracted_at
 

@@ -1,9 +1,9 @@
 """`fulqrun-ml models list|show|promote|rollback|diff`: the registry for people, as tables.
 
 `models_main(argv)` parses its own arguments, so the CLI only forwards `argv`. Promote and rollback call an
-optional `on_change(change, triton_url)` after a real change: the CLI passes one that rebuilds the Triton
-repository from `change.to_version` and, given `--triton-url`, reloads the running server, because the
-registry must not import the serving layer. Errors print as `error: ...` and return 2.
+optional `on_change(change)` after a real change (not after a no-op): the CLI passes one that makes a live
+Triton serve `change.to_version`, because the registry must not import the serving layer. Errors print as
+`error: ...` and return 2.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from fulqrun_ml.registry.catalog import list_model_versions, list_models, show_v
 from fulqrun_ml.registry.diff import Change, diff
 from fulqrun_ml.registry.store import list_versions
 
-OnChange = Callable[[AliasChange, str | None], None]
+OnChange = Callable[[AliasChange], None]
 
 
 def default_models_dir() -> str:
@@ -51,11 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_promote.add_argument("version", help="number, 'latest' or an alias (e.g. candidate)")
     p_promote.add_argument("--alias", choices=ALIASES, default="production")
     p_promote.add_argument("--actor", help="who is responsible (default: $USER)")
-    p_promote.add_argument("--triton-url", help="a running Triton (host:port) to reload after a production change")
     p_rollback = sub.add_parser("rollback", help="production returns to the previous production version")
     p_rollback.add_argument("name")
     p_rollback.add_argument("--actor", help="who is responsible (default: $USER)")
-    p_rollback.add_argument("--triton-url", help="a running Triton (host:port) to reload after the rollback")
     p_diff = sub.add_parser("diff", help="metrics, config and lineage differences between two versions")
     p_diff.add_argument("name")
     p_diff.add_argument("a")
@@ -77,10 +75,9 @@ def models_main(argv: list[str], on_change: OnChange | None = None) -> int:
         elif args.action == "show":
             _show(console, models_dir, args.name, args.version, card=args.card, as_json=args.json)
         elif args.action == "promote":
-            change = promote(models_dir, args.name, args.version, args.alias, args.actor)
-            _report_change(console, change, on_change, args.triton_url)
+            _report_change(console, promote(models_dir, args.name, args.version, args.alias, args.actor), on_change)
         elif args.action == "rollback":
-            _report_change(console, rollback(models_dir, args.name, args.actor), on_change, args.triton_url)
+            _report_change(console, rollback(models_dir, args.name, args.actor), on_change)
         elif args.action == "diff":
             _diff(console, models_dir, args.name, args.a, args.b)
     except FulqrunMLError as exc:
@@ -171,7 +168,7 @@ def _show(console: Console, models_dir: Path, name: str, version: str, card: boo
     console.print(audit)
 
 
-def _report_change(console: Console, change: AliasChange, on_change: OnChange | None, triton_url: str | None) -> None:
+def _report_change(console: Console, change: AliasChange, on_change: OnChange | None) -> None:
     def label(v: int | None) -> str:
         return f"v{v}" if v is not None else "(none)"
 
@@ -183,7 +180,7 @@ def _report_change(console: Console, change: AliasChange, on_change: OnChange | 
         f"by {change.actor} at {change.at}"
     )
     if on_change is not None:
-        on_change(change, triton_url)
+        on_change(change)
 
 
 def _diff(console: Console, models_dir: Path, name: str, a: str, b: str) -> None:

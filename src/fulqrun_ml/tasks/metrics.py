@@ -72,7 +72,7 @@ def pr_auc(probs: np.ndarray, labels: np.ndarray) -> float:
     Unlike ROC AUC it moves with the base rate, which is what a rep working the top of a list feels.
     """
     p, y = _scores_and_labels(probs, labels)
-    return float(BinaryAveragePrecision()(torch.from_numpy(p), torch.from_numpy(y).long()))
+    return float(BinaryAveragePrecision()(torch.tensor(p), torch.tensor(y).long()))
 
 
 def best_f1_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
