@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: bootstrap run test lint clean
+.PHONY: bootstrap run test lint clean sync
 
 bootstrap:
 	@scripts/bootstrap
@@ -20,3 +20,7 @@ test: lint
 
 clean:
 	rm -rf outputs logs models/deal_win models/triton_repo
+
+# Upload the offline W&B runs for a team (needs `wandb login` once; nothing is uploaded by default).
+sync: bootstrap
+	@find logs -type d -name 'offline-run-*' -print0 | xargs -0 -r $(BIN)/wandb sync

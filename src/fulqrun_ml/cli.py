@@ -42,6 +42,7 @@ from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.repository import TritonModelConfig, TritonRepositoryBuilder, config_for_version
 from fulqrun_ml.serving.server import TritonServer
+from fulqrun_ml.training.compare import compare_main
 from fulqrun_ml.training.sweep import run_sweep
 from fulqrun_ml.training.train import train
 
@@ -404,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         "`serve rollback <model>` returns a live server to the previous production version",
     )
     sub.add_parser("models", help="the model registry: list | show | promote | rollback | diff")
+    sub.add_parser(
+        "runs", help="`runs compare [--task T] [--tag X]`: configs and metrics of training runs, with a plot"
+    )
     p_predict = sub.add_parser("predict", help="score records (JSON lines, CSV or Parquet) through Triton")
     p_predict.add_argument("--input", required=True)
     p_predict.add_argument("--url", default="127.0.0.1:8000")
@@ -422,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
             run_end_to_end(rest)
         elif args.command == "models":
             return models_main(rest, on_change=sync_live_server)
+        elif args.command == "runs":
+            return compare_main(rest)
     except FulqrunMLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,50 +6,16 @@ coincidences; the PII check additionally scans every byte the run wrote, plus th
 """
 
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from wandb.proto import wandb_internal_pb2 as pb
 
 from fulqrun_ml.data.simulator import simulate_crm
 from fulqrun_ml.training.holdout_plots import lift_curve, reliability_curve
 from fulqrun_ml.training.wandb_logging import HOLDOUT_TABLE_KEY, holdout_table
-
-BLOCK, HEADER = 32768, 7  # LevelDB log: 32 KiB blocks, 7-byte chunk headers (crc32, length, type)
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-
-
-def wandb_records(path: Path) -> list[pb.Record]:
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    records, pos, pending = [], 7, b""
-    while pos + HEADER <= len(data):
-        left = BLOCK - pos % BLOCK
-        if left < HEADER:  # block trailer padding
-            pos += left
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
-        if kind == 0 and length == 0:
-            pos += left
-            continue
-        chunk, pos = data[pos + HEADER : pos + HEADER + length], pos + HEADER + length
-        if kind == FULL:
-            payload = chunk
-        elif kind == FIRST:
-            pending = chunk
-            continue
-        elif kind == MIDDLE:
-            pending += chunk
-            continue
-        else:
-            payload, pending = pending + chunk, b""
-        record = pb.Record()
-        record.ParseFromString(payload)
-        records.append(record)
-    return records
+from fulqrun_ml.training.wandb_offline import read_records as wandb_records
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ import pandas as pd
 import psutil
 import requests
 from omegaconf import OmegaConf
+from tritonclient.grpc import InferInput
 
 from fulqrun_ml.errors import FulqrunMLError, ServingError
 from fulqrun_ml.features.spec import FittedFeatureSpec
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 IDENTITY = "identity"
 DATATYPES = {"float32": "FP32", "string": "BYTES", "int64": "INT64"}
 BODIES_PER_POINT = 16  # distinct request bodies rotated by every client
+FD_MARGIN = 512  # descriptors the server needs besides one per client connection
+IDLE_SAMPLES = 4  # consecutive unchanged samples (0.5 s apart) that count as an idle server
 SHARED_MACHINE_NOTE = (
     "measured on a shared 2-core development machine while other engineers ran builds and tests; "
     "see other_cpu per row and load_average; rerun on a quiet machine for reference numbers"
@@ -258,7 +261,7 @@ def settle_server(server: TritonServer, models: Sequence[str], timeout_s: float 
 
     previous = sample()
     stable = 0
-    while time.monotonic() - t0 < timeout_s and stable < 2:
+    while time.monotonic() - t0 < timeout_s and stable < IDLE_SAMPLES:
         time.sleep(step_s)
         current = sample()
         idle = current[0] == previous[0] and current[1] >= previous[1]
@@ -266,9 +269,41 @@ def settle_server(server: TritonServer, models: Sequence[str], timeout_s: float 
         previous = current
     return {
         "server_idle_wait_s": round(time.monotonic() - t0, 2),
-        "server_idle_before": stable >= 2,
+        "server_idle_before": stable >= IDLE_SAMPLES,
         "server_open_fds_before": previous[1],
     }
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """Everything a load run needs besides the server, the model and the point."""
+
+    bodies: dict[int, list[bytes]]  # rows per request -> KServe-v2 JSON bodies (HTTP)
+    grpc_sets: dict[int, list[list[InferInput]]]  # rows per request -> prepared gRPC tensors
+    output: str
+    duration_s: float
+    timeout_s: float
+    wrk: str | None
+    grpc_channels: int | None = None
+
+    def run(self, server: TritonServer, protocol: str, model: str, point: SweepPoint) -> loadgen.LoadResult:
+        rows = point.rows_per_request
+        if protocol == "http":
+            url = f"http://{server.http_url}/v2/models/{model}/infer"
+            return loadgen.run_wrk(
+                url, self.bodies[rows], point.concurrency, rows, self.duration_s, self.timeout_s, wrk=self.wrk or "wrk"
+            )
+        return loadgen.run_grpc(
+            server.grpc_url,
+            model,
+            self.grpc_sets[rows],
+            self.output,
+            point.concurrency,
+            rows,
+            self.duration_s,
+            self.timeout_s,
+            channels=self.grpc_channels,
+        )
 
 
 def measure_point(server: TritonServer, model: str, run: Any) -> dict[str, Any]:
@@ -332,53 +367,40 @@ def run_benchmark(
         models = (identity_cfg.name, model_cfg.name)
         output = model_cfg.outputs[0].name
         echo = identity_cfg.parameters["echo_input"]
-        with TritonServer(repository, log_path=Path(tmp) / "tritonserver.log") as server:
-            bodies = {rows: [loadgen.kserve_json_body(c, inputs) for c in cols] for rows, cols in payloads.items()}
-            grpc_sets = {rows: [loadgen.grpc_inputs(c, inputs) for c in cols] for rows, cols in payloads.items()}
+        bodies = {rows: [loadgen.kserve_json_body(c, inputs) for c in cols] for rows, cols in payloads.items()}
+        plan = LoadPlan(
+            bodies=bodies,
+            grpc_sets={rows: [loadgen.grpc_inputs(c, inputs) for c in cols] for rows, cols in payloads.items()},
+            output=output,
+            duration_s=duration_s,
+            timeout_s=timeout_s,
+            wrk=wrk,
+            grpc_channels=grpc_channels,
+        )
+        starts = 0
+
+        def start_server() -> TritonServer:
+            nonlocal starts
+            starts += 1
+            return TritonServer(repository, log_path=Path(tmp) / f"tritonserver-{starts}.log").start()
+
+        server = start_server()
+        try:
             for rows in bodies:
                 check_answers(server, model_cfg.name, identity_cfg.name, echo, output, bodies[rows][0])
             server_version = requests.get(f"http://{server.http_url}/v2", timeout=10).json().get("version")
             for protocol in protocols:
                 for point in points:
                     for model in models:
-                        if protocol == "http":
-                            url = f"http://{server.http_url}/v2/models/{model}/infer"
-
-                            def run(url: str = url, point: SweepPoint = point) -> loadgen.LoadResult:
-                                return loadgen.run_wrk(
-                                    url,
-                                    bodies[point.rows_per_request],
-                                    point.concurrency,
-                                    point.rows_per_request,
-                                    round(duration_s),
-                                    timeout_s,
-                                    wrk=wrk,
-                                )
-                        else:
-
-                            def run(model: str = model, point: SweepPoint = point) -> loadgen.LoadResult:
-                                return loadgen.run_grpc(
-                                    server.grpc_url,
-                                    model,
-                                    grpc_sets[point.rows_per_request],
-                                    output,
-                                    point.concurrency,
-                                    point.rows_per_request,
-                                    duration_s,
-                                    timeout_s,
-                                    channels=grpc_channels,
-                                )
-
                         idle = settle_server(server, models)
-                        if idle["server_open_fds_before"] + point.concurrency + 256 > nofile[0]:
-                            log.warning(
-                                "server holds %d descriptors; %d more connections may hit the limit %d",
-                                idle["server_open_fds_before"],
-                                point.concurrency,
-                                nofile[0],
-                            )
-                        row = measure_point(server, model, run)
-                        row.update(idle)
+                        restarted = idle["server_open_fds_before"] + point.concurrency + FD_MARGIN > nofile[0]
+                        if restarted:  # leaked sockets would starve this point of descriptors: start afresh
+                            log.info("restarting Triton: it holds %d descriptors", idle["server_open_fds_before"])
+                            server.stop()
+                            server = start_server()
+                            idle = settle_server(server, models)
+                        row = measure_point(server, model, lambda: plan.run(server, protocol, model, point))  # noqa: B023
+                        row.update(idle, server_restarted_before=restarted)
                         rows_out.append(row)
                         log.info(
                             "%-8s %-5s c=%-6d rows=%-3d %9.0f pred/s  p50 %s  p99 %s ms  errors %d  "
@@ -397,6 +419,8 @@ def run_benchmark(
                         time.sleep(pause_s)
             if server.process is None or server.process.poll() is not None:
                 raise ServingError(f"tritonserver died during the benchmark:\n{server.log_tail()}")
+        finally:
+            server.stop()
     report = {
         "benchmark": "serving",
         "started_at": started.isoformat(timespec="seconds"),
@@ -405,6 +429,7 @@ def run_benchmark(
         "model": {"name": version.name, "version": version.version, "path": str(version.path)},
         "baseline": f"model '{IDENTITY}': same inputs, batching and instances, echoes '{echo}' (Triton's floor)",
         "settings": {
+            "server_starts": starts,
             "duration_s": duration_s,
             "timeout_s": timeout_s,
             "protocols": list(protocols),
