@@ -18,11 +18,9 @@ Times are wall-clock of `train()` (`total`: data build + fit + evaluation) and o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from hydra import compose, initialize_config_dir
 
 from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
 from fulqrun_ml.tasks.metrics import binary_report
 from fulqrun_ml.training.train import train
@@ -52,24 +50,6 @@ TARGET_NOTE = (
     "issue target: warm-start update < 2 minutes on 2 CPU cores at 100k opportunities (seed target < 30 "
     "minutes); this run uses the default deal-win data size unless --opportunities says otherwise"
 )
-
-
-def machine_info() -> dict[str, Any]:
-    cpu_model = "unknown"
-    with contextlib.suppress(OSError, StopIteration):
-        cpu_model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    return {
-        "platform": platform.platform(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
 
 
 def run_train(work: Path, name: str, overrides: list[str]) -> dict[str, Any]:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
+import runpy
 import signal
 import sys
 import threading
@@ -24,7 +23,6 @@ from typing import Any
 
 import hydra
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
 import requests
 from hydra import compose, initialize_config_dir
@@ -34,10 +32,12 @@ from fulqrun_ml.errors import FieldValidationError, FulqrunMLError
 from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.features.spec import FittedFeatureSpec
-from fulqrun_ml.project import CONFIG_DIR
+from fulqrun_ml.machine import machine_info
+from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
 from fulqrun_ml.registry.aliases import AliasChange, promote, rollback
 from fulqrun_ml.registry.commands import models_main
 from fulqrun_ml.registry.store import ModelVersion, get_version
+from fulqrun_ml.scoring.command import main as score_main
 from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.repository import TritonModelConfig, TritonRepositoryBuilder, config_for_version
@@ -221,19 +221,6 @@ def _predict(args: argparse.Namespace) -> None:
         print(json.dumps({**{k: records[k].iloc[i] for k in keys}, "probability": round(float(p), 6)}, default=str))
 
 
-def machine_info() -> dict[str, Any]:
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": ort.__version__,
-    }
-
-
 def _measure_latency(client: TritonPredictionClient, records: list[dict[str, Any]], n: int) -> list[float]:
     """Milliseconds per single-record request, sent one after another through the client SDK."""
     timings = []
@@ -382,6 +369,23 @@ def print_report(report: dict[str, Any], path: Path) -> None:
     console.print(f"took {report['seconds']['total']:.0f} s; report: {path}; model: {report['model']['path']}")
 
 
+BENCHMARKS = ("models", "serve", "score", "incremental")
+
+
+def _bench(argv: list[str]) -> int:
+    """Run scripts/bench_<name>.py (the benchmarks live as scripts so they can also run alone)."""
+    if not argv or argv[0] not in BENCHMARKS:
+        raise FulqrunMLError(f"usage: fulqrun-ml bench {{{'|'.join(BENCHMARKS)}}} [options]")
+    name = {"serve": "serving"}.get(argv[0], argv[0])
+    script = REPO_ROOT / "scripts" / f"bench_{name}.py"
+    sys.argv = [str(script), *argv[1:]]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -404,10 +408,15 @@ def main(argv: list[str] | None = None) -> int:
         help="serve the registry's production model with Triton (Hydra overrides follow); "
         "`serve rollback <model>` returns a live server to the previous production version",
     )
-    sub.add_parser("models", help="the model registry: list | show | promote | rollback | diff")
+    # Pass-through commands parse their own options (add_help=False lets `--help` reach them).
+    sub.add_parser("models", add_help=False, help="the model registry: list | show | promote | rollback | diff")
     sub.add_parser(
-        "runs", help="`runs compare [--task T] [--tag X]`: configs and metrics of training runs, with a plot"
+        "runs",
+        add_help=False,
+        help="`runs compare [--task T] [--tag X]`: configs and metrics of training runs, with a plot",
     )
+    sub.add_parser("bench", add_help=False, help="`bench models|serve|score|incremental`: reports/*.json")
+    sub.add_parser("score", add_help=False, help="score a whole Parquet/CSV table offline with onnxruntime")
     p_predict = sub.add_parser("predict", help="score records (JSON lines, CSV or Parquet) through Triton")
     p_predict.add_argument("--input", required=True)
     p_predict.add_argument("--url", default="127.0.0.1:8000")
@@ -428,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
             return models_main(rest, on_change=sync_live_server)
         elif args.command == "runs":
             return compare_main(rest)
+        elif args.command == "bench":
+            return _bench(rest)
+        elif args.command == "score":
+            return score_main(rest)
     except FulqrunMLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

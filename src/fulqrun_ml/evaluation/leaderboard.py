@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,11 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import lightgbm
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -38,10 +33,12 @@ from fulqrun_ml.evaluation.lightgbm_baseline import (
     lightgbm_microseconds_per_row,
     lightgbm_size,
 )
+from fulqrun_ml.evaluation.logistic_baseline import L2_C, fit_logistic, logistic_microseconds_per_row
 from fulqrun_ml.evaluation.scoring import holdout_scores
 from fulqrun_ml.export.onnx_export import check_parity, export_onnx
 from fulqrun_ml.export.package import load_calibration, load_trained_net
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR, git_commit
 from fulqrun_ml.tasks.binary import predict_probabilities
 from fulqrun_ml.tasks.metrics import binary_report
@@ -153,6 +150,21 @@ def evaluate_lightgbm(name: str, params: dict[str, Any], holdout: Holdout, seed:
     }
 
 
+def evaluate_logistic(holdout: Holdout) -> dict[str, Any]:
+    fit = fit_logistic(holdout.arrays["train"])
+    val_probs, test_probs = fit.predict(holdout.arrays["val"]), fit.predict(holdout.arrays["test"])
+    return {
+        "name": "logistic_regression",
+        "kind": "baseline",
+        **holdout_scores(val_probs, holdout.labels("val"), test_probs, holdout.labels("test")),
+        "train_seconds": fit.fit_seconds,
+        "parameters": fit.parameters,
+        "inference_us_per_row": logistic_microseconds_per_row(fit, holdout.arrays["test"]),
+        "inference_runtime": "scikit-learn predict on encoded rows (one-hot + linear, no preprocessing)",
+        "params": {"C": L2_C},
+    }
+
+
 def evaluate_reference(name: str, column: str, holdout: Holdout) -> dict[str, Any]:
     """A score that already exists on every row: the rep's probability, or the simulator's oracle."""
     val, test = holdout.frames["val"], holdout.frames["test"]
@@ -163,20 +175,6 @@ def evaluate_reference(name: str, column: str, holdout: Holdout) -> dict[str, An
         "train_seconds": None,
         "parameters": None,
         "inference_us_per_row": None,
-    }
-
-
-def machine_info() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1m_5m_15m": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "onnxruntime": ort.__version__,
-        "lightgbm": lightgbm.__version__,
     }
 
 
@@ -228,6 +226,7 @@ def run_leaderboard(
         rows.append(evaluate_neural(model, holdout, workdir, overrides))
     for name, params in (LIGHTGBM_SETTINGS if lightgbm_settings is None else lightgbm_settings).items():
         rows.append(evaluate_lightgbm(name, params, holdout, int(cfg.seed)))
+    rows.append(evaluate_logistic(holdout))
     for name, column in REFERENCE_COLUMNS.items():
         if column in holdout.frames["test"]:
             rows.append(evaluate_reference(name, column, holdout))

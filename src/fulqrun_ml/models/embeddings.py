@@ -107,7 +107,7 @@ class PeriodicEmbeddings(nn.Module):
         n_features: int,
         d_embedding: int = 24,
         n_frequencies: int = 32,
-        frequency_init_scale: float = 0.05,
+        frequency_init_scale: float = 0.01,
     ) -> None:
         super().__init__()
         if frequency_init_scale <= 0:
@@ -166,7 +166,7 @@ def numeric_embeddings(
     n_features: int,
     d_embedding: int,
     n_frequencies: int = 32,
-    frequency_init_scale: float = 0.05,
+    frequency_init_scale: float = 0.01,
     n_bins: int = 16,
     bin_range: float = 3.0,
 ) -> PeriodicEmbeddings | PiecewiseLinearEmbeddings:

@@ -22,7 +22,7 @@ class FTTransformer(nn.Module):
         self,
         n_continuous: int,
         cardinalities: list[int],
-        d_token: int = 64,
+        d_token: int = 32,
         n_layers: int = 2,
         n_heads: int = 4,
         ffn_factor: float = 2.0,

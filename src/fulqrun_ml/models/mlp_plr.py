@@ -22,7 +22,7 @@ class MLPPLR(nn.Module):
         numeric_embedding: str = "periodic",
         d_embedding: int = 8,
         n_frequencies: int = 16,
-        frequency_init_scale: float = 0.05,
+        frequency_init_scale: float = 0.01,
         n_bins: int = 16,
         bin_range: float = 3.0,
         hidden_dims: tuple[int, ...] = (128, 64),
