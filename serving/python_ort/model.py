@@ -40,6 +40,9 @@ class TritonPythonModel:
         self.numeric = [f["name"] for f in spec["numeric"]]
         self.non_negative = {f["name"] for f in spec["numeric"] if f.get("log1p")}
         self.categorical = [f["name"] for f in spec["categorical"]]
+        self.names = self.numeric + self.categorical
+        self.numeric_set = set(self.numeric)
+        self.non_negative_index = [j for j, name in enumerate(self.numeric) if name in self.non_negative]
         self.max_batch_size = int(config.get("max_batch_size", 0))
         self.output_name = config["output"][0]["name"]
         parameters = config.get("parameters", {})
@@ -54,69 +57,105 @@ class TritonPythonModel:
             str(version_dir / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
         )
 
-    def _column(self, request, name):
-        tensor = pb_utils.get_input_tensor_by_name(request, name)
-        if tensor is None:
-            raise RequestError(f"field '{name}': missing input")
-        array = tensor.as_numpy()
-        if array.ndim != 2 or array.shape[1] != 1:
-            raise RequestError(f"field '{name}': expected shape [batch, 1], got {list(array.shape)}")
-        return array
-
-    def _feeds(self, request):
-        feeds = {}
+    def _arrays(self, request):
+        """Structural checks for one request (presence, dtype, shape); values are checked on the merged batch."""
+        tensors = {tensor.name(): tensor for tensor in request.inputs()}  # one pass, not one lookup per field
+        arrays = {}
         rows = None
-        for name in self.numeric + self.categorical:
-            array = self._column(request, name)
+        for name in self.names:
+            tensor = tensors.get(name)
+            if tensor is None:
+                raise RequestError(f"field '{name}': missing input")
+            array = tensor.as_numpy()
+            if array.ndim != 2 or array.shape[1] != 1:
+                raise RequestError(f"field '{name}': expected shape [batch, 1], got {list(array.shape)}")
             if rows is None:
                 rows = array.shape[0]
             elif array.shape[0] != rows:
                 raise RequestError(f"field '{name}': has {array.shape[0]} rows, other fields have {rows}")
-            if name in self.numeric:
-                if array.dtype != np.float32:
-                    raise RequestError(f"field '{name}': expected FP32, got {array.dtype}")
-                if not np.isfinite(array).all():
-                    raise RequestError(f"field '{name}': contains NaN or infinite values")
-                if name in self.non_negative and (array < 0).any():
-                    raise RequestError(f"field '{name}': must be >= 0")
-            else:
-                try:
-                    array = np.array(
-                        [[v.decode("utf-8") if isinstance(v, bytes) else str(v)] for v in array[:, 0]],
-                        dtype=object,
-                    )
-                except UnicodeDecodeError:
-                    raise RequestError(f"field '{name}': is not valid UTF-8 text") from None
-            feeds[name] = array
+            if name in self.numeric_set and array.dtype != np.float32:
+                raise RequestError(f"field '{name}': expected FP32, got {array.dtype}")
+            arrays[name] = array
         if self.max_batch_size and rows > self.max_batch_size:
             raise RequestError(f"batch of {rows} rows exceeds max_batch_size {self.max_batch_size}")
-        return feeds, rows
+        return arrays, rows
+
+    def _value_error(self, feeds, lo, hi):
+        """The first bad field in rows [lo, hi) of the merged batch, as a message; None if all are fine."""
+        for name in self.numeric:
+            values = feeds[name][lo:hi]
+            if not np.isfinite(values).all():
+                return f"field '{name}': contains NaN or infinite values"
+            if name in self.non_negative and (values < 0).any():
+                return f"field '{name}': must be >= 0"
+        for name in self.categorical:
+            try:
+                np.char.decode(feeds[name][lo:hi].astype(np.bytes_), "utf-8")
+            except UnicodeDecodeError:
+                return f"field '{name}': is not valid UTF-8 text"
+        return None
 
     def execute(self, requests):
         responses = [None] * len(requests)
-        valid = []
+        valid = []  # (request index, arrays, rows)
         for i, request in enumerate(requests):
             try:
-                valid.append((i, *self._feeds(request)))
+                valid.append((i, *self._arrays(request)))
             except RequestError as exc:
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=client_error(str(exc)))
-        if valid:
-            try:
-                merged = {name: np.concatenate([feeds[name] for _, feeds, _ in valid]) for name in valid[0][1]}
-                probabilities = self.session.run([self.output_name], merged)[0].astype(np.float32)
-                reasons = self._reasons(merged, probabilities[:, 0]) if self.top_k else None
-                start = 0
-                for i, _, rows in valid:
-                    outputs = [pb_utils.Tensor(self.output_name, probabilities[start : start + rows])]
-                    if reasons is not None:
-                        outputs.append(pb_utils.Tensor("reasons", reasons[start : start + rows]))
-                    responses[i] = pb_utils.InferenceResponse(output_tensors=outputs)
-                    start += rows
-            except Exception as exc:  # never crash the stub: report the failure to each caller
-                for i, _, _ in valid:
-                    message = f"inference failed: {type(exc).__name__}: {exc}"
+        if not valid:
+            return responses
+        try:
+            feeds = {name: np.concatenate([arrays[name] for _, arrays, _ in valid]) for name in self.names}
+            numeric = np.concatenate([feeds[name] for name in self.numeric], axis=1)
+            bad = ~np.isfinite(numeric).all(axis=1) | (numeric[:, self.non_negative_index] < 0).any(axis=1)
+            decoded = {}
+            for name in self.categorical:
+                try:
+                    decoded[name] = np.char.decode(feeds[name].astype(np.bytes_), "utf-8").astype(object)
+                except UnicodeDecodeError:
+                    bad[:] = True  # rare: find the offending request(s) below, row range by row range
+            if bad.any():
+                valid, feeds, decoded = self._drop_bad_requests(valid, feeds, bad, responses)
+                if not valid:
+                    return responses
+            feeds.update(decoded)
+            probabilities = self.session.run([self.output_name], feeds)[0].astype(np.float32)
+            reasons = self._reasons(feeds, probabilities[:, 0]) if self.top_k else None
+            start = 0
+            for i, _, rows in valid:
+                outputs = [pb_utils.Tensor(self.output_name, probabilities[start : start + rows])]
+                if reasons is not None:
+                    outputs.append(pb_utils.Tensor("reasons", reasons[start : start + rows]))
+                responses[i] = pb_utils.InferenceResponse(output_tensors=outputs)
+                start += rows
+        except Exception as exc:  # never crash the stub: report the failure to each caller
+            message = f"inference failed: {type(exc).__name__}: {exc}"
+            for i, _, _ in valid:
+                if responses[i] is None:
                     responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
         return responses
+
+    def _drop_bad_requests(self, valid, feeds, bad, responses):
+        """Answer requests holding a bad row with an error naming the field; keep the rest of the batch."""
+        keep, keep_rows, start = [], [], 0
+        for entry in valid:
+            i, _, rows = entry
+            message = self._value_error(feeds, start, start + rows) if bad[start : start + rows].any() else None
+            if message is None:
+                keep.append(entry)
+                keep_rows.append(np.arange(start, start + rows))
+            else:
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=client_error(message))
+            start += rows
+        if not keep:
+            return [], {}, {}
+        index = np.concatenate(keep_rows)
+        feeds = {name: array[index] for name, array in feeds.items()}
+        decoded = {
+            name: np.char.decode(feeds[name].astype(np.bytes_), "utf-8").astype(object) for name in self.categorical
+        }
+        return keep, feeds, decoded
 
     def _reasons(self, feeds, probabilities):
         """Ablate each field to its baseline in one stacked onnxruntime call; rank the probability deltas."""
