@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import runpy
 import signal
 import sys
@@ -33,7 +34,7 @@ from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
-from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
+from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT, git_commit
 from fulqrun_ml.registry.aliases import AliasChange, promote, rollback
 from fulqrun_ml.registry.commands import models_main
 from fulqrun_ml.registry.store import ModelVersion, get_version
@@ -43,6 +44,7 @@ from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.repository import TritonModelConfig, TritonRepositoryBuilder, config_for_version
 from fulqrun_ml.serving.server import TritonServer
 from fulqrun_ml.training.compare import compare_main
+from fulqrun_ml.training.reproduce import config_from_lineage
 from fulqrun_ml.training.sweep import run_sweep
 from fulqrun_ml.training.train import train
 
@@ -90,6 +92,7 @@ def build_repositories(version: ModelVersion, serving: DictConfig, models_dir: P
         max_batch_size=serving.max_batch_size,
         max_queue_delay_microseconds=serving.max_queue_delay_microseconds,
         preferred_batch_sizes=tuple(serving.preferred_batch_sizes),
+        tensorrt_accelerator=serving.gpu_tensorrt_accelerator,
     )
     TritonRepositoryBuilder(models_dir / "triton_repo_gpu").add(version, gpu)
     return cpu_repo, [c.name for c in configs]
@@ -369,6 +372,28 @@ def print_report(report: dict[str, Any], path: Path) -> None:
     console.print(f"took {report['seconds']['total']:.0f} s; report: {path}; model: {report['model']['path']}")
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    """Retrain from the version's recorded config and data; 0 when the holdout metrics come out the same."""
+    version = get_version(Path(args.models_dir), args.name, args.version)
+    lineage = json.loads((version.path / "lineage.json").read_text())
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    output_dir = (
+        Path(lineage["config"]["paths"]["log_dir"]) / version.name / "reproduced" / f"v{version.version}_{stamp}"
+    )
+    result = train(config_from_lineage(lineage, output_dir))
+    recorded = json.loads((version.path / "metrics.json").read_text())["model"]
+    same_data = result["data_hash"] == lineage["data_hash"]
+    same = same_data and result["metrics"]["model"] == recorded
+    verdict = "identical" if same else "DIFFERENT"
+    print(
+        f"{version.name} v{version.version}: data hash {'matches' if same_data else 'DIFFERS'}; holdout AUC "
+        f"{result['metrics']['model']['auc']:.6f} vs recorded {recorded['auc']:.6f}: {verdict}"
+    )
+    if lineage.get("git_commit", "").removesuffix("-dirty") != git_commit().removesuffix("-dirty"):
+        print(f"note: recorded at commit {lineage.get('git_commit')}, now at {git_commit()}")
+    return 0 if same else 1
+
+
 BENCHMARKS = ("models", "serve", "score", "incremental")
 
 
@@ -415,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         add_help=False,
         help="`runs compare [--task T] [--tag X]`: configs and metrics of training runs, with a plot",
     )
+    p_reproduce = sub.add_parser("reproduce", help="retrain a registered version from its lineage and compare")
+    p_reproduce.add_argument("name")
+    p_reproduce.add_argument("version", help="a number, latest, production or candidate")
+    p_reproduce.add_argument("--models-dir", default=str(Path(os.environ.get("FULQRUN_ROOT", ".")) / "models"))
     sub.add_parser("bench", add_help=False, help="`bench models|serve|score|incremental`: reports/*.json")
     sub.add_parser("score", add_help=False, help="score a whole Parquet/CSV table offline with onnxruntime")
     p_predict = sub.add_parser("predict", help="score records (JSON lines, CSV or Parquet) through Triton")
@@ -439,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
             return compare_main(rest)
         elif args.command == "bench":
             return _bench(rest)
+        elif args.command == "reproduce":
+            return _reproduce(args)
         elif args.command == "score":
             return score_main(rest)
     except FulqrunMLError as exc:

@@ -44,6 +44,7 @@ def test_train_export_promote_serve_rollback_from_the_command_line(tmp_path):
     assert len(list((tmp_path / "logs" / "deal_win" / "runs").glob("*/run_info.json"))) == 1
     assert "published deal_win v1" in cli("export")
     assert "published deal_win v2" in cli("export")
+    assert "identical" in cli("reproduce", "deal_win", "1")  # retrained from lineage: same data, same metrics
     cli("models", "promote", "deal_win", "1")
     cli("models", "promote", "deal_win", "2")
     assert resolve_alias(tmp_path / "models", "deal_win", "production") == 2

@@ -48,3 +48,12 @@ def test_repository_layout_for_each_variant(published, tmp_path, variant):
     assert [i.name for i in parsed.input] == [i["name"] for i in version.metadata["inputs"]]
     assert [o.name for o in parsed.output] == ["probability"]
     assert not list(tmp_path.glob(".staging-*"))
+
+
+def test_gpu_variant_can_ask_onnxruntime_for_tensorrt(published):
+    version, _ = published
+    parsed = config_for_version(version, "onnxruntime", tensorrt_accelerator=True).to_proto()
+    (accelerator,) = parsed.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
+    with pytest.raises(ValueError, match="onnxruntime"):
+        config_for_version(version, "python-ort", tensorrt_accelerator=True).to_proto()

@@ -17,7 +17,7 @@ def test_compare_lists_runs_with_metrics_tags_and_registry_versions(trained_run,
     assert row["oracle_auc"] == trained_run["metrics"]["oracle"]["auc"]
     assert row["model"] == "mlp" and row["lr"] == trained_run["config"]["task"]["module"]["optimizer"]["lr"]
     assert row["wandb"] == trained_run["wandb_run_id"] and "mlp" in row["tags"].split(",")
-    assert row["version"].startswith(f"deal_win v{version.version}") and "candidate" in row["version"]
+    assert f"deal_win v{version.version} [candidate]" in row["version"].split("; ")
     assert collect_runs(log_dir, models_dir, tag="no-such-tag").empty
     assert collect_runs(log_dir, models_dir, task="deal_win").shape[0] == runs.shape[0]
 

@@ -319,10 +319,11 @@ def render_markdown(board: dict[str, Any]) -> str:
     if "beats_rep" in targets:
         lines.append(f"- Beats the rep's probability: {'yes' if targets['beats_rep'] else 'no'}.")
     machine = board["machine"]
+    packages = machine["packages"]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in board["notes"]]
     lines.append(
-        f"- Machine: {machine['platform']}, {machine['cpu_count']} CPUs, torch {machine['torch']}, "
-        f"onnxruntime {machine['onnxruntime']}, lightgbm {machine['lightgbm']}; load average at start "
+        f"- Machine: {machine['cpu_model']}, {machine['cpu_count']} CPUs, torch {packages.get('torch')}, "
+        f"onnxruntime {packages.get('onnxruntime')}, lightgbm {packages.get('lightgbm')}; load average at start "
         f"{machine['load_average_at_start']}, at end {machine['load_average_1m_5m_15m']}."
     )
     return "\n".join(lines) + "\n"

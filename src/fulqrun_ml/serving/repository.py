@@ -51,6 +51,9 @@ class TritonModelConfig:
     parameters: dict[str, str] = field(default_factory=dict)
     # Versions Triton keeps loaded; empty means "the newest one". Two versions serve an A/B split.
     served_versions: tuple[int, ...] = ()
+    # GPU hosts: let onnxruntime hand the network to TensorRT (FP16); the string LabelEncoders stay on the
+    # CPU provider, which onnxruntime partitions automatically.
+    tensorrt_accelerator: bool = False
 
     def to_proto(self) -> pb.ModelConfig:
         if self.variant not in VARIANTS:
@@ -78,6 +81,13 @@ class TritonModelConfig:
             config.version_policy.latest.num_versions = 1
         for key, value in self.parameters.items():
             config.parameters[key].string_value = str(value)
+        if self.tensorrt_accelerator:
+            if self.variant != "onnxruntime":
+                raise ValueError("the TensorRT accelerator applies to the onnxruntime (GPU host) variant only")
+            accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add()
+            accelerator.name = "tensorrt"
+            accelerator.parameters["precision_mode"] = "FP16"
+            accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
         return config
 
     def to_pbtxt(self) -> str:
@@ -94,6 +104,7 @@ def config_for_version(
     ort_intra_op_threads: int = 1,
     reasons_top_k: int = 0,
     served_versions: tuple[int, ...] = (),
+    tensorrt_accelerator: bool = False,
 ) -> TritonModelConfig:
     """The Triton description of a version, from the inputs/outputs recorded in its metadata.
 
@@ -114,6 +125,7 @@ def config_for_version(
         inputs=tuple(TensorSpec(i["name"], i["dtype"]) for i in meta["inputs"]),
         outputs=outputs,
         served_versions=tuple(served_versions),
+        tensorrt_accelerator=tensorrt_accelerator,
         variant=variant,
         max_batch_size=max_batch_size,
         max_queue_delay_microseconds=max_queue_delay_microseconds,

@@ -42,7 +42,7 @@ def _get(config: dict[str, Any], dotted: str) -> Any:
 
 
 def _registry_index(models_dir: Path) -> dict[str, str]:
-    """run_dir -> "name vN [aliases]" for every published version."""
+    """run_dir -> "name vN [aliases]" for every published version (several versions may share a run)."""
     index: dict[str, str] = {}
     if not models_dir.is_dir():
         return index
@@ -55,7 +55,8 @@ def _registry_index(models_dir: Path) -> dict[str, str]:
             tags = aliases.aliases_of(number)
             label = f"{model_dir.name} v{number}" + (f" [{', '.join(tags)}]" if tags else "")
             if run_dir:
-                index[str(Path(run_dir).resolve())] = label
+                key = str(Path(run_dir).resolve())
+                index[key] = f"{index[key]}; {label}" if key in index else label
     return index
 
 
