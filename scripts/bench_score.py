@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,9 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
-import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 from bench_serving import publish_small_model
@@ -41,6 +38,7 @@ from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.export.onnx_export import raw_feeds
 from fulqrun_ml.export.optimize import optimize_version
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.machine import machine_info
 from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.scoring.bulk import DEFAULT_CHUNK_ROWS, create_session, score_table
 from fulqrun_ml.serving.bench import benchmark_records
@@ -95,32 +93,9 @@ def summarize(values: list[float]) -> dict[str, float]:
     return {"best": round(max(values)), "median": round(statistics.median(values)), "runs": [round(v) for v in values]}
 
 
-def machine_info(threads: int) -> dict[str, Any]:
-    cpu_model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "ort_threads": threads,
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
-        "pyarrow": pa.__version__,
-        "load_average_before": [round(x, 2) for x in os.getloadavg()],
-        "shared_machine": True,
-    }
-
-
 def run(version: ModelVersion, rows: int, chunk_rows: int, repeats: int, threads: int, out: Path) -> dict[str, Any]:
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
-    machine = machine_info(threads)
+    machine = machine_info(ort_threads=threads, pyarrow=pa.__version__)
     started = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="fulqrun-bench-score-") as tmp:
         tmp = Path(tmp)

@@ -20,11 +20,9 @@ row per model x protocol x concurrency x rows_per_request, the issue's targets w
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -35,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
 import psutil
 import requests
@@ -44,6 +41,7 @@ from tritonclient.grpc import InferInput
 
 from fulqrun_ml.errors import FulqrunMLError, ServingError
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR, TEMPLATE_DIR
 from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.serving import loadgen
@@ -446,7 +444,7 @@ def run_benchmark(
             "triton_config": model_cfg.to_pbtxt(),
             "loopback_only": True,
         },
-        "machine": machine_info(wrk, server_version, nofile, load_before),
+        "machine": bench_machine(wrk, server_version, nofile, load_before),
         "rows": rows_out,
         "targets": evaluate_targets(rows_out, version.name),
     }
@@ -460,33 +458,17 @@ def run_benchmark(
     return report
 
 
-def machine_info(
+def bench_machine(
     wrk: str | None, server_version: str | None, nofile: tuple[int, int], load_before: tuple[float, ...]
 ) -> dict[str, Any]:
-    cpu_model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in _read("/proc/cpuinfo").splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown",
+    """The shared machine description plus what matters for serving load (server, wrk, socket limits)."""
+    return machine_info(
+        tritonserver=server_version,
+        wrk=loadgen.wrk_version(wrk) if wrk else None,
+        open_file_limit={"soft": nofile[0], "hard": nofile[1]},
+        somaxconn=_read("/proc/sys/net/core/somaxconn").strip() or None,
+        load_average_before=[round(x, 2) for x in load_before],
     )
-    return {
-        "platform": platform.platform(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
-        "tritonclient": importlib.metadata.version("tritonclient"),
-        "tritonserver": server_version,
-        "wrk": loadgen.wrk_version(wrk) if wrk else None,
-        "open_file_limit": {"soft": nofile[0], "hard": nofile[1]},
-        "somaxconn": _read("/proc/sys/net/core/somaxconn").strip() or None,
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "shared_machine": True,
-    }
 
 
 def _read(path: str) -> str:
