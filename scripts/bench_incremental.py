@@ -42,9 +42,8 @@ from fulqrun_ml.training.train import train
 
 log = logging.getLogger("bench_incremental")
 SHARED_NOTE = (
-    "measured on a shared 2-core development machine while other engineers ran builds and tests at the same "
-    "time (see load_average); warm and full runs are interleaved so noise hits both, compare ratios; rerun on "
-    "a quiet machine for reference numbers"
+    "warm and full runs are interleaved so machine noise hits both alike; compare ratios within this run; "
+    "machine.load_average_1m_5m_15m says how busy the machine was"
 )
 TARGET_NOTE = (
     "issue target: warm-start update < 2 minutes on 2 CPU cores at 100k opportunities (seed target < 30 "

@@ -46,8 +46,8 @@ from fulqrun_ml.serving.bench import benchmark_records
 log = logging.getLogger("bench_score")
 TARGET_ROWS_PER_S = 1_000_000
 SHARED_NOTE = (
-    "measured on a shared 2-core development machine while other engineers ran builds and tests; "
-    "the ceiling is measured in the same run, so compare ratios; rerun on a quiet machine for reference numbers"
+    "the ceiling is measured in the same run, so compare ratios; machine.load_average_* says how busy the "
+    "machine was before and after"
 )
 
 

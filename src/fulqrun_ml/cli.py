@@ -404,6 +404,7 @@ def _bench(argv: list[str]) -> int:
     name = {"serve": "serving"}.get(argv[0], argv[0])
     script = REPO_ROOT / "scripts" / f"bench_{name}.py"
     sys.argv = [str(script), *argv[1:]]
+    sys.path.insert(0, str(script.parent))  # as when run directly: benchmarks share helpers next to them
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:

@@ -1,29 +1,17 @@
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
 import pytest
 
 from fulqrun_ml.errors import FieldValidationError
 from fulqrun_ml.export.onnx_export import raw_feeds
 from fulqrun_ml.features.onnx_graph import build_preprocessing_graph
-from fulqrun_ml.features.spec import UNKNOWN_INDEX, CategoricalFeature, FeatureSpec, FittedFeatureSpec, NumericFeature
-
-SPEC = FeatureSpec(
-    numeric=(NumericFeature("amount", "money", log1p=True), NumericFeature("score", "a score")),
-    categorical=(CategoricalFeature("stage", "stage"), CategoricalFeature("region", "region")),
-)
+from fulqrun_ml.features.spec import UNKNOWN_INDEX, FittedFeatureSpec
+from tests.unit.tabular_data import SPEC
+from tests.unit.tabular_data import frame as tabular_frame
 
 
 def frame(n=200, seed=0):
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "amount": rng.lognormal(10, 1, n),
-            "score": rng.normal(3, 2, n),
-            "stage": rng.choice(["a", "b", "c"], n),
-            "region": rng.choice(["x", "y"], n),
-        }
-    )
+    return tabular_frame(n, seed)
 
 
 def test_fit_learns_encoders_from_the_given_rows_only():

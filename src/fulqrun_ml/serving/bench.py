@@ -60,8 +60,8 @@ IDLE_SAMPLES = 4  # consecutive unchanged samples (0.5 s apart) that count as an
 # server holding ~8k of them got no answers at all; the descriptor limit (20,000) cannot be raised here.
 FRESH_SERVER_AT = 5000
 SHARED_MACHINE_NOTE = (
-    "measured on a shared 2-core development machine while other engineers ran builds and tests; "
-    "see other_cpu per row and load_average; rerun on a quiet machine for reference numbers"
+    "client and server share the same cores; other_cpu per row is CPU used by other processes and "
+    "machine.load_average_* says how busy the machine was; compare model vs identity within a row pair"
 )
 
 
