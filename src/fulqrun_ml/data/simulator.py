@@ -340,19 +340,14 @@ def _leads(
     lead = np.repeat(np.arange(n), counts)
     day = created[lead] + rng.uniform(size=lead.size) * (end - created)[lead]
     types = rng.choice(["call", "email", "meeting", "task"], size=lead.size, p=[0.35, 0.45, 0.1, 0.1])
-    acts = pd.DataFrame(
-        {
-            "id": _uuids(id_rng, lead.size),
-            "organization_id": org_id,
-            "type": types,
-            "status": "completed",
-            "subject": [f"{t} with prospect" for t in types],
-            "description": None,
-            "related_type": "lead",
-            "related_id": np.asarray(ids, dtype=object)[lead],
-            "created_by": np.asarray(rep_ids, dtype=object)[rep[lead]],
-            "day": day,
-        }
+    acts = _activity_frame(
+        id_rng,
+        org_id,
+        "lead",
+        np.asarray(ids, dtype=object)[lead],
+        np.asarray(rep_ids, dtype=object)[rep[lead]],
+        types,
+        day,
     )
     latent = pd.DataFrame(
         {"lead_id": ids, "true_conversion_probability": p_convert, "latent_quality": q, "converted": converted}
@@ -446,17 +441,39 @@ def _activities(
     types = np.array(["call", "email", "meeting", "task", "note"])[type_idx]
     order = np.lexsort((day, deal))
     deal, day, types = deal[order], day[order], types[order]
+    return _activity_frame(
+        id_rng,
+        org_id,
+        "opportunity",
+        np.asarray(opp_ids, dtype=object)[deal],
+        np.asarray(rep_ids, dtype=object)[rep_idx[deal]],
+        types,
+        day,
+    )
+
+
+def _activity_frame(
+    id_rng: random.Random,
+    org_id: str,
+    related_type: str,
+    related_ids: np.ndarray,
+    created_by: np.ndarray,
+    types: np.ndarray,
+    day: np.ndarray,
+) -> pd.DataFrame:
+    """Completed touches in the contract's `activities` columns (`day` becomes `created_at` later)."""
+    counterpart = "prospect" if related_type == "lead" else "customer"
     return pd.DataFrame(
         {
-            "id": _uuids(id_rng, deal.size),
+            "id": _uuids(id_rng, len(types)),
             "organization_id": org_id,
             "type": types,
             "status": "completed",
-            "subject": [f"{t} with customer" for t in types],
+            "subject": [f"{t} with {counterpart}" for t in types],
             "description": None,
-            "related_type": "opportunity",
-            "related_id": np.asarray(opp_ids, dtype=object)[deal],
-            "created_by": np.asarray(rep_ids, dtype=object)[rep_idx[deal]],
+            "related_type": related_type,
+            "related_id": related_ids,
+            "created_by": created_by,
             "day": day,
         }
     )
