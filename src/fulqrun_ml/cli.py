@@ -146,7 +146,7 @@ def _sweep(argv: list[str]) -> dict[str, Any]:
 
 def _export(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir) if args.run_dir else latest_run_dir()
-    version, parity = export_run(run_dir, Path(args.models_dir), args.name)
+    version, parity = export_run(run_dir, Path(args.models_dir), args.name, args.optimize, args.quantize)
     print(f"published {version.name} v{version.version} at {version.path} (parity max abs diff {parity:.2e})")
 
 
@@ -429,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     p_export.add_argument("--run-dir", help="training run directory (default: the newest under logs/)")
     p_export.add_argument("--models-dir", default="models")
     p_export.add_argument("--name", default="deal_win")
+    p_export.add_argument("--optimize", action="store_true", help="also write the ORT-optimised graph")
+    p_export.add_argument(
+        "--quantize", action="store_true", help="also write an INT8 graph; refuses to publish if AUC drops > 0.002"
+    )
     sub.add_parser(
         "serve",
         help="serve the registry's production model with Triton (Hydra overrides follow); "

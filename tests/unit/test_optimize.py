@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from fulqrun_ml.export.optimize import (
     optimize_onnx,
     optimize_version,
 )
+from fulqrun_ml.export.package import export_run
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.registry.store import list_versions
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +99,16 @@ def test_bad_inputs_are_named(published, spec, holdout, tmp_path):
         optimize_graph(version.path / "model.onnx", tmp_path / "x.onnx", level="max")
     with pytest.raises(FulqrunMLError, match="no 'label' column"):
         optimize_onnx(version.path / "model.onnx", spec, holdout.drop(columns="label"), tmp_path)
+
+
+def test_export_can_publish_optimised_and_int8_graphs_or_nothing(trained_run, tmp_path):
+    """`fulqrun-ml export --quantize`: the INT8 graph is checked inside the staging directory; a graph that
+    costs more AUC than allowed means no version at all."""
+    run_dir = Path(trained_run["run_dir"])
+    version, _ = export_run(run_dir, tmp_path, "deal_win", optimize=True, quantize=True)
+    report = json.loads((version.path / "optimization.json").read_text())
+    assert (version.path / report["optimized"]["path"]).is_file()
+    assert (version.path / report["quantized"]["path"]).is_file() and report["quantized"]["accepted"]
+    with pytest.raises(QuantizationRejectedError):
+        export_run(run_dir, tmp_path, "deal_win", quantize=True, max_auc_drop=-1.0)  # any graph fails this gate
+    assert list_versions(tmp_path, "deal_win") == [version.version]

@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.export.onnx_export import OUTPUT_NAME, check_parity, export_onnx
+from fulqrun_ml.export.optimize import MAX_AUC_DROP, OPTIMIZED_FILE, QUANTIZED_FILE, optimize_onnx
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 from fulqrun_ml.tasks.binary import predict_probabilities
@@ -70,8 +71,19 @@ def load_calibration(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {"method": "none", "temperature": 1.0}
 
 
-def export_run(run_dir: Path, models_dir: Path, name: str) -> tuple[ModelVersion, float]:
-    """Export, check parity, publish. Returns the new version and the parity max abs diff."""
+def export_run(
+    run_dir: Path,
+    models_dir: Path,
+    name: str,
+    optimize: bool = False,
+    quantize: bool = False,
+    max_auc_drop: float = MAX_AUC_DROP,
+) -> tuple[ModelVersion, float]:
+    """Export, check parity, publish. Returns the new version and the parity max abs diff.
+
+    `optimize` adds the ORT-optimised graph, `quantize` also an INT8 graph; both are checked on the holdout
+    inside the staging directory, so a quantisation that costs more than `max_auc_drop` AUC publishes
+    nothing at all (QuantizationRejectedError)."""
     run_dir = Path(run_dir)
     missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if missing:
@@ -97,6 +109,13 @@ def export_run(run_dir: Path, models_dir: Path, name: str) -> tuple[ModelVersion
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         lineage = {k: info.get(k) for k in LINEAGE_KEYS}
         (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, default=str))
+        if optimize or quantize:
+            report = optimize_onnx(tmp / "model.onnx", spec, holdout, tmp, "label", quantize, max_auc_drop=max_auc_drop)
+            report["source"] = "model.onnx"  # paths relative to the version, not the staging directory
+            report["optimized"]["path"] = OPTIMIZED_FILE
+            if "quantized" in report:
+                report["quantized"]["path"] = QUANTIZED_FILE
+            (tmp / "optimization.json").write_text(json.dumps(report, indent=2))
 
     metadata = {
         "task": info["task"],
