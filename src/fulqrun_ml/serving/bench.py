@@ -580,7 +580,8 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
     ax_t.legend(fontsize=7)
     m = report["model"]
     fig.suptitle(
-        f"Triton on {report['machine']['cpu_count']} CPUs: {m['name']} v{m['version']} vs identity (shared machine)"
+        f"Triton on {report['machine']['cpu_count']} CPUs: {m['name']} v{m['version']} vs identity "
+        "(load and client on the same cores)"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
