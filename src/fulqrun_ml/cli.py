@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import runpy
 import signal
 import sys
@@ -36,7 +35,7 @@ from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT, git_commit
 from fulqrun_ml.registry.aliases import AliasChange, promote, rollback
-from fulqrun_ml.registry.commands import models_main
+from fulqrun_ml.registry.commands import default_models_dir, models_main
 from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.scoring.command import main as score_main
 from fulqrun_ml.serving.client import TritonPredictionClient
@@ -63,12 +62,19 @@ def latest_run_dir(log_dir: Path = Path("logs")) -> Path:
     return runs[-1].parent
 
 
-def cpu_serving_configs(version: ModelVersion, serving: DictConfig) -> list[TritonModelConfig]:
-    """What this machine serves for a version: the fast endpoint and the `<name>_reasons` endpoint."""
-    options = {
+def _batching_options(serving: DictConfig) -> dict[str, Any]:
+    """The dynamic-batching settings every variant shares (configs/serving/cpu.yaml)."""
+    return {
         "max_batch_size": serving.max_batch_size,
         "max_queue_delay_microseconds": serving.max_queue_delay_microseconds,
         "preferred_batch_sizes": tuple(serving.preferred_batch_sizes),
+    }
+
+
+def cpu_serving_configs(version: ModelVersion, serving: DictConfig) -> list[TritonModelConfig]:
+    """What this machine serves for a version: the fast endpoint and the `<name>_reasons` endpoint."""
+    options = {
+        **_batching_options(serving),
         "instance_count": serving.instance_count,
         "ort_intra_op_threads": serving.ort_intra_op_threads,
     }
@@ -87,12 +93,7 @@ def build_repositories(version: ModelVersion, serving: DictConfig, models_dir: P
     for config in configs:
         TritonRepositoryBuilder(cpu_repo).add(version, config)
     gpu = config_for_version(
-        version,
-        "onnxruntime",
-        max_batch_size=serving.max_batch_size,
-        max_queue_delay_microseconds=serving.max_queue_delay_microseconds,
-        preferred_batch_sizes=tuple(serving.preferred_batch_sizes),
-        tensorrt_accelerator=serving.gpu_tensorrt_accelerator,
+        version, "onnxruntime", tensorrt_accelerator=serving.gpu_tensorrt_accelerator, **_batching_options(serving)
     )
     TritonRepositoryBuilder(models_dir / "triton_repo_gpu").add(version, gpu)
     return cpu_repo, [c.name for c in configs]
@@ -448,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     p_reproduce = sub.add_parser("reproduce", help="retrain a registered version from its lineage and compare")
     p_reproduce.add_argument("name")
     p_reproduce.add_argument("version", help="a number, latest, production or candidate")
-    p_reproduce.add_argument("--models-dir", default=str(Path(os.environ.get("FULQRUN_ROOT", ".")) / "models"))
+    p_reproduce.add_argument("--models-dir", default=default_models_dir())
     sub.add_parser("bench", add_help=False, help="`bench models|serve|score|incremental`: reports/*.json")
     sub.add_parser("score", add_help=False, help="score a whole Parquet/CSV table offline with onnxruntime")
     p_predict = sub.add_parser("predict", help="score records (JSON lines, CSV or Parquet) through Triton")

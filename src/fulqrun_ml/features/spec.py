@@ -97,7 +97,7 @@ class FittedFeatureSpec:
         for j, feat in enumerate(self.spec.numeric):
             # float32 throughout, exactly like the ONNX graph, so parity is limited only by op order.
             values = frame[feat.name].to_numpy(dtype=np.float32)
-            values = np.log1p(values) if feat.log1p else values
+            values = _transform(feat, values)
             continuous[:, j] = (values - np.float32(self.means[feat.name])) / np.float32(self.stds[feat.name])
         categorical = np.empty((len(frame), len(self.spec.categorical)), dtype=np.int64)
         for j, feat in enumerate(self.spec.categorical):
