@@ -29,7 +29,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import wandb
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
@@ -47,7 +47,14 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> dict[str, Any]:
-    """Train and evaluate one model; returns the run summary also written to run_info.json."""
+    """Train and evaluate one model; returns the run summary also written to run_info.json.
+
+    A task config may name its own `runner` (a dotted path to `run(cfg, extra_callbacks) -> summary`) when
+    its data or outputs do not fit the tabular binary path below (forecasting, sequence models); every
+    runner leaves the same kind of run directory and is reached through the same `fulqrun-ml train`."""
+    runner = cfg.task.get("runner")
+    if runner:
+        return get_method(runner)(cfg, extra_callbacks)
     t_start = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
