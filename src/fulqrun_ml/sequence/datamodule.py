@@ -1,0 +1,73 @@
+"""The deal-win dataset plus each snapshot's activity sequence, as one LightningDataModule.
+
+`DealWinSequenceDataModule` *is* a `DealWinDataModule` (same source, snapshots, features, leakage audit,
+time split with embargo, FeatureSpec fitted on train, rep and oracle columns), so the fused model and the
+tabular-only models train and are scored on identical rows. On top it aligns, per (opportunity_id, as_of)
+row, the last `max_len` touches at or before as_of, fits the token vocabularies on the training split only,
+and adds the sequence tensors to every batch dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.datamodule import SPLITS, DealWinDataModule
+from fulqrun_ml.data.simulator import SimulatedCRM
+from fulqrun_ml.sequence.events import SequenceVocabulary, build_sequences
+
+
+class _KeepLoaded:
+    """Calls the configured source once and keeps what it returned: the parent's setup loads the tables
+    without keeping them, and the sequences must come from exactly the same tables."""
+
+    def __init__(self, source: Callable[[], SimulatedCRM | CRMTables]) -> None:
+        self.source = source
+        self.loaded: SimulatedCRM | CRMTables | None = None
+
+    def __call__(self) -> SimulatedCRM | CRMTables:
+        if self.loaded is None:
+            self.loaded = self.source()
+        return self.loaded
+
+    @property
+    def tables(self) -> CRMTables:
+        loaded = self()
+        return loaded.tables if isinstance(loaded, SimulatedCRM) else loaded
+
+
+class DealWinSequenceDataModule(DealWinDataModule):
+    def __init__(self, source: Callable[[], SimulatedCRM | CRMTables], max_len: int = 64, **kwargs: Any) -> None:
+        super().__init__(source=_KeepLoaded(source), **kwargs)
+        self.max_len = max_len
+        self.vocabulary: SequenceVocabulary | None = None
+        self.sequences: dict[str, dict[str, np.ndarray]] = {}
+        self.open_deal_sequences: dict[str, np.ndarray] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._datasets and self.vocabulary is not None:
+            return
+        super().setup(stage)
+        tables = self.source.tables
+        raw = {split: build_sequences(tables, self.frames[split], self.max_len) for split in SPLITS}
+        self.vocabulary = SequenceVocabulary.fit(raw["train"], self.max_len)
+        for split in SPLITS:
+            self.sequences[split] = self.vocabulary.transform(raw[split])
+            dataset = self._datasets[split]
+            for name, values in self.sequences[split].items():
+                dataset.tensors[name] = torch.from_numpy(np.array(values, copy=True))
+        self.open_deal_sequences = self.sequence_inputs(tables, self.open_deals)
+        lengths = raw["train"]["length"]
+        self.sizes["train_mean_events"] = round(float(lengths.mean()), 2) if len(lengths) else 0.0
+        self.sizes["train_truncated_rows"] = int((lengths >= self.max_len).sum())
+
+    def sequence_inputs(self, tables: CRMTables, index: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Model-ready sequence arrays for any (opportunity_id, as_of) rows, with the fitted vocabularies."""
+        if self.vocabulary is None:
+            raise RuntimeError("call setup() first: the vocabularies are fitted on the training split")
+        return self.vocabulary.transform(build_sequences(tables, index, self.max_len))
