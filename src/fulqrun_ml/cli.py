@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from fulqrun_ml.errors import FieldValidationError, FulqrunMLError
 from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.export.package import export_run
+from fulqrun_ml.export.tensorrt import PLAN_FILE
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT, git_commit
@@ -40,7 +41,12 @@ from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.scoring.command import main as score_main
 from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.control import ModelController
-from fulqrun_ml.serving.repository import TritonModelConfig, TritonRepositoryBuilder, config_for_version
+from fulqrun_ml.serving.repository import (
+    TritonModelConfig,
+    TritonRepositoryBuilder,
+    config_for_version,
+    tensorrt_ensemble_configs,
+)
 from fulqrun_ml.serving.server import TritonServer
 from fulqrun_ml.training.compare import compare_main
 from fulqrun_ml.training.reproduce import config_from_lineage
@@ -92,10 +98,22 @@ def build_repositories(version: ModelVersion, serving: DictConfig, models_dir: P
     configs = cpu_serving_configs(version, serving)
     for config in configs:
         TritonRepositoryBuilder(cpu_repo).add(version, config)
-    gpu = config_for_version(
-        version, "onnxruntime", tensorrt_accelerator=serving.gpu_tensorrt_accelerator, **_batching_options(serving)
-    )
-    TritonRepositoryBuilder(models_dir / "triton_repo_gpu").add(version, gpu)
+    gpu_builder = TritonRepositoryBuilder(models_dir / "triton_repo_gpu")
+    if (version.path / PLAN_FILE).is_file():  # exported with --tensorrt: the ensemble around the engine
+        for config in tensorrt_ensemble_configs(
+            version, instance_count=serving.instance_count, **_batching_options(serving)
+        ):
+            gpu_builder.add(version, config)
+    else:
+        gpu_builder.add(
+            version,
+            config_for_version(
+                version,
+                "onnxruntime",
+                tensorrt_accelerator=serving.gpu_tensorrt_accelerator,
+                **_batching_options(serving),
+            ),
+        )
     return cpu_repo, [c.name for c in configs]
 
 

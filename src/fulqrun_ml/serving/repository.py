@@ -7,6 +7,9 @@ server. One description yields both variants:
                onnxruntime; validation errors name the field.
   onnxruntime  GPU hosts running the NGC Triton container: platform `onnxruntime_onnx`, KIND_GPU
                instances, same model.onnx, same inputs and outputs.
+  tensorrt     GPU hosts, versions exported with `--tensorrt`: an ensemble `<name>` of
+               `<name>_preprocess` (onnxruntime on CPU instances: raw columns -> encoded tensors) and
+               `<name>_net` (platform `tensorrt_plan`, model.plan on the GPU); same public inputs and outputs.
 
 Layout (asserted by tests): <repo>/<model>/config.pbtxt and <repo>/<model>/<version>/model.onnx.
 """
@@ -25,10 +28,22 @@ from tritonclient.grpc import model_config_pb2 as pb
 from fulqrun_ml.project import TEMPLATE_DIR
 from fulqrun_ml.registry.store import ModelVersion
 
-Variant = Literal["python-ort", "onnxruntime"]
-VARIANTS: tuple[Variant, ...] = ("python-ort", "onnxruntime")
+Variant = Literal["python-ort", "onnxruntime", "onnxruntime-cpu", "tensorrt_plan", "ensemble"]
+VARIANTS: tuple[Variant, ...] = ("python-ort", "onnxruntime", "onnxruntime-cpu", "tensorrt_plan", "ensemble")
+PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "onnxruntime-cpu": "onnxruntime_onnx", "tensorrt_plan": "tensorrt_plan"}
+GPU_VARIANTS = ("onnxruntime", "tensorrt_plan")
 DTYPES = {"float32": pb.TYPE_FP32, "string": pb.TYPE_STRING, "int64": pb.TYPE_INT64}
-VERSION_FILES = ("model.onnx", "feature_spec.json")
+# (file in the registry version, file in the Triton version directory)
+VERSION_FILES = (("model.onnx", "model.onnx"), ("feature_spec.json", "feature_spec.json"))
+
+
+@dataclass(frozen=True)
+class EnsembleStep:
+    """One model of an ensemble; maps are {step tensor: ensemble tensor}."""
+
+    model_name: str
+    input_map: dict[str, str]
+    output_map: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -54,27 +69,38 @@ class TritonModelConfig:
     # GPU hosts: let onnxruntime hand the network to TensorRT (FP16); the string LabelEncoders stay on the
     # CPU provider, which onnxruntime partitions automatically.
     tensorrt_accelerator: bool = False
+    ensemble_steps: tuple[EnsembleStep, ...] = ()
+    version_files: tuple[tuple[str, str], ...] = VERSION_FILES
 
     def to_proto(self) -> pb.ModelConfig:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown Triton variant '{self.variant}'; choose one of {VARIANTS}")
+        if (self.variant == "ensemble") != bool(self.ensemble_steps):
+            raise ValueError("an ensemble needs steps, and only an ensemble has steps")
         config = pb.ModelConfig(name=self.name, max_batch_size=self.max_batch_size)
         if self.variant == "python-ort":
             config.backend = "python"
         else:
-            config.platform = "onnxruntime_onnx"
+            config.platform = PLATFORMS.get(self.variant, self.variant)
         for spec, target in [(s, config.input) for s in self.inputs] + [(s, config.output) for s in self.outputs]:
             tensor = target.add()
             tensor.name = spec.name
             tensor.data_type = DTYPES[spec.dtype]
             tensor.dims.extend(spec.dims)
-        config.dynamic_batching.max_queue_delay_microseconds = self.max_queue_delay_microseconds
-        config.dynamic_batching.preferred_batch_size.extend(
-            b for b in self.preferred_batch_sizes if b <= self.max_batch_size
-        )
-        group = config.instance_group.add()
-        group.count = self.instance_count
-        group.kind = pb.ModelInstanceGroup.KIND_CPU if self.variant == "python-ort" else pb.ModelInstanceGroup.KIND_GPU
+        if self.variant == "ensemble":  # the steps batch and schedule themselves
+            for step in self.ensemble_steps:
+                proto_step = config.ensemble_scheduling.step.add(model_name=step.model_name, model_version=-1)
+                proto_step.input_map.update(step.input_map)
+                proto_step.output_map.update(step.output_map)
+        else:
+            config.dynamic_batching.max_queue_delay_microseconds = self.max_queue_delay_microseconds
+            config.dynamic_batching.preferred_batch_size.extend(
+                b for b in self.preferred_batch_sizes if b <= self.max_batch_size
+            )
+            group = config.instance_group.add()
+            group.count = self.instance_count
+            on_gpu = self.variant in GPU_VARIANTS
+            group.kind = pb.ModelInstanceGroup.KIND_GPU if on_gpu else pb.ModelInstanceGroup.KIND_CPU
         if self.served_versions:
             config.version_policy.specific.versions.extend(sorted(set(self.served_versions)))
         else:
@@ -154,8 +180,10 @@ class TritonRepositoryBuilder:
         for version in versions:
             version_dir = staging / str(version.version)
             version_dir.mkdir(parents=True)
-            for name in VERSION_FILES:
-                shutil.copy2(version.path / name, version_dir / name)
+            for source, target in config.version_files:
+                if not (version.path / source).is_file():
+                    raise FileNotFoundError(f"{version.name} v{version.version} has no {source} for {config.name}")
+                shutil.copy2(version.path / source, version_dir / target)
             if config.variant == "python-ort":
                 shutil.copy2(TEMPLATE_DIR / "python_ort" / "model.py", version_dir / "model.py")
         (staging / "config.pbtxt").write_text(config.to_pbtxt())
@@ -164,3 +192,69 @@ class TritonRepositoryBuilder:
         staging.rename(model_dir)
         shutil.rmtree(retired, ignore_errors=True)
         return model_dir
+
+
+def tensorrt_ensemble_configs(
+    version: ModelVersion,
+    max_batch_size: int = 1024,
+    max_queue_delay_microseconds: int = 200,
+    preferred_batch_sizes: tuple[int, ...] = (),
+    instance_count: int = 1,
+) -> list[TritonModelConfig]:
+    """The three models of the TensorRT variant, in load order: preprocess, net, ensemble.
+
+    Needs a version exported with `--tensorrt` (preprocess.onnx + model.plan). The seam tensors' widths
+    come from the version's feature spec, so the configs match the engine's inputs."""
+    from fulqrun_ml.export.tensorrt import PLAN_FILE, PREPROCESS_FILE, SEAM
+
+    missing = [f for f in (PREPROCESS_FILE, PLAN_FILE) if not (version.path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{version.name} v{version.version} has no {', '.join(missing)}: export it with --tensorrt on a GPU host"
+        )
+    meta = version.metadata
+    raw_inputs = tuple(TensorSpec(i["name"], i["dtype"]) for i in meta["inputs"])
+    outputs = tuple(TensorSpec(o["name"], o["dtype"]) for o in meta["outputs"])
+    widths = {"continuous": 0, "categorical": 0}
+    for tensor in meta["inputs"]:
+        widths["continuous" if tensor["dtype"] == "float32" else "categorical"] += 1
+    seam = (
+        TensorSpec(SEAM[0], "float32", (widths["continuous"],)),
+        TensorSpec(SEAM[1], "int64", (widths["categorical"],)),
+    )
+    batching = {
+        "max_batch_size": max_batch_size,
+        "max_queue_delay_microseconds": max_queue_delay_microseconds,
+        "preferred_batch_sizes": tuple(preferred_batch_sizes),
+        "instance_count": instance_count,
+    }
+    name = version.name
+    preprocess = TritonModelConfig(
+        name=f"{name}_preprocess",
+        inputs=raw_inputs,
+        outputs=seam,
+        variant="onnxruntime-cpu",
+        version_files=((PREPROCESS_FILE, "model.onnx"),),
+        **batching,
+    )
+    net = TritonModelConfig(
+        name=f"{name}_net",
+        inputs=seam,
+        outputs=outputs,
+        variant="tensorrt_plan",
+        version_files=((PLAN_FILE, "model.plan"),),
+        **batching,
+    )
+    ensemble = TritonModelConfig(
+        name=name,
+        inputs=raw_inputs,
+        outputs=outputs,
+        variant="ensemble",
+        max_batch_size=max_batch_size,
+        version_files=(),
+        ensemble_steps=(
+            EnsembleStep(preprocess.name, {t.name: t.name for t in raw_inputs}, {t.name: t.name for t in seam}),
+            EnsembleStep(net.name, {t.name: t.name for t in seam}, {t.name: t.name for t in outputs}),
+        ),
+    )
+    return [preprocess, net, ensemble]
