@@ -64,7 +64,7 @@ def build_net(model_name: str, n_continuous: int, cardinalities: list[int]) -> t
 # ---------------------------------------------------------------- prepare (needs the project's full venv)
 
 
-def prepare(out: Path, backbones: tuple[str, ...]) -> None:
+def prepare(out: Path, backbones: tuple[str, ...], overrides: tuple[str, ...] = ()) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
@@ -72,7 +72,7 @@ def prepare(out: Path, backbones: tuple[str, ...]) -> None:
     from fulqrun_ml.project import CONFIG_DIR
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["logger=none"])
+        cfg = compose("train", overrides=["logger=none", *overrides])
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     spec = datamodule.spec
@@ -217,8 +217,9 @@ def latency_at_batch(net: torch.nn.Module, onnx_path: Path, data: dict[str, np.n
     """Timings of one batch size on every engine available here, keyed by engine name."""
     import onnxruntime as ort
 
-    continuous = torch.from_numpy(data["val_continuous"][:batch].copy())
-    categorical = torch.from_numpy(data["val_categorical"][:batch].copy())
+    rows = np.arange(batch) % len(data["val_continuous"])  # tiles small validation sets up to the batch size
+    continuous = torch.from_numpy(data["val_continuous"][rows])
+    categorical = torch.from_numpy(data["val_categorical"][rows])
     iterations = 300 if batch == 1 else 100
     timings: dict[str, Any] = {}
     with torch.inference_mode():
@@ -289,10 +290,11 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(BACKBONES))
     parser.add_argument("--gpu-steps", type=int, default=300)
     parser.add_argument("--cpu-steps", type=int, default=60)
+    parser.add_argument("--data-override", action="append", default=[], help="prepare: Hydra data override")
     args = parser.parse_args()
     backbones = tuple(m for m in args.models.split(",") if m)
     if args.step == "prepare":
-        prepare(args.prepared, backbones)
+        prepare(args.prepared, backbones, tuple(args.data_override))
     else:
         run(args.prepared, args.out, backbones, args.gpu_steps, args.cpu_steps)
 
