@@ -88,3 +88,57 @@ def test_inject_dirt_adds_the_mess_validation_must_catch(tiny_crm):
     assert opps["champion"].str.contains("@example.com", na=False).any()
     assert (dirty.activities["type"] == "meetting").any()
     assert len(tiny_crm.tables.opportunities) < len(opps)  # the clean tables are untouched
+
+
+def test_no_touches_or_closes_on_holidays_and_few_touches_on_weekends(tiny_crm):
+    from fulqrun_ml.data.calendar import holidays_between, is_holiday, is_weekend
+
+    t = tiny_crm.tables
+    holidays = holidays_between(t.organizations["created_at"].min(), t.extracted_at)
+    assert np.datetime64("2024-12-25") in holidays and np.datetime64("2024-07-04") in holidays
+
+    def dates(stamps: pd.Series) -> np.ndarray:
+        return stamps.dt.tz_localize(None).to_numpy().astype("datetime64[D]")
+
+    touch_day = dates(t.activities["created_at"])
+    assert not is_holiday(touch_day, holidays).any()
+    weekend = is_weekend(touch_day)
+    # Per calendar day, weekends see about a tenth of a weekday's touches (5 weekdays vs 2 weekend days).
+    assert 0 < weekend.sum() / 2 < 0.2 * (~weekend).sum() / 5
+    history = t.stage_history
+    close_day = dates(history.loc[history["to_stage"].isin(["closed_won", "closed_lost"]), "changed_at"])
+    assert len(close_day) > 500
+    assert not is_holiday(close_day, holidays).any() and not is_weekend(close_day).any()
+
+
+def test_touch_direction_is_a_signal_about_deal_quality(tiny_crm):
+    acts = tiny_crm.tables.activities
+    assert set(acts["direction"]) == {"inbound", "outbound"}
+    assert (acts.loc[acts["type"].isin(["task", "note"]), "direction"] == "outbound").all()
+    deals = acts[acts["related_type"] == "opportunity"]
+    inbound_share = (deals["direction"] == "inbound").groupby(deals["related_id"]).mean()
+    z = tiny_crm.latent.set_index("opportunity_id")["latent_quality"].reindex(inbound_share.index)
+    assert np.corrcoef(z, inbound_share)[0, 1] > 0.2
+
+
+def test_activity_rate_scales_touches_and_is_validated():
+    import pytest
+
+    base = simulate_crm(n_opportunities=200, n_companies=40, n_reps=4, seed=5)
+    busy = simulate_crm(n_opportunities=200, n_companies=40, n_reps=4, seed=5, activity_rate=2.0)
+    assert 1.6 < len(busy.tables.activities) / len(base.tables.activities) < 2.4
+    pd.testing.assert_frame_equal(base.tables.companies, busy.tables.companies)
+    with pytest.raises(ValueError, match="activity_rate"):
+        simulate_crm(n_opportunities=10, activity_rate=0)
+
+
+def test_vectorised_uuids_match_the_standard_library():
+    import random
+    import uuid
+
+    from fulqrun_ml.data.simulator import _uuids
+
+    expected_rng, rng = random.Random(99), random.Random(99)
+    expected = [str(uuid.UUID(int=expected_rng.getrandbits(128), version=4)) for _ in range(500)]
+    assert _uuids(rng, 500) == expected and _uuids(rng, 0) == []
+    assert rng.getrandbits(64) == expected_rng.getrandbits(64)  # the generator is left where the loop leaves it

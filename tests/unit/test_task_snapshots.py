@@ -83,3 +83,26 @@ def test_activity_sequences_stop_at_as_of(tiny_crm, dates):
 def test_close_timing_target_is_positive_days(tiny_crm, dates):
     snaps = close_timing_targets(deal_win_snapshots(tiny_crm.tables, dates, horizon_days=180))
     assert (snaps["days_to_close"] > 0).all() and (snaps["days_to_close"] <= 180).all()
+
+
+def test_activity_sequences_carry_direction(tiny_crm, dates):
+    import dataclasses
+
+    from fulqrun_ml.data.contract import ACTIVITY_DIRECTIONS
+
+    snaps = deal_win_snapshots(tiny_crm.tables, dates, horizon_days=180).head(200)
+    seq = activity_sequences(tiny_crm.tables, snaps, max_len=8)
+    assert seq["direction"].shape == (200, 8)
+    assert ((seq["direction"] > 0) == (seq["event_type"] > 0)).all()  # padded exactly where events are
+    inbound, outbound = ACTIVITY_DIRECTIONS.index("inbound") + 1, ACTIVITY_DIRECTIONS.index("outbound") + 1
+    assert {inbound, outbound} <= set(np.unique(seq["direction"]))
+    # The newest event of the first non-empty row has the direction the CRM recorded for it.
+    row = int(np.argmax(seq["length"] > 0))
+    entity, as_of = snaps.iloc[row]["opportunity_id"], snaps.iloc[row]["as_of"]
+    acts = tiny_crm.tables.activities
+    newest = acts[(acts["related_id"] == entity) & (acts["created_at"] <= as_of)].sort_values("created_at").iloc[-1]
+    assert ACTIVITY_DIRECTIONS[seq["direction"][row, -1] - 1] == newest["direction"]
+    # Tables without the column (an unvalidated old export) give "unknown", not an error.
+    old = dataclasses.replace(tiny_crm.tables, activities=acts.drop(columns="direction"))
+    unknown = activity_sequences(old, snaps, max_len=8)["direction"]
+    assert set(np.unique(unknown[unknown > 0])) == {ACTIVITY_DIRECTIONS.index("unknown") + 1}

@@ -302,3 +302,20 @@ def test_the_simulators_dirt_is_caught_and_quarantined(crm, tmp_path):
     kept_and_rejected = len(result.tables.opportunities) + result.report.rows_rejected["opportunities"]
     assert kept_and_rejected == len(dirty.opportunities)
     validate_crm(result.tables)
+
+
+def test_an_export_without_activity_direction_loads_as_unknown(crm):
+    without = dataclasses.replace(crm, activities=crm.activities.drop(columns="direction"))
+    loaded = validate_crm(without, on_error="fail").tables.activities
+    assert list(loaded.columns) == list(TABLE_COLUMNS["activities"])
+    assert (loaded["direction"] == "unknown").all() and len(loaded) == len(crm.activities)
+    blank = edit(crm, "activities", {(0, "direction"): None})
+    assert validate_crm(blank, on_error="fail").tables.activities.at[0, "direction"] == "unknown"
+    assert "direction" in crm.activities.columns  # the caller's frame is not modified
+
+
+def test_unknown_activity_direction_is_named(crm):
+    tables = edit(crm, "activities", {(2, "direction"): "sideways"})
+    problem, message = only_problem(tables)
+    assert_names(problem, message, tables, "activities", 2, "direction")
+    assert problem.reason is Reason.UNKNOWN_VALUE

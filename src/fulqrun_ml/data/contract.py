@@ -45,6 +45,10 @@ STAGE_DEFAULT_PROBABILITY: dict[str, float] = {
     "closed_lost": 0.0,
 }
 ACTIVITY_TYPES: tuple[str, ...] = ("call", "email", "meeting", "task", "note")
+# Who started a touch (`activities.direction`): the customer (inbound) or the rep (outbound). Optional in an
+# export; where a source has no such column or leaves it empty, the value is "unknown".
+ACTIVITY_DIRECTIONS: tuple[str, ...] = ("inbound", "outbound", "unknown")
+UNKNOWN_DIRECTION = "unknown"
 MEDDPICC_FIELDS: tuple[str, ...] = (
     "metrics",
     "economic_buyer",
@@ -111,9 +115,15 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "created_by",
         "due_date",
         "created_at",
+        "direction",
     ),
     "stage_history": ("opportunity_id", "from_stage", "to_stage", "changed_at"),
 }
+
+
+# Columns a source may lack, with the value that stands for "not recorded": validation adds the column
+# (and fills its empty cells) with it, so an export from before the column existed still loads.
+OPTIONAL_COLUMN_DEFAULTS: dict[str, dict[str, str]] = {"activities": {"direction": UNKNOWN_DIRECTION}}
 
 
 def empty_table(name: str) -> pd.DataFrame:

@@ -27,6 +27,7 @@ import pandera.pandas as pa
 from pandera.engines import pandas_engine
 
 from fulqrun_ml.data.contract import (
+    ACTIVITY_DIRECTIONS,
     ACTIVITY_TYPES,
     LEAD_STATUSES,
     MEDDPICC_FIELDS,
@@ -345,6 +346,8 @@ CRM_SCHEMAS: dict[str, TableContract] = {
             _id("created_by", "users"),
             Field("due_date", Kind.TIMESTAMP, nullable=True),
             _created(),
+            # Optional in exports: validation fills a missing column or empty cell with "unknown" first.
+            Field("direction", Kind.CATEGORY, allowed=ACTIVITY_DIRECTIONS),
         ),
         polymorphic=("related_type", "related_id", RELATED_TABLE_OF),
     ),

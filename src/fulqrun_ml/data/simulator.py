@@ -10,10 +10,19 @@ The story (deliberately small for the walking skeleton; the data-layer issue gro
 5. Activities arrive as a Poisson process whose rate grows with z and the rep's effort; the type mix
    shifts toward meetings for good deals and later stages. They carry signal about z, not about the outcome.
 6. Seasonality: a deal whose final stage would end within 10 days after a quarter end is pushed to close
-   on the last day of the quarter (the quarter-end push) - for won and lost deals alike.
+   on the last day of the quarter (the quarter-end push) - for won and lost deals alike. Nobody works on
+   holidays (US federal, `calendar.py`): no touches and no closes then. Weekends keep 10% of the touches
+   and no closes; a close landing on a day off moves to the previous working day (the next one if the deal
+   had not yet entered its final stage then).
 7. Leads arrive from sources (web, referral, event, outbound, partner) with a latent quality q; they
    convert with probability sigmoid(-1.1 + 1.2 q + source + 0.3 skill) after a gamma-distributed delay,
    or are disqualified; touches on leads (related_type "lead") arrive at a rate growing with q.
+8. Direction: a call, email or meeting is inbound (the customer reached out) with probability growing with
+   the deal's z (the lead's q); tasks and notes are the rep's own work (outbound). Signal about z again.
+
+Holiday thinning and direction draw from a second generator seeded from `seed`, so adding them left the
+main stream (and every other column's draws) where it was. `activity_rate` scales both touch rates
+(1.0 is the story above); the sharded writer (`simulator_scale.py`) uses it to reach ~20 touches per deal.
 
 Because of (4), (5) and (6), the Bayes-optimal win probability of an open deal at stage k given everything
 latent is p / (p + (1 - p) S(k)) with S(k) = P(exit stage >= k | lost): `oracle_win_probability`.
@@ -30,6 +39,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fulqrun_ml.data.calendar import (
+    calendar_dates,
+    holidays_between,
+    is_holiday,
+    is_weekend,
+    roll_to_business_day,
+)
 from fulqrun_ml.data.contract import (
     MEDDPICC_FIELDS,
     OPEN_STAGES,
@@ -59,8 +75,23 @@ COUNTRIES = {
 EXIT_STAGE_PROBS = np.array([0.35, 0.30, 0.20, 0.15])
 MEAN_STAGE_DAYS = np.array([12.0, 18.0, 20.0, 14.0])
 LEAD_SOURCE_EFFECT = {"web": -0.2, "referral": 0.8, "event": 0.2, "outbound": -0.5, "partner": 0.5}
+# Share of the touches that would fall on a weekend that still happen (holidays keep none).
+WEEKEND_TOUCH_SHARE = 0.1
+# P(inbound) = sigmoid(base + 0.8 * quality + type effect) for calls, emails and meetings.
+INBOUND_BASE = {"opportunity": -1.2, "lead": -1.0}
+INBOUND_TYPE_EFFECT = {"call": -0.3, "email": 0.3, "meeting": 0.0}
 FIRST_NAMES = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo")
 LAST_NAMES = ("Silva", "Okafor", "Novak", "Tanaka", "Berg", "Haddad", "Kowalski", "Moreau")
+
+
+@dataclass(frozen=True)
+class _TouchDays:
+    """What touch generation needs beyond the main stream: the calendar, the side generator, the rate scale."""
+
+    start_ts: pd.Timestamp
+    holidays: np.ndarray
+    side_rng: np.random.Generator
+    activity_rate: float
 
 
 @dataclass(frozen=True)
@@ -125,15 +156,22 @@ def simulate_crm(
     days: int = 730,
     seed: int = 7,
     n_leads: int | None = None,
+    activity_rate: float = 1.0,
+    organization_name: str = "Simulated Org",
 ) -> SimulatedCRM:
     """Generate a deterministic CRM: same arguments, same tables, byte for byte."""
+    if activity_rate <= 0:
+        raise ValueError(f"activity_rate must be positive, got {activity_rate}")
     rng = np.random.default_rng(seed)
     id_rng = random.Random(seed)
+    # Holidays and direction draw here, so the main stream `rng` is the same as before they existed.
+    side_rng = np.random.default_rng([seed, 1])
     start_ts = pd.Timestamp(start, tz="UTC")
     extracted_at = start_ts + pd.Timedelta(days=days)
+    holidays = holidays_between(start_ts, extracted_at)
 
     org_id = _uuids(id_rng, 1)[0]
-    organizations = pd.DataFrame({"id": [org_id], "name": ["Simulated Org"], "created_at": [start_ts]})
+    organizations = pd.DataFrame({"id": [org_id], "name": [organization_name], "created_at": [start_ts]})
 
     # Reps and managers
     n_managers = max(1, n_reps // 6)
@@ -218,6 +256,7 @@ def simulate_crm(
     enter_day = created_days[:, None] + np.concatenate([np.zeros((n, 1)), np.cumsum(durations, 1)[:, :-1]], 1)
     last_stage_start = enter_day[np.arange(n), last_stage]
     close_day = _quarter_end_push(last_stage_start + durations[np.arange(n), last_stage], last_stage_start, start_ts)
+    close_day = roll_to_business_day(close_day, start_ts, holidays, after=last_stage_start)
 
     # Stage history: every change that happened before extraction
     hist = _stage_walk(opp_ids, last_stage, won, enter_day, close_day)
@@ -257,6 +296,7 @@ def simulate_crm(
         }
     )
 
+    touch_days = _TouchDays(start_ts, holidays, side_rng, activity_rate)
     activities = _activities(
         rng,
         id_rng,
@@ -270,15 +310,17 @@ def simulate_crm(
         close_day,
         enter_day,
         days,
+        touch_days,
     )
     n_leads = n_opportunities if n_leads is None else n_leads
     leads, lead_acts, lead_latent = _leads(
-        rng, id_rng, org_id, n_leads, company_ids, rep_ids, rep_skill, rep_effort, days, start_ts
+        rng, id_rng, org_id, n_leads, company_ids, rep_ids, rep_skill, rep_effort, days, touch_days
     )
     activities = pd.concat([activities, lead_acts], ignore_index=True).sort_values("day", kind="stable")
     activities = activities.reset_index(drop=True)
     activities["created_at"] = start_ts + _days(activities.pop("day").to_numpy())
     activities["due_date"] = activities["created_at"] + pd.Timedelta(days=2)
+    activities["direction"] = activities.pop("direction")
 
     latent = pd.DataFrame(
         {
@@ -348,9 +390,10 @@ def _leads(
     rep_skill: np.ndarray,
     rep_effort: np.ndarray,
     days: int,
-    start_ts: pd.Timestamp,
+    touch_days: _TouchDays,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Leads, their touches and their latent truth (see the story, point 7)."""
+    """Leads, their touches and their latent truth (see the story, points 6-8)."""
+    start_ts = touch_days.start_ts
     ids = _uuids(id_rng, n)
     source = rng.choice(list(LEAD_SOURCE_EFFECT), size=n, p=[0.35, 0.15, 0.15, 0.25, 0.10])
     rep = rng.integers(0, len(rep_ids), size=n)
@@ -381,10 +424,13 @@ def _leads(
         }
     )
     end = np.minimum(decided, days)
-    counts = rng.poisson(0.15 * np.exp(0.5 * q) * rep_effort[rep] * (end - created))
+    counts = rng.poisson(touch_days.activity_rate * 0.15 * np.exp(0.5 * q) * rep_effort[rep] * (end - created))
     lead = np.repeat(np.arange(n), counts)
     day = created[lead] + rng.uniform(size=lead.size) * (end - created)[lead]
     types = rng.choice(["call", "email", "meeting", "task"], size=lead.size, p=[0.35, 0.45, 0.1, 0.1])
+    worked = _on_working_days(touch_days, day)
+    lead, day, types = lead[worked], day[worked], types[worked]
+    direction = _directions(touch_days.side_rng, types, INBOUND_BASE["lead"] + 0.8 * q[lead])
     acts = _activity_frame(
         id_rng,
         org_id,
@@ -393,6 +439,7 @@ def _leads(
         np.asarray(rep_ids, dtype=object)[rep[lead]],
         types,
         day,
+        direction,
     )
     latent = pd.DataFrame(
         {"lead_id": ids, "true_conversion_probability": p_convert, "latent_quality": q, "converted": converted}
@@ -461,10 +508,12 @@ def _activities(
     close_day: np.ndarray,
     enter_day: np.ndarray,
     days: int,
+    touch_days: _TouchDays,
 ) -> pd.DataFrame:
-    """Touches on each deal between creation and close (or extraction), as a Poisson process."""
+    """Touches on each deal between creation and close (or extraction), as a Poisson process, thinned on
+    days off; each with a direction."""
     end = np.minimum(close_day, days)
-    rate = 0.22 * np.exp(0.6 * z) * rep_effort[rep_idx]
+    rate = touch_days.activity_rate * 0.22 * np.exp(0.6 * z) * rep_effort[rep_idx]
     counts = rng.poisson(rate * (end - created_days))
     deal = np.repeat(np.arange(len(opp_ids)), counts)
     day = created_days[deal] + rng.uniform(size=deal.size) * (end - created_days)[deal]
@@ -484,8 +533,11 @@ def _activities(
     cum = np.cumsum(weights / weights.sum(1, keepdims=True), axis=1)
     type_idx = (rng.uniform(size=deal.size)[:, None] > cum).sum(axis=1)
     types = np.array(["call", "email", "meeting", "task", "note"])[type_idx]
+    worked = _on_working_days(touch_days, day)
+    deal, day, types = deal[worked], day[worked], types[worked]
+    direction = _directions(touch_days.side_rng, types, INBOUND_BASE["opportunity"] + 0.8 * z[deal])
     order = np.lexsort((day, deal))
-    deal, day, types = deal[order], day[order], types[order]
+    deal, day, types, direction = deal[order], day[order], types[order], direction[order]
     return _activity_frame(
         id_rng,
         org_id,
@@ -494,7 +546,23 @@ def _activities(
         np.asarray(rep_ids, dtype=object)[rep_idx[deal]],
         types,
         day,
+        direction,
     )
+
+
+def _on_working_days(touch_days: _TouchDays, day: np.ndarray) -> np.ndarray:
+    """Which touches happen: none on holidays, WEEKEND_TOUCH_SHARE of those on weekends, all others."""
+    dates = calendar_dates(touch_days.start_ts, day)
+    weekend_kept = touch_days.side_rng.uniform(size=day.size) < WEEKEND_TOUCH_SHARE
+    return ~is_holiday(dates, touch_days.holidays) & (~is_weekend(dates) | weekend_kept)
+
+
+def _directions(side_rng: np.random.Generator, types: np.ndarray, base_logit: np.ndarray) -> np.ndarray:
+    """inbound / outbound per touch: calls, emails and meetings are inbound with P = sigmoid(base_logit + type
+    effect); tasks and notes are the rep's own work, so outbound."""
+    effect = pd.Series(types, dtype=object).map(INBOUND_TYPE_EFFECT).to_numpy(dtype=np.float64)
+    inbound = side_rng.uniform(size=len(types)) < 1.0 / (1.0 + np.exp(-(base_logit + effect)))
+    return np.where(inbound & ~np.isnan(effect), "inbound", "outbound").astype(object)
 
 
 def _activity_frame(
@@ -505,6 +573,7 @@ def _activity_frame(
     created_by: np.ndarray,
     types: np.ndarray,
     day: np.ndarray,
+    direction: np.ndarray,
 ) -> pd.DataFrame:
     """Completed touches in the contract's `activities` columns (`day` becomes `created_at` later)."""
     counterpart = "prospect" if related_type == "lead" else "customer"
@@ -519,6 +588,7 @@ def _activity_frame(
             "related_type": related_type,
             "related_id": related_ids,
             "created_by": created_by,
+            "direction": direction,
             "day": day,
         }
     )

@@ -9,7 +9,8 @@ that has been fully observed before extraction). `label_time` says when the labe
 - lead conversion: open leads, converted within the horizon
 - account churn / expansion: companies with a past win, another win within the horizon (or not)
 - revenue series: booked revenue per organization / region / rep per week or month
-- activity sequences: the last events of each entity before as_of, for sequence models
+- activity sequences: the last events of each entity before as_of (type, channel, direction, time), for
+  sequence models
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fulqrun_ml.data.contract import ACTIVITY_TYPES, CRMTables
+from fulqrun_ml.data.contract import ACTIVITY_DIRECTIONS, ACTIVITY_TYPES, UNKNOWN_DIRECTION, CRMTables
 
 # How each activity type reaches the customer; a sequence model embeds both.
 CHANNEL_OF = {"call": "phone", "email": "email", "meeting": "in_person", "task": "internal", "note": "internal"}
@@ -139,17 +140,24 @@ def activity_sequences(
 ) -> dict[str, np.ndarray]:
     """The last `max_len` touches of each (entity, as_of) row at or before as_of, left-padded.
 
-    Returns arrays [N, max_len]: `event_type` and `channel` (int, 0 = padding, 1.. = ACTIVITY_TYPES /
-    CHANNELS), `delta_days` (days since the previous event; 0 for the first), `age_days` (days before
-    as_of), and `length` [N]. The events of a row never include anything after its as_of."""
-    acts = tables.activities[["related_id", "type", "created_at"]].sort_values("created_at", kind="stable")
+    Returns arrays [N, max_len]: `event_type`, `channel` and `direction` (int, 0 = padding, 1.. =
+    ACTIVITY_TYPES / CHANNELS / ACTIVITY_DIRECTIONS, i.e. 1 inbound, 2 outbound, 3 unknown), `delta_days`
+    (days since the previous event; 0 for the first), `age_days` (days before as_of), and `length` [N].
+    The events of a row never include anything after its as_of. Activities without a `direction` column
+    (unvalidated tables) count as direction "unknown", as validation would fill them."""
+    acts = tables.activities
+    direction = acts["direction"] if "direction" in acts.columns else pd.Series(UNKNOWN_DIRECTION, index=acts.index)
+    acts = acts[["related_id", "type", "created_at"]].assign(direction=direction.fillna(UNKNOWN_DIRECTION))
+    acts = acts.sort_values("created_at", kind="stable")
     type_index = {t: i + 1 for i, t in enumerate(ACTIVITY_TYPES)}
     channel_index = {c: i + 1 for i, c in enumerate(CHANNELS)}
+    direction_index = {d: i + 1 for i, d in enumerate(ACTIVITY_DIRECTIONS)}
     by_entity = {k: g for k, g in acts.groupby("related_id", sort=False)}
     n = len(index)
     out = {
         "event_type": np.zeros((n, max_len), dtype=np.int64),
         "channel": np.zeros((n, max_len), dtype=np.int64),
+        "direction": np.zeros((n, max_len), dtype=np.int64),
         "delta_days": np.zeros((n, max_len), dtype=np.float32),
         "age_days": np.zeros((n, max_len), dtype=np.float32),
         "length": np.zeros(n, dtype=np.int64),
@@ -166,6 +174,9 @@ def activity_sequences(
         seconds = (times - times.iloc[0]).dt.total_seconds().to_numpy()
         out["event_type"][row, -k:] = [type_index.get(t, 0) for t in events["type"]]
         out["channel"][row, -k:] = [channel_index[CHANNEL_OF.get(t, "internal")] for t in events["type"]]
+        out["direction"][row, -k:] = [
+            direction_index.get(d, direction_index[UNKNOWN_DIRECTION]) for d in events["direction"]
+        ]
         out["delta_days"][row, -k:] = np.diff(seconds, prepend=seconds[0]) / 86400.0
         out["age_days"][row, -k:] = (as_of - times).dt.total_seconds().to_numpy() / 86400.0
         out["length"][row] = k

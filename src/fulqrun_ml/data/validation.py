@@ -1,5 +1,8 @@
 """Validate CRMTables against the typed contract, reporting every problem with table, row, id and field.
 
+Optional columns (`contract.OPTIONAL_COLUMN_DEFAULTS`, e.g. `activities.direction`) are added first where a
+source lacks them, and their empty cells filled, with the value meaning "not recorded" ("unknown").
+
 Three passes, so each problem is reported once and with its cause:
 1. structure: every table and contract column is present (a missing column cannot be quarantined row by
    row, so it always raises);
@@ -31,7 +34,7 @@ import pandas as pd
 import pandera.errors
 from pandera.engines import pandas_engine
 
-from fulqrun_ml.data.contract import TABLE_COLUMNS, CRMTables
+from fulqrun_ml.data.contract import OPTIONAL_COLUMN_DEFAULTS, TABLE_COLUMNS, CRMTables
 from fulqrun_ml.data.pii import scrub_text
 from fulqrun_ml.data.schemas import (
     CRM_SCHEMAS,
@@ -170,7 +173,7 @@ def validate_crm(
         raise DataContractError("on_error='quarantine' needs a quarantine_dir to write rejected rows to")
     extracted_at = _as_utc(tables.extracted_at)
 
-    raw = {name: _as_frame(tables, name) for name in LOAD_ORDER}
+    raw = {name: _with_optional_columns(name, _as_frame(tables, name)) for name in LOAD_ORDER}
     rows_in = {name: 0 if frame is None else len(frame) for name, frame in raw.items()}
     structural = _structure_problems(raw)
     if structural:
@@ -214,6 +217,21 @@ def _as_utc(value: Any) -> pd.Timestamp:
 def _as_frame(tables: CRMTables, name: str) -> pd.DataFrame | None:
     frame = getattr(tables, name, None)
     return frame if isinstance(frame, pd.DataFrame) else None
+
+
+def _with_optional_columns(name: str, frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The frame with each optional column present and its empty cells set to the "not recorded" value, so an
+    export made before the column existed (or a CRM that leaves it blank) loads instead of failing."""
+    defaults = OPTIONAL_COLUMN_DEFAULTS.get(name, {})
+    if frame is None or not defaults:
+        return frame
+    frame = frame.copy(deep=False)
+    for column, default in defaults.items():
+        if column not in frame.columns:
+            frame[column] = default
+        elif frame[column].isna().any():
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), default)
+    return frame
 
 
 def _structure_problems(raw: dict[str, pd.DataFrame | None]) -> list[Problem]:
