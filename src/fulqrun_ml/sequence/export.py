@@ -1,0 +1,207 @@
+"""The fused model as ONE ONNX graph: raw tabular feature columns + sequence tensors -> calibrated probability.
+
+The tabular half reuses the deal-win export unchanged: the fitted FeatureSpec is compiled into the graph
+(`features.onnx_graph`) and merged in front of the network, so tabular inputs are the same raw columns the
+deal-win graph takes. The sequence inputs are the model-ready arrays of `SequenceVocabulary.transform`
+(`event_type`, `channel`[, `direction`] int64 and `delta_days`, `age_days` float32, each [batch, length] with
+a dynamic batch axis and a dynamic length axis up to max_len, left-padded); the vocabulary travels with the
+version as `sequence_vocab.json`. Parity against PyTorch is checked on the holdout before anything is
+published, and publishing goes through the registry's atomic `publish_version`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+import torch
+from torch import nn
+
+from fulqrun_ml.errors import ExportParityError, FulqrunMLError
+from fulqrun_ml.export.onnx_export import OUTPUT_NAME, PARITY_ATOL, raw_feeds
+from fulqrun_ml.export.package import LINEAGE_KEYS, load_calibration, load_trained_net
+from fulqrun_ml.features.onnx_graph import build_preprocessing_graph
+from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.registry.store import ModelVersion, publish_version
+from fulqrun_ml.sequence.events import TIME_FIELDS, SequenceVocabulary
+from fulqrun_ml.sequence.task import predict_sequence_probabilities
+
+log = logging.getLogger(__name__)
+SEQUENCE_RUN_FILES = ("run_info.json", "net_state.pt", "feature_spec.json", "sequence_vocab.json")
+SEQUENCE_RUN_FILES += ("holdout.parquet", "holdout_sequences.npz", "metrics.json")
+
+
+def sequence_fields(vocabulary: SequenceVocabulary) -> tuple[str, ...]:
+    """The graph's sequence inputs, in order: the token fields the vocabulary knows, then the gaps."""
+    return (*vocabulary.known, *TIME_FIELDS)
+
+
+class FusionProbabilityModel(nn.Module):
+    """sigmoid(fused logit / T) [N, 1] with the sequence tensors as positional inputs (ONNX needs a fixed list)."""
+
+    def __init__(self, net: nn.Module, fields: tuple[str, ...], temperature: float = 1.0) -> None:
+        super().__init__()
+        self.net = net
+        self.fields = fields
+        self.register_buffer("temperature", torch.tensor(temperature, dtype=torch.float32))
+
+    def forward(self, continuous: torch.Tensor, categorical: torch.Tensor, *sequences: torch.Tensor) -> torch.Tensor:
+        inputs = dict(zip(self.fields, sequences, strict=True))
+        return torch.sigmoid(self.net(continuous, categorical, **inputs) / self.temperature)
+
+
+def export_fusion_network(
+    net: nn.Module, spec: FittedFeatureSpec, vocabulary: SequenceVocabulary, temperature: float = 1.0
+) -> onnx.ModelProto:
+    """Network + calibration; inputs `continuous`, `categorical` and the sequence fields, dynamic batch/length."""
+    fields = sequence_fields(vocabulary)
+    wrapper = FusionProbabilityModel(net, fields, temperature).eval()
+    n, length = 2, min(3, vocabulary.max_len)
+    sequences = tuple(torch.zeros(n, length, dtype=torch.float32 if f in TIME_FIELDS else torch.int64) for f in fields)
+    example = (
+        torch.zeros(n, len(spec.spec.numeric), dtype=torch.float32),
+        torch.zeros(n, len(spec.spec.categorical), dtype=torch.int64),
+        *sequences,
+    )
+    batch = torch.export.Dim("batch", min=1, max=1_000_000)
+    seq_len = torch.export.Dim("length", min=1, max=vocabulary.max_len)
+    # torch.export groups *sequences into one element, so their shapes come as one nested tuple.
+    dynamic = ({0: batch}, {0: batch}, tuple({0: batch, 1: seq_len} for _ in fields))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "net.onnx"
+        torch.onnx.export(
+            wrapper,
+            example,
+            str(path),
+            input_names=["continuous", "categorical", *fields],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=dynamic,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+        return onnx.load(str(path))
+
+
+def export_fusion_onnx(
+    net: nn.Module, spec: FittedFeatureSpec, vocabulary: SequenceVocabulary, temperature: float = 1.0
+) -> onnx.ModelProto:
+    """Preprocessing + network as one checked graph: raw feature columns and sequence tensors in."""
+    network = export_fusion_network(net, spec, vocabulary, temperature)
+    opset = next(o.version for o in network.opset_import if o.domain in ("", "ai.onnx"))
+    preprocessing = build_preprocessing_graph(spec, opset=opset, ir_version=network.ir_version)
+    merged = onnx.compose.merge_models(
+        preprocessing,
+        network,
+        io_map=[("continuous", "continuous"), ("categorical", "categorical")],
+        prefix2="net/",
+    )
+    # merge_models prefixed the network's own inputs and output; give them their public names back.
+    public = {f"net/{name}": name for name in (*sequence_fields(vocabulary), OUTPUT_NAME)}
+    for value in (*merged.graph.input, *merged.graph.output):
+        value.name = public.get(value.name, value.name)
+    for node in merged.graph.node:
+        node.input[:] = [public.get(i, i) for i in node.input]
+        node.output[:] = [public.get(o, o) for o in node.output]
+    merged.graph.name = "fulqrun_deal_win_sequence"
+    unique_opsets = {(o.domain or "", o.version): o for o in merged.opset_import}
+    del merged.opset_import[:]
+    merged.opset_import.extend(unique_opsets.values())
+    onnx.checker.check_model(merged, full_check=True)
+    return merged
+
+
+def fusion_probabilities(
+    model: onnx.ModelProto | bytes | Path,
+    spec: FittedFeatureSpec,
+    frame: pd.DataFrame,
+    sequences: dict[str, np.ndarray],
+) -> np.ndarray:
+    """onnxruntime probabilities for raw feature rows and their model-ready sequence arrays."""
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    session = ort.InferenceSession(
+        str(source) if isinstance(source, Path) else source, providers=["CPUExecutionProvider"]
+    )
+    wanted = {i.name for i in session.get_inputs()}
+    feeds = {**raw_feeds(spec, frame), **{k: np.ascontiguousarray(v) for k, v in sequences.items() if k in wanted}}
+    missing = sorted(wanted - set(feeds))
+    if missing:
+        raise FulqrunMLError(f"missing required input(s) {missing}")
+    return session.run([OUTPUT_NAME], feeds)[0].reshape(-1)
+
+
+def check_fusion_parity(
+    model: onnx.ModelProto,
+    torch_probabilities: np.ndarray,
+    spec: FittedFeatureSpec,
+    frame: pd.DataFrame,
+    sequences: dict[str, np.ndarray],
+    atol: float = PARITY_ATOL,
+) -> float:
+    """Max |PyTorch - onnxruntime| over the rows; raises ExportParityError above `atol`."""
+    diff = float(np.max(np.abs(fusion_probabilities(model, spec, frame, sequences) - torch_probabilities)))
+    if not diff <= atol:
+        raise ExportParityError(f"ONNX output differs from PyTorch by {diff:.3g} (> {atol:g}) on {len(frame)} rows")
+    log.info("sequence export parity: max abs diff %.3g over %d rows", diff, len(frame))
+    return diff
+
+
+def export_sequence_run(run_dir: Path, models_dir: Path, name: str = "deal_win_sequence") -> tuple[ModelVersion, float]:
+    """Export a finished sequence run, check parity on its holdout, publish `models/<name>/<version>/`."""
+    run_dir = Path(run_dir)
+    missing = [f for f in SEQUENCE_RUN_FILES if not (run_dir / f).is_file()]
+    if missing:
+        raise FulqrunMLError(f"{run_dir} is not a finished sequence training run (missing {', '.join(missing)})")
+    spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
+    vocabulary = SequenceVocabulary.load(run_dir / "sequence_vocab.json")
+    net = load_trained_net(run_dir, spec)
+    calibration = load_calibration(run_dir)
+    temperature = float(calibration["temperature"])
+    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    with np.load(run_dir / "holdout_sequences.npz") as stored:
+        sequences = {k: stored[k] for k in stored.files}
+    graph = export_fusion_onnx(net, spec, vocabulary, temperature)
+    torch_probs = predict_sequence_probabilities(net, {**spec.encode(holdout), **sequences}, temperature)
+    parity = check_fusion_parity(graph, torch_probs, spec, holdout, sequences)
+
+    info = json.loads((run_dir / "run_info.json").read_text())
+    metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
+    metrics["export_parity_max_abs_diff"] = parity
+
+    def write(tmp: Path) -> None:
+        (tmp / "model.onnx").write_bytes(graph.SerializeToString())
+        for file in ("feature_spec.json", "sequence_vocab.json", "net_state.pt"):
+            shutil.copy(run_dir / file, tmp / file)
+        (tmp / "net_config.json").write_text(json.dumps(info["net_config"], indent=2))
+        (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        lineage = {k: info.get(k) for k in LINEAGE_KEYS} | {"sequence": info.get("sequence")}
+        (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, default=str))
+
+    sequence_inputs = [
+        {"name": f, "dtype": "float32" if f in TIME_FIELDS else "int64", "shape": ["batch", "length"]}
+        for f in sequence_fields(vocabulary)
+    ]
+    metadata = {
+        "task": info["task"],
+        "inputs": [{"name": f.name, "dtype": "float32"} for f in spec.spec.numeric]
+        + [{"name": f.name, "dtype": "string"} for f in spec.spec.categorical]
+        + sequence_inputs,
+        "outputs": [{"name": OUTPUT_NAME, "dtype": "float32"}],
+        "holdout_auc": metrics["model"]["auc"],
+        "parity_max_abs_diff": parity,
+        "calibration": calibration,
+        "data_hash": info["data_hash"],
+        "git_commit": info["git_commit"],
+        "wandb_run_id": info["wandb_run_id"],
+        "sequence": {"max_len": vocabulary.max_len, "vocabulary_file": "sequence_vocab.json"},
+    }
+    return publish_version(models_dir, name, write, metadata), parity
