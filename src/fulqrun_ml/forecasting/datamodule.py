@@ -113,12 +113,13 @@ class RevenueForecastDataModule(pl.LightningDataModule):
         self._datasets = {s: BatchDictDataset({k: self.windows[s][k] for k in TENSOR_KEYS}) for s in SPLITS}
 
     def split_window(self, split: str) -> dict[str, str]:
-        """First and last origin / target period of a split, for lineage."""
+        """First origin and first / last target period (their start dates) of a split, for lineage."""
         assert self.panel is not None
         origins = self.origins[split]
         last_target = min(int(origins[-1]) + self.horizon, self.panel.n_periods - 1)
         return {
             "first_origin": str(self.panel.period_start[origins[0]].date()),
+            "first_target": str(self.panel.period_start[origins[0] + 1].date()),
             "last_target": str(self.panel.period_start[last_target].date()),
             "windows": str(len(self.windows[split]["target"])),
         }

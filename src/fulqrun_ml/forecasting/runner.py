@@ -29,6 +29,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.forecasting.backtest import backtest_report, local_forecasts
 from fulqrun_ml.forecasting.baselines import baseline_forecasters
 from fulqrun_ml.forecasting.conformal import apply_offsets, fit_cqr_offsets
@@ -90,7 +91,13 @@ def run(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> di
         "n_calendar": datamodule.n_calendar,
         "n_series": datamodule.n_series,
     }
-    net = instantiate(net_config, _convert_="all")
+    try:
+        net = instantiate(net_config, _convert_="all")
+    except Exception as error:  # Hydra wraps the constructor's TypeError; say which choice is wrong
+        raise FulqrunMLError(
+            f"model={cfg.model.name} cannot be built as a forecaster (lookback/horizon/quantiles inputs); "
+            "choose a forecasting model, e.g. model=nbeats"
+        ) from error
     min_scale = float(net_config.get("min_scale", 1.0))
     task = instantiate(cfg.task.module, net=net, quantiles=quantiles, min_scale=min_scale)
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()] if cfg.get("logger") else []

@@ -1,0 +1,152 @@
+"""Export a forecasting run to one ONNX graph (network + conformal offsets + clamp), check it against
+PyTorch in ONNX Runtime, and publish it atomically into the registry.
+
+Graph: inputs `history` [B, L] float32 (revenue per period, oldest first), `calendar` [B, H, C] float32
+(`windows.calendar_features` of the H periods to forecast), `series` [B] int64 (`series_index.json`
+position + 1; 0 for a series the model has not seen); output `quantiles` [B, H, Q] float32 in revenue
+units, calibrated, monotone and non-negative. The batch axis is dynamic.
+
+The published version holds model.onnx, net_state.pt, net_config.json, conformal.json, series_index.json,
+metrics.json (backtest + parity), lineage.json; the registry adds metadata.json and MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from hydra.utils import instantiate
+
+from fulqrun_ml.errors import ExportParityError, FulqrunMLError
+from fulqrun_ml.forecasting.windows import CALENDAR_FEATURES
+from fulqrun_ml.models.forecaster import ConformalForecaster
+from fulqrun_ml.registry.store import ModelVersion, publish_version
+
+INPUT_NAMES = ("history", "calendar", "series")
+OUTPUT_NAME = "quantiles"
+RUN_FILES = ("run_info.json", "net_state.pt", "net_config.json", "conformal.json", "series_index.json", "backtest.npz")
+# Relative to each window's scale (its mean absolute lookback): float32 revenue in the millions carries
+# ~1e-7 relative rounding, so this bounds real disagreement, not arithmetic noise.
+PARITY_TOLERANCE = 1e-5
+LINEAGE_KEYS = ("task", "model", "config", "net_config", "data_hash", "git_commit", "wandb_run_id", "run_dir")
+LINEAGE_KEYS += ("sizes", "epochs", "series", "data_window", "parameters")
+
+
+def load_calibrated_forecaster(run_dir: Path) -> ConformalForecaster:
+    """The run's best network wrapped with its conformal offsets, in eval mode."""
+    net_config = json.loads((run_dir / "net_config.json").read_text())
+    net = instantiate(net_config, _convert_="all")
+    net.load_state_dict(torch.load(run_dir / "net_state.pt", weights_only=True))
+    conformal = json.loads((run_dir / "conformal.json").read_text())
+    offsets = torch.tensor(conformal["offsets"], dtype=torch.float32)
+    return ConformalForecaster(net, offsets, float(conformal.get("min_scale", 1.0))).eval()
+
+
+def export_forecaster_onnx(model: ConformalForecaster) -> onnx.ModelProto:
+    """torch.export-based ONNX export with a dynamic batch axis on every input."""
+    net: Any = model.net
+    example = (
+        torch.ones(2, net.lookback, dtype=torch.float32),
+        torch.zeros(2, net.horizon, len(CALENDAR_FEATURES), dtype=torch.float32),
+        torch.ones(2, dtype=torch.int64),
+    )
+    batch = torch.export.Dim("batch", min=1, max=1_000_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "forecaster.onnx"
+        torch.onnx.export(
+            model,
+            example,
+            str(path),
+            input_names=list(INPUT_NAMES),
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+        graph = onnx.load(str(path))
+    onnx.checker.check_model(graph)
+    return graph
+
+
+def onnx_quantiles(graph: onnx.ModelProto, windows: dict[str, np.ndarray]) -> np.ndarray:
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {
+        "history": windows["history"].astype(np.float32),
+        "calendar": windows["calendar"].astype(np.float32),
+        "series": windows["series"].astype(np.int64),
+    }
+    return session.run([OUTPUT_NAME], feeds)[0]
+
+
+def check_forecast_parity(
+    graph: onnx.ModelProto, model: ConformalForecaster, windows: dict[str, np.ndarray], min_scale: float = 1.0
+) -> float:
+    """Max |ONNX - PyTorch| / window scale over the given windows; raises above PARITY_TOLERANCE."""
+    with torch.no_grad():
+        expected = model(
+            torch.as_tensor(windows["history"], dtype=torch.float32),
+            torch.as_tensor(windows["calendar"], dtype=torch.float32),
+            torch.as_tensor(windows["series"], dtype=torch.int64),
+        ).numpy()
+    got = onnx_quantiles(graph, windows)
+    scale = np.maximum(np.abs(windows["history"]).mean(axis=1), min_scale)[:, None, None]
+    diff = float(np.max(np.abs(got - expected) / scale)) if len(expected) else 0.0
+    if not diff <= PARITY_TOLERANCE:
+        raise ExportParityError(f"ONNX and PyTorch forecasts differ by {diff:.2e} of scale (> {PARITY_TOLERANCE})")
+    return diff
+
+
+def export_forecast_run(run_dir: Path, models_dir: Path, name: str = "revenue_forecast") -> tuple[ModelVersion, float]:
+    """Export, check parity on the run's backtest windows, publish. Returns the version and the parity."""
+    run_dir = Path(run_dir)
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    if missing:
+        raise FulqrunMLError(f"{run_dir} is not a finished forecasting run (missing {', '.join(missing)})")
+    model = load_calibrated_forecaster(run_dir)
+    graph = export_forecaster_onnx(model)
+    with np.load(run_dir / "backtest.npz") as data:
+        windows = {k: data[k] for k in data.files}
+    parity = check_forecast_parity(graph, model, windows, model.min_scale)
+    info = json.loads((run_dir / "run_info.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    metrics["export_parity_max_rel_diff"] = parity
+    conformal = json.loads((run_dir / "conformal.json").read_text())
+
+    def write(tmp: Path) -> None:
+        (tmp / "model.onnx").write_bytes(graph.SerializeToString())
+        for file in ("net_state.pt", "net_config.json", "conformal.json", "series_index.json"):
+            shutil.copy(run_dir / file, tmp / file)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        lineage = {k: info.get(k) for k in LINEAGE_KEYS}
+        (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, default=str))
+
+    net_config = info["net_config"]
+    metadata = {
+        "task": info["task"],
+        "inputs": [
+            {"name": "history", "dtype": "float32", "shape": [-1, net_config["lookback"]]},
+            {"name": "calendar", "dtype": "float32", "shape": [-1, net_config["horizon"], len(CALENDAR_FEATURES)]},
+            {"name": "series", "dtype": "int64", "shape": [-1]},
+        ],
+        "outputs": [
+            {"name": OUTPUT_NAME, "dtype": "float32", "shape": [-1, net_config["horizon"], len(conformal["quantiles"])]}
+        ],
+        "calendar_features": list(CALENDAR_FEATURES),
+        "quantiles": conformal["quantiles"],
+        "interval": conformal["interval"],
+        "series": info.get("series"),
+        "backtest": {k: metrics.get("model", {}).get(k) for k in ("wape", "mase", "pinball", "coverage")},
+        "parity_max_rel_diff": parity,
+        "data_hash": info["data_hash"],
+        "git_commit": info["git_commit"],
+        "wandb_run_id": info["wandb_run_id"],
+    }
+    return publish_version(models_dir, name, write, metadata), parity
