@@ -1,11 +1,13 @@
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 
 from fulqrun_ml.export.onnx_export import export_onnx, onnx_probabilities
 from fulqrun_ml.features.spec import CategoricalFeature, FeatureSpec, NumericFeature
 from fulqrun_ml.models.mlp import MLP
-from fulqrun_ml.tasks.binary import predict_probabilities
-from fulqrun_ml.tasks.calibration import fit_temperature
+from fulqrun_ml.tasks.binary import predict_logits, predict_probabilities
+from fulqrun_ml.tasks.calibration import IsotonicCalibrator, fit_calibration, fit_isotonic, fit_temperature
 from fulqrun_ml.tasks.metrics import binary_report
 
 
@@ -30,3 +32,50 @@ def test_exported_graph_applies_the_temperature():
     calibrated = onnx_probabilities(export_onnx(net, spec, temperature=2.5), spec, frame)
     np.testing.assert_allclose(calibrated, predict_probabilities(net, spec.encode(frame), 2.5), atol=1e-6)
     assert not np.allclose(calibrated, predict_probabilities(net, spec.encode(frame)), atol=1e-4)
+
+
+def test_isotonic_fixes_a_monotone_miscalibration_temperature_cannot():
+    """Scores p^3 of true probabilities p: a non-logistic distortion that isotonic undoes."""
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.02, 0.98, 20_000)
+    labels = (rng.uniform(size=p.size) < p).astype(float)
+    distorted = p**3
+    logits = np.log(distorted / (1 - distorted))
+    temperature = fit_calibration("temperature", logits, labels, len(labels))
+    isotonic = fit_calibration("isotonic", logits, labels, len(labels))
+    assert isotonic["method"] == "isotonic" and len(isotonic["x"]) == len(isotonic["y"]) > 2
+    ece_t = binary_report(1 / (1 + np.exp(-logits / temperature["temperature"])), labels)["ece"]
+    ece_i = binary_report(IsotonicCalibrator(isotonic["x"], isotonic["y"])(torch.tensor(logits).float()[:, None])
+                          .numpy().ravel(), labels)["ece"]  # fmt: skip
+    assert ece_i < 0.02 < ece_t
+
+
+def test_isotonic_calibrator_matches_sklearn_and_onnx_runtime():
+    """PyTorch's piecewise-linear sum == sklearn's IsotonicRegression.predict == the exported ONNX graph."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=400), "c": rng.choice(["a", "b", "c"], 400)})
+    spec = FeatureSpec((NumericFeature("x", "x"),), (CategoricalFeature("c", "c"),)).fit(frame)
+    net = MLP(1, spec.cardinalities, hidden_dims=(8,)).eval()
+    logits = predict_logits(net, spec.encode(frame))
+    labels = (rng.uniform(size=len(frame)) < 1 / (1 + np.exp(-3 * frame["x"]))).astype(float)
+    record = fit_calibration("isotonic", logits, labels, len(frame))
+    iso = fit_isotonic(torch.sigmoid(torch.from_numpy(logits)).double().numpy(), labels)
+    # Inside, between and outside the fitted thresholds (clipped there).
+    probe = torch.tensor(np.concatenate([np.linspace(-8, 8, 301), logits]), dtype=torch.float32)[:, None]
+    # Same float32 sigmoid on both sides: near-vertical isotonic steps amplify any input rounding difference.
+    sklearn_p = iso.predict(torch.sigmoid(probe).double().numpy().ravel())
+    torch_p = IsotonicCalibrator(record["x"], record["y"])(probe)
+    np.testing.assert_allclose(torch_p.numpy().ravel(), sklearn_p, atol=1e-5)
+
+    graph = export_onnx(net, spec, calibration=record)
+    onnx_p = onnx_probabilities(graph, spec, frame)
+    np.testing.assert_allclose(onnx_p, predict_probabilities(net, spec.encode(frame), record), atol=1e-6)
+    np.testing.assert_allclose(onnx_p, iso.predict(torch.sigmoid(torch.from_numpy(logits)).double().numpy()), atol=1e-5)
+    assert len(np.unique(onnx_p)) < len(frame)  # a step function: really isotonic, not the raw sigmoid
+
+
+def test_calibration_records_are_checked():
+    with pytest.raises(ValueError, match=r"task\.calibration"):
+        fit_calibration("platt", np.zeros(4), np.array([0, 1, 0, 1]), 4)
+    with pytest.raises(ValueError, match="thresholds"):
+        IsotonicCalibrator([0.1, 0.2], [0.5])

@@ -1,8 +1,11 @@
-"""The deal-win dataset as a LightningDataModule: source -> snapshots -> features -> time split -> tensors.
+"""Tabular CRM tasks as one LightningDataModule: source -> snapshots -> features -> audit -> time split -> tensors.
 
-Everything a run needs to be explained later is kept on the module: the fitted FeatureSpec, the raw
-frames of every split (with the rep's probability and, for simulated data, the oracle), the deals open
-at extraction time (what serving would score today) and a content hash of the snapshot set.
+The task-specific parts (which rows, which label, which features, which baselines) come from a builder
+(`data/task_builders.py`); everything else is done here, identically for deal win, close timing, lead
+conversion and account churn/expansion. Everything a run needs to be explained later is kept on the
+module: the fitted FeatureSpec (and target scaling for regression), the raw frames of every split (with
+baseline columns and, on simulated data, the oracle), the rows serving would score today, the leakage-audit
+summary and a content hash of the snapshot set.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from fulqrun_ml.data.contract import CRMTables, check_contract
-from fulqrun_ml.data.simulator import SimulatedCRM, oracle_win_probability
-from fulqrun_ml.data.snapshots import deal_win_snapshots, open_deals_as_of, snapshot_dates, time_split
+from fulqrun_ml.data.simulator import SimulatedCRM
+from fulqrun_ml.data.snapshots import snapshot_dates, time_split
+from fulqrun_ml.data.task_builders import DealWinBuilder, SnapshotTaskBuilder, TargetKind
 from fulqrun_ml.features.audit import audit_point_in_time
-from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES, compute_deal_features
+from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES
 from fulqrun_ml.features.spec import FeatureSpec, FittedFeatureSpec
+from fulqrun_ml.features.target import TargetScaling
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+ORACLE_COLUMN = "oracle_probability"
 
 
 class BatchDictDataset(Dataset):
@@ -49,70 +55,39 @@ def dataset_hash(frame: pd.DataFrame) -> str:
     return hashlib.sha256(row_hashes.tobytes()).hexdigest()[:16]
 
 
-class DealWinDataModule(pl.LightningDataModule):
-    def __init__(
-        self,
-        source: Callable[[], SimulatedCRM | CRMTables],
-        snapshot_every_days: int = 14,
-        warmup_days: int = 60,
-        horizon_days: int = 180,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        batch_size: int = 256,
-        feature_spec: FeatureSpec = DEAL_WIN_FEATURES,
-    ) -> None:
+class TabularDataModuleBase(pl.LightningDataModule):
+    """What train() and export read from any tabular datamodule, and the tensors/loaders they share.
+
+    Subclasses fill `frames` (raw rows per split, `label` in the task's units), `spec`, `target_kind`,
+    `target_scaling` (regression), `baseline_columns`, `scoring_rows`, `data_hash` and `sizes` in `setup`,
+    then call `_build_datasets`."""
+
+    def __init__(self, batch_size: int) -> None:
         super().__init__()
-        self.source = source
-        self.snapshot_every_days = snapshot_every_days
-        self.warmup_days = warmup_days
-        self.horizon_days = horizon_days
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
         self.batch_size = batch_size
-        self.feature_spec = feature_spec
         self.frames: dict[str, pd.DataFrame] = {}
         self.spec: FittedFeatureSpec | None = None
-        self.open_deals: pd.DataFrame | None = None
+        self.target_kind: TargetKind = "binary"
+        self.target_scaling: TargetScaling | None = None
+        self.baseline_columns: dict[str, str] = {}
+        self.scoring_rows: pd.DataFrame | None = None
+        self.scoring_file: str | None = None
         self.data_hash: str | None = None
         self.sizes: dict[str, int] = {}
         self.leakage_audit: dict[str, int] = {}
         self._datasets: dict[str, BatchDictDataset] = {}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self._datasets:
-            return
-        loaded = self.source()
-        tables = loaded.tables if isinstance(loaded, SimulatedCRM) else loaded
-        latent = loaded.latent if isinstance(loaded, SimulatedCRM) else None
-        check_contract(tables)
+    def target(self, split: str) -> np.ndarray:
+        """The training target of a split: 0/1 labels, or the scaled regression label."""
+        labels = self.frames[split]["label"].to_numpy(dtype=np.float64)
+        if self.target_kind == "regression":
+            return self.target_scaling.encode(labels)
+        return labels.astype(np.float32)
 
-        dates = snapshot_dates(tables, self.snapshot_every_days, self.warmup_days, self.horizon_days)
-        snapshots = deal_win_snapshots(tables, dates, self.horizon_days)
-        features, source_times = compute_deal_features(tables, snapshots, with_sources=True)
-        self.leakage_audit = audit_point_in_time(source_times, self.feature_spec.names)
-        frame = snapshots.merge(features, on=["opportunity_id", "as_of"])
-        if latent is not None:
-            frame["oracle_probability"] = _oracle(latent, frame)
-        frame["split"] = time_split(dates, self.val_fraction, self.test_fraction).assign(frame).to_numpy()
-        self.data_hash = dataset_hash(frame.drop(columns=["oracle_probability"], errors="ignore"))
-        self.frames = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
-        self.spec = self.feature_spec.fit(self.frames["train"])
-
-        now = open_deals_as_of(tables, tables.extracted_at)
-        self.open_deals = now.merge(compute_deal_features(tables, now), on=["opportunity_id", "as_of"])
-        self.sizes = {
-            "opportunities": len(tables.opportunities),
-            "activities": len(tables.activities),
-            "stage_changes": len(tables.stage_history),
-            "snapshots": len(frame),
-            "embargoed": int((frame["split"] == "embargoed").sum()),
-            "open_deals_now": len(self.open_deals),
-            **{f"{s}_rows": len(self.frames[s]) for s in SPLITS},
-        }
-        log.info("deal-win dataset: %s", self.sizes)
+    def _build_datasets(self) -> None:
         for split in SPLITS:
             arrays = self.spec.encode(self.frames[split])
-            arrays["target"] = self.frames[split]["label"].to_numpy(dtype=np.float32)
+            arrays["target"] = self.target(split)
             self._datasets[split] = BatchDictDataset(arrays)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -130,6 +105,105 @@ class DealWinDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
 
-def _oracle(latent: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
-    truth = latent.set_index("opportunity_id")["true_win_probability"].reindex(frame["opportunity_id"])
-    return oracle_win_probability(truth.to_numpy(), frame["stage_index"].to_numpy())
+class TabularSnapshotDataModule(TabularDataModuleBase):
+    """Point-in-time snapshots of one CRM task (chosen by `builder`), split by time with an embargo."""
+
+    def __init__(
+        self,
+        source: Callable[[], SimulatedCRM | CRMTables],
+        builder: SnapshotTaskBuilder | None = None,
+        snapshot_every_days: int = 14,
+        warmup_days: int = 60,
+        horizon_days: int = 180,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        batch_size: int = 256,
+    ) -> None:
+        super().__init__(batch_size)
+        self.source = source
+        self.builder = builder if builder is not None else DealWinBuilder()
+        self.snapshot_every_days = snapshot_every_days
+        self.warmup_days = warmup_days
+        self.horizon_days = horizon_days
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.feature_spec: FeatureSpec = self.builder.feature_spec
+        self.target_kind = self.builder.kind
+        self.scoring_file = self.builder.scoring_file
+
+    @property
+    def open_deals(self) -> pd.DataFrame | None:
+        """Deal win's name for the rows serving would score today (kept for existing callers)."""
+        return self.scoring_rows
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._datasets:
+            return
+        builder = self.builder
+        loaded = self.source()
+        tables = loaded.tables if isinstance(loaded, SimulatedCRM) else loaded
+        check_contract(tables)
+
+        dates = snapshot_dates(tables, self.snapshot_every_days, self.warmup_days, self.horizon_days)
+        snapshots = builder.snapshots(tables, dates, self.horizon_days)
+        if snapshots.empty:
+            raise ValueError(f"{builder.name}: no snapshots on {len(dates)} as_of dates; is the data too short?")
+        if builder.embargo_by_horizon:
+            snapshots = snapshots.assign(label_time=snapshots["as_of"] + pd.Timedelta(days=self.horizon_days))
+        keys = [builder.entity, "as_of"]
+        features, source_times = builder.features(tables, snapshots, with_sources=True)
+        self.leakage_audit = audit_point_in_time(source_times, self.feature_spec.names)
+        frame = snapshots.merge(features, on=keys)
+        oracle = builder.oracle(loaded, frame, self.horizon_days) if isinstance(loaded, SimulatedCRM) else None
+        if oracle is not None:
+            frame[ORACLE_COLUMN] = oracle
+        frame["split"] = time_split(dates, self.val_fraction, self.test_fraction).assign(frame).to_numpy()
+        self.data_hash = dataset_hash(frame.drop(columns=[ORACLE_COLUMN], errors="ignore"))
+        frames = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
+        self.frames = builder.fit_baselines(frames)
+        self.baseline_columns = dict(builder.baselines())
+        if ORACLE_COLUMN in frame:
+            self.baseline_columns["oracle"] = ORACLE_COLUMN
+        self.spec = self.feature_spec.fit(self.frames["train"])
+        if self.target_kind == "regression":
+            self.target_scaling = TargetScaling.fit(self.frames["train"]["label"], builder.target_log1p)
+
+        self.scoring_rows = builder.scoring_rows(tables, self.horizon_days)
+        self.sizes = {
+            "opportunities": len(tables.opportunities),
+            "activities": len(tables.activities),
+            "stage_changes": len(tables.stage_history),
+            "snapshots": len(frame),
+            "embargoed": int((frame["split"] == "embargoed").sum()),
+            f"{builder.scoring_file.removesuffix('.parquet')}_now": len(self.scoring_rows),
+            **{f"{s}_rows": len(self.frames[s]) for s in SPLITS},
+        }
+        log.info("%s dataset: %s", builder.name, self.sizes)
+        self._build_datasets()
+
+
+class DealWinDataModule(TabularSnapshotDataModule):
+    """The deal-win datamodule by its original name and signature (existing configs, tests and scripts)."""
+
+    def __init__(
+        self,
+        source: Callable[[], SimulatedCRM | CRMTables],
+        snapshot_every_days: int = 14,
+        warmup_days: int = 60,
+        horizon_days: int = 180,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        batch_size: int = 256,
+        feature_spec: FeatureSpec = DEAL_WIN_FEATURES,
+        builder: SnapshotTaskBuilder | None = None,
+    ) -> None:
+        super().__init__(
+            source,
+            builder if builder is not None else DealWinBuilder(feature_spec),
+            snapshot_every_days,
+            warmup_days,
+            horizon_days,
+            val_fraction,
+            test_fraction,
+            batch_size,
+        )

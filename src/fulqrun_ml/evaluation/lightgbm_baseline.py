@@ -2,19 +2,22 @@
 
 It sees exactly what the networks see: the FeatureSpec's standardised numerics (trees are invariant to that
 scaling) and its category indices, declared categorical so LightGBM splits on them natively. Boosting stops
-early on the validation split's log loss, like the networks' early stopping on validation.
+early on the validation split's log loss (binary) or L2 loss (regression, on the same scaled target the
+networks learn), like the networks' early stopping on validation.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
 
 from fulqrun_ml.evaluation.latency import median_microseconds_per_row
+from fulqrun_ml.tasks.metrics import binary_report, regression_report
 
 # "default": LightGBM's defaults, only the round count left to early stopping.
 # "tuned": one light, fixed setting for small noisy data (slower learning, smaller trees, subsampling);
@@ -37,11 +40,14 @@ EARLY_STOPPING_ROUNDS = 100
 
 @dataclass
 class LightGBMFit:
-    model: lgb.LGBMClassifier
+    model: lgb.LGBMClassifier | lgb.LGBMRegressor
     fit_seconds: float
 
     def predict(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
-        return self.model.predict_proba(design_matrix(arrays))[:, 1]
+        """P(positive) for a classifier; the (scaled) target for a regressor."""
+        if isinstance(self.model, lgb.LGBMClassifier):
+            return self.model.predict_proba(design_matrix(arrays))[:, 1]
+        return self.model.predict(design_matrix(arrays))
 
 
 def design_matrix(arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -50,10 +56,15 @@ def design_matrix(arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def fit_lightgbm(
-    train: dict[str, np.ndarray], val: dict[str, np.ndarray], params: dict[str, Any], seed: int
+    train: dict[str, np.ndarray],
+    val: dict[str, np.ndarray],
+    params: dict[str, Any],
+    seed: int,
+    kind: Literal["binary", "regression"] = "binary",
 ) -> LightGBMFit:
     n_cont, n_cat = train["continuous"].shape[1], train["categorical"].shape[1]
-    model = lgb.LGBMClassifier(
+    estimator = lgb.LGBMClassifier if kind == "binary" else lgb.LGBMRegressor
+    model = estimator(
         n_estimators=MAX_ROUNDS, random_state=seed, deterministic=True, force_row_wise=True, verbose=-1, **params
     )
     t0 = time.perf_counter()
@@ -61,7 +72,7 @@ def fit_lightgbm(
         design_matrix(train),
         train["target"],
         eval_set=[(design_matrix(val), val["target"])],
-        eval_metric="binary_logloss",
+        eval_metric="binary_logloss" if kind == "binary" else "l2",
         categorical_feature=list(range(n_cont, n_cont + n_cat)),
         callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
     )
@@ -80,10 +91,36 @@ def lightgbm_microseconds_per_row(fit: LightGBMFit, arrays: dict[str, np.ndarray
     reps = -(-1024 // len(matrix))
     big = np.vstack([matrix] * reps)[:1024]
 
+    score = fit.model.predict_proba if isinstance(fit.model, lgb.LGBMClassifier) else fit.model.predict
+
     def run(x: np.ndarray) -> object:
-        return fit.model.predict_proba(x, num_threads=1)
+        return score(x, num_threads=1)
 
     return {
         "batch_1": median_microseconds_per_row(run, [matrix[i : i + 1] for i in range(50)], 1, 300),
         "batch_1024": median_microseconds_per_row(run, [big], 1024, 30),
     }
+
+
+def lightgbm_holdout_report(
+    arrays: dict[str, dict[str, np.ndarray]],
+    labels: np.ndarray,
+    setting: str,
+    seed: int,
+    kind: Literal["binary", "regression"] = "binary",
+    decode: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, float]:
+    """LightGBM trained on the run's own train split (early-stopped on its val split) and scored on its test
+    split with the same report as the network: what `metrics.json["lightgbm"]` holds.
+
+    `arrays` are the encoded splits with their training `target`; `labels` the test labels in task units;
+    `decode` maps a regressor's scaled predictions back to task units."""
+    if setting not in LIGHTGBM_SETTINGS:
+        raise ValueError(f"unknown LightGBM setting {setting!r}; choose one of {sorted(LIGHTGBM_SETTINGS)}")
+    fit = fit_lightgbm(arrays["train"], arrays["val"], LIGHTGBM_SETTINGS[setting], seed, kind)
+    scores = fit.predict(arrays["test"])
+    if kind == "binary":
+        report = binary_report(scores, labels)
+    else:
+        report = regression_report(decode(scores) if decode is not None else scores, labels)
+    return {**report, "fit_seconds": round(fit.fit_seconds, 3), **lightgbm_size(fit)}

@@ -1,8 +1,11 @@
-"""Export a trained backbone plus its FeatureSpec as ONE ONNX graph: raw feature columns -> probability.
+"""Export a trained backbone plus its FeatureSpec as ONE ONNX graph: raw feature columns -> one output.
 
-Steps: torch.onnx.export (the torch.export-based exporter, dynamic batch axis) of backbone + sigmoid;
-the FeatureSpec compiled to a preprocessing graph; the two merged with `onnx.compose.merge_models`;
-checked with the ONNX checker; then parity against PyTorch + Python encoders on held-out rows.
+Binary tasks output `probability` (backbone + calibration: temperature or isotonic, `tasks/calibration.py`);
+regression tasks output `prediction` in the task's units (backbone + inverse target scaling,
+`features/target.py`). Steps: torch.onnx.export (the torch.export-based exporter, dynamic batch axis) of
+the wrapped backbone; the FeatureSpec compiled to a preprocessing graph; the two merged with
+`onnx.compose.merge_models`; checked with the ONNX checker; then parity against PyTorch + Python encoders
+on held-out rows.
 """
 
 from __future__ import annotations
@@ -21,27 +24,65 @@ from torch import nn
 from fulqrun_ml.errors import ExportParityError
 from fulqrun_ml.features.onnx_graph import build_preprocessing_graph
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.features.target import TargetScaling
+from fulqrun_ml.tasks.calibration import TemperatureCalibrator, calibrator_from_record
 
 log = logging.getLogger(__name__)
-OUTPUT_NAME = "probability"
+OUTPUT_NAME = "probability"  # binary tasks
+PREDICTION_OUTPUT = "prediction"  # regression tasks
 PARITY_ATOL = 1e-5
+PARITY_RTOL = 1e-5  # regression outputs are in task units (days, money): float32 error grows with size
 
 
 class ProbabilityModel(nn.Module):
-    """Backbone logits -> calibrated probabilities sigmoid(logit / T) [N, 1]; the only wrapper export needs."""
+    """Backbone logits -> calibrated probabilities [N, 1]: sigmoid(logit / T), or `calibrator(logit)` for any
+    calibration module (isotonic)."""
 
-    def __init__(self, net: nn.Module, temperature: float = 1.0) -> None:
+    def __init__(self, net: nn.Module, temperature: float = 1.0, calibrator: nn.Module | None = None) -> None:
         super().__init__()
         self.net = net
-        self.register_buffer("temperature", torch.tensor(temperature, dtype=torch.float32))
+        self.calibrator = calibrator if calibrator is not None else TemperatureCalibrator(temperature)
 
     def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(continuous, categorical) / self.temperature)
+        return self.calibrator(self.net(continuous, categorical))
 
 
-def export_network(net: nn.Module, spec: FittedFeatureSpec, temperature: float = 1.0) -> onnx.ModelProto:
-    """The backbone (+ calibration), inputs `continuous` / `categorical`, with a dynamic batch axis."""
-    wrapper = ProbabilityModel(net, temperature).eval()
+class PredictionModel(nn.Module):
+    """Backbone output (scaled target) -> prediction in the task's units [N, 1]."""
+
+    def __init__(self, net: nn.Module, scaling: TargetScaling) -> None:
+        super().__init__()
+        self.net = net
+        self.log1p = scaling.log1p
+        self.register_buffer("mean", torch.tensor(scaling.mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(scaling.std, dtype=torch.float32))
+
+    def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        value = self.net(continuous, categorical) * self.std + self.mean
+        return torch.expm1(value) if self.log1p else value
+
+
+def output_name(target: TargetScaling | None) -> str:
+    return OUTPUT_NAME if target is None else PREDICTION_OUTPUT
+
+
+def export_network(
+    net: nn.Module,
+    spec: FittedFeatureSpec,
+    temperature: float = 1.0,
+    calibration: dict | None = None,
+    target: TargetScaling | None = None,
+) -> onnx.ModelProto:
+    """The backbone + calibration (binary) or + inverse target scaling (regression, `target`), inputs
+    `continuous` / `categorical`, with a dynamic batch axis. `calibration` (a calibration.json record)
+    takes precedence over `temperature`."""
+    if target is not None:
+        wrapper: nn.Module = PredictionModel(net, target).eval()
+    elif calibration is not None:
+        wrapper = ProbabilityModel(net, calibrator=calibrator_from_record(calibration)).eval()
+    else:
+        wrapper = ProbabilityModel(net, temperature).eval()
+    output = output_name(target)
     example = (
         torch.zeros(2, len(spec.spec.numeric), dtype=torch.float32),
         torch.zeros(2, len(spec.spec.categorical), dtype=torch.int64),
@@ -54,7 +95,7 @@ def export_network(net: nn.Module, spec: FittedFeatureSpec, temperature: float =
             example,
             str(path),
             input_names=["continuous", "categorical"],
-            output_names=[OUTPUT_NAME],
+            output_names=[output],
             dynamic_shapes=({0: batch}, {0: batch}),
             dynamo=True,
             external_data=False,  # small models: one self-contained file travels more safely
@@ -63,9 +104,17 @@ def export_network(net: nn.Module, spec: FittedFeatureSpec, temperature: float =
         return onnx.load(str(path))
 
 
-def export_onnx(net: nn.Module, spec: FittedFeatureSpec, temperature: float = 1.0) -> onnx.ModelProto:
-    """Preprocessing + network + calibration as one self-contained graph taking raw feature columns."""
-    network = export_network(net, spec, temperature)
+def export_onnx(
+    net: nn.Module,
+    spec: FittedFeatureSpec,
+    temperature: float = 1.0,
+    calibration: dict | None = None,
+    target: TargetScaling | None = None,
+) -> onnx.ModelProto:
+    """Preprocessing + network + calibration (or target scaling) as one self-contained graph taking raw
+    feature columns; the output is `probability` for binary tasks and `prediction` for regression."""
+    network = export_network(net, spec, temperature, calibration, target)
+    output = output_name(target)
     opset = next(o.version for o in network.opset_import if o.domain in ("", "ai.onnx"))
     preprocessing = build_preprocessing_graph(spec, opset=opset, ir_version=network.ir_version)
     merged = onnx.compose.merge_models(
@@ -76,8 +125,8 @@ def export_onnx(net: nn.Module, spec: FittedFeatureSpec, temperature: float = 1.
     )
     # merge_models prefixed the network's output too; give the graph its public output name back.
     for node in merged.graph.node:
-        node.output[:] = [OUTPUT_NAME if o == f"net/{OUTPUT_NAME}" else o for o in node.output]
-    merged.graph.output[0].name = OUTPUT_NAME
+        node.output[:] = [output if o == f"net/{output}" else o for o in node.output]
+    merged.graph.output[0].name = output
     merged.graph.name = "fulqrun_deal_win"
     unique_opsets = {(o.domain or "", o.version): o for o in merged.opset_import}
     del merged.opset_import[:]
@@ -95,26 +144,39 @@ def raw_feeds(spec: FittedFeatureSpec, frame: pd.DataFrame) -> dict[str, np.ndar
     return feeds
 
 
-def onnx_probabilities(
-    model: onnx.ModelProto | bytes | Path, spec: FittedFeatureSpec, frame: pd.DataFrame
+def onnx_outputs(
+    model: onnx.ModelProto | bytes | Path, spec: FittedFeatureSpec, frame: pd.DataFrame, output: str = OUTPUT_NAME
 ) -> np.ndarray:
+    """The graph's `output` on the raw rows of `frame`, flattened to [N]."""
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     session = ort.InferenceSession(
         str(source) if isinstance(source, Path) else source, providers=["CPUExecutionProvider"]
     )
-    return session.run([OUTPUT_NAME], raw_feeds(spec, frame))[0].reshape(-1)
+    return session.run([output], raw_feeds(spec, frame))[0].reshape(-1)
+
+
+def onnx_probabilities(
+    model: onnx.ModelProto | bytes | Path, spec: FittedFeatureSpec, frame: pd.DataFrame
+) -> np.ndarray:
+    return onnx_outputs(model, spec, frame, OUTPUT_NAME)
 
 
 def check_parity(
     model: onnx.ModelProto,
-    torch_probabilities: np.ndarray,
+    torch_values: np.ndarray,
     spec: FittedFeatureSpec,
     frame: pd.DataFrame,
     atol: float = PARITY_ATOL,
+    output: str = OUTPUT_NAME,
 ) -> float:
-    """Max |PyTorch - onnxruntime| over `frame`; raises ExportParityError above `atol`."""
-    diff = float(np.max(np.abs(onnx_probabilities(model, spec, frame) - torch_probabilities)))
-    if not diff <= atol:
+    """Max |PyTorch - onnxruntime| over `frame`; raises ExportParityError above `atol` (probabilities) or
+    above `atol + PARITY_RTOL * |value|` (regression predictions, which are in the task's units)."""
+    onnx_values = onnx_outputs(model, spec, frame, output)
+    torch_values = np.asarray(torch_values, dtype=np.float64)
+    gaps = np.abs(onnx_values - torch_values)
+    diff = float(np.max(gaps))
+    rtol = PARITY_RTOL if output == PREDICTION_OUTPUT else 0.0
+    if not np.all(gaps <= atol + rtol * np.abs(torch_values)):
         raise ExportParityError(f"ONNX output differs from PyTorch by {diff:.3g} (> {atol:g}) on {len(frame)} rows")
-    log.info("export parity: max abs diff %.3g over %d rows", diff, len(frame))
+    log.info("export parity (%s): max abs diff %.3g over %d rows", output, diff, len(frame))
     return diff

@@ -3,8 +3,11 @@
 Reads what `train` left (net config + weights, fitted FeatureSpec, holdout rows, metrics, lineage),
 exports the single raw-columns ONNX graph, checks parity on the holdout, and publishes
 `models/<name>/<version>/` atomically with:
-  model.onnx          preprocessing + network, raw feature columns in, `probability` out
+  model.onnx          preprocessing + network, raw feature columns in, `probability` out (binary tasks,
+                      calibration inside) or `prediction` out (regression tasks, in the task's units)
   feature_spec.json   the fitted encoders (also used by the server to validate inputs)
+  calibration.json    binary: the post-hoc calibration (temperature or isotonic thresholds), with the version
+  target.json         regression: the target scaling the graph undoes
   metrics.json        holdout metrics (model, rep, oracle) and export parity
   lineage.json        config, data hash and window, git commit, W&B run id and artifacts, parent version
                       (warm start), source run dir
@@ -26,11 +29,15 @@ import torch
 from hydra.utils import instantiate
 
 from fulqrun_ml.errors import FulqrunMLError
-from fulqrun_ml.export.onnx_export import OUTPUT_NAME, check_parity, export_onnx
+from fulqrun_ml.export.onnx_export import check_parity, export_onnx, output_name
 from fulqrun_ml.export.optimize import MAX_AUC_DROP, OPTIMIZED_FILE, QUANTIZED_FILE, optimize_onnx
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.features.target import TargetScaling
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 from fulqrun_ml.tasks.binary import predict_probabilities
+from fulqrun_ml.tasks.regression import predict_values
+
+TARGET_FILE = "target.json"
 
 RUN_FILES = ("run_info.json", "net_state.pt", "feature_spec.json", "holdout.parquet", "metrics.json")
 LINEAGE_KEYS = (
@@ -71,6 +78,12 @@ def load_calibration(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {"method": "none", "temperature": 1.0}
 
 
+def load_target_scaling(run_dir: Path) -> TargetScaling | None:
+    """A regression run's target scaling (target.json); None for binary runs."""
+    path = Path(run_dir) / TARGET_FILE
+    return TargetScaling.load(path) if path.is_file() else None
+
+
 def export_run(
     run_dir: Path,
     models_dir: Path,
@@ -91,10 +104,19 @@ def export_run(
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
-    calibration = load_calibration(run_dir)
-    temperature = float(calibration["temperature"])
-    graph = export_onnx(net, spec, temperature)
-    parity = check_parity(graph, predict_probabilities(net, spec.encode(holdout), temperature), spec, holdout)
+    target = load_target_scaling(run_dir)
+    output = output_name(target)
+    if target is not None:
+        if optimize or quantize:
+            raise FulqrunMLError("--optimize/--quantize are AUC-gated and apply to binary tasks only")
+        calibration = None
+        graph = export_onnx(net, spec, target=target)
+        reference = predict_values(net, spec.encode(holdout), target)
+    else:
+        calibration = load_calibration(run_dir)
+        graph = export_onnx(net, spec, calibration=calibration)
+        reference = predict_probabilities(net, spec.encode(holdout), calibration)
+    parity = check_parity(graph, reference, spec, holdout, output=output)
 
     info = json.loads((run_dir / "run_info.json").read_text())
     metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
@@ -105,7 +127,10 @@ def export_run(
         shutil.copy(run_dir / "feature_spec.json", tmp / "feature_spec.json")
         shutil.copy(run_dir / "net_state.pt", tmp / "net_state.pt")
         (tmp / "net_config.json").write_text(json.dumps(info["net_config"], indent=2))
-        (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
+        if calibration is not None:
+            (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
+        if target is not None:
+            shutil.copy(run_dir / TARGET_FILE, tmp / TARGET_FILE)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         lineage = {k: info.get(k) for k in LINEAGE_KEYS}
         (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, default=str))
@@ -117,16 +142,22 @@ def export_run(
                 report["quantized"]["path"] = QUANTIZED_FILE
             (tmp / "optimization.json").write_text(json.dumps(report, indent=2))
 
+    # The headline holdout number of the task's kind (AUC for binary, RMSE/MAE in task units for regression).
+    if target is not None:
+        headline: dict[str, Any] = {"holdout_rmse": metrics["model"]["rmse"], "holdout_mae": metrics["model"]["mae"]}
+    else:
+        headline = {"holdout_auc": metrics["model"]["auc"]}
     metadata = {
         "task": info["task"],
         "inputs": [{"name": f.name, "dtype": "float32"} for f in spec.spec.numeric]
         + [{"name": f.name, "dtype": "string"} for f in spec.spec.categorical],
-        "outputs": [{"name": OUTPUT_NAME, "dtype": "float32"}],
-        "holdout_auc": metrics["model"]["auc"],
+        "outputs": [{"name": output, "dtype": "float32"}],
+        "target_kind": "regression" if target is not None else "binary",
         "parity_max_abs_diff": parity,
         "calibration": calibration,
         "data_hash": info["data_hash"],
         "git_commit": info["git_commit"],
         "wandb_run_id": info["wandb_run_id"],
+        **headline,
     }
     return publish_version(models_dir, name, write, metadata), parity

@@ -30,6 +30,12 @@ def build_preprocessing_graph(spec: FittedFeatureSpec, opset: int, ir_version: i
     for feat in spec.spec.numeric:
         inputs.append(helper.make_tensor_value_info(feat.name, TensorProto.FLOAT, [BATCH, 1]))
         x = feat.name
+        if feat.name in spec.fill_values:  # NaN -> training median, exactly like FittedFeatureSpec.encode
+            fill = numpy_helper.from_array(np.array([spec.fill_values[feat.name]], np.float32), f"pre/{x}/fill")
+            inits.append(fill)
+            nodes.append(helper.make_node("IsNaN", [x], [f"pre/{x}/isnan"]))
+            nodes.append(helper.make_node("Where", [f"pre/{x}/isnan", f"pre/{x}/fill", x], [f"pre/{x}/filled"]))
+            x = f"pre/{x}/filled"
         if feat.log1p:
             nodes.append(helper.make_node("Add", [x, "pre/one"], [f"pre/{x}/plus1"]))
             nodes.append(helper.make_node("Log", [f"pre/{x}/plus1"], [f"pre/{x}/log1p"]))

@@ -26,11 +26,15 @@ UNKNOWN_INDEX = 0
 
 @dataclass(frozen=True)
 class NumericFeature:
-    """A float input. `log1p` compresses heavy tails (money, counts); it requires values >= 0."""
+    """A float input. `log1p` compresses heavy tails (money, counts); it requires values >= 0.
+
+    `impute_missing` lets the column hold NaN (user tables have gaps; CRM features never do): the fitted
+    spec replaces NaN with the training median, in `encode` and in the serving graph alike."""
 
     name: str
     description: str
     log1p: bool = False
+    impute_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,15 +59,25 @@ class FeatureSpec:
         validate_frame(self, frame)
         means: dict[str, float] = {}
         stds: dict[str, float] = {}
+        fill_values: dict[str, float] = {}
         for feat in self.numeric:
-            values = _transform(feat, frame[feat.name].to_numpy(dtype=np.float64))
+            values = frame[feat.name].to_numpy(dtype=np.float64)
+            if feat.impute_missing:
+                present = values[~np.isnan(values)]
+                if present.size == 0:
+                    raise FieldValidationError(feat.name, "has no values in the training split")
+                fill_values[feat.name] = float(np.median(present))
+                values = np.where(np.isnan(values), fill_values[feat.name], values)
+            values = _transform(feat, values)
             means[feat.name] = float(values.mean())
             stds[feat.name] = float(values.std()) or 1.0
         vocabularies = {
             feat.name: sorted(str(v) for v in frame[feat.name].astype(str).unique()) for feat in self.categorical
         }
         modes = {feat.name: str(frame[feat.name].astype(str).mode().iloc[0]) for feat in self.categorical}
-        return FittedFeatureSpec(spec=self, means=means, stds=stds, vocabularies=vocabularies, modes=modes)
+        return FittedFeatureSpec(
+            spec=self, means=means, stds=stds, vocabularies=vocabularies, modes=modes, fill_values=fill_values
+        )
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,7 @@ class FittedFeatureSpec:
     stds: dict[str, float]
     vocabularies: dict[str, list[str]] = field(default_factory=dict)
     modes: dict[str, str] = field(default_factory=dict)  # most frequent training category per column
+    fill_values: dict[str, float] = field(default_factory=dict)  # NaN replacement of impute_missing columns
 
     def raw_baseline(self) -> dict[str, float | str]:
         """A "typical deal" in raw units: each numeric at its training mean (in the model's transformed
@@ -97,6 +112,8 @@ class FittedFeatureSpec:
         for j, feat in enumerate(self.spec.numeric):
             # float32 throughout, exactly like the ONNX graph, so parity is limited only by op order.
             values = frame[feat.name].to_numpy(dtype=np.float32)
+            if feat.name in self.fill_values:
+                values = np.where(np.isnan(values), np.float32(self.fill_values[feat.name]), values)
             values = _transform(feat, values)
             continuous[:, j] = (values - np.float32(self.means[feat.name])) / np.float32(self.stds[feat.name])
         categorical = np.empty((len(frame), len(self.spec.categorical)), dtype=np.int64)
@@ -113,6 +130,7 @@ class FittedFeatureSpec:
             "stds": self.stds,
             "vocabularies": self.vocabularies,
             "modes": self.modes,
+            "fill_values": self.fill_values,
             "raw_baseline": self.raw_baseline(),
         }
 
@@ -128,6 +146,7 @@ class FittedFeatureSpec:
             stds=data["stds"],
             vocabularies=data["vocabularies"],
             modes=data.get("modes", {}),
+            fill_values=data.get("fill_values", {}),
         )
 
     def save(self, path: Path) -> None:
@@ -153,6 +172,8 @@ def validate_frame(spec: FeatureSpec, frame: pd.DataFrame) -> None:
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
             raise FieldValidationError(feat.name, f"expected numbers, got dtype {column.dtype}")
         values = column.to_numpy(dtype=np.float64)
+        if feat.impute_missing:
+            values = values[~np.isnan(values)]
         if not np.isfinite(values).all():
             raise FieldValidationError(feat.name, "contains NaN or infinite values")
         if feat.log1p and (values < 0).any():

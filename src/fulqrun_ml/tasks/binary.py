@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
 
+from fulqrun_ml.tasks.calibration import calibrator_from_record
 from fulqrun_ml.tasks.metrics import binary_metrics, update_binary_metrics
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -85,7 +86,14 @@ def predict_logits(net: torch.nn.Module, arrays: dict[str, np.ndarray]) -> np.nd
     return logits.squeeze(-1).float().numpy()
 
 
-def predict_probabilities(net: torch.nn.Module, arrays: dict[str, np.ndarray], temperature: float = 1.0) -> np.ndarray:
-    """Calibrated probabilities sigmoid(logit / T): the PyTorch side of the export parity check."""
-    logits = torch.from_numpy(predict_logits(net, arrays))
-    return torch.sigmoid(logits / torch.tensor(temperature, dtype=torch.float32)).numpy()
+def predict_probabilities(
+    net: torch.nn.Module, arrays: dict[str, np.ndarray], calibration: float | dict[str, Any] = 1.0
+) -> np.ndarray:
+    """Calibrated probabilities, the PyTorch side of the export parity check. `calibration` is a temperature
+    T (sigmoid(logit / T)) or a calibration.json record (temperature or isotonic)."""
+    if isinstance(calibration, float | int):
+        calibration = {"method": "temperature", "temperature": float(calibration)}
+    calibrator = calibrator_from_record(calibration).eval()
+    logits = torch.from_numpy(predict_logits(net, arrays)).reshape(-1, 1)
+    with torch.inference_mode():
+        return calibrator(logits).reshape(-1).numpy()

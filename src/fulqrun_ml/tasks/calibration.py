@@ -1,15 +1,28 @@
-"""Post-hoc temperature scaling: one scalar T so that sigmoid(logit / T) is calibrated.
+"""Post-hoc calibration fitted on the validation split: temperature (default) or isotonic.
 
-Why temperature and not isotonic by default: a single parameter cannot overfit a small calibration split,
-keeps the ranking (AUC) unchanged, and exports as one Div node in the ONNX graph. It is fitted on the
-validation split (later in time than training), never on the holdout.
+Why temperature by default: a single parameter cannot overfit a small calibration split, keeps the ranking
+(AUC) unchanged, and exports as one Div node. Isotonic (`task.calibration=isotonic`) fixes any monotone
+miscalibration, at the price of a step function that needs more validation rows and may tie scores.
+Both are fitted on the validation split (later in time than training), never on the holdout, and both are
+plain torch modules mapping logits to probabilities, so the same object scores in PyTorch and is exported
+into the ONNX graph by the ordinary exporter (no hand-built graph surgery).
+
+Isotonic in a graph: sklearn's fitted function is piecewise linear through its thresholds (x_i, y_i) and
+constant outside them, which is exactly y = y_0 + sum_i slope_i * clip(x - x_i, 0, x_{i+1} - x_i):
+elementary Sub / Max / Min / Mul / ReduceSum ops.
 """
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.isotonic import IsotonicRegression
+from torch import nn
+
+CalibrationMethod = Literal["temperature", "isotonic"]
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
@@ -27,3 +40,63 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
 
     optimizer.step(closure)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def fit_isotonic(probabilities: np.ndarray, labels: np.ndarray) -> IsotonicRegression:
+    """A monotone map of uncalibrated probabilities to observed rates, clipped outside the fitted range."""
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+    return iso.fit(np.asarray(probabilities, dtype=np.float64), np.asarray(labels, dtype=np.float64))
+
+
+def fit_calibration(method: CalibrationMethod, logits: np.ndarray, labels: np.ndarray, rows: int) -> dict[str, Any]:
+    """The calibration record stored with the run and the model version (calibration.json)."""
+    record: dict[str, Any] = {"method": method, "fitted_on": "val", "rows": rows}
+    if method == "temperature":
+        record["temperature"] = fit_temperature(logits, labels)
+    elif method == "isotonic":
+        iso = fit_isotonic(torch.sigmoid(torch.as_tensor(logits, dtype=torch.float32)).numpy(), labels)
+        record["x"] = [float(v) for v in iso.X_thresholds_]
+        record["y"] = [float(v) for v in iso.y_thresholds_]
+    else:
+        raise ValueError(f"task.calibration must be 'temperature' or 'isotonic', got {method!r}")
+    return record
+
+
+class TemperatureCalibrator(nn.Module):
+    """logits -> sigmoid(logit / T)."""
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("temperature", torch.tensor(temperature, dtype=torch.float32))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits / self.temperature)
+
+
+class IsotonicCalibrator(nn.Module):
+    """logits -> the isotonic map of sigmoid(logit), as a sum of clipped linear pieces (see module doc)."""
+
+    def __init__(self, x: list[float], y: list[float]) -> None:
+        super().__init__()
+        xs = torch.tensor(x, dtype=torch.float32)
+        ys = torch.tensor(y, dtype=torch.float32)
+        if xs.numel() == 0 or xs.numel() != ys.numel():
+            raise ValueError("isotonic calibration needs matching, non-empty x and y thresholds")
+        widths = xs[1:] - xs[:-1]
+        self.register_buffer("y0", ys[:1])
+        self.register_buffer("starts", xs[:-1])
+        self.register_buffer("widths", widths)
+        self.register_buffer("slopes", (ys[1:] - ys[:-1]) / widths.clamp_min(1e-12))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(logits)  # [N, 1] broadcasts against the [K] pieces
+        pieces = torch.minimum(torch.relu(p - self.starts), self.widths)
+        return self.y0 + (pieces * self.slopes).sum(dim=-1, keepdim=True)
+
+
+def calibrator_from_record(record: dict[str, Any] | None) -> nn.Module:
+    """The torch module of a calibration.json record; none recorded (old runs) means T = 1."""
+    method = (record or {}).get("method", "none")
+    if method == "isotonic":
+        return IsotonicCalibrator(record["x"], record["y"])
+    return TemperatureCalibrator(float((record or {}).get("temperature", 1.0)))

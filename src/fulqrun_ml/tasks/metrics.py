@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import stats
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryAveragePrecision, BinaryCalibrationError
 from torchmetrics.regression import MeanSquaredError
@@ -112,3 +113,23 @@ def lift_at(probs: np.ndarray, labels: np.ndarray, fraction: float = 0.1) -> flo
     p, y = _scores_and_labels(probs, labels)
     top = np.argsort(-p, kind="stable")[: int(np.ceil(fraction * len(p)))]
     return float(y[top].mean() / y.mean())
+
+
+def regression_report(predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, R^2 and concordance (Harrell's C without censoring: the share of row pairs the predictions
+    order like the targets, 0.5 = no ranking skill) in the target's own units, as plain floats."""
+    pred = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    y = np.asarray(targets, dtype=np.float64).reshape(-1)
+    if pred.shape != y.shape or pred.size == 0 or not (np.isfinite(pred).all() and np.isfinite(y).all()):
+        raise MetricInputError(f"need matching non-empty finite predictions and targets ({pred.size} vs {y.size})")
+    errors = pred - y
+    total = float(((y - y.mean()) ** 2).sum())
+    # Kendall's tau-b via scipy (O(n log n)) gives concordance = (1 + tau) / 2 on untied pairs.
+    tau = stats.kendalltau(pred, y).statistic if np.ptp(pred) > 0 and np.ptp(y) > 0 else 0.0
+    return {
+        "mae": float(np.abs(errors).mean()),
+        "rmse": float(np.sqrt((errors**2).mean())),
+        "r2": float(1.0 - (errors**2).sum() / total) if total > 0 else 0.0,
+        "concordance": float((1.0 + tau) / 2.0),
+        "n": int(y.size),
+    }

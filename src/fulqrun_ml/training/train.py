@@ -1,14 +1,23 @@
 """`fulqrun-ml train`: compose a Hydra config, train a LightningModule, evaluate, leave a complete run dir.
 
+Every tabular task takes this one path: deal win, close timing, lead conversion, account churn/expansion
+(CRM snapshots, `data/datamodule.py`) and any user table (`data=table`, `data/table_datamodule.py`). The
+datamodule says whether the target is binary or a regression; the task config supplies the LightningModule
+for that kind (`task.module`, or `task.modules.<kind>` for `kind: auto`).
+
 The run directory (cfg.paths.output_dir) is what export reads; it holds:
-  checkpoints/            Lightning checkpoints (best by val/auc, last)
+  checkpoints/            Lightning checkpoints (best by the monitored validation metric, last)
   net_state.pt            the best backbone's weights (plain state_dict, no Lightning needed to load)
   feature_spec.json       the fitted FeatureSpec (encoders)
-  holdout.parquet         the test split: raw features, label, rep probability (and oracle on simulated data)
-  open_deals.parquet      deals open at extraction time, the rows serving would score today
-  metrics.json            holdout metrics of the model next to the rep's probability and the oracle
+  calibration.json        binary: post-hoc calibration fitted on validation (`task.calibration`)
+  target.json             regression: the target scaling the network learnt in
+  holdout.parquet         the test split: raw features, label, baseline columns (and oracle on simulated data)
+  open_deals.parquet      the rows serving would score today (per task: open_leads, customers, ...)
+  column_types.json       user tables: the inferred kind of every column, and why
+  metrics.json            holdout metrics of the model next to its baselines (rep, oracle, LightGBM, ...):
+                          binary -> auc, log_loss, brier, ece, accuracy; regression -> mae, rmse, r2, concordance
   net_config.json         the backbone's constructor config (what `init_from` warm starts need)
-  plots/                  calibration.png and lift.png on the holdout (also logged to W&B)
+  plots/                  binary: calibration.png (reliability diagram) and lift.png on the holdout
   run_info.json           lineage: resolved config, net config, data hash and window, git commit, W&B run id
                           and artifacts, parent version (init_from), resumed checkpoint, sizes, timings;
                           written last, so its presence marks a finished run
@@ -33,11 +42,12 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
-from fulqrun_ml.data.datamodule import DealWinDataModule
+from fulqrun_ml.data.datamodule import SPLITS, TabularDataModuleBase
+from fulqrun_ml.errors import FulqrunMLError
+from fulqrun_ml.evaluation.lightgbm_baseline import lightgbm_holdout_report
 from fulqrun_ml.project import git_commit
-from fulqrun_ml.tasks.binary import predict_logits, predict_probabilities
-from fulqrun_ml.tasks.calibration import fit_temperature
-from fulqrun_ml.tasks.metrics import binary_report
+from fulqrun_ml.tasks.holdout import HoldoutEvaluation, evaluate_binary, evaluate_regression
+from fulqrun_ml.tasks.regression import MONITORED as REGRESSION_MONITORED
 from fulqrun_ml.training.checkpointing import RNGStateCheckpoint, resolve_ckpt_path
 from fulqrun_ml.training.holdout_plots import save_holdout_plots
 from fulqrun_ml.training.wandb_logging import experiment_name, log_artifacts, log_holdout_report, tag_run
@@ -50,7 +60,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     """Train and evaluate one model; returns the run summary also written to run_info.json.
 
     A task config may name its own `runner` (a dotted path to `run(cfg, extra_callbacks) -> summary`) when
-    its data or outputs do not fit the tabular binary path below (forecasting, sequence models); every
+    its data or outputs do not fit the tabular path below (forecasting, sequence models); every
     runner leaves the same kind of run directory and is reached through the same `fulqrun-ml train`."""
     runner = cfg.task.get("runner")
     if runner:
@@ -60,9 +70,10 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    datamodule: DealWinDataModule = instantiate(cfg.data)
+    datamodule: TabularDataModuleBase = instantiate(cfg.data)
     datamodule.setup("fit")
     spec = datamodule.spec
+    kind = datamodule.target_kind
     t_data = time.perf_counter()
     net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
     net = instantiate(
@@ -76,9 +87,11 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         parent = load_parent(Path(cfg.paths.models_dir), cfg.init_from)
         check_feature_compatibility(parent.spec, spec, cfg.init_from)
         warm_start(net, parent, net_config, cfg.init_from)
-    task = instantiate(cfg.task.module, net=net)
+    task = instantiate(task_module_config(cfg.task, kind), net=net)
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()] if cfg.get("logger") else []
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()] if cfg.get("callbacks") else []
+    callbacks = (
+        [instantiate(monitored(c, kind)) for c in cfg.get("callbacks", {}).values()] if cfg.get("callbacks") else []
+    )
     callbacks += extra_callbacks or []  # e.g. a sweep's pruning callback
     callbacks.append(RNGStateCheckpoint())  # exact resume: Lightning does not checkpoint the RNGs
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -98,26 +111,20 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
 
-        # Post-hoc calibration on the validation split (later than training, earlier than the holdout).
-        val = datamodule.frames["val"]
-        temperature = fit_temperature(predict_logits(task.net, spec.encode(val)), val["label"].to_numpy())
-        holdout = datamodule.frames["test"]
-        encoded = spec.encode(holdout)
-        labels = holdout["label"].to_numpy()
-        metrics = {
-            "model": binary_report(predict_probabilities(task.net, encoded, temperature), labels),
-            "model_uncalibrated": binary_report(predict_probabilities(task.net, encoded), labels),
-            "rep": binary_report(holdout["rep_probability"], labels),
-        }
-        if "oracle_probability" in holdout:
-            metrics["oracle"] = binary_report(holdout["oracle_probability"], labels)
+        evaluation = evaluate_holdout(task.net, datamodule, cfg.task.get("calibration", "temperature"))
+        metrics = dict(evaluation.metrics)
+        lightgbm_setting = cfg.task.get("compare_lightgbm")
+        if lightgbm_setting:
+            metrics["lightgbm"] = lightgbm_comparison(datamodule, lightgbm_setting, cfg.seed)
         for lg in loggers:
             lg.log_metrics({f"holdout/{who}/{k}": v for who, m in metrics.items() for k, v in m.items()})
 
+        holdout = datamodule.frames["test"]
         run_id = next((lg.experiment.id for lg in loggers if hasattr(lg.experiment, "id")), None)
         summary = {
             "run_dir": str(out),
             "task": cfg.task.name,
+            "target_kind": kind,
             "model": cfg.model.name,
             "net_config": OmegaConf.to_container(cfg.model.net, resolve=True),
             "config": config,
@@ -127,6 +134,8 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
             "best_checkpoint": best,
             "epochs": trainer.current_epoch,
             "sizes": datamodule.sizes,
+            "leakage_audit": datamodule.leakage_audit,
+            "lightgbm_setting": lightgbm_setting,
             "experiment": experiment,
             "data_window": data_window(datamodule.frames),
             "parent": parent.lineage if parent else None,
@@ -135,19 +144,25 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         }
         torch.save(task.net.state_dict(), out / "net_state.pt")
         spec.save(out / "feature_spec.json")
-        calibration = {"method": "temperature", "temperature": temperature, "fitted_on": "val", "rows": len(val)}
-        (out / "calibration.json").write_text(json.dumps(calibration, indent=2))
-        holdout.drop(columns=["split"]).to_parquet(out / "holdout.parquet", index=False)
-        datamodule.open_deals.to_parquet(out / "open_deals.parquet", index=False)
+        if evaluation.calibration is not None:
+            (out / "calibration.json").write_text(json.dumps(evaluation.calibration, indent=2))
+        if datamodule.target_scaling is not None:
+            datamodule.target_scaling.save(out / "target.json")
+        holdout.drop(columns=["split"], errors="ignore").to_parquet(out / "holdout.parquet", index=False)
+        if datamodule.scoring_rows is not None and datamodule.scoring_file:
+            datamodule.scoring_rows.to_parquet(out / datamodule.scoring_file, index=False)
+        column_types = getattr(datamodule, "column_types", None)
+        if column_types is not None:
+            (out / "column_types.json").write_text(json.dumps(column_types, indent=2))
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (out / "net_config.json").write_text(json.dumps(net_config, indent=2))
-        scores = {"model": predict_probabilities(task.net, encoded, temperature), "rep": holdout["rep_probability"]}
-        if "oracle_probability" in holdout:
-            scores["oracle"] = holdout["oracle_probability"]
-        plots = save_holdout_plots(scores, labels, out / "plots")
         summary["wandb_artifacts"] = None
+        if kind == "binary":
+            labels = holdout["label"].to_numpy()
+            plots = save_holdout_plots(evaluation.scores, labels, out / "plots")
+            if wandb_run is not None:
+                log_holdout_report(wandb_run, holdout, evaluation.scores, plots)
         if wandb_run is not None:
-            log_holdout_report(wandb_run, holdout, scores, plots)
             summary["wandb_artifacts"] = log_artifacts(wandb_run, out, summary, metrics)
         summary["seconds"] = {
             "data": round(t_data - t_start, 3),
@@ -155,7 +170,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
             "total": round(time.perf_counter() - t_start, 3),
         }
         (out / "run_info.json").write_text(json.dumps(summary, indent=2, default=str))
-        log.info("holdout AUC model=%.4f rep=%.4f", metrics["model"]["auc"], metrics["rep"]["auc"])
+        log.info("holdout %s", {who: headline(m, kind) for who, m in metrics.items()})
         return {**summary, "metrics": metrics}
     finally:
         # Always close W&B runs, also on failure, so offline files are complete and syncable.
@@ -163,14 +178,74 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
             wandb.finish()
 
 
+def task_module_config(task_cfg: DictConfig, kind: str) -> DictConfig:
+    """The LightningModule config for the datamodule's target kind.
+
+    A task with a fixed kind (`kind: binary`, the default, or `regression`) has one `module` and refuses data
+    of the other kind; a task with `kind: auto` (user tables) has `modules.binary` and `modules.regression`."""
+    declared = task_cfg.get("kind", "binary")
+    if declared == "auto":
+        if kind not in task_cfg.modules:
+            raise FulqrunMLError(f"task '{task_cfg.name}' has no module for a {kind} target")
+        return task_cfg.modules[kind]
+    if declared != kind:
+        raise FulqrunMLError(
+            f"task '{task_cfg.name}' trains a {declared} model but the data's target is {kind}; "
+            f"choose a matching task (e.g. task=table for data=table)"
+        )
+    return task_cfg.module
+
+
+def monitored(callback_cfg: DictConfig, kind: str) -> DictConfig:
+    """Checkpoint/early-stopping configs watch `val/auc` by default, which a regression never logs: for a
+    regression run such a callback watches `val/rmse` (lower is better) instead. Metrics a regression logs
+    (`val/rmse`, `val/mae`, `val/loss`) chosen by an experiment are kept."""
+    monitor = callback_cfg.get("monitor") if isinstance(callback_cfg, DictConfig) else None
+    if kind != "regression" or monitor is None or monitor in REGRESSION_MONITORED:
+        return callback_cfg
+    adjusted = callback_cfg.copy()
+    adjusted.monitor, adjusted.mode = "val/rmse", "min"
+    return adjusted
+
+
+def evaluate_holdout(net: torch.nn.Module, datamodule: TabularDataModuleBase, calibration: str) -> HoldoutEvaluation:
+    """Calibrate on validation (binary) and score the model and every baseline column on the test split."""
+    if datamodule.target_kind == "regression":
+        return evaluate_regression(
+            net, datamodule.spec, datamodule.target_scaling, datamodule.frames, datamodule.baseline_columns
+        )
+    return evaluate_binary(net, datamodule.spec, datamodule.frames, datamodule.baseline_columns, calibration)
+
+
+def lightgbm_comparison(datamodule: TabularDataModuleBase, setting: str, seed: int) -> dict[str, float]:
+    """LightGBM on exactly this run's encoded splits: the reference the networks are expected to match."""
+    arrays = {s: {**datamodule.spec.encode(datamodule.frames[s]), "target": datamodule.target(s)} for s in SPLITS}
+    scaling = datamodule.target_scaling
+    return lightgbm_holdout_report(
+        arrays,
+        datamodule.frames["test"]["label"].to_numpy(dtype=float),
+        setting,
+        seed,
+        datamodule.target_kind,
+        decode=scaling.decode if scaling is not None else None,
+    )
+
+
+def headline(metrics: dict[str, float], kind: str) -> str:
+    return f"AUC {metrics['auc']:.4f}" if kind == "binary" else f"RMSE {metrics['rmse']:.4g} MAE {metrics['mae']:.4g}"
+
+
 def data_window(frames: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The as_of range and row count of each split, recorded in lineage and on the model card."""
+    """The as_of range and row count of each split, recorded in lineage and on the model card (user tables
+    without a time column record row counts only)."""
     window = {}
     for split, frame in frames.items():
         if len(frame):
-            window[split] = {
-                "from": str(frame["as_of"].min().date()),
-                "to": str(frame["as_of"].max().date()),
-                "rows": len(frame),
-            }
+            window[split] = {"rows": len(frame)}
+            if "as_of" in frame:
+                window[split] = {
+                    "from": str(frame["as_of"].min().date()),
+                    "to": str(frame["as_of"].max().date()),
+                    "rows": len(frame),
+                }
     return window
