@@ -1,0 +1,136 @@
+"""A CRM Parquet directory opened in DuckDB: one view per contract table, with bounded memory.
+
+Reads both layouts the project writes: the sharded one (`<table>/part-*.parquet`, `simulator_scale.py`) and
+the flat export (`<table>.parquet`, `sources.write_crm_directory`); the extraction time comes from the
+directory's `crm_export.json`, as for `DirectorySource`. Nothing is loaded up front: the views scan the
+files, and DuckDB streams them, spilling to `temp_directory` beyond `memory_limit`.
+
+Each view exposes the contract's columns plus `_file` and `_row` (which file, which row in it), so builders
+can break timestamp ties in table order exactly as pandas' stable sorts do. `activities.direction` is
+optional in exports (contract.OPTIONAL_COLUMN_DEFAULTS): a missing column or empty cell reads as "unknown".
+The data is trusted to meet the contract (validate it first; the simulator's output does).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from fulqrun_ml.data.contract import OPTIONAL_COLUMN_DEFAULTS, TABLE_COLUMNS
+from fulqrun_ml.data.schemas import CRM_SCHEMAS, Kind
+
+MANIFEST = "crm_export.json"
+DUCKDB_TYPE = {
+    Kind.ID: "VARCHAR",
+    Kind.TEXT: "VARCHAR",
+    Kind.CATEGORY: "VARCHAR",
+    Kind.TIMESTAMP: "TIMESTAMPTZ",
+    Kind.MONEY: "DOUBLE",
+    Kind.FRACTION: "DOUBLE",
+    Kind.INTEGER: "BIGINT",
+    Kind.NUMBER: "DOUBLE",
+}
+
+
+@dataclass(frozen=True)
+class DuckDBSettings:
+    """Resource limits for a build: DuckDB spills to `temp_directory` rather than exceed `memory_limit`."""
+
+    memory_limit: str = "4GB"
+    threads: int = 2
+    temp_directory: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"memory_limit": self.memory_limit, "threads": self.threads, "temp_directory": self.temp_directory}
+
+
+@dataclass
+class CRMDatabase:
+    """A DuckDB connection with the CRM's tables as views, and the extraction time."""
+
+    con: duckdb.DuckDBPyConnection
+    directory: Path
+    extracted_at: pd.Timestamp
+    settings: DuckDBSettings
+    files: dict[str, list[Path]] = field(default_factory=dict)
+
+    def sql(self, query: str, params: Any = None) -> duckdb.DuckDBPyRelation:
+        return self.con.sql(query, params=params)
+
+    def execute(self, query: str, params: Any = None) -> None:
+        self.con.execute(query, params)
+
+    def rows(self, table: str) -> int:
+        return int(self.con.sql(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> CRMDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_crm(directory: str | Path, settings: DuckDBSettings | None = None) -> CRMDatabase:
+    """Open a CRM Parquet directory (sharded or flat) with views named after the contract's tables."""
+    settings = settings or DuckDBSettings()
+    root = Path(directory)
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{root} has no {MANIFEST}: it is not a complete CRM export (extraction time unknown)")
+    extracted_at = pd.Timestamp(json.loads(manifest.read_text())["extracted_at"])
+    extracted_at = extracted_at.tz_localize("UTC") if extracted_at.tzinfo is None else extracted_at.tz_convert("UTC")
+    con = duckdb.connect(config={"threads": settings.threads, "memory_limit": settings.memory_limit})
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")  # lets large COPYs stream; we ORDER BY where it matters
+    if settings.temp_directory:
+        Path(settings.temp_directory).mkdir(parents=True, exist_ok=True)
+        con.execute("SET temp_directory = ?", [settings.temp_directory])
+    db = CRMDatabase(con, root, extracted_at, settings)
+    for name in TABLE_COLUMNS:
+        db.files[name] = _files(root, name)
+        _create_view(con, name, db.files[name])
+    return db
+
+
+def _files(root: Path, name: str) -> list[Path]:
+    parts = sorted((root / name).glob("part-*.parquet"))
+    if parts:
+        return parts
+    flat = root / f"{name}.parquet"
+    if flat.is_file():
+        return [flat]
+    if name == "leads":  # optional, as for DirectorySource: absent means the CRM has no leads
+        return []
+    raise FileNotFoundError(f"table '{name}' is missing from {root}: expected {name}/part-*.parquet or {name}.parquet")
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, name: str, files: list[Path]) -> None:
+    contract = CRM_SCHEMAS[name]
+    if not files:
+        typed = ", ".join(f'NULL::{DUCKDB_TYPE[f.kind]} AS "{f.name}"' for f in contract.fields)
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {typed}, NULL::VARCHAR AS _file, NULL::BIGINT AS _row LIMIT 0')
+        return
+    scan = f"read_parquet({[str(f) for f in files]!r}, filename = true, file_row_number = true)"
+    present = {row[0] for row in con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+    defaults = OPTIONAL_COLUMN_DEFAULTS.get(name, {})
+    columns = []
+    for f in contract.fields:
+        if f.name in defaults:
+            fallback = defaults[f.name].replace("'", "''")
+            value = f"coalesce(\"{f.name}\", '{fallback}')" if f.name in present else f"'{fallback}'"
+            columns.append(f'{value} AS "{f.name}"')
+        elif f.name in present:
+            columns.append(f'"{f.name}"')
+        else:
+            raise ValueError(f"table '{name}' in {files[0].parent} lacks the contract column '{f.name}'")
+    con.execute(
+        f'CREATE VIEW "{name}" AS SELECT {", ".join(columns)}, filename AS _file, file_row_number AS _row FROM {scan}'
+    )
