@@ -89,6 +89,7 @@ def open_crm(directory: str | Path, settings: DuckDBSettings | None = None) -> C
     extracted_at = extracted_at.tz_localize("UTC") if extracted_at.tzinfo is None else extracted_at.tz_convert("UTC")
     con = duckdb.connect(config={"threads": settings.threads, "memory_limit": settings.memory_limit})
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     con.execute("SET preserve_insertion_order = false")  # lets large COPYs stream; we ORDER BY where it matters
     if settings.temp_directory:
         Path(settings.temp_directory).mkdir(parents=True, exist_ok=True)

@@ -234,7 +234,7 @@ def create_touch_counts(db: CRMDatabase, entity_table: str, entity_column: str, 
         f"""
         CREATE OR REPLACE TEMP TABLE {name} AS
         SELECT related_id, created_at, type, direction,
-               row_number() OVER ordered AS seq,
+               row_number() OVER ordered AS seq, lag(created_at) OVER ordered AS previous_at,
                count(*) OVER peers AS n_total, {running}
         FROM activities
         WHERE related_id IN (SELECT DISTINCT {entity_column} FROM {entity_table})
@@ -252,12 +252,14 @@ def activity_sequences(
     entity_column: str = "opportunity_id",
     max_len: int = 32,
     name: str = "activity_sequences",
+    touches: str | None = None,
 ) -> str:
     """`task_snapshots.activity_sequences` as one row per (entity, as_of) of `index_table` with the last
     `max_len` touches at or before as_of as lists, oldest first: `event_type`, `channel`, `direction` (codes
     as in the pandas builder: 1-based, 0 is padding), `delta_days`, `age_days`, and `length`. Rows without
-    touches have empty lists. `sequences_to_arrays` turns it into the pandas builder's padded arrays."""
-    touches = create_touch_counts(db, index_table, entity_column, f"{name}_touches")
+    touches have empty lists. `sequences_to_arrays` turns it into the pandas builder's padded arrays.
+    `touches`: a table from `create_touch_counts` covering the index's entities, to reuse one built already."""
+    touches = touches or create_touch_counts(db, index_table, entity_column, f"{name}_touches")
     type_code = "list_position(" + _text_list(ACTIVITY_TYPES) + ", t.type)"
     channel_of = (
         "CASE t.type "
@@ -266,6 +268,10 @@ def activity_sequences(
     )
     direction_code = (
         "coalesce(list_position(" + _text_list(ACTIVITY_DIRECTIONS) + f", t.direction), {len(ACTIVITY_DIRECTIONS)})"
+    )
+    fields = ", ".join(
+        f"coalesce(list_transform(e.events, x -> x.{key}), []) AS {key}"
+        for key in ("event_type", "channel", "direction", "delta_days", "age_days")
     )
     db.execute(
         f"""
@@ -277,25 +283,25 @@ def activity_sequences(
                 ON c.related_id = i.{entity_column} AND i.as_of >= c.created_at
         ),
         events AS (
-            SELECT i.entity, i.as_of, t.seq,
-                   coalesce({type_code}, 0) AS event_type, {channel_of} AS channel, {direction_code} AS direction,
-                   CASE WHEN t.seq = greatest(i.last_seq - {int(max_len)} + 1, 1) THEN 0.0
-                        ELSE (epoch_us(t.created_at) - epoch_us(lag(t.created_at) OVER w)) / {DAY_US} END
-                       AS delta_days,
-                   (epoch_us(i.as_of) - epoch_us(t.created_at)) / {DAY_US} AS age_days
+            SELECT i.entity, i.as_of,
+                   -- ordered list aggregates are slow in DuckDB; sorting a list of structs by seq is not
+                   list_sort(list({{
+                       'seq': t.seq,
+                       'event_type': coalesce({type_code}, 0),
+                       'channel': {channel_of},
+                       'direction': {direction_code},
+                       'delta_days': CASE WHEN t.seq = greatest(i.last_seq - {int(max_len)} + 1, 1) THEN 0.0
+                                     ELSE (epoch_us(t.created_at) - epoch_us(t.previous_at)) / {DAY_US} END,
+                       'age_days': (epoch_us(i.as_of) - epoch_us(t.created_at)) / {DAY_US}
+                   }})) AS events
             FROM idx i JOIN {touches} t
               ON t.related_id = i.entity AND t.seq > i.last_seq - {int(max_len)} AND t.seq <= i.last_seq
-            WINDOW w AS (PARTITION BY i.entity, i.as_of ORDER BY t.seq)
+            GROUP BY i.entity, i.as_of
         )
         SELECT i.entity AS {entity_column}, i.as_of,
-               coalesce(list(e.event_type ORDER BY e.seq) FILTER (WHERE e.seq IS NOT NULL), []) AS event_type,
-               coalesce(list(e.channel ORDER BY e.seq) FILTER (WHERE e.seq IS NOT NULL), []) AS channel,
-               coalesce(list(e.direction ORDER BY e.seq) FILTER (WHERE e.seq IS NOT NULL), []) AS direction,
-               coalesce(list(e.delta_days ORDER BY e.seq) FILTER (WHERE e.seq IS NOT NULL), []) AS delta_days,
-               coalesce(list(e.age_days ORDER BY e.seq) FILTER (WHERE e.seq IS NOT NULL), []) AS age_days,
-               count(e.seq) AS length
+               {fields},
+               coalesce(len(e.events), 0)::BIGINT AS length
         FROM idx i LEFT JOIN events e ON e.entity = i.entity AND e.as_of = i.as_of
-        GROUP BY i.entity, i.as_of
         ORDER BY i.as_of, i.entity
         """
     )

@@ -82,7 +82,14 @@ def build_crm_datasets(
     with db:
         dates = snapshots.snapshot_dates(db, config.every_days, config.warmup_days, config.deal_horizon_days)
         report.timed("deal_win_snapshots", lambda: snapshots.deal_win_snapshots(db, dates, config.deal_horizon_days))
-        report.timed("deal_win_features", lambda: create_deal_features(db, "deal_win_snapshots"))
+        touches = report.timed(
+            "touch_counts",
+            lambda: snapshots.create_touch_counts(db, "deal_win_snapshots", "opportunity_id", "deal_touches"),
+        )
+        report.timed(
+            "deal_win_features",
+            lambda: create_deal_features(db, "deal_win_snapshots", spans="deal_win_snapshots_spans", touches=touches),
+        )
         report.audit = report.timed("leakage_audit", lambda: audit_leakage(db, "deal_win_features"))
         features = ", ".join(f'f."{name}"' for name in DEAL_WIN_FEATURES.names)
         report.rows["deal_win"] = report.timed(
@@ -121,7 +128,9 @@ def build_crm_datasets(
                 lambda: _copy(
                     db,
                     "SELECT * FROM "
-                    + snapshots.activity_sequences(db, "deal_win_snapshots", max_len=config.sequence_max_len),
+                    + snapshots.activity_sequences(
+                        db, "deal_win_snapshots", max_len=config.sequence_max_len, touches=touches
+                    ),
                     out / "activity_sequences.parquet",
                 ),
             )

@@ -29,12 +29,19 @@ def _days_between(later: str, earlier: str) -> str:
     return f"((epoch_us({later}) - epoch_us({earlier})) / {DAY_US})"
 
 
-def create_deal_features(db: CRMDatabase, index_table: str, name: str = "deal_win_features") -> str:
+def create_deal_features(
+    db: CRMDatabase,
+    index_table: str,
+    name: str = "deal_win_features",
+    spans: str | None = None,
+    touches: str | None = None,
+) -> str:
     """A TEMP table with KEYS, every DEAL_WIN_FEATURES column (same names, values and missing values as
     `compute_deal_features`), and `source__<group>` columns: the newest timestamp each feature group read.
-    Rows follow (as_of, opportunity_id)."""
-    spans = create_stage_spans(db, f"{name}_spans")
-    touches = create_touch_counts(db, index_table, "opportunity_id", f"{name}_touches")
+    Rows follow (as_of, opportunity_id). `spans` / `touches`: tables from `create_stage_spans` /
+    `create_touch_counts` (covering the index's deals) to reuse instead of building them again."""
+    spans = spans or create_stage_spans(db, f"{name}_spans")
+    touches = touches or create_touch_counts(db, index_table, "opportunity_id", f"{name}_touches")
     age = _days_between("i.as_of", "o.created_at")
     db.execute(
         f"""
