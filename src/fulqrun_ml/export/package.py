@@ -24,12 +24,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from hydra.utils import instantiate
 
 from fulqrun_ml.errors import FulqrunMLError
-from fulqrun_ml.export.onnx_export import check_parity, export_onnx, output_name
+from fulqrun_ml.export.onnx_export import PARITY_ATOL, check_parity, export_onnx, isotonic_parity_atol, output_name
 from fulqrun_ml.export.optimize import MAX_AUC_DROP, OPTIMIZED_FILE, QUANTIZED_FILE, optimize_onnx
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.features.target import TargetScaling
@@ -106,6 +107,7 @@ def export_run(
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
     target = load_target_scaling(run_dir)
     output = output_name(target)
+    atol: float | np.ndarray = PARITY_ATOL
     if target is not None:
         if optimize or quantize:
             raise FulqrunMLError("--optimize/--quantize are AUC-gated and apply to binary tasks only")
@@ -116,7 +118,9 @@ def export_run(
         calibration = load_calibration(run_dir)
         graph = export_onnx(net, spec, calibration=calibration)
         reference = predict_probabilities(net, spec.encode(holdout), calibration)
-    parity = check_parity(graph, reference, spec, holdout, output=output)
+        if calibration.get("method") == "isotonic":
+            atol = isotonic_parity_atol(calibration, predict_probabilities(net, spec.encode(holdout)))
+    parity = check_parity(graph, reference, spec, holdout, atol=atol, output=output)
 
     info = json.loads((run_dir / "run_info.json").read_text())
     metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())

@@ -94,6 +94,20 @@ class IsotonicCalibrator(nn.Module):
         return self.y0 + (pieces * self.slopes).sum(dim=-1, keepdim=True)
 
 
+def isotonic_slopes(record: dict[str, Any], probabilities: np.ndarray) -> np.ndarray:
+    """|d calibrated / d p| at each uncalibrated probability: how much the isotonic map amplifies a rounding
+    difference in its input (steep where two neighbouring thresholds are close). Export parity uses it."""
+    x, y = np.asarray(record["x"], dtype=np.float64), np.asarray(record["y"], dtype=np.float64)
+    if x.size < 2:
+        return np.zeros(len(probabilities))
+    slopes = np.abs(np.diff(y)) / np.maximum(np.diff(x), 1e-12)
+    segment = np.clip(np.searchsorted(x, probabilities, side="right") - 1, 0, slopes.size - 1)
+    inside = (probabilities >= x[0]) & (probabilities <= x[-1])
+    # A neighbour's slope too: a rounding difference can move p across a threshold.
+    neighbour = np.maximum(slopes[segment], slopes[np.clip(segment + 1, 0, slopes.size - 1)])
+    return np.where(inside, np.maximum(slopes[segment], neighbour), 0.0)
+
+
 def calibrator_from_record(record: dict[str, Any] | None) -> nn.Module:
     """The torch module of a calibration.json record; none recorded (old runs) means T = 1."""
     method = (record or {}).get("method", "none")
