@@ -142,7 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--override", action="append", default=[], help="Hydra override for every run")
     parser.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports")
     parser.add_argument("--note", action="append", default=[], help="a line added to the report's notes")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: on a shared 2-core machine 2 threads ran 3x slower)",
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
