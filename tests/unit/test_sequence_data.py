@@ -6,11 +6,12 @@ import functools
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from fulqrun_ml.data.datamodule import SPLITS, DealWinDataModule
 from fulqrun_ml.data.simulator import simulate_crm
 from fulqrun_ml.data.snapshots import deal_win_snapshots, snapshot_dates
-from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule
+from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule, LengthBucketBatchSampler
 from fulqrun_ml.sequence.events import PADDING, UNKNOWN, SequenceDataError, SequenceVocabulary, build_sequences
 
 MAX_LEN = 16
@@ -118,13 +119,15 @@ def test_datamodule_keeps_the_deal_win_rows_and_aligns_a_sequence_to_each(datamo
         expected = sequence.vocabulary.transform(build_sequences(tables, frame, MAX_LEN))
         for name, values in expected.items():
             np.testing.assert_array_equal(sequence.sequences[split][name], values)
-    batch = next(iter(sequence.val_dataloader()))
+    rows = [0, 3, 5]
+    batch = sequence._datasets["val"][rows]
     first = sequence.sequences["val"]
-    assert set(batch) >= {"continuous", "categorical", "target", *first}
-    np.testing.assert_array_equal(batch["event_type"].numpy(), first["event_type"][:64])
-    np.testing.assert_array_equal(
-        batch["continuous"].numpy(), tabular.spec.encode(tabular.frames["val"])["continuous"][:64]
-    )
+    assert set(batch) == {"continuous", "categorical", "target", *first}
+    np.testing.assert_array_equal(batch["event_type"].numpy(), first["event_type"][rows])
+    encoded = tabular.spec.encode(tabular.frames["val"])
+    np.testing.assert_array_equal(batch["continuous"].numpy(), encoded["continuous"][rows])
+    seen = np.concatenate([b["target"].numpy() for b in sequence.val_dataloader()])
+    assert len(seen) == len(sequence.frames["val"])
     assert len(sequence.open_deal_sequences["event_type"]) == len(sequence.open_deals)
 
 
@@ -133,3 +136,18 @@ def test_vocabulary_is_fitted_on_the_training_split_only(datamodules):
     tables = SOURCE().tables
     train_only = SequenceVocabulary.fit(build_sequences(tables, sequence.frames["train"], MAX_LEN), MAX_LEN)
     assert sequence.vocabulary == train_only
+
+
+def test_length_buckets_cover_every_row_once_and_keep_similar_lengths_together():
+    lengths = np.random.default_rng(0).integers(0, 30, size=1000)
+    torch.manual_seed(0)
+    sampler = LengthBucketBatchSampler(lengths, batch_size=32, shuffle=True, bucket_batches=8)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 32
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    assert spread < 6  # random batches of 32 would span ~28
+    torch.manual_seed(1)
+    assert list(sampler) != batches  # reshuffled each epoch
+    ordered = list(LengthBucketBatchSampler(lengths, batch_size=32, shuffle=False, bucket_batches=8))
+    assert ordered == list(LengthBucketBatchSampler(lengths, batch_size=32, shuffle=False, bucket_batches=8))

@@ -9,12 +9,13 @@ and adds the sequence tensors to every batch dict.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader, Sampler
 
 from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.datamodule import SPLITS, DealWinDataModule
@@ -41,6 +42,37 @@ class _KeepLoaded:
         return loaded.tables if isinstance(loaded, SimulatedCRM) else loaded
 
 
+class LengthBucketBatchSampler(Sampler[list[int]]):
+    """Batches of rows with similar history lengths, so trimming shared padding (task.sequence_tensors) works.
+
+    Random batches almost always hold one long history, which makes every batch cost max_len; here rows are
+    shuffled, cut into chunks of `bucket_batches` batches, each chunk sorted by length and split into batches,
+    and the batches shuffled again (the usual bucket iterator). Randomness comes from torch's global generator,
+    which Lightning seeds and the RNG checkpoint callback saves, so runs and resumes stay reproducible."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, bucket_batches: int = 50) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.bucket_batches = bucket_batches
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n = len(self.lengths)
+        order = torch.randperm(n).numpy() if self.shuffle else np.arange(n)
+        chunk = self.batch_size * self.bucket_batches
+        batches = []
+        for start in range(0, n, chunk):
+            rows = order[start : start + chunk]
+            rows = rows[np.argsort(self.lengths[rows], kind="stable")]
+            batches += [rows[i : i + self.batch_size].tolist() for i in range(0, len(rows), self.batch_size)]
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]
+        yield from batches
+
+
 class DealWinSequenceDataModule(DealWinDataModule):
     def __init__(self, source: Callable[[], SimulatedCRM | CRMTables], max_len: int = 64, **kwargs: Any) -> None:
         super().__init__(source=_KeepLoaded(source), **kwargs)
@@ -65,6 +97,11 @@ class DealWinSequenceDataModule(DealWinDataModule):
         lengths = raw["train"]["length"]
         self.sizes["train_mean_events"] = round(float(lengths.mean()), 2) if len(lengths) else 0.0
         self.sizes["train_truncated_rows"] = int((lengths >= self.max_len).sum())
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        lengths = (self.sequences[split]["event_type"] != 0).sum(axis=1)
+        sampler = LengthBucketBatchSampler(lengths, self.batch_size, shuffle)
+        return DataLoader(self._datasets[split], sampler=sampler, batch_size=None)
 
     def sequence_inputs(self, tables: CRMTables, index: pd.DataFrame) -> dict[str, np.ndarray]:
         """Model-ready sequence arrays for any (opportunity_id, as_of) rows, with the fitted vocabularies."""
