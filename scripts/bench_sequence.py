@@ -14,6 +14,10 @@ Two diagnostics say *why* the gain is what it is, on the fused model of every se
   shuffled_order  each row's event tokens (type, channel) permuted among its own events, gaps kept: the
                   counts per type survive, the order and the type-time pairing do not. If AUC does not move,
                   the branch reads nothing the aggregates could not.
+  aggregates      logistic regression (evaluation/logistic_baseline.py) on the tabular features, and on
+                  the tabular features + point-in-time inbound/outbound touch counts: if the fused model's
+                  gain matches this one, it comes from a count the tabular features lack (direction), not
+                  from order or timing.
 Writes reports/sequence_fusion.json (with machine info) and reports/sequence_fusion.md.
 """
 
@@ -30,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
 
+from fulqrun_ml.evaluation.logistic_baseline import fit_logistic
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT, git_commit
 from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule
@@ -92,12 +98,66 @@ def diagnostics(run_dir: Path, datamodule: DealWinSequenceDataModule, seed: int)
     return out
 
 
+def direction_counts(tables: Any, index: pd.DataFrame) -> np.ndarray | None:
+    """[N, 2] inbound and outbound touches per (opportunity_id, as_of) row, counting touches <= as_of only."""
+    acts = tables.activities
+    if "direction" not in acts.columns:
+        return None
+    acts = acts.loc[acts["related_type"] == "opportunity", ["related_id", "created_at", "direction"]]
+    acts = acts.sort_values("created_at", kind="stable").rename(columns={"related_id": "opportunity_id"})
+    for kind in ("inbound", "outbound"):
+        acts[kind] = (acts["direction"] == kind).astype(np.int64)
+        acts[kind] = acts.groupby("opportunity_id")[kind].cumsum()
+    rows = index[["opportunity_id", "as_of"]].reset_index(names="row").sort_values("as_of", kind="stable")
+    merged = pd.merge_asof(rows, acts, left_on="as_of", right_on="created_at", by="opportunity_id")
+    merged = merged.sort_values("row")
+    return merged[["inbound", "outbound"]].fillna(0).to_numpy(dtype=np.float64)
+
+
+def aggregate_check(datamodule: DealWinSequenceDataModule) -> dict[str, float] | None:
+    """Holdout AUC of logistic regression on the tabular features with and without direction counts."""
+    tables = datamodule.source.tables
+    arrays, extra = {}, {}
+    for split in ("train", "test"):
+        frame = datamodule.frames[split]
+        arrays[split] = {**datamodule.spec.encode(frame), "target": frame["label"].to_numpy()}
+        counts = direction_counts(tables, frame)
+        if counts is None:
+            return None
+        extra[split] = np.log1p(counts)
+    mean, std = extra["train"].mean(0), extra["train"].std(0) + 1e-9
+    out = {}
+    for name, add in (("tabular", False), ("tabular_plus_direction_counts", True)):
+        fitted = {
+            split: {**a, "continuous": np.hstack([a["continuous"], (extra[split] - mean) / std])} if add else a
+            for split, a in arrays.items()
+        }
+        model = fit_logistic(fitted["train"])
+        out[f"logistic_{name}_auc"] = binary_report(model.predict(fitted["test"]), fitted["test"]["target"])["auc"]
+    out["logistic_direction_gain_pp"] = 100 * (
+        out["logistic_tabular_plus_direction_counts_auc"] - out["logistic_tabular_auc"]
+    )
+    return out
+
+
 def mean_std(values: list[float]) -> dict[str, float]:
     return {
         "mean": statistics.fmean(values),
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
         "values": values,
     }
+
+
+def _aggregate_lines(aggregates: dict[str, float] | None) -> list[str]:
+    if not aggregates:
+        return ["No `direction` column in the activities: the aggregate check was skipped.", ""]
+    return [
+        "Aggregate check (logistic regression, holdout AUC): tabular features "
+        f"{aggregates['logistic_tabular_auc']:.4f}; + point-in-time inbound/outbound touch counts "
+        f"{aggregates['logistic_tabular_plus_direction_counts_auc']:.4f} "
+        f"({aggregates['logistic_direction_gain_pp']:+.2f} pp).",
+        "",
+    ]
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -130,6 +190,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"real sequences {s['diagnostics']['real_auc']:.4f}, empty sequences {s['diagnostics']['no_history_auc']:.4f}, "
         f"event order shuffled within each deal {s['diagnostics']['shuffled_order_auc']:.4f}.",
         "",
+        *_aggregate_lines(report.get("aggregates")),
         *[f"- {note}" for note in report["notes"]],
         "",
     ]
@@ -161,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         datamodule = build_datamodule(compose_config(workdir, args.seeds[0], args.override))
         datamodule.setup("fit")
         t_data = time.perf_counter() - t0
+        aggregates = aggregate_check(datamodule)
+        print(json.dumps({"aggregates": aggregates}))
         for seed in args.seeds:
             cfg = compose_config(workdir, seed, args.override)
             t = time.perf_counter()
@@ -207,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"model": config["model"], "task": config["task"], "trainer": config["trainer"]},
         "runs": runs,
         "summary": summary_stats,
+        "aggregates": aggregates,
         "target_auc_gain_pp": 1.5,
         "target_met": summary_stats["auc_gain_pp"]["mean"] >= 1.5,
         "seconds": {"data": round(t_data, 1), "total": round(time.perf_counter() - t0, 1)},
