@@ -24,7 +24,7 @@ def forecast_run(tmp_path_factory, compose_train) -> dict:
         root / "run",
         "task=revenue_forecast",
         "model=nbeats",
-        "data.level=region",
+        "data.level=[organization,region]",
         "trainer.max_epochs=3",
         "trainer.enable_progress_bar=false",
         f"paths.root_dir={root}",
@@ -47,16 +47,20 @@ def test_run_dir_holds_backtest_calibration_and_lineage(forecast_run):
     run_dir = Path(forecast_run["run_dir"])
     for name in ("net_state.pt", "net_config.json", "conformal.json", "series_index.json", "backtest.npz"):
         assert (run_dir / name).is_file(), name
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert set(metrics) >= FORECASTERS
-    for who in FORECASTERS:
-        m = metrics[who]
-        assert np.isfinite([m["wape"], m["mase"], m["pinball"]]).all() and 0.0 <= m["coverage"] <= 1.0
-        assert m["cells"] == metrics["model"]["cells"] > 0  # every forecaster scored on the same cells
-    check = metrics["target_check"]
-    assert check["wape_reduction_vs_seasonal_naive"] == pytest.approx(
-        1 - metrics["model"]["wape"] / metrics["seasonal_naive"]["wape"]
-    )
+    by_level = json.loads((run_dir / "metrics.json").read_text())
+    assert set(by_level) == {"organization", "region"}  # one global model, scored per level
+    for metrics in by_level.values():
+        assert set(metrics) >= FORECASTERS
+        for who in FORECASTERS:
+            m = metrics[who]
+            assert np.isfinite([m["wape"], m["mase"], m["pinball"]]).all() and 0.0 <= m["coverage"] <= 1.0
+            assert m["cells"] == metrics["model"]["cells"] > 0  # every forecaster scored on the same cells
+        check = metrics["target_check"]
+        assert check["wape_reduction_vs_seasonal_naive"] == pytest.approx(
+            1 - metrics["model"]["wape"] / metrics["seasonal_naive"]["wape"]
+        )
+    with np.load(run_dir / "backtest.npz") as data:  # the levels partition the backtest's cells
+        assert sum(m["model"]["cells"] for m in by_level.values()) == np.isfinite(data["target"]).sum()
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["task"] == "revenue_forecast" and info["model"] == "nbeats" and info["data_hash"]
     assert info["wandb_run_id"] and any((run_dir / "wandb").glob("offline-run-*"))
@@ -64,7 +68,11 @@ def test_run_dir_holds_backtest_calibration_and_lineage(forecast_run):
     assert windows["train"]["last_target"] < windows["val"]["first_target"]
     assert windows["calibration"]["last_target"] < windows["test"]["first_target"]
     conformal = json.loads((run_dir / "conformal.json").read_text())
-    assert np.array(conformal["offsets"]).shape == (info["net_config"]["horizon"], 5)
+    groups = json.loads((run_dir / "series_index.json").read_text())["groups"]
+    table = np.array(conformal["series_offsets"])
+    assert table.shape == (len(groups) + 1, info["net_config"]["horizon"], 5)
+    for row, group in enumerate(groups, start=1):  # each series gets its own level's offsets
+        np.testing.assert_array_equal(table[row], conformal["offsets_by_level"][group.split(":")[0]])
 
 
 def test_export_matches_pytorch_and_publishes(forecast_run, tmp_path):

@@ -47,10 +47,12 @@ def backtest_report(
     season: int,
     test_start: int,
     interval: float,
+    rows: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Metrics of every forecaster on the test windows; MASE is scaled by each series' in-sample (before
-    the test period) seasonal-naive error."""
-    scale = seasonal_naive_scale(panel.values.astype(np.float64), season, test_start)[windows["series"] - 1]
+    """Metrics of every forecaster on the test windows (or the boolean `rows` of them, e.g. one level);
+    MASE is scaled by each series' in-sample (before the test period) seasonal-naive error."""
+    keep = np.ones(len(windows["target"]), dtype=bool) if rows is None else rows
+    scale = seasonal_naive_scale(panel.values.astype(np.float64), season, test_start)[windows["series"][keep] - 1]
     pair = interval_indices(quantiles, interval)
-    target = windows["target"].astype(np.float64)
-    return {name: forecast_report(target, q, quantiles, scale, pair) for name, q in forecasts.items()}
+    target = windows["target"][keep].astype(np.float64)
+    return {name: forecast_report(target, q[keep], quantiles, scale, pair) for name, q in forecasts.items()}

@@ -21,6 +21,12 @@ import numpy as np
 from fulqrun_ml.errors import FulqrunMLError
 
 
+def widest(offsets: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
+    """Elementwise widest of several [K, H, Q] offset tables: for series no level calibrated (unseen)."""
+    below = np.asarray(quantiles) < 0.5
+    return np.where(below, offsets.min(axis=0), offsets.max(axis=0))
+
+
 def symmetric_pairs(quantiles: Sequence[float]) -> list[tuple[int, int]]:
     """Index pairs (lower, upper) with q_lower + q_upper = 1, outermost first."""
     qs = list(quantiles)
@@ -43,9 +49,16 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
 
 
 def fit_cqr_offsets(
-    target: np.ndarray, predicted: np.ndarray, scale: np.ndarray, quantiles: Sequence[float]
+    target: np.ndarray,
+    predicted: np.ndarray,
+    scale: np.ndarray,
+    quantiles: Sequence[float],
+    per_horizon: bool = True,
 ) -> np.ndarray:
-    """target [N, H], predicted quantiles [N, H, Q], window scale [N] -> offsets [H, Q] in scale units."""
+    """target [N, H], predicted quantiles [N, H, Q], window scale [N] -> offsets [H, Q] in scale units.
+
+    `per_horizon=False` pools the scores of all horizon steps into one offset per quantile pair: with few
+    calibration windows (an organization has one series) H separate conformal quantiles are too noisy."""
     if predicted.shape[:2] != target.shape or predicted.shape[2] != len(quantiles):
         raise FulqrunMLError(f"shape mismatch: target {target.shape}, quantiles {predicted.shape}")
     y = target / scale[:, None]
@@ -55,12 +68,13 @@ def fit_cqr_offsets(
         level = quantiles[hi] - quantiles[lo]
         score = np.maximum(q[..., lo] - y, y - q[..., hi])  # > 0 outside the interval, < 0 inside
         for h in range(y.shape[1]):
-            d = conformal_quantile(score[:, h], level)
+            d = conformal_quantile(score[:, h] if per_horizon else score.ravel(), level)
             offsets[h, lo], offsets[h, hi] = -d, d
     return offsets
 
 
 def apply_offsets(predicted: np.ndarray, offsets: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """NumPy twin of `ConformalForecaster`: add offsets * scale, restore monotonicity, clamp at zero."""
-    adjusted = predicted + offsets[None] * scale[:, None, None]
+    """NumPy twin of `ConformalForecaster`: add offsets * scale, restore monotonicity, clamp at zero.
+    `offsets` is [H, Q] (every row) or [N, H, Q] (one table per row)."""
+    adjusted = predicted + (offsets if offsets.ndim == 3 else offsets[None]) * scale[:, None, None]
     return np.maximum(np.maximum.accumulate(adjusted, axis=-1), 0.0)

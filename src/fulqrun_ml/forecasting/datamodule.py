@@ -1,18 +1,23 @@
 """Revenue forecasting data as a LightningDataModule: CRM source -> `revenue_series` -> panel -> windows.
 
-`level` (organization | region | rep) and `freq` (W | M) pick the series; lookback, horizon and the
-lengths of the validation, calibration and test periods (in periods of `freq`) fix the time cut-offs
-(see windows.split_origins). The module keeps the panel, the window arrays of every split and a content
-hash of the series, which lineage records.
+`level` (organization | region | rep, or a list of them) and `freq` (W | M) pick the series. Several levels
+train one global model on all their series together (windows are scale-free, so they can share weights);
+conformal offsets and backtest metrics are still computed per level. (Measured on the simulator: joint
+training lets the many rep windows dominate and costs the organization level accuracy, so the defaults
+and the leaderboard train one level at a time.) lookback, horizon and the lengths of the validation,
+calibration and test periods (in periods of `freq`) fix the time cut-offs (see windows.split_origins).
+The module keeps the panel, the window arrays of every split and a content hash of the series, which
+lineage records.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
@@ -40,7 +45,7 @@ class RevenueForecastDataModule(pl.LightningDataModule):
     def __init__(
         self,
         source: Callable[[], SimulatedCRM | CRMTables],
-        level: Literal["organization", "region", "rep"] = "organization",
+        level: str | Sequence[str] = ("organization", "region", "rep"),
         freq: Literal["W", "M"] = "W",
         lookback: int = 26,
         horizon: int = 4,
@@ -52,17 +57,20 @@ class RevenueForecastDataModule(pl.LightningDataModule):
         batch_size: int = 128,
     ) -> None:
         super().__init__()
-        if level not in LEVELS:
-            raise FulqrunMLError(f"field 'level': {level!r} is not one of {LEVELS}")
+        levels = [level] if isinstance(level, str) else list(level)
+        bad = [lv for lv in levels if lv not in LEVELS]
+        if bad or not levels:
+            raise FulqrunMLError(f"field 'level': {bad or levels!r} must be one or more of {LEVELS}")
         if freq not in FREQS:
             raise FulqrunMLError(f"field 'freq': {freq!r} is not one of {FREQS}")
         self.source = source
-        self.level, self.freq = level, freq
+        self.levels, self.freq = levels, freq
         self.lookback, self.horizon, self.season = lookback, horizon, season
         self.warmup_periods = warmup_periods
         self.val_periods, self.calibration_periods, self.test_periods = val_periods, calibration_periods, test_periods
         self.batch_size = batch_size
         self.panel: SeriesPanel | None = None
+        self.series_level: np.ndarray = np.array([], dtype=object)  # level of each panel row
         self.origins: dict[str, np.ndarray] = {}
         self.windows: dict[str, dict[str, np.ndarray]] = {}
         self.data_hash: str | None = None
@@ -91,9 +99,18 @@ class RevenueForecastDataModule(pl.LightningDataModule):
         loaded = self.source()
         tables = loaded.tables if isinstance(loaded, SimulatedCRM) else loaded
         check_contract(tables)
-        series = revenue_series(tables, freq=self.freq, by=self.level)
+        series = pd.concat(
+            [
+                revenue_series(tables, freq=self.freq, by=lv).assign(
+                    group=lambda f, lv=lv: lv + ":" + f["group"].astype(str)
+                )
+                for lv in self.levels
+            ],
+            ignore_index=True,
+        )
         self.data_hash = dataset_hash(series[["group", "period_start", "revenue"]])
         self.panel = panel_from_series(series, self.warmup_periods)
+        self.series_level = np.array([g.split(":", 1)[0] for g in self.panel.groups], dtype=object)
         self.origins = split_origins(
             self.panel.n_periods,
             self.lookback,
@@ -105,11 +122,12 @@ class RevenueForecastDataModule(pl.LightningDataModule):
         self.windows = {s: make_windows(self.panel, self.origins[s], self.lookback, self.horizon) for s in SPLITS}
         self.sizes = {
             "series": len(self.panel.groups),
+            **{f"{lv}_series": int((self.series_level == lv).sum()) for lv in self.levels},
             "periods": self.panel.n_periods,
             **{f"{s}_windows": len(self.windows[s]["target"]) for s in SPLITS},
             **{f"{s}_origins": len(self.origins[s]) for s in SPLITS},
         }
-        log.info("revenue forecast dataset (%s, %s): %s", self.level, self.freq, self.sizes)
+        log.info("revenue forecast dataset (%s, %s): %s", self.levels, self.freq, self.sizes)
         self._datasets = {s: BatchDictDataset({k: self.windows[s][k] for k in TENSOR_KEYS}) for s in SPLITS}
 
     def split_window(self, split: str) -> dict[str, str]:

@@ -45,7 +45,7 @@ def load_calibrated_forecaster(run_dir: Path) -> ConformalForecaster:
     net = instantiate(net_config, _convert_="all")
     net.load_state_dict(torch.load(run_dir / "net_state.pt", weights_only=True))
     conformal = json.loads((run_dir / "conformal.json").read_text())
-    offsets = torch.tensor(conformal["offsets"], dtype=torch.float32)
+    offsets = torch.tensor(conformal["series_offsets"], dtype=torch.float32)
     return ConformalForecaster(net, offsets, float(conformal.get("min_scale", 1.0))).eval()
 
 
@@ -143,7 +143,11 @@ def export_forecast_run(run_dir: Path, models_dir: Path, name: str = "revenue_fo
         "quantiles": conformal["quantiles"],
         "interval": conformal["interval"],
         "series": info.get("series"),
-        "backtest": {k: metrics.get("model", {}).get(k) for k in ("wape", "mase", "pinball", "coverage")},
+        "backtest": {
+            level: {k: by_who.get("model", {}).get(k) for k in ("wape", "mase", "pinball", "coverage")}
+            for level, by_who in metrics.items()
+            if isinstance(by_who, dict) and "model" in by_who
+        },
         "parity_max_rel_diff": parity,
         "data_hash": info["data_hash"],
         "git_commit": info["git_commit"],

@@ -4,11 +4,12 @@ Reached through `training.train.train`, which dispatches to `cfg.task.runner`. T
   checkpoints/          Lightning checkpoints (best by the task's monitor, last)
   net_state.pt          the best backbone's weights (plain state_dict)
   net_config.json       the backbone's full constructor config (with lookback, horizon, quantiles, sizes)
-  conformal.json        CQR offsets [H, Q] fitted on the calibration period, quantile levels, interval
+  conformal.json        CQR offsets fitted per level on the calibration period ([H, Q] each) and the
+                        per-series table the graph applies; quantile levels, interval
   series_index.json     level, frequency and the series groups in embedding order (index = position + 1)
   backtest.npz          the test windows and the calibrated PyTorch forecasts (what export checks parity on)
-  metrics.json          rolling-origin backtest: model (calibrated), model_raw, seasonal naive, SES,
-                        Holt-Winters; WAPE, MASE, pinball, coverage; and the issue's target check
+  metrics.json          rolling-origin backtest per level: model (calibrated), model_raw, seasonal naive,
+                        SES, Holt-Winters; WAPE, MASE, pinball, coverage; and the issue's target check
   run_info.json         lineage (config, net config, data hash and window, git commit, W&B run id, sizes,
                         timings); written last, so its presence marks a finished run
 """
@@ -32,7 +33,7 @@ from pytorch_lightning.loggers import WandbLogger
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.forecasting.backtest import backtest_report, local_forecasts
 from fulqrun_ml.forecasting.baselines import baseline_forecasters
-from fulqrun_ml.forecasting.conformal import apply_offsets, fit_cqr_offsets
+from fulqrun_ml.forecasting.conformal import apply_offsets, fit_cqr_offsets, widest
 from fulqrun_ml.forecasting.datamodule import RevenueForecastDataModule
 from fulqrun_ml.forecasting.task import predict_quantiles
 from fulqrun_ml.project import git_commit
@@ -116,18 +117,31 @@ def run(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> di
         net = task.net.eval()
 
         cal = datamodule.windows["calibration"]
-        offsets = fit_cqr_offsets(
-            cal["target"].astype(np.float64),
-            predict_quantiles(net, cal).astype(np.float64),
-            scale_of(cal["history"], min_scale),
-            quantiles,
+        cal_raw = predict_quantiles(net, cal).astype(np.float64)
+        cal_scale = scale_of(cal["history"], min_scale)
+        cal_level = datamodule.series_level[cal["series"] - 1]
+        per_horizon = bool(cfg.task.get("conformal_per_horizon", False))
+        offsets_by_level = {
+            lv: fit_cqr_offsets(
+                cal["target"][cal_level == lv].astype(np.float64),
+                cal_raw[cal_level == lv],
+                cal_scale[cal_level == lv],
+                quantiles,
+                per_horizon=per_horizon,
+            )
+            for lv in datamodule.levels
+        }
+        # One table per series row (index 0: a series unseen in training gets the widest level's offsets).
+        series_offsets = np.stack(
+            [widest(np.stack(list(offsets_by_level.values())), quantiles)]
+            + [offsets_by_level[lv] for lv in datamodule.series_level]
         )
         test = datamodule.windows["test"]
         test_scale = scale_of(test["history"], min_scale)
         raw = predict_quantiles(net, test).astype(np.float64)
         forecasts = {
-            "model": apply_offsets(raw, offsets, test_scale),
-            "model_raw": apply_offsets(raw, np.zeros_like(offsets), test_scale),
+            "model": apply_offsets(raw, series_offsets[test["series"]], test_scale),
+            "model_raw": apply_offsets(raw, np.zeros_like(series_offsets[0]), test_scale),
         }
         t_baselines = time.perf_counter()
         for name, forecaster in baseline_forecasters(datamodule.season).items():
@@ -135,10 +149,20 @@ def run(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> di
                 datamodule.panel, datamodule.origins["test"], datamodule.horizon, quantiles, forecaster
             )
         t_backtest = time.perf_counter()
-        metrics: dict[str, Any] = backtest_report(
-            datamodule.panel, test, forecasts, quantiles, datamodule.season, datamodule.test_start, interval
-        )
-        metrics["target_check"] = target_check(metrics, interval)
+        test_level = datamodule.series_level[test["series"] - 1]
+        metrics: dict[str, Any] = {}
+        for lv in datamodule.levels:
+            metrics[lv] = backtest_report(
+                datamodule.panel,
+                test,
+                forecasts,
+                quantiles,
+                datamodule.season,
+                datamodule.test_start,
+                interval,
+                rows=test_level == lv,
+            )
+            metrics[lv]["target_check"] = target_check(metrics[lv], interval)
         for lg in loggers:
             lg.log_metrics(
                 {
@@ -162,7 +186,7 @@ def run(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> di
             "best_checkpoint": best,
             "epochs": trainer.current_epoch,
             "sizes": datamodule.sizes,
-            "series": {"level": datamodule.level, "freq": datamodule.freq, "season": datamodule.season},
+            "series": {"levels": datamodule.levels, "freq": datamodule.freq, "season": datamodule.season},
             "data_window": {s: datamodule.split_window(s) for s in datamodule.origins},
             "parameters": sum(p.numel() for p in net.parameters()),
         }
@@ -172,13 +196,15 @@ def run(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> di
             "method": "cqr",
             "quantiles": quantiles,
             "interval": interval,
-            "offsets": offsets.tolist(),
+            "per_horizon": per_horizon,
+            "offsets_by_level": {lv: o.tolist() for lv, o in offsets_by_level.items()},
+            "series_offsets": series_offsets.tolist(),  # [n_series + 1, H, Q]: what the graph applies
             "fitted_on": "calibration",
-            "windows": len(cal["target"]),
+            "windows": {lv: int((cal_level == lv).sum()) for lv in datamodule.levels},
             "min_scale": min_scale,
         }
         (out / "conformal.json").write_text(json.dumps(conformal, indent=2))
-        index = {"level": datamodule.level, "freq": datamodule.freq, "groups": datamodule.panel.groups}
+        index = {"levels": datamodule.levels, "freq": datamodule.freq, "groups": datamodule.panel.groups}
         (out / "series_index.json").write_text(json.dumps(index, indent=2))
         np.savez_compressed(
             out / "backtest.npz",
@@ -187,7 +213,7 @@ def run(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> di
         )
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         if wandb_run is not None:
-            wandb_run.summary.update({"target_check": metrics["target_check"]})
+            wandb_run.summary.update({f"target_check/{lv}": m["target_check"] for lv, m in metrics.items()})
         summary["seconds"] = {
             "data": round(t_data - t_start, 3),
             "fit": round(t_fit - t_data, 3),
@@ -195,12 +221,14 @@ def run(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> di
             "total": round(time.perf_counter() - t_start, 3),
         }
         (out / "run_info.json").write_text(json.dumps(summary, indent=2, default=str))
-        log.info(
-            "backtest WAPE model=%.4f seasonal_naive=%.4f coverage=%.3f",
-            metrics["model"]["wape"],
-            metrics["seasonal_naive"]["wape"],
-            metrics["model"]["coverage"],
-        )
+        for lv, m in metrics.items():
+            log.info(
+                "backtest %s: WAPE model=%.4f seasonal_naive=%.4f, coverage=%.3f",
+                lv,
+                m["model"]["wape"],
+                m["seasonal_naive"]["wape"],
+                m["model"]["coverage"],
+            )
         return {**summary, "metrics": metrics}
     finally:
         # Always close W&B runs, also on failure, so offline files are complete and syncable.

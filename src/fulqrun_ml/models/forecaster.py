@@ -120,8 +120,10 @@ class NBeatsForecaster(nn.Module):
 
 class ConformalForecaster(nn.Module):
     """A trained forecaster + conformal offsets, as served: widens (or narrows) each quantile by
-    `offsets[h, q] * window scale`, restores monotonicity and clamps at zero (booked revenue is never
-    negative). With all offsets zero it is the raw forecaster clamped at zero."""
+    `offsets[series, h, q] * window scale`, restores monotonicity and clamps at zero (booked revenue is never
+    negative). Offsets are per series row ([n_series + 1, H, Q], row 0 for unseen series) because
+    calibration is per level (an org's and a rep's errors differ); an [H, Q] table applies to all series.
+    With all offsets zero it is the raw forecaster clamped at zero."""
 
     def __init__(self, net: nn.Module, offsets: torch.Tensor, min_scale: float = 1.0) -> None:
         super().__init__()
@@ -131,7 +133,8 @@ class ConformalForecaster(nn.Module):
 
     def forward(self, history: torch.Tensor, calendar: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
         q = self.net(history, calendar, series)
-        q = q + self.offsets.unsqueeze(0) * window_scale(history, self.min_scale).unsqueeze(-1)
+        offsets = self.offsets[series] if self.offsets.dim() == 3 else self.offsets.unsqueeze(0)
+        q = q + offsets * window_scale(history, self.min_scale).unsqueeze(-1)
         # Running max over the (few) quantiles, unrolled: keeps the graph to Max ops every runtime supports.
         columns = [q[..., 0]]
         for k in range(1, q.shape[-1]):
