@@ -11,7 +11,8 @@ import torch
 from fulqrun_ml.data.datamodule import SPLITS, DealWinDataModule
 from fulqrun_ml.data.simulator import simulate_crm
 from fulqrun_ml.data.snapshots import deal_win_snapshots, snapshot_dates
-from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule, LengthBucketBatchSampler
+from fulqrun_ml.features.audit import LeakageError
+from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule, LengthBucketBatchSampler, audit_sequences
 from fulqrun_ml.sequence.events import PADDING, UNKNOWN, SequenceDataError, SequenceVocabulary, build_sequences
 
 MAX_LEN = 16
@@ -151,3 +152,11 @@ def test_length_buckets_cover_every_row_once_and_keep_similar_lengths_together()
     assert list(sampler) != batches  # reshuffled each epoch
     ordered = list(LengthBucketBatchSampler(lengths, batch_size=32, shuffle=False, bucket_batches=8))
     assert ordered == list(LengthBucketBatchSampler(lengths, batch_size=32, shuffle=False, bucket_batches=8))
+
+
+def test_sequence_audit_stops_a_build_that_saw_the_future(datamodules):
+    sequence, _ = datamodules
+    assert sequence.leakage_audit["activity_sequences"]["violations"] == 0
+    raw = {"length": np.array([2]), "age_days": np.array([[0.0, 3.0, -0.5]], np.float32)}
+    with pytest.raises(LeakageError, match="activity_sequences"):
+        audit_sequences({"train": raw})

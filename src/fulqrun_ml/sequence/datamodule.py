@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, Sampler
 from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.datamodule import SPLITS, DealWinDataModule
 from fulqrun_ml.data.simulator import SimulatedCRM
-from fulqrun_ml.sequence.events import SequenceVocabulary, build_sequences
+from fulqrun_ml.features.audit import LeakageError
+from fulqrun_ml.sequence.events import SequenceVocabulary, build_sequences, real_events
 
 
 class _KeepLoaded:
@@ -40,6 +41,20 @@ class _KeepLoaded:
     def tables(self) -> CRMTables:
         loaded = self()
         return loaded.tables if isinstance(loaded, SimulatedCRM) else loaded
+
+
+def audit_sequences(raw: dict[str, dict[str, np.ndarray]]) -> dict[str, int]:
+    """The leakage audit for sequences: every real event must be at or before its row's as_of (age >= 0)."""
+    rows = 0
+    for split, arrays in raw.items():
+        real = real_events(arrays["length"], arrays["age_days"].shape[1])
+        late = real & (arrays["age_days"] < 0)
+        if late.any():
+            raise LeakageError(
+                f"point-in-time violation: 'activity_sequences' ({split}) has {int(late.sum())} events after as_of"
+            )
+        rows += len(arrays["length"])
+    return {"rows_audited": rows, "violations": 0}
 
 
 class LengthBucketBatchSampler(Sampler[list[int]]):
@@ -87,6 +102,7 @@ class DealWinSequenceDataModule(DealWinDataModule):
         super().setup(stage)
         tables = self.source.tables
         raw = {split: build_sequences(tables, self.frames[split], self.max_len) for split in SPLITS}
+        self.leakage_audit["activity_sequences"] = audit_sequences(raw)
         self.vocabulary = SequenceVocabulary.fit(raw["train"], self.max_len)
         for split in SPLITS:
             self.sequences[split] = self.vocabulary.transform(raw[split])
