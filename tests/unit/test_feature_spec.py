@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -5,7 +7,8 @@ import pytest
 from fulqrun_ml.errors import FieldValidationError
 from fulqrun_ml.export.onnx_export import raw_feeds
 from fulqrun_ml.features.onnx_graph import build_preprocessing_graph
-from fulqrun_ml.features.spec import UNKNOWN_INDEX, FittedFeatureSpec
+from fulqrun_ml.features.spec import UNKNOWN_INDEX, FeatureSpec, FittedFeatureSpec
+from fulqrun_ml.features.target import TargetScaling
 from tests.unit.tabular_data import SPEC
 from tests.unit.tabular_data import frame as tabular_frame
 
@@ -77,3 +80,41 @@ def test_preprocessing_graph_matches_python_encoders():
     expected = fitted.encode(rows)
     np.testing.assert_allclose(continuous, expected["continuous"], atol=1e-5)
     np.testing.assert_array_equal(categorical, expected["categorical"])
+
+
+def test_imputed_numeric_fills_nan_with_the_training_median_in_python_and_onnx(tmp_path):
+    """User tables have gaps: an `impute_missing` column takes NaN, the FeatureSpec CRM features never do."""
+    rows = frame().assign(amount=lambda f: f["amount"].where(np.arange(len(f)) % 7 != 0))
+    strict = SPEC.fit(frame())
+    with pytest.raises(FieldValidationError, match="'amount': contains NaN"):
+        strict.encode(rows)
+    spec = FeatureSpec(
+        numeric=tuple(dataclasses.replace(f, impute_missing=f.name == "amount") for f in SPEC.numeric),
+        categorical=SPEC.categorical,
+    )
+    fitted = spec.fit(rows)
+    assert fitted.fill_values == {"amount": float(np.nanmedian(rows["amount"]))}
+    encoded = fitted.encode(rows)
+    filled = fitted.encode(rows.fillna({"amount": fitted.fill_values["amount"]}))
+    np.testing.assert_array_equal(encoded["continuous"], filled["continuous"])
+    fitted.save(tmp_path / "spec.json")
+    assert FittedFeatureSpec.load(tmp_path / "spec.json").fill_values == fitted.fill_values
+    graph = build_preprocessing_graph(fitted, opset=18, ir_version=10)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    continuous = session.run(["continuous"], raw_feeds(fitted, rows))[0]
+    np.testing.assert_allclose(continuous, encoded["continuous"], atol=1e-5)
+    with pytest.raises(FieldValidationError, match="'amount': contains NaN or infinite"):
+        fitted.encode(rows.assign(amount=np.inf))  # only NaN means "missing"
+
+
+def test_target_scaling_round_trips_and_names_bad_targets(tmp_path):
+    days = np.array([1.0, 5.0, 30.0, 120.0])
+    scaling = TargetScaling.fit(days, log1p=True, name="days_to_close")
+    z = scaling.encode(days)
+    assert abs(float(z.mean())) < 1e-6 and np.allclose(scaling.decode(z), days, rtol=1e-5)
+    scaling.save(tmp_path / "target.json")
+    assert TargetScaling.load(tmp_path / "target.json") == scaling
+    with pytest.raises(FieldValidationError, match="'days_to_close'"):
+        TargetScaling.fit(np.array([1.0, -2.0]), log1p=True, name="days_to_close")
+    with pytest.raises(FieldValidationError, match="'y'"):
+        TargetScaling.fit(np.array([1.0, np.nan]), log1p=False, name="y")
