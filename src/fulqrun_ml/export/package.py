@@ -88,12 +88,14 @@ def load_target_scaling(run_dir: Path) -> TargetScaling | None:
 def export_run(
     run_dir: Path,
     models_dir: Path,
-    name: str,
+    name: str | None = None,
     optimize: bool = False,
     quantize: bool = False,
     max_auc_drop: float = MAX_AUC_DROP,
 ) -> tuple[ModelVersion, float]:
     """Export, check parity, publish. Returns the new version and the parity max abs diff.
+
+    `name` is the registry model name; by default the run's task (deal_win, lead_conversion, close_timing, ...).
 
     `optimize` adds the ORT-optimised graph, `quantize` also an INT8 graph; both are checked on the holdout
     inside the staging directory, so a quantisation that costs more than `max_auc_drop` AUC publishes
@@ -123,6 +125,7 @@ def export_run(
     parity = check_parity(graph, reference, spec, holdout, atol=atol, output=output)
 
     info = json.loads((run_dir / "run_info.json").read_text())
+    name = name or info["task"]
     metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
     metrics["export_parity_max_abs_diff"] = parity
 
