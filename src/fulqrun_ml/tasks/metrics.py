@@ -1,7 +1,8 @@
-"""Binary-classification metrics, one definition for training logs and for reports.
+"""Holdout metrics, one definition for training logs and for reports.
 
-The same torchmetrics objects score the model, the rep's probability and the oracle, so the numbers
-in `reports/run.json` are comparable by construction.
+Binary: the same torchmetrics objects score the model, the rep's probability and the oracle, so the numbers
+in `reports/run.json` are comparable by construction. Regression (`regression_report`): MAE, RMSE, R^2 and
+concordance in the task's own units, for the model and every baseline alike.
 """
 
 from __future__ import annotations
