@@ -9,6 +9,8 @@ runner. It leaves the same kind of run directory as the deal-win runner (see tra
 and metrics.json scores, on the same holdout rows: the fused model (calibrated and not), the tabular-only
 ablation (`use_sequence=false`, same seed, recipe and calibration), the rep's probability and the oracle,
 plus `sequence_gain` (fused minus tabular-only). The ablation is skipped with `task.sequence.ablation=false`.
+`ckpt_path` resumes the fused arm (checkpoints/); the ablation (tabular_only/checkpoints/) retrains from its
+start, which is cheap. `init_from` warm starts are refused with an error naming the key.
 """
 
 from __future__ import annotations
