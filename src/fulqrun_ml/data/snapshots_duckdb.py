@@ -66,7 +66,7 @@ def create_stage_spans(db: CRMDatabase, name: str = "stage_spans") -> str:
                    lead(changed_at) OVER w AS left_at,
                    (row_number() OVER w - 1)::DOUBLE AS stage_changes
             FROM stage_history
-            WINDOW w AS (PARTITION BY opportunity_id ORDER BY changed_at, _file, _row)
+            WINDOW w AS (PARTITION BY opportunity_id ORDER BY changed_at, _pos)
         ) WHERE left_at IS NULL OR left_at > entered_at
         """
     )
@@ -101,7 +101,7 @@ def deal_win_snapshots(
             FROM stage_history WHERE to_stage IN {CLOSED}
         ),
         meta(stage, stage_index, rep_probability) AS (VALUES {stage_meta})
-        SELECT s.opportunity_id, g.as_of, m.stage_index::BIGINT AS stage_index,
+        SELECT s.opportunity_id::VARCHAR AS opportunity_id, g.as_of, m.stage_index::BIGINT AS stage_index,
                m.rep_probability::DOUBLE AS rep_probability,
                (c.outcome = 'closed_won')::FLOAT AS label, c.closed_at AS label_time,
                s.stage, s.entered_at AS stage_entered_at, s.stage_changes
@@ -110,7 +110,7 @@ def deal_win_snapshots(
         JOIN meta m ON m.stage = s.stage
         JOIN closes c ON c.opportunity_id = s.opportunity_id
         WHERE c.closed_at <= g.as_of + INTERVAL {int(horizon_days)} DAY
-        ORDER BY g.as_of, s.opportunity_id
+        ORDER BY 2, 1
         """
     )
     return name
@@ -134,14 +134,14 @@ def lead_conversion_snapshots(
                    CASE WHEN list_contains({decided}, status) THEN updated_at END AS decided_at
             FROM leads
         )
-        SELECT l.id AS lead_id, g.as_of,
+        SELECT l.id::VARCHAR AS lead_id, g.as_of,
                (l.status = 'converted' AND coalesce(l.decided_at <= g.as_of + INTERVAL {int(horizon_days)} DAY, false))
                    ::FLOAT AS label,
                CASE WHEN l.decided_at <= g.as_of + INTERVAL {int(horizon_days)} DAY THEN l.decided_at
                     ELSE g.as_of + INTERVAL {int(horizon_days)} DAY END AS label_time
         FROM {grid} g
         JOIN l ON l.created_at <= g.as_of AND g.as_of < coalesce(l.decided_at, 'infinity'::TIMESTAMPTZ)
-        ORDER BY g.as_of, l.id
+        ORDER BY 2, 1
         """
     )
     return name
@@ -172,12 +172,12 @@ def account_snapshots(
             SELECT c.company_id, c.as_of, c.horizon_end, n.changed_at AS next_win
             FROM customers c ASOF LEFT JOIN wins n ON n.company_id = c.company_id AND c.as_of < n.changed_at
         )
-        SELECT company_id, as_of,
+        SELECT company_id::VARCHAR AS company_id, as_of,
                coalesce(next_win <= horizon_end, false)::FLOAT AS expansion,
                CASE WHEN next_win <= horizon_end THEN next_win ELSE horizon_end END AS label_time,
                1.0::FLOAT - coalesce(next_win <= horizon_end, false)::FLOAT AS churn
         FROM labelled
-        ORDER BY as_of, company_id
+        ORDER BY 2, 1
         """
     )
     return name
@@ -200,7 +200,8 @@ def revenue_series(
     frame = db.sql(
         f"""
         WITH bookings AS (
-            SELECT {group} AS "group", date_trunc('{unit}', h.changed_at::TIMESTAMP) AS period, o.value AS revenue
+            SELECT ({group})::VARCHAR AS "group", date_trunc('{unit}', h.changed_at::TIMESTAMP) AS period,
+                   o.value AS revenue
             FROM stage_history h
             JOIN opportunities o ON o.id = h.opportunity_id
             LEFT JOIN users u ON u.id = o.assigned_to
@@ -237,8 +238,8 @@ def create_touch_counts(db: CRMDatabase, entity_table: str, entity_column: str, 
                row_number() OVER ordered AS seq, lag(created_at) OVER ordered AS previous_at,
                count(*) OVER peers AS n_total, {running}
         FROM activities
-        WHERE related_id IN (SELECT DISTINCT {entity_column} FROM {entity_table})
-        WINDOW ordered AS (PARTITION BY related_id ORDER BY created_at, _file, _row),
+        WHERE related_id IN (SELECT DISTINCT {entity_column}::UUID FROM {entity_table})
+        WINDOW ordered AS (PARTITION BY related_id ORDER BY created_at, _pos),
                peers AS (PARTITION BY related_id ORDER BY created_at
                          RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
         """
@@ -277,10 +278,10 @@ def activity_sequences(
         f"""
         CREATE OR REPLACE TEMP TABLE {name} AS
         WITH idx AS (
-            SELECT i.{entity_column} AS entity, i.as_of, coalesce(c.seq, 0) AS last_seq
-            FROM (SELECT DISTINCT {entity_column}, as_of FROM {index_table}) i
+            SELECT i.entity, i.as_of, coalesce(c.seq, 0) AS last_seq
+            FROM (SELECT DISTINCT {entity_column}::UUID AS entity, as_of FROM {index_table}) i
             ASOF LEFT JOIN (SELECT related_id, created_at, max(seq) AS seq FROM {touches} GROUP BY 1, 2) c
-                ON c.related_id = i.{entity_column} AND i.as_of >= c.created_at
+                ON c.related_id = i.entity AND i.as_of >= c.created_at
         ),
         events AS (
             SELECT i.entity, i.as_of,
@@ -298,11 +299,11 @@ def activity_sequences(
               ON t.related_id = i.entity AND t.seq > i.last_seq - {int(max_len)} AND t.seq <= i.last_seq
             GROUP BY i.entity, i.as_of
         )
-        SELECT i.entity AS {entity_column}, i.as_of,
+        SELECT i.entity::VARCHAR AS {entity_column}, i.as_of,
                {fields},
                coalesce(len(e.events), 0)::BIGINT AS length
         FROM idx i LEFT JOIN events e ON e.entity = i.entity AND e.as_of = i.as_of
-        ORDER BY i.as_of, i.entity
+        ORDER BY 2, 1
         """
     )
     return name

@@ -47,7 +47,8 @@ def create_deal_features(
         f"""
         CREATE OR REPLACE TEMP TABLE {name} AS
         WITH idx AS (
-            SELECT DISTINCT opportunity_id, as_of, as_of - INTERVAL 14 DAY AS as_of_14d_ago FROM {index_table}
+            SELECT DISTINCT opportunity_id::UUID AS opportunity_id, as_of, as_of - INTERVAL 14 DAY AS as_of_14d_ago
+            FROM {index_table}
         ),
         touch_at AS (
             SELECT related_id, created_at, max(n_total) AS n_total, max(n_call) AS n_call, max(n_email) AS n_email,
@@ -84,7 +85,7 @@ def create_deal_features(
             LEFT JOIN users u ON u.id = o.assigned_to
             ASOF LEFT JOIN rep_record r ON r.rep = o.assigned_to AND i.as_of >= r.closed_at
         )
-        SELECT opportunity_id, as_of,
+        SELECT opportunity_id::VARCHAR AS opportunity_id, as_of,
                value::DOUBLE AS value,
                age_days AS deal_age_days,
                {_days_between("as_of", "entered_at")} AS days_in_stage,
@@ -105,7 +106,7 @@ def create_deal_features(
                last_touch AS source__activities, company_created AS source__company,
                rep_created AS source__rep_user, rep_last_close AS source__rep_record
         FROM joined
-        ORDER BY as_of, opportunity_id
+        ORDER BY 2, 1
         """
     )
     return name
