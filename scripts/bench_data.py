@@ -72,8 +72,12 @@ class PeakRSS:
 
 
 def _rss_summary(sampler: PeakRSS) -> dict[str, float]:
+    """Peak memory, and CPU seconds (user + system, this process and its finished children): on a shared
+    machine wall time includes waiting for a core, CPU time does not."""
     mib = 1024.0  # ru_maxrss is in KiB on Linux
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
+        "cpu_seconds": round(me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime, 2),
         "peak_rss_mib_self": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / mib, 1),
         "peak_rss_mib_largest_child": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / mib, 1),
         "peak_rss_mib_sampled_total": round(sampler.peak / 2**20, 1),
@@ -226,7 +230,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--opportunities", type=int, default=1_000_000)
     parser.add_argument("--baseline-opportunities", type=int, default=50_000)
-    parser.add_argument("--activity-rate", type=float, default=1.3, help="touch-rate scale (~20 per deal at 1.3)")
+    parser.add_argument(
+        "--activity-rate", type=float, default=1.4, help="touch-rate scale (~20 touches per deal at 1.4)"
+    )
     parser.add_argument("--per-shard", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", type=int, default=2, help="simulator processes")
@@ -234,6 +240,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "fulqrun_data_cache")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench_data.json")
+    parser.add_argument("--note", default="", help="conditions worth knowing, e.g. who else used the machine")
     # internal: one measured step in a child process
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--crm-dir", help=argparse.SUPPRESS)
@@ -270,6 +277,7 @@ def main() -> None:
     report = {
         "benchmark": "data at scale: all snapshots + deal-win features (DuckDB) from a sharded simulated CRM",
         "started_at": started,
+        "note": args.note,
         "scale": {
             "opportunities": args.opportunities,
             "rows_in": rows_in,
