@@ -33,12 +33,14 @@ from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.export.tensorrt import PLAN_FILE
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.forecasting.export import export_forecast_run
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT, git_commit
 from fulqrun_ml.registry.aliases import AliasChange, promote, rollback
 from fulqrun_ml.registry.commands import default_models_dir, models_main
 from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.scoring.command import main as score_main
+from fulqrun_ml.sequence.export import export_sequence_run
 from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.repository import (
@@ -164,8 +166,20 @@ def _sweep(argv: list[str]) -> dict[str, Any]:
 
 
 def _export(args: argparse.Namespace) -> None:
+    """Publish a run with the exporter of its kind: forecasters and sequence models have their own inputs and
+    graphs; every tabular task (binary or regression) goes through `export_run`."""
     run_dir = Path(args.run_dir) if args.run_dir else latest_run_dir()
-    version, parity = export_run(run_dir, Path(args.models_dir), args.name, args.optimize, args.quantize)
+    info_path = run_dir / "run_info.json"
+    task = json.loads(info_path.read_text()).get("task") if info_path.is_file() else None
+    special = {"revenue_forecast": export_forecast_run, "deal_win_sequence": export_sequence_run}
+    if task in special:
+        if args.optimize or args.quantize or args.tensorrt:
+            raise FulqrunMLError(f"--optimize/--quantize/--tensorrt apply to tabular models, not to a {task} run")
+        version, parity = special[task](run_dir, Path(args.models_dir), args.name or task)
+    else:
+        version, parity = export_run(
+            run_dir, Path(args.models_dir), args.name, args.optimize, args.quantize, tensorrt=args.tensorrt
+        )
     print(f"published {version.name} v{version.version} at {version.path} (parity max abs diff {parity:.2e})")
 
 
@@ -447,10 +461,13 @@ def main(argv: list[str] | None = None) -> int:
     p_export = sub.add_parser("export", help="export a run to ONNX and publish a model version")
     p_export.add_argument("--run-dir", help="training run directory (default: the newest under logs/)")
     p_export.add_argument("--models-dir", default="models")
-    p_export.add_argument("--name", default="deal_win")
+    p_export.add_argument("--name", help="registry model name (default: the run's task)")
     p_export.add_argument("--optimize", action="store_true", help="also write the ORT-optimised graph")
     p_export.add_argument(
         "--quantize", action="store_true", help="also write an INT8 graph; refuses to publish if AUC drops > 0.002"
+    )
+    p_export.add_argument(
+        "--tensorrt", action="store_true", help="also build a TensorRT engine (needs the tensorrt package and a GPU)"
     )
     sub.add_parser(
         "serve",

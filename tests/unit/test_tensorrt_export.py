@@ -92,3 +92,13 @@ def test_tensorrt_engine_matches_onnxruntime(published, trained_run, tmp_path):
     report = export_tensorrt(staging, _holdout_feeds(version, trained_run))
     assert (staging / PLAN_FILE).stat().st_size > 0
     assert report["max_abs_diff_vs_onnxruntime"] <= 2e-2 and report["rows_checked"] > 0
+
+
+@pytest.mark.skipif(TENSORRT_MISSING is None, reason="TensorRT is available here: the engine is built instead")
+def test_export_tensorrt_without_tensorrt_publishes_nothing(trained_run, tmp_path):
+    from fulqrun_ml.export.package import export_run
+    from fulqrun_ml.export.tensorrt import TensorRTUnavailableError
+
+    with pytest.raises(TensorRTUnavailableError, match="tensorrt"):
+        export_run(trained_run["run_dir"], tmp_path, "deal_win", tensorrt=True)
+    assert not (tmp_path / "deal_win").exists()

@@ -30,8 +30,16 @@ import torch
 from hydra.utils import instantiate
 
 from fulqrun_ml.errors import FulqrunMLError
-from fulqrun_ml.export.onnx_export import PARITY_ATOL, check_parity, export_onnx, isotonic_parity_atol, output_name
+from fulqrun_ml.export.onnx_export import (
+    PARITY_ATOL,
+    check_parity,
+    export_onnx,
+    isotonic_parity_atol,
+    output_name,
+    raw_feeds,
+)
 from fulqrun_ml.export.optimize import MAX_AUC_DROP, OPTIMIZED_FILE, QUANTIZED_FILE, optimize_onnx
+from fulqrun_ml.export.tensorrt import TensorRTUnavailableError, export_tensorrt, tensorrt_unavailable_reason
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.features.target import TargetScaling
 from fulqrun_ml.registry.store import ModelVersion, publish_version
@@ -92,6 +100,7 @@ def export_run(
     optimize: bool = False,
     quantize: bool = False,
     max_auc_drop: float = MAX_AUC_DROP,
+    tensorrt: bool = False,
 ) -> tuple[ModelVersion, float]:
     """Export, check parity, publish. Returns the new version and the parity max abs diff.
 
@@ -99,8 +108,12 @@ def export_run(
 
     `optimize` adds the ORT-optimised graph, `quantize` also an INT8 graph; both are checked on the holdout
     inside the staging directory, so a quantisation that costs more than `max_auc_drop` AUC publishes
-    nothing at all (QuantizationRejectedError)."""
+    nothing at all (QuantizationRejectedError). `tensorrt` also builds model.plan (GPU hosts with the
+    `tensorrt` package; see tensorrt.py), checked against onnxruntime in the staging directory; where it
+    cannot be built, nothing is published and the error says why."""
     run_dir = Path(run_dir)
+    if tensorrt and (reason := tensorrt_unavailable_reason()):
+        raise TensorRTUnavailableError(f"--tensorrt: cannot build a TensorRT engine here: {reason}")
     missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if missing:
         raise FulqrunMLError(f"{run_dir} is not a finished training run (missing {', '.join(missing)})")
@@ -148,6 +161,8 @@ def export_run(
             if "quantized" in report:
                 report["quantized"]["path"] = QUANTIZED_FILE
             (tmp / "optimization.json").write_text(json.dumps(report, indent=2))
+        if tensorrt:
+            export_tensorrt(tmp, raw_feeds(spec, holdout))
 
     # The headline holdout number of the task's kind (AUC for binary, RMSE/MAE in task units for regression).
     if target is not None:
