@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fulqrun_ml.models.forecaster import ConformalForecaster, NBeatsForecaster
+from fulqrun_ml.models.forecaster import ConformalForecaster, ForecastEnsemble, NBeatsForecaster
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -80,3 +80,15 @@ def test_conformal_wrapper_shifts_ends_keeps_order_and_clamps():
 def test_bad_quantiles_are_rejected(bad):
     with pytest.raises(ValueError, match="quantiles"):
         make_net(quantiles=bad)
+
+
+def test_ensemble_is_the_mean_of_its_members_and_stays_monotone():
+    members = [make_net(), make_net(hidden=8)]
+    with torch.no_grad():
+        for p in members[1].parameters():
+            p.normal_(0, 2)
+    ensemble = ForecastEnsemble(members).eval()
+    inputs = batch()
+    q = ensemble(*inputs)
+    torch.testing.assert_close(q, (members[0](*inputs) + members[1](*inputs)) / 2)
+    assert torch.all(q[..., 1:] >= q[..., :-1]) and ensemble.horizon == 3

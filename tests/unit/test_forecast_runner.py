@@ -25,6 +25,7 @@ def forecast_run(tmp_path_factory, compose_train) -> dict:
         "task=revenue_forecast",
         "model=nbeats",
         "data.level=[organization,region]",
+        "model.ensemble=2",
         "trainer.max_epochs=3",
         "trainer.enable_progress_bar=false",
         f"paths.root_dir={root}",
@@ -63,6 +64,8 @@ def test_run_dir_holds_backtest_calibration_and_lineage(forecast_run):
         assert sum(m["model"]["cells"] for m in by_level.values()) == np.isfinite(data["target"]).sum()
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["task"] == "revenue_forecast" and info["model"] == "nbeats" and info["data_hash"]
+    assert info["net_config"]["ensemble"] == 2 and len(info["member_epochs"]) == 2
+    assert (run_dir / "checkpoints" / "member_1").is_dir()  # members do not overwrite each other's checkpoints
     assert info["wandb_run_id"] and any((run_dir / "wandb").glob("offline-run-*"))
     windows = info["data_window"]
     assert windows["train"]["last_target"] < windows["val"]["first_target"]

@@ -22,9 +22,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from hydra.utils import instantiate
 
 from fulqrun_ml.errors import ExportParityError, FulqrunMLError
+from fulqrun_ml.forecasting.build import build_forecaster
 from fulqrun_ml.forecasting.windows import CALENDAR_FEATURES
 from fulqrun_ml.models.forecaster import ConformalForecaster
 from fulqrun_ml.registry.store import ModelVersion, publish_version
@@ -42,7 +42,7 @@ LINEAGE_KEYS += ("sizes", "epochs", "series", "data_window", "parameters")
 def load_calibrated_forecaster(run_dir: Path) -> ConformalForecaster:
     """The run's best network wrapped with its conformal offsets, in eval mode."""
     net_config = json.loads((run_dir / "net_config.json").read_text())
-    net = instantiate(net_config, _convert_="all")
+    net = build_forecaster(net_config)
     net.load_state_dict(torch.load(run_dir / "net_state.pt", weights_only=True))
     conformal = json.loads((run_dir / "conformal.json").read_text())
     offsets = torch.tensor(conformal["series_offsets"], dtype=torch.float32)

@@ -2,7 +2,7 @@
 
 Reached through `training.train.train`, which dispatches to `cfg.task.runner`. The run directory holds:
   checkpoints/          Lightning checkpoints (best by the task's monitor, last)
-  net_state.pt          the best backbone's weights (plain state_dict)
+  net_state.pt          the best backbone's weights (plain state_dict; all members of an ensemble)
   net_config.json       the backbone's full constructor config (with lookback, horizon, quantiles, sizes)
   conformal.json        CQR offsets fitted per level on the calibration period ([H, Q] each) and the
                         per-series table the graph applies; quantile levels, interval
@@ -33,9 +33,11 @@ from pytorch_lightning.loggers import WandbLogger
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.forecasting.backtest import backtest_report, local_forecasts
 from fulqrun_ml.forecasting.baselines import baseline_forecasters
+from fulqrun_ml.forecasting.build import build_forecaster
 from fulqrun_ml.forecasting.conformal import apply_offsets, fit_cqr_offsets, widest
 from fulqrun_ml.forecasting.datamodule import RevenueForecastDataModule
 from fulqrun_ml.forecasting.task import predict_quantiles
+from fulqrun_ml.models.forecaster import ForecastEnsemble
 from fulqrun_ml.project import git_commit
 
 log = logging.getLogger(__name__)
@@ -43,13 +45,16 @@ WAPE_REDUCTION_TARGET = 0.35
 COVERAGE_TARGET = (0.77, 0.83)
 
 
-def build_callbacks(cfg: DictConfig, extra: list[pl.Callback] | None) -> list[pl.Callback]:
+def build_callbacks(cfg: DictConfig, extra: list[pl.Callback] | None, member: int = 0) -> list[pl.Callback]:
     """The configured callbacks, watching the task's own metric: the shared callback config names the
-    deal-win metric, and which metric to watch is the task's decision, not the callback file's."""
+    deal-win metric, and which metric to watch is the task's decision, not the callback file's. Ensemble
+    members after the first checkpoint into their own subdirectory."""
     callbacks = []
     for c in (cfg.get("callbacks") or {}).values():
         if "monitor" in c:
             c = OmegaConf.merge(c, {"monitor": cfg.task.monitor, "mode": "min"})
+        if member and "dirpath" in c:
+            c = OmegaConf.merge(c, {"dirpath": f"{c.dirpath}/member_{member}"})
         callbacks.append(instantiate(c))
     return callbacks + list(extra or [])
 
@@ -93,28 +98,40 @@ def run(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> di
         "n_series": datamodule.n_series,
     }
     try:
-        net = instantiate(net_config, _convert_="all")
+        build_forecaster({**net_config, "ensemble": 1})
     except Exception as error:  # Hydra wraps the constructor's TypeError; say which choice is wrong
         raise FulqrunMLError(
             f"model={cfg.model.name} cannot be built as a forecaster (lookback/horizon/quantiles inputs); "
             "choose a forecasting model, e.g. model=nbeats"
         ) from error
+    n_members = int(cfg.model.get("ensemble", 1))
+    net_config["ensemble"] = n_members
     min_scale = float(net_config.get("min_scale", 1.0))
-    task = instantiate(cfg.task.module, net=net, quantiles=quantiles, min_scale=min_scale)
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()] if cfg.get("logger") else []
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg, extra_callbacks)
-    )
     config = OmegaConf.to_container(cfg, resolve=True)
     try:
         wandb_run = next((lg.experiment for lg in loggers if isinstance(lg, WandbLogger)), None)
         for lg in loggers:
             lg.log_hyperparams({"config": config, "data_hash": datamodule.data_hash, "sizes": datamodule.sizes})
-        trainer.fit(task, datamodule=datamodule)
+        members, epochs, best = [], [], ""
+        for i in range(n_members):
+            # Member 0 is the configured run (its checkpoints and logger); the others differ only by seed.
+            pl.seed_everything(cfg.seed + i, workers=True)
+            member = build_forecaster({**net_config, "ensemble": 1})
+            task = instantiate(cfg.task.module, net=member, quantiles=quantiles, min_scale=min_scale)
+            trainer: pl.Trainer = instantiate(
+                cfg.trainer,
+                logger=(loggers or False) if i == 0 else False,
+                callbacks=build_callbacks(cfg, extra_callbacks, member=i),
+            )
+            trainer.fit(task, datamodule=datamodule)
+            ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            trainer.test(task, datamodule=datamodule, ckpt_path=ckpt or None, weights_only=False, verbose=False)
+            members.append(task.net.eval())
+            epochs.append(trainer.current_epoch)
+            best = best or ckpt
         t_fit = time.perf_counter()
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
-        net = task.net.eval()
+        net = members[0] if n_members == 1 else ForecastEnsemble(members).eval()
 
         cal = datamodule.windows["calibration"]
         cal_raw = predict_quantiles(net, cal).astype(np.float64)
@@ -187,7 +204,8 @@ def run(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> di
             "git_commit": git_commit(),
             "wandb_run_id": run_id,
             "best_checkpoint": best,
-            "epochs": trainer.current_epoch,
+            "epochs": epochs[0],
+            "member_epochs": epochs,
             "sizes": datamodule.sizes,
             "series": {"levels": datamodule.levels, "freq": datamodule.freq, "season": datamodule.season},
             "data_window": {s: datamodule.split_window(s) for s in datamodule.origins},
