@@ -43,7 +43,9 @@ sys.path.insert(0, str(REPO / "src"))
 from fulqrun_ml.machine import machine_info  # noqa: E402
 from fulqrun_ml.tasks.binary import BinaryClassificationTask  # noqa: E402
 
-BACKBONES = ("mlp", "mlp_plr", "ft_transformer", "tabm")
+SEQUENCE_MODEL = "sequence_fusion"
+SEQUENCE_MAX_LEN = 32  # as configs/experiment/deal_win_sequence_fusion.yaml
+BACKBONES = ("mlp", "mlp_plr", "ft_transformer", "tabm", SEQUENCE_MODEL)
 INFERENCE_BATCHES = (1, 1024)
 
 
@@ -53,11 +55,13 @@ def net_kwargs(model_name: str) -> tuple[str, dict[str, Any]]:
     return config.pop("_target_"), config
 
 
-def build_net(model_name: str, n_continuous: int, cardinalities: list[int]) -> torch.nn.Module:
+def build_net(model_name: str, meta: dict[str, Any]) -> torch.nn.Module:
+    """The backbone as `fulqrun-ml train model=<name>` builds it: YAML arguments + data-dependent sizes."""
     target, kwargs = net_kwargs(model_name)
     module, _, cls = target.rpartition(".")
+    kwargs.update(meta.get("net_sizes", {}).get(model_name, {}))
     return getattr(importlib.import_module(module), cls)(
-        n_continuous=n_continuous, cardinalities=cardinalities, **kwargs
+        n_continuous=meta["n_continuous"], cardinalities=meta["cardinalities"], **kwargs
     )
 
 
@@ -67,12 +71,17 @@ def build_net(model_name: str, n_continuous: int, cardinalities: list[int]) -> t
 def prepare(out: Path, backbones: tuple[str, ...], overrides: tuple[str, ...] = ()) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     from fulqrun_ml.export.onnx_export import export_network
     from fulqrun_ml.project import CONFIG_DIR
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["logger=none", *overrides])
+    if SEQUENCE_MODEL in backbones:  # same snapshots and splits, plus each deal's activity sequence
+        OmegaConf.set_struct(cfg, False)
+        cfg.data._target_ = "fulqrun_ml.sequence.datamodule.DealWinSequenceDataModule"
+        cfg.data.max_len = SEQUENCE_MAX_LEN
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     spec = datamodule.spec
@@ -83,13 +92,19 @@ def prepare(out: Path, backbones: tuple[str, ...], overrides: tuple[str, ...] = 
         arrays[f"{split}_continuous"] = encoded["continuous"]
         arrays[f"{split}_categorical"] = encoded["categorical"]
         arrays[f"{split}_target"] = datamodule.frames[split]["label"].to_numpy(dtype=np.float32)
+        for key, values in getattr(datamodule, "sequences", {}).get(split, {}).items():
+            arrays[f"{split}_{key}"] = values
     np.savez_compressed(out / "data.npz", **arrays)
     meta = {"n_continuous": len(spec.spec.numeric), "cardinalities": list(spec.cardinalities)}
     meta["sizes"] = datamodule.sizes
+    if SEQUENCE_MODEL in backbones:
+        meta["net_sizes"] = {SEQUENCE_MODEL: {**datamodule.vocabulary.sizes, "max_len": SEQUENCE_MAX_LEN}}
+        meta["sequence_keys"] = sorted(datamodule.sequences["train"])
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     for name in backbones:
-        net = build_net(name, meta["n_continuous"], meta["cardinalities"]).eval()
-        (out / f"{name}.onnx").write_bytes(export_network(net, spec).SerializeToString())
+        if name != SEQUENCE_MODEL:  # its full graph takes sequence inputs; ORT timing covers the tabular nets
+            net = build_net(name, meta).eval()
+            (out / f"{name}.onnx").write_bytes(export_network(net, spec).SerializeToString())
     print(f"prepared {out}: {meta['sizes']}")
 
 
@@ -123,20 +138,31 @@ class StepTimer(pl.Callback):
 
 
 class DictBatches(TensorDataset):
-    """Whole batches as the dicts BinaryClassificationTask expects, indexed by a list of rows at once (as the
-    deal-win datamodule does): per-row collation would cap throughput at the Python loop, not the device."""
+    """Whole batches as the dicts the tasks expect, indexed by a list of rows at once (as the deal-win
+    datamodule does): per-row collation would cap throughput at the Python loop, not the device."""
+
+    def __init__(self, named: dict[str, torch.Tensor]) -> None:
+        super().__init__(*named.values())
+        self.keys = list(named)
 
     def __getitem__(self, index: list[int]) -> dict[str, torch.Tensor]:  # type: ignore[override]
-        continuous, categorical, target = super().__getitem__(torch.as_tensor(index))
-        return {"continuous": continuous, "categorical": categorical, "target": target}
+        return dict(zip(self.keys, super().__getitem__(torch.as_tensor(index)), strict=True))
 
 
-def loader(data: dict[str, np.ndarray], split: str, batch_size: int, shuffle: bool, steps: int = 0) -> DataLoader:
-    tensors = [torch.from_numpy(data[f"{split}_{k}"]) for k in ("continuous", "categorical", "target")]
+def split_arrays(data: dict[str, np.ndarray], split: str, with_sequences: bool) -> dict[str, torch.Tensor]:
+    keys = ["continuous", "categorical", "target"]
+    keys += [k.removeprefix(f"{split}_") for k in data if k.startswith(f"{split}_")] if with_sequences else []
+    return {k: torch.from_numpy(data[f"{split}_{k}"]) for k in dict.fromkeys(keys)}
+
+
+def loader(
+    data: dict[str, np.ndarray], split: str, batch_size: int, shuffle: bool, steps: int = 0, sequences: bool = False
+) -> DataLoader:
+    named = split_arrays(data, split, sequences)
     if steps:  # repeat the split so `steps` batches exist without restarting epochs mid-measurement
-        repeats = -(-steps * batch_size // len(tensors[0]))
-        tensors = [t.repeat(repeats, *([1] * (t.dim() - 1))) for t in tensors]
-    dataset = DictBatches(*tensors)
+        repeats = -(-steps * batch_size // len(named["target"]))
+        named = {k: t.repeat(repeats, *([1] * (t.dim() - 1))) for k, t in named.items()}
+    dataset = DictBatches(named)
     rows = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
     return DataLoader(dataset, sampler=BatchSampler(rows, batch_size, drop_last=shuffle), batch_size=None)
 
@@ -145,8 +171,12 @@ def train_throughput(
     name: str, meta: dict[str, Any], data: dict[str, np.ndarray], device: str, batch_size: int, steps: int
 ) -> dict[str, Any]:
     pl.seed_everything(0, workers=True)
-    net = build_net(name, meta["n_continuous"], meta["cardinalities"])
-    task = BinaryClassificationTask(net, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.01))
+    net = build_net(name, meta)
+    sequences = name == SEQUENCE_MODEL
+    task_class = BinaryClassificationTask
+    if sequences:
+        from fulqrun_ml.sequence.task import SequenceFusionTask as task_class
+    task = task_class(net, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.01))
     timer = StepTimer(warmup=min(10, steps // 5))
     trainer = pl.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
@@ -162,10 +192,10 @@ def train_throughput(
         callbacks=[timer],
     )
     started = time.perf_counter()
-    trainer.fit(task, train_dataloaders=loader(data, "train", batch_size, shuffle=True, steps=steps))
+    trainer.fit(task, train_dataloaders=loader(data, "train", batch_size, True, steps, sequences))
     wall = time.perf_counter() - started
     throughput = timer.samples_per_s()
-    validation = trainer.validate(task, dataloaders=loader(data, "val", 4096, shuffle=False), verbose=False)[0]
+    validation = trainer.validate(task, dataloaders=loader(data, "val", 4096, False, 0, sequences), verbose=False)[0]
     return {
         "model": name,
         "device": device,
@@ -198,18 +228,18 @@ def time_calls(call: Callable[[], Any], iterations: int, sync: bool) -> dict[str
     return {f"p{q}_ms": round(float(np.percentile(times_ms, q)), 4) for q in (50, 99)}
 
 
-def cuda_graph(net: torch.nn.Module, continuous: torch.Tensor, categorical: torch.Tensor) -> tuple[Any, torch.Tensor]:
+def cuda_graph(net: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[Any, torch.Tensor]:
     """Capture one forward pass as a CUDA graph: one launch replays every kernel, the usual cure for small,
     launch-bound models. Returns the graph and its static output tensor."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.inference_mode(), torch.cuda.stream(stream):
         for _ in range(3):
-            net(continuous, categorical)
+            net(**inputs)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.inference_mode(), torch.cuda.graph(graph):
-        output = net(continuous, categorical)
+        output = net(**inputs)
     return graph, output
 
 
@@ -217,23 +247,24 @@ def latency_at_batch(net: torch.nn.Module, onnx_path: Path, data: dict[str, np.n
     """Timings of one batch size on every engine available here, keyed by engine name."""
     import onnxruntime as ort
 
-    rows = np.arange(batch) % len(data["val_continuous"])  # tiles small validation sets up to the batch size
-    continuous = torch.from_numpy(data["val_continuous"][rows])
-    categorical = torch.from_numpy(data["val_categorical"][rows])
+    rows = torch.from_numpy(np.arange(batch) % len(data["val_target"]))  # tiles small splits up to the batch
+    with_sequences = getattr(net, "sequence", None) is not None  # tabular backbones take two tensors only
+    inputs = {k: v[rows] for k, v in split_arrays(data, "val", with_sequences).items() if k != "target"}
     iterations = 300 if batch == 1 else 100
     timings: dict[str, Any] = {}
     with torch.inference_mode():
-        timings["torch_cpu"] = time_calls(functools.partial(net, continuous, categorical), iterations, False)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    feeds = {"continuous": continuous.numpy(), "categorical": categorical.numpy()}
-    timings["onnxruntime_cpu"] = time_calls(functools.partial(session.run, None, feeds), iterations, False)
+        timings["torch_cpu"] = time_calls(functools.partial(net, **inputs), iterations, False)
+    if onnx_path.is_file():
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        feeds = {"continuous": inputs["continuous"].numpy(), "categorical": inputs["categorical"].numpy()}
+        timings["onnxruntime_cpu"] = time_calls(functools.partial(session.run, None, feeds), iterations, False)
     if torch.cuda.is_available():
         gpu_net = copy.deepcopy(net).cuda().eval()
-        c_gpu, k_gpu = continuous.cuda(), categorical.cuda()
+        on_gpu = {k: v.cuda() for k, v in inputs.items()}
         with torch.inference_mode():
-            timings["torch_cuda"] = time_calls(functools.partial(gpu_net, c_gpu, k_gpu), iterations, True)
-            eager = gpu_net(c_gpu, k_gpu)
-        graph, static_out = cuda_graph(gpu_net, c_gpu, k_gpu)
+            timings["torch_cuda"] = time_calls(functools.partial(gpu_net, **on_gpu), iterations, True)
+            eager = gpu_net(**on_gpu)
+        graph, static_out = cuda_graph(gpu_net, on_gpu)
         timings["torch_cuda_graph"] = time_calls(graph.replay, iterations, True)
         timings["torch_cuda_graph"]["max_abs_diff_vs_eager"] = float((static_out - eager).abs().max())
     return timings
@@ -241,7 +272,7 @@ def latency_at_batch(net: torch.nn.Module, onnx_path: Path, data: dict[str, np.n
 
 def inference_latency(name: str, meta: dict[str, Any], data: dict[str, np.ndarray], prepared: Path) -> list[dict]:
     torch.manual_seed(0)
-    net = build_net(name, meta["n_continuous"], meta["cardinalities"]).eval()
+    net = build_net(name, meta).eval()
     rows = []
     for batch in INFERENCE_BATCHES:
         for engine, timing in latency_at_batch(net, prepared / f"{name}.onnx", data, batch).items():

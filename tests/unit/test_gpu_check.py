@@ -9,25 +9,25 @@ import torch
 from fulqrun_ml.project import REPO_ROOT
 
 gpu_check = runpy.run_path(str(REPO_ROOT / "scripts" / "gpu_check.py"))
-TINY = ("data.source.n_opportunities=800", "data.source.n_companies=200", "data.source.n_reps=8")
+TINY = ("data.source.n_opportunities=500", "data.source.n_companies=150", "data.source.n_reps=6")
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     prepared = tmp_path_factory.mktemp("prepared")
-    gpu_check["prepare"](prepared, ("mlp",), TINY)
-    return gpu_check["run"](prepared, prepared / "out", ("mlp",), gpu_steps=8, cpu_steps=8)
+    gpu_check["prepare"](prepared, ("mlp", "sequence_fusion"), TINY)
+    return gpu_check["run"](prepared, prepared / "out", ("mlp", "sequence_fusion"), gpu_steps=8, cpu_steps=8)
 
 
 def test_every_backbone_is_trained_and_timed_on_cpu(report):
     cpu_rows = [r for r in report["training"] if r["device"] == "cpu"]
-    assert [r["model"] for r in cpu_rows] == ["mlp"]
+    assert [r["model"] for r in cpu_rows] == ["mlp", "sequence_fusion"]
     for row in cpu_rows:
         assert row["samples_per_s"] > 0 and 0 < row["final_train_loss"] < 5 and 0 <= row["val_auc"] <= 1
     engines = {(r["model"], r["engine"], r["batch"]) for r in report["inference"]}
-    for model in ("mlp",):
-        for batch in (1, 1024):
-            assert {(model, "torch_cpu", batch), (model, "onnxruntime_cpu", batch)} <= engines
+    for batch in (1, 1024):
+        assert {("mlp", "torch_cpu", batch), ("mlp", "onnxruntime_cpu", batch)} <= engines
+        assert ("sequence_fusion", "torch_cpu", batch) in engines  # with its activity sequences as inputs
     assert report["machine"]["cpu_count"] >= 1
 
 
