@@ -46,3 +46,14 @@ def test_pairs_and_errors():
         conformal_quantile(np.array([np.nan]), 0.8)
     with pytest.raises(FulqrunMLError, match="shape"):
         fit_cqr_offsets(np.zeros((3, 2)), np.zeros((3, 2, 4)), np.ones(3), QUANTILES)
+
+
+def test_wape_floor_matches_the_poisson_limit():
+    """Y = 5 x Poisson(100): E|Y - median| / E[Y] -> sqrt(2 / pi) / 10 ~ 0.080; more deals, lower floor."""
+    from fulqrun_ml.forecasting.noise_floor import compound_poisson_wape_floor
+
+    values = np.array([5.0])
+    assert compound_poisson_wape_floor(np.array([500.0]), values, draws=20000) == pytest.approx(0.0798, abs=0.004)
+    assert compound_poisson_wape_floor(np.array([5000.0]), values) < compound_poisson_wape_floor(
+        np.array([50.0]), values
+    )

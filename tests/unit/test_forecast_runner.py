@@ -57,6 +57,7 @@ def test_run_dir_holds_backtest_calibration_and_lineage(forecast_run):
             assert np.isfinite([m["wape"], m["mase"], m["pinball"]]).all() and 0.0 <= m["coverage"] <= 1.0
             assert m["cells"] == metrics["model"]["cells"] > 0  # every forecaster scored on the same cells
         check = metrics["target_check"]
+        assert 0 < check["noise_floor_wape"] < metrics["seasonal_naive"]["wape"]
         assert check["wape_reduction_vs_seasonal_naive"] == pytest.approx(
             1 - metrics["model"]["wape"] / metrics["seasonal_naive"]["wape"]
         )
@@ -102,3 +103,28 @@ def test_export_matches_pytorch_and_publishes(forecast_run, tmp_path):
 def test_export_refuses_an_unfinished_run(tmp_path):
     with pytest.raises(FulqrunMLError, match="missing"):
         export_forecast_run(tmp_path, tmp_path / "models")
+
+
+def test_leaderboard_times_the_graph_and_renders_rows(forecast_run):
+    from fulqrun_ml.forecasting.export import export_forecaster_onnx, load_calibrated_forecaster
+    from fulqrun_ml.forecasting.leaderboard import onnx_microseconds_per_row, render_forecast_markdown
+
+    run_dir = Path(forecast_run["run_dir"])
+    graph = export_forecaster_onnx(load_calibrated_forecaster(run_dir)).SerializeToString()
+    with np.load(run_dir / "backtest.npz") as data:
+        latency = onnx_microseconds_per_row(graph, {k: data[k] for k in data.files})
+    assert set(latency) == {"batch_1", "batch_1024"} and 0 < latency["batch_1024"] < latency["batch_1"]
+    m = forecast_run["metrics"]["region"]
+    board = {
+        "holdout": "backtest",
+        "targets": {"wape_reduction_vs_seasonal_naive": 0.35, "coverage_80": [0.77, 0.83]},
+        "settings": [{"freq": "W", "experiment": "x", "data": "tiny"}],
+        "rows": [
+            {"level": "region", "freq": "W", "model": "nbeats", **m["model"], "onnx_us_per_row": latency},
+            {"level": "region", "freq": "W", "model": "ses", **m["ses"], "fit_forecast_us_per_row": 5.0},
+        ],
+        "target_checks": [{"freq": "W", "level": "region", **m["target_check"]}],
+        "machine": {"cpu_model": "cpu", "cpu_count": 2, "load_average_1m_5m_15m": [0, 0, 0]},
+    }
+    text = render_forecast_markdown(board)
+    assert f"| region | nbeats | {m['model']['wape']:.3f} |" in text and "(fit+forecast)" in text

@@ -26,6 +26,7 @@ from fulqrun_ml.data.datamodule import BatchDictDataset, dataset_hash
 from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.task_snapshots import revenue_series
 from fulqrun_ml.errors import FulqrunMLError
+from fulqrun_ml.forecasting.noise_floor import won_deal_values
 from fulqrun_ml.forecasting.windows import (
     CALENDAR_FEATURES,
     SeriesPanel,
@@ -71,6 +72,7 @@ class RevenueForecastDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.panel: SeriesPanel | None = None
         self.series_level: np.ndarray = np.array([], dtype=object)  # level of each panel row
+        self.deal_values: np.ndarray = np.array([])  # won-deal values, for the WAPE noise floor
         self.origins: dict[str, np.ndarray] = {}
         self.windows: dict[str, dict[str, np.ndarray]] = {}
         self.data_hash: str | None = None
@@ -99,6 +101,7 @@ class RevenueForecastDataModule(pl.LightningDataModule):
         loaded = self.source()
         tables = loaded.tables if isinstance(loaded, SimulatedCRM) else loaded
         check_contract(tables)
+        self.deal_values = won_deal_values(tables)
         series = pd.concat(
             [
                 revenue_series(tables, freq=self.freq, by=lv).assign(

@@ -36,6 +36,7 @@ from fulqrun_ml.forecasting.baselines import baseline_forecasters
 from fulqrun_ml.forecasting.build import build_forecaster
 from fulqrun_ml.forecasting.conformal import apply_offsets, fit_cqr_offsets, widest
 from fulqrun_ml.forecasting.datamodule import RevenueForecastDataModule
+from fulqrun_ml.forecasting.noise_floor import compound_poisson_wape_floor
 from fulqrun_ml.forecasting.task import predict_quantiles
 from fulqrun_ml.models.forecaster import ForecastEnsemble
 from fulqrun_ml.project import git_commit
@@ -183,6 +184,12 @@ def run(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> di
                 rows=test_level == lv,
             )
             metrics[lv]["target_check"] = target_check(metrics[lv], interval)
+            test_mean = datamodule.panel.values[datamodule.series_level == lv, datamodule.test_start :].mean(axis=1)
+            floor = compound_poisson_wape_floor(test_mean, datamodule.deal_values, seed=cfg.seed)
+            metrics[lv]["target_check"]["noise_floor_wape"] = floor
+            metrics[lv]["target_check"]["max_reachable_wape_reduction"] = (
+                1.0 - floor / metrics[lv]["seasonal_naive"]["wape"]
+            )
         for lg in loggers:
             lg.log_metrics(
                 {
