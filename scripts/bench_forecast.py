@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Revenue-forecast leaderboard: N-HiTS-style forecaster vs seasonal naive, SES and Holt-Winters, per level.
 
-    .venv/bin/python scripts/bench_forecast.py                       # weekly (2-year CRM) + monthly (6-year CRM)
-    .venv/bin/python scripts/bench_forecast.py --freq W --levels rep # a subset
+    .venv/bin/python scripts/bench_forecast.py                           # weekly (2- and 6-year CRM), monthly (6-year)
+    .venv/bin/python scripts/bench_forecast.py --settings W-2y --levels rep  # a subset
     .venv/bin/python scripts/bench_forecast.py --max-epochs 5        # quicker, for a smoke check
 
 Writes reports/forecast_leaderboard.json (rows, target checks, machine info) and .md
@@ -29,7 +29,8 @@ from fulqrun_ml.project import REPO_ROOT
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--freq", nargs="+", default=[s.freq for s in DEFAULT_SETTINGS], choices=["W", "M"])
+    names = [s.name for s in DEFAULT_SETTINGS]
+    parser.add_argument("--settings", nargs="+", default=names, choices=names, help="table blocks to run")
     parser.add_argument("--levels", nargs="+", default=None, choices=["organization", "region", "rep"])
     parser.add_argument("--max-epochs", type=int, default=None, help="override the experiments' max_epochs")
     parser.add_argument("--seed", type=int, default=42)
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
 
-    settings = [s for s in DEFAULT_SETTINGS if s.freq in args.freq]
+    settings = [s for s in DEFAULT_SETTINGS if s.name in args.settings]
     if args.levels:
         settings = [dataclasses.replace(s, levels=tuple(args.levels)) for s in settings]
     board = run_forecast_leaderboard(args.workdir, settings, args.seed, args.max_epochs)

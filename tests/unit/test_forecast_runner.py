@@ -118,10 +118,24 @@ def test_leaderboard_times_the_graph_and_renders_rows(forecast_run):
     board = {
         "holdout": "backtest",
         "targets": {"wape_reduction_vs_seasonal_naive": 0.35, "coverage_80": [0.77, 0.83]},
-        "settings": [{"freq": "W", "experiment": "x", "data": "tiny"}],
+        "settings": [{"name": "W-tiny", "freq": "W", "experiment": "x", "data": "tiny"}],
         "rows": [
-            {"level": "region", "freq": "W", "model": "nbeats", **m["model"], "onnx_us_per_row": latency},
-            {"level": "region", "freq": "W", "model": "ses", **m["ses"], "fit_forecast_us_per_row": 5.0},
+            {
+                "level": "region",
+                "freq": "W",
+                "setting": "W-tiny",
+                "model": "nbeats",
+                **m["model"],
+                "onnx_us_per_row": latency,
+            },
+            {
+                "level": "region",
+                "freq": "W",
+                "setting": "W-tiny",
+                "model": "ses",
+                **m["ses"],
+                "fit_forecast_us_per_row": 5.0,
+            },
         ],
         "target_checks": [{"freq": "W", "level": "region", **m["target_check"]}],
         "machine": {"cpu_model": "cpu", "cpu_count": 2, "load_average_1m_5m_15m": [0, 0, 0]},
