@@ -16,6 +16,7 @@ from fulqrun_ml.data.task_builders import (
     lead_oracle_probability,
 )
 from fulqrun_ml.features.audit import LeakageError, audit_point_in_time
+from fulqrun_ml.features.close_timing_features import days_to_quarter_end
 
 BUILDERS = [DealWinBuilder(), CloseTimingBuilder(), LeadConversionBuilder(), AccountBuilder("expansion")]
 
@@ -93,3 +94,8 @@ def test_close_timing_baseline_is_learnt_on_train_only(tiny_crm, dates):
     fitted = builder.fit_baselines(frames)
     medians = frames["train"].groupby("stage_index")["label"].median()
     assert fitted["test"]["stage_median_days"].max() <= medians.max()  # the test labels (1e6) never leak in
+
+
+def test_days_to_quarter_end_reads_only_the_calendar():
+    as_of = pd.Series(pd.to_datetime(["2024-03-31 12:00", "2024-01-01 00:00", "2024-12-01 00:00"], utc=True))
+    np.testing.assert_allclose(days_to_quarter_end(as_of).to_numpy(), [0.5, 91.0, 31.0], atol=1e-3)

@@ -27,6 +27,7 @@ from fulqrun_ml.data.task_snapshots import (
     lead_conversion_snapshots,
 )
 from fulqrun_ml.features.account_features import ACCOUNT_FEATURES, compute_account_features
+from fulqrun_ml.features.close_timing_features import CLOSE_TIMING_FEATURES, compute_close_timing_features
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES, compute_deal_features
 from fulqrun_ml.features.lead_features import LEAD_FEATURES, compute_lead_features
 from fulqrun_ml.features.spec import FeatureSpec
@@ -107,12 +108,27 @@ class DealWinBuilder(SnapshotTaskBuilder):
 class CloseTimingBuilder(DealWinBuilder):
     """Open deal that closes within the horizon -> days until it closes (won or lost).
 
-    Regression on log1p(days); deals still open at the horizon are left out (as in deal win), so the model
+    Regression on days (standardised); deals still open at the horizon are left out (as in deal win), so the model
     answers "if it closes within the horizon, when?". The baseline is the training split's median days to
     close per stage: the rep's `close_date` cannot be one, because the CRM overwrites it without history
     and its stored value is usually the actual close date, known only later."""
 
-    name, kind, target_log1p = "close_timing", "regression", True
+    # Days, not log days: a network fitted to log1p(days) predicts a geometric mean, biased low in days
+    # (measured on the default simulator, MLP: RMSE 20.7 with log1p vs 18.9 on days; stage median 19.0).
+    name, kind, target_log1p = "close_timing", "regression", False
+    # The label *is* the label time: embargoing by it would drop exactly the long waits next to each split
+    # boundary (measured on the default simulator: validation mean 19.8 days vs 32.3 on test).
+    embargo_by_horizon = True
+
+    def __init__(self, feature_spec: FeatureSpec = CLOSE_TIMING_FEATURES) -> None:
+        super().__init__(feature_spec)
+
+    def features(self, tables: CRMTables, index: pd.DataFrame, with_sources: bool = False):
+        return compute_close_timing_features(tables, index, with_sources=with_sources)
+
+    def scoring_rows(self, tables: CRMTables, horizon_days: int) -> pd.DataFrame:
+        now = open_deals_as_of(tables, tables.extracted_at)
+        return now.merge(compute_close_timing_features(tables, now), on=["opportunity_id", "as_of"])
 
     def snapshots(self, tables: CRMTables, dates: list[pd.Timestamp], horizon_days: int) -> pd.DataFrame:
         frame = close_timing_targets(deal_win_snapshots(tables, dates, horizon_days))
