@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import runpy
 import signal
 import sys
@@ -123,6 +124,8 @@ def _train_main(argv: list[str]) -> None:
     @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
     def entry(cfg: DictConfig) -> float:
         result = train(cfg)
+        if "metrics" not in result:  # a DDP worker other than rank 0: rank 0 reports
+            return float("nan")
         print(f"run dir: {result['run_dir']}\nholdout AUC: {result['metrics']['model']['auc']:.4f}")
         print(f"next: fulqrun-ml export --run-dir {result['run_dir']}")
         return result["metrics"]["model"]["auc"]
@@ -452,6 +455,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     if argv and argv[0] == "train":
         _train_main(argv[1:])
+        return 0
+    if argv and "=" in argv[0] and "LOCAL_RANK" in os.environ:
+        # A DDP worker: Lightning re-runs this process's argv, which `train` had already reduced to the Hydra
+        # overrides (plus the hydra.run.dir it pins for the worker), so the `train` command word is gone.
+        _train_main(argv)
         return 0
     parser = argparse.ArgumentParser(
         prog="fulqrun-ml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
 from fulqrun_ml.data.contract import CRMTables, check_contract
+from fulqrun_ml.data.loaders import batch_loader
 from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.snapshots import snapshot_dates, time_split
 from fulqrun_ml.data.task_builders import DealWinBuilder, SnapshotTaskBuilder, TargetKind
@@ -91,9 +92,7 @@ class TabularDataModuleBase(pl.LightningDataModule):
             self._datasets[split] = BatchDictDataset(arrays)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self._datasets[split]
-        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-        return DataLoader(dataset, sampler=BatchSampler(sampler, self.batch_size, drop_last=False), batch_size=None)
+        return batch_loader(self._datasets[split], self.batch_size, shuffle, self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -110,6 +110,10 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         t_fit = time.perf_counter()
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        if trainer.world_size > 1:  # DDP: the rest (offline evaluation, files) is rank 0's alone
+            end_distributed(trainer)
+            if not trainer.is_global_zero:
+                return {"run_dir": str(out), "global_rank": trainer.global_rank}
 
         evaluation = evaluate_holdout(task.net, datamodule, cfg.task.get("calibration", "temperature"))
         metrics = dict(evaluation.metrics)
@@ -123,6 +127,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         run_id = next((lg.experiment.id for lg in loggers if hasattr(lg.experiment, "id")), None)
         summary = {
             "run_dir": str(out),
+            "world_size": trainer.world_size,
             "task": cfg.task.name,
             "target_kind": kind,
             "model": cfg.model.name,
@@ -233,6 +238,14 @@ def lightgbm_comparison(datamodule: TabularDataModuleBase, setting: str, seed: i
 
 def headline(metrics: dict[str, float], kind: str) -> str:
     return f"AUC {metrics['auc']:.4f}" if kind == "binary" else f"RMSE {metrics['rmse']:.4g} MAE {metrics['mae']:.4g}"
+
+
+def end_distributed(trainer: pl.Trainer) -> None:
+    """Leave the process group once every process has finished testing, so the offline holdout evaluation
+    on rank 0 (torchmetrics) computes locally instead of waiting for peers that have already exited."""
+    trainer.strategy.barrier("fit and test done")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def data_window(frames: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,37 @@
+"""DataLoaders over whole-batch datasets, on one process or sharded across DDP processes.
+
+Our datasets index a whole batch at once (a list of rows -> a dict of tensors), which is several times
+faster than per-row collation, so the loader's sampler yields lists of row numbers. Lightning cannot
+inject its DistributedSampler into that arrangement (`use_distributed_sampler: false` in
+configs/trainer/ddp.yaml), so under DDP each process shards the rows itself here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+
+
+class EpochBatchSampler(BatchSampler):
+    """A BatchSampler that passes Lightning's `set_epoch` on to its row sampler, so a DistributedSampler
+    draws a new shuffle each epoch (identically on every process)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+
+def batch_loader(dataset: Dataset, batch_size: int, shuffle: bool, trainer: Any = None, seed: int = 0) -> DataLoader:
+    """Batches of row lists; with a multi-process trainer, this process's disjoint share of the rows.
+
+    DistributedSampler pads the last share with a few repeated rows so every process runs the same number of
+    steps (DDP needs that); evaluation metrics are synchronised across processes by torchmetrics."""
+    world_size = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
+    if world_size > 1:
+        rows = DistributedSampler(
+            dataset, num_replicas=world_size, rank=int(trainer.global_rank), shuffle=shuffle, seed=seed
+        )
+    else:
+        rows = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    return DataLoader(dataset, sampler=EpochBatchSampler(rows, batch_size, drop_last=False), batch_size=None)
