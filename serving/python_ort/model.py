@@ -54,6 +54,9 @@ class TritonPythonModel:
         self.names = self.numeric + self.categorical
         self.numeric_set = set(self.numeric)
         self.n_numeric = len(self.numeric)
+        # Columns whose missing values the graph fills with the training median (user tables); NaN is fine there.
+        self.imputed = {f["name"] for f in spec["numeric"] if f.get("impute_missing")}
+        self.nan_allowed = np.array([name in self.imputed for name in self.numeric], dtype=bool)
         self.non_negative_index = [j for j, name in enumerate(self.numeric) if name in self.non_negative]
         self.max_batch_size = int(config.get("max_batch_size", 0))
         self.output_name = config["output"][0]["name"]
@@ -112,7 +115,7 @@ class TritonPythonModel:
         """The first bad field in rows [lo, hi) of the merged batch, as a message; None if all are fine."""
         for name in self.numeric:
             values = feeds[name][lo:hi]
-            if not np.isfinite(values).all():
+            if np.isinf(values).any() or (name not in self.imputed and np.isnan(values).any()):
                 return f"field '{name}': contains NaN or infinite values"
             if name in self.non_negative and (values < 0).any():
                 return f"field '{name}': must be >= 0"
@@ -138,7 +141,8 @@ class TritonPythonModel:
             categorical = np.concatenate([entry[2] for entry in valid])
             feeds = {name: numeric[:, j : j + 1] for j, name in enumerate(self.numeric)}
             feeds.update({name: categorical[:, j : j + 1] for j, name in enumerate(self.categorical)})
-            bad = ~np.isfinite(numeric).all(axis=1) | (numeric[:, self.non_negative_index] < 0).any(axis=1)
+            missing = np.isnan(numeric) & ~self.nan_allowed  # NaN only where the graph imputes it (user tables)
+            bad = (np.isinf(numeric) | missing).any(axis=1) | (numeric[:, self.non_negative_index] < 0).any(axis=1)
             decoded = {}
             try:
                 text = decode_utf8(categorical)

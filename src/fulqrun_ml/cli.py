@@ -120,15 +120,23 @@ def build_repositories(version: ModelVersion, serving: DictConfig, models_dir: P
     return cpu_repo, [c.name for c in configs]
 
 
+def headline(metrics: dict[str, float], digits: int = 4) -> str:
+    """The metric a run is judged by: AUC for binary tasks, RMSE and MAE for regression."""
+    if "auc" in metrics:
+        return f"AUC {metrics['auc']:.{digits}f}"
+    return f"RMSE {metrics['rmse']:.{digits}f}, MAE {metrics['mae']:.{digits}f}"
+
+
 def _train_main(argv: list[str]) -> None:
     @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
     def entry(cfg: DictConfig) -> float:
         result = train(cfg)
         if "metrics" not in result:  # a DDP worker other than rank 0: rank 0 reports
             return float("nan")
-        print(f"run dir: {result['run_dir']}\nholdout AUC: {result['metrics']['model']['auc']:.4f}")
+        print(f"run dir: {result['run_dir']}\nholdout {headline(result['metrics']['model'])}")
         print(f"next: fulqrun-ml export --run-dir {result['run_dir']}")
-        return result["metrics"]["model"]["auc"]
+        model = result["metrics"]["model"]
+        return model["auc"] if "auc" in model else -model["rmse"]  # Hydra sweepers maximise this
 
     if any(a.startswith("hparams_search=") for a in argv):
         _sweep(argv)
@@ -422,8 +430,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     same = same_data and result["metrics"]["model"] == recorded
     verdict = "identical" if same else "DIFFERENT"
     print(
-        f"{version.name} v{version.version}: data hash {'matches' if same_data else 'DIFFERS'}; holdout AUC "
-        f"{result['metrics']['model']['auc']:.6f} vs recorded {recorded['auc']:.6f}: {verdict}"
+        f"{version.name} v{version.version}: data hash {'matches' if same_data else 'DIFFERS'}; holdout "
+        f"{headline(result['metrics']['model'], 6)} vs recorded {headline(recorded, 6)}: {verdict}"
     )
     if lineage.get("git_commit", "").removesuffix("-dirty") != git_commit().removesuffix("-dirty"):
         print(f"note: recorded at commit {lineage.get('git_commit')}, now at {git_commit()}")

@@ -110,11 +110,11 @@ def evaluate_neural(model: str, holdout: Holdout, workdir: Path, overrides: Sequ
     run_dir = Path(summary["run_dir"])
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
-    temperature = float(load_calibration(run_dir)["temperature"])
+    calibration = load_calibration(run_dir)  # temperature or isotonic, as the run chose
     val, test = holdout.frames["val"], holdout.frames["test"]
-    val_probs = predict_probabilities(net, spec.encode(val), temperature)
-    test_probs = predict_probabilities(net, spec.encode(test), temperature)
-    graph = export_onnx(net, spec, temperature)
+    val_probs = predict_probabilities(net, spec.encode(val), calibration)
+    test_probs = predict_probabilities(net, spec.encode(test), calibration)
+    graph = export_onnx(net, spec, calibration=calibration)
     parity = check_parity(graph, test_probs, spec, test)
     scores = holdout_scores(val_probs, holdout.labels("val"), test_probs, holdout.labels("test"))
     scores["ece_uncalibrated"] = binary_report(predict_probabilities(net, spec.encode(test)), test["label"])["ece"]
@@ -127,7 +127,8 @@ def evaluate_neural(model: str, holdout: Holdout, workdir: Path, overrides: Sequ
         "parameters": sum(p.numel() for p in net.parameters()),
         "inference_us_per_row": onnx_microseconds_per_row(graph, spec, test),
         "inference_runtime": "onnxruntime (exported graph incl. preprocessing, 1 thread)",
-        "temperature": temperature,
+        "calibration": calibration.get("method", "none"),
+        "temperature": calibration.get("temperature"),
         "export_parity_max_abs_diff": parity,
         "net_config": summary["net_config"],
         "optimizer": OmegaConf.to_container(cfg.task.module.optimizer, resolve=True),

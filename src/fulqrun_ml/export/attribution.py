@@ -8,6 +8,8 @@ a test checks it against a real Triton server.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
@@ -16,13 +18,17 @@ from torch import nn
 
 from fulqrun_ml.export.onnx_export import ProbabilityModel
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.tasks.calibration import calibrator_from_record
 
 
 def ablation_effects(
-    net: nn.Module, spec: FittedFeatureSpec, frame: pd.DataFrame, temperature: float = 1.0
+    net: nn.Module, spec: FittedFeatureSpec, frame: pd.DataFrame, calibration: float | dict[str, Any] = 1.0
 ) -> pd.DataFrame:
-    """Per record and field: probability minus probability with that field at its baseline value."""
-    model = ProbabilityModel(net, temperature).eval()
+    """Per record and field: probability minus probability with that field at its baseline value.
+    `calibration` is a temperature or a calibration.json record (temperature or isotonic), as exported."""
+    if isinstance(calibration, float | int):
+        calibration = {"method": "temperature", "temperature": float(calibration)}
+    model = ProbabilityModel(net, calibrator=calibrator_from_record(calibration)).eval()
     encoded = spec.encode(frame)
     baseline = spec.encode(pd.DataFrame([spec.raw_baseline()]))
     continuous = torch.from_numpy(encoded["continuous"])
