@@ -68,6 +68,7 @@ def test_run_dir_holds_backtest_calibration_and_lineage(forecast_run):
     assert info["net_config"]["ensemble"] == 2 and len(info["member_epochs"]) == 2
     assert (run_dir / "checkpoints" / "member_1").is_dir()  # members do not overwrite each other's checkpoints
     assert info["wandb_run_id"] and any((run_dir / "wandb").glob("offline-run-*"))
+    assert info["wandb_artifacts"]["model"] == f"revenue_forecast-nbeats:run-{info['wandb_run_id']}"
     windows = info["data_window"]
     assert windows["train"]["last_target"] < windows["val"]["first_target"]
     assert windows["calibration"]["last_target"] < windows["test"]["first_target"]

@@ -36,7 +36,7 @@ RUN_FILES = ("run_info.json", "net_state.pt", "net_config.json", "conformal.json
 # ~1e-7 relative rounding, so this bounds real disagreement, not arithmetic noise.
 PARITY_TOLERANCE = 1e-5
 LINEAGE_KEYS = ("task", "model", "config", "net_config", "data_hash", "git_commit", "wandb_run_id", "run_dir")
-LINEAGE_KEYS += ("sizes", "epochs", "series", "data_window", "parameters")
+LINEAGE_KEYS += ("sizes", "epochs", "series", "data_window", "parameters", "wandb_artifacts")
 
 
 def load_calibrated_forecaster(run_dir: Path) -> ConformalForecaster:

@@ -10,8 +10,8 @@ Reached through `training.train.train`, which dispatches to `cfg.task.runner`. T
   backtest.npz          the test windows and the calibrated PyTorch forecasts (what export checks parity on)
   metrics.json          rolling-origin backtest per level: model (calibrated), model_raw, seasonal naive,
                         SES, Holt-Winters; WAPE, MASE, pinball, coverage; and the issue's target check
-  run_info.json         lineage (config, net config, data hash and window, git commit, W&B run id, sizes,
-                        timings); written last, so its presence marks a finished run
+  run_info.json         lineage (config, net config, data hash and window, git commit, W&B run id and
+                        dataset/model artifacts, sizes, timings); written last, so its presence marks a finished run
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from fulqrun_ml.forecasting.noise_floor import compound_poisson_wape_floor
 from fulqrun_ml.forecasting.task import predict_quantiles
 from fulqrun_ml.models.forecaster import ForecastEnsemble
 from fulqrun_ml.project import git_commit
+from fulqrun_ml.training.wandb_logging import log_artifacts
 
 log = logging.getLogger(__name__)
 WAPE_REDUCTION_TARGET = 0.35
@@ -240,8 +241,10 @@ def run(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> di
             forecast=forecasts["model"],
         )
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        summary["wandb_artifacts"] = None
         if wandb_run is not None:
             wandb_run.summary.update({f"target_check/{lv}": m["target_check"] for lv, m in metrics.items()})
+            summary["wandb_artifacts"] = log_artifacts(wandb_run, out, summary, metrics)
         summary["seconds"] = {
             "data": round(t_data - t_start, 3),
             "fit": round(t_fit - t_data, 3),
