@@ -78,3 +78,17 @@ def test_bad_revenue_names_the_field(weekly):
     bad.loc[3, "revenue"] = np.nan
     with pytest.raises(FulqrunMLError, match="field 'revenue'"):
         panel_from_series(bad)
+
+
+@pytest.mark.parametrize("freq", ["W", "M"])
+def test_future_calendar_continues_the_panel(tiny_crm, freq):
+    """The calendar a client computes for the next periods equals the panel's for periods it already holds."""
+    from fulqrun_ml.forecasting.windows import future_calendar
+
+    panel = panel_from_series(revenue_series(tiny_crm.tables, freq=freq, by="organization"))
+    origin = panel.n_periods - 4
+    np.testing.assert_array_equal(
+        future_calendar(panel.period_start[origin], freq, 3), panel.calendar[origin + 1 : origin + 4]
+    )
+    with pytest.raises(FulqrunMLError, match="field 'freq'"):
+        future_calendar(panel.period_start[0], "D", 3)

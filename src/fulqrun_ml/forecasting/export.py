@@ -2,7 +2,8 @@
 PyTorch in ONNX Runtime, and publish it atomically into the registry.
 
 Graph: inputs `history` [B, L] float32 (revenue per period, oldest first), `calendar` [B, H, C] float32
-(`windows.calendar_features` of the H periods to forecast), `series` [B] int64 (`series_index.json`
+(covariates of the H periods to forecast:
+`windows.future_calendar(last observed period, freq, H)`), `series` [B] int64 (`series_index.json`
 position + 1; 0 for a series the model has not seen); output `quantiles` [B, H, Q] float32 in revenue
 units, calibrated, monotone and non-negative. The batch axis is dynamic.
 

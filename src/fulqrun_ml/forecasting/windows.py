@@ -137,3 +137,14 @@ def make_windows(panel: SeriesPanel, origins: np.ndarray, lookback: int, horizon
         "target": target,
         "origin": o,
     }
+
+
+def future_calendar(last_period_start: pd.Timestamp, freq: str, horizon: int) -> np.ndarray:
+    """[H, C] calendar covariates of the H periods after the one starting at `last_period_start`: what a
+    client sends as the `calendar` input to forecast from today (the periods are not in any panel yet)."""
+    pandas_freq = {"W": "W-SUN", "M": "M"}.get(freq)
+    if pandas_freq is None:
+        raise FulqrunMLError(f"field 'freq': {freq!r} is not one of ('W', 'M')")
+    last = pd.Timestamp(last_period_start).tz_localize(None).to_period(pandas_freq)
+    periods = pd.period_range(last + 1, periods=horizon, freq=pandas_freq)
+    return calendar_features(periods.start_time.to_series(), periods.end_time.to_series())
