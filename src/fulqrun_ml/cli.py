@@ -121,9 +121,12 @@ def build_repositories(version: ModelVersion, serving: DictConfig, models_dir: P
 
 
 def headline(metrics: dict[str, float], digits: int = 4) -> str:
-    """The metric a run is judged by: AUC for binary tasks, RMSE and MAE for regression."""
+    """The metric a run is judged by: AUC for binary tasks, WAPE and interval coverage for forecasts, RMSE and
+    MAE for regression."""
     if "auc" in metrics:
         return f"AUC {metrics['auc']:.{digits}f}"
+    if "wape" in metrics:
+        return f"WAPE {metrics['wape']:.{digits}f}, coverage@80 {metrics['coverage']:.3f}"
     return f"RMSE {metrics['rmse']:.{digits}f}, MAE {metrics['mae']:.{digits}f}"
 
 
@@ -133,10 +136,12 @@ def _train_main(argv: list[str]) -> None:
         result = train(cfg)
         if "metrics" not in result:  # a DDP worker other than rank 0: rank 0 reports
             return float("nan")
-        print(f"run dir: {result['run_dir']}\nholdout {headline(result['metrics']['model'])}")
+        metrics = result["metrics"]  # forecasts report per level: the first level headlines
+        model = metrics["model"] if "model" in metrics else next(iter(metrics.values()))["model"]
+        print(f"run dir: {result['run_dir']}\nholdout {headline(model)}")
         print(f"next: fulqrun-ml export --run-dir {result['run_dir']}")
-        model = result["metrics"]["model"]
-        return model["auc"] if "auc" in model else -model["rmse"]  # Hydra sweepers maximise this
+        # Hydra sweepers maximise this.
+        return model["auc"] if "auc" in model else -model["wape"] if "wape" in model else -model["rmse"]
 
     if any(a.startswith("hparams_search=") for a in argv):
         _sweep(argv)

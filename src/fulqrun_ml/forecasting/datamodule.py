@@ -19,10 +19,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader
 
 from fulqrun_ml.data.contract import CRMTables, check_contract
 from fulqrun_ml.data.datamodule import BatchDictDataset, dataset_hash
+from fulqrun_ml.data.loaders import batch_loader
 from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.task_snapshots import revenue_series
 from fulqrun_ml.errors import FulqrunMLError
@@ -146,9 +147,7 @@ class RevenueForecastDataModule(pl.LightningDataModule):
         }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self._datasets[split]
-        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-        return DataLoader(dataset, sampler=BatchSampler(sampler, self.batch_size, drop_last=False), batch_size=None)
+        return batch_loader(self._datasets[split], self.batch_size, shuffle, self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

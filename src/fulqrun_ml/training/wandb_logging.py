@@ -32,7 +32,18 @@ log = logging.getLogger(__name__)
 HOLDOUT_TABLE_KEY = "holdout/predictions"
 # Non-personal columns only: ids are random UUIDs, the rest are deal facts and scores.
 HOLDOUT_ID_COLUMNS = ("opportunity_id", "as_of", "stage", "label")
-MODEL_ARTIFACT_FILES = ("net_state.pt", "net_config.json", "feature_spec.json", "calibration.json", "metrics.json")
+# Everything a version needs to be rebuilt from the artifact alone (forecasts: conformal offsets, series ids).
+MODEL_ARTIFACT_FILES = (
+    "net_state.pt",
+    "net_config.json",
+    "feature_spec.json",
+    "calibration.json",
+    "metrics.json",
+    "target.json",
+    "conformal.json",
+    "series_index.json",
+    "sequence_vocab.json",
+)
 
 
 def experiment_name(default: str = "none") -> str:
