@@ -236,7 +236,8 @@ def create_touch_counts(db: CRMDatabase, entity_table: str, entity_column: str, 
         CREATE OR REPLACE TEMP TABLE {name} AS
         SELECT related_id, created_at, type, direction,
                row_number() OVER ordered AS seq, lag(created_at) OVER ordered AS previous_at,
-               count(*) OVER peers AS n_total, {running}
+               count(*) OVER peers AS n_total, {running},
+               count(*) FILTER (WHERE direction = 'inbound') OVER peers AS n_inbound
         FROM activities
         WHERE related_id IN (SELECT DISTINCT {entity_column}::UUID FROM {entity_table})
         WINDOW ordered AS (PARTITION BY related_id ORDER BY created_at, _pos),

@@ -29,6 +29,7 @@ DEAL_WIN_FEATURES = FeatureSpec(
         NumericFeature("calls_total", "calls so far", log1p=True),
         NumericFeature("emails_total", "emails so far", log1p=True),
         NumericFeature("meetings_total", "meetings so far", log1p=True),
+        NumericFeature("inbound_total", "touches the customer started (replies, inbound calls) so far", log1p=True),
         NumericFeature("activities_per_week", "touch rate over the deal's life"),
         NumericFeature("days_since_last_activity", "days since the last touch (age if none)", log1p=True),
         NumericFeature("employee_count", "company head count", log1p=True),
@@ -64,6 +65,7 @@ FEATURE_SOURCE = {
             "calls_total",
             "emails_total",
             "meetings_total",
+            "inbound_total",
             "activities_per_week",
             "days_since_last_activity",
         ],
@@ -109,6 +111,8 @@ def _features_at(tables: CRMTables, opportunity_ids: np.ndarray, as_of: pd.Times
     by_deal = acts.groupby("related_id")
     recent = acts[acts["created_at"] > as_of - 14 * DAY].groupby("related_id").size()
     type_counts = acts.pivot_table(index="related_id", columns="type", values="id", aggfunc="count")
+    # Exports without the optional `direction` column load as "unknown": no inbound touches are counted.
+    inbound = acts[acts["direction"] == "inbound"] if "direction" in acts else acts.iloc[:0]
 
     def per_deal(series: pd.Series) -> np.ndarray:
         return series.reindex(opportunity_ids).fillna(0).to_numpy(dtype=np.float64)
@@ -148,6 +152,7 @@ def _features_at(tables: CRMTables, opportunity_ids: np.ndarray, as_of: pd.Times
             "calls_total": type_total("call"),
             "emails_total": type_total("email"),
             "meetings_total": type_total("meeting"),
+            "inbound_total": per_deal(inbound.groupby("related_id").size()),
             "activities_per_week": 7.0 * activities_total / np.maximum(age_days, 1.0),
             "days_since_last_activity": since_last,
             "employee_count": companies["employee_count"].to_numpy(dtype=np.float64),

@@ -52,7 +52,7 @@ def create_deal_features(
         ),
         touch_at AS (
             SELECT related_id, created_at, max(n_total) AS n_total, max(n_call) AS n_call, max(n_email) AS n_email,
-                   max(n_meeting) AS n_meeting
+                   max(n_meeting) AS n_meeting, max(n_inbound) AS n_inbound
             FROM {touches} GROUP BY 1, 2
         ),
         rep_closes AS (
@@ -72,7 +72,8 @@ def create_deal_features(
                    s.stage, s.entered_at, s.stage_changes,
                    coalesce(a.n_total, 0) AS n_total, coalesce(b.n_total, 0) AS n_total_14d_ago,
                    coalesce(a.n_call, 0) AS n_call, coalesce(a.n_email, 0) AS n_email,
-                   coalesce(a.n_meeting, 0) AS n_meeting, a.created_at AS last_touch,
+                   coalesce(a.n_meeting, 0) AS n_meeting, coalesce(a.n_inbound, 0) AS n_inbound,
+                   a.created_at AS last_touch,
                    c.employee_count, c.annual_revenue, c.industry, c.size, c.country, c.created_at AS company_created,
                    u.region, u.created_at AS rep_created,
                    coalesce(r.closed, 0) AS rep_closed, coalesce(r.wins, 0) AS rep_wins, r.closed_at AS rep_last_close
@@ -95,6 +96,7 @@ def create_deal_features(
                n_call::DOUBLE AS calls_total,
                n_email::DOUBLE AS emails_total,
                n_meeting::DOUBLE AS meetings_total,
+               n_inbound::DOUBLE AS inbound_total,
                7.0 * n_total / greatest(age_days, 1.0) AS activities_per_week,
                coalesce({_days_between("as_of", "last_touch")}, age_days) AS days_since_last_activity,
                employee_count::DOUBLE AS employee_count,
