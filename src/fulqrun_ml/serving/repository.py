@@ -2,9 +2,13 @@
 
 `config.pbtxt` is never hand-written: a typed `TritonModelConfig` becomes Triton's own protobuf
 (`tritonclient.grpc.model_config_pb2.ModelConfig`), so a wrong field name or type fails here, not in the
-server. One description yields both variants:
-  python-ort   CPU hosts: the Python backend runs `model.py` (template in serving/python_ort/) with
-               onnxruntime; validation errors name the field.
+server. One description (the version's metadata.json) yields every variant:
+  python-ort   CPU hosts, tabular models (one raw CRM column per input): the Python backend runs `model.py`
+               (template in serving/python_ort/) with onnxruntime; validation errors name the field.
+  python-tensor  CPU hosts, tensor-input models (metadata inputs carry a `shape`: the revenue forecaster, the
+               sequence fusion): the Python backend template in serving/python_tensor/ enforces
+               `serving_spec.json` (shapes with named/variable axes, NaN/inf, index ranges), written next to
+               model.onnx from the same metadata plus the files the version ships.
   onnxruntime  GPU hosts running the NGC Triton container: platform `onnxruntime_onnx`, KIND_GPU
                instances, same model.onnx, same inputs and outputs.
   tensorrt     GPU hosts, versions exported with `--tensorrt`: an ensemble `<name>` of
@@ -16,11 +20,12 @@ Layout (asserted by tests): <repo>/<model>/config.pbtxt and <repo>/<model>/<vers
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
@@ -28,13 +33,26 @@ from tritonclient.grpc import model_config_pb2 as pb
 from fulqrun_ml.project import TEMPLATE_DIR
 from fulqrun_ml.registry.store import ModelVersion
 
-Variant = Literal["python-ort", "onnxruntime", "onnxruntime-cpu", "tensorrt_plan", "ensemble"]
-VARIANTS: tuple[Variant, ...] = ("python-ort", "onnxruntime", "onnxruntime-cpu", "tensorrt_plan", "ensemble")
+Variant = Literal["python-ort", "python-tensor", "onnxruntime", "onnxruntime-cpu", "tensorrt_plan", "ensemble"]
+VARIANTS: tuple[Variant, ...] = (
+    "python-ort",
+    "python-tensor",
+    "onnxruntime",
+    "onnxruntime-cpu",
+    "tensorrt_plan",
+    "ensemble",
+)
+# Python-backend variants -> their model.py template directory under TEMPLATE_DIR.
+PYTHON_TEMPLATES = {"python-ort": "python_ort", "python-tensor": "python_tensor"}
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "onnxruntime-cpu": "onnxruntime_onnx", "tensorrt_plan": "tensorrt_plan"}
 GPU_VARIANTS = ("onnxruntime", "tensorrt_plan")
 DTYPES = {"float32": pb.TYPE_FP32, "string": pb.TYPE_STRING, "int64": pb.TYPE_INT64}
 # (file in the registry version, file in the Triton version directory)
 VERSION_FILES = (("model.onnx", "model.onnx"), ("feature_spec.json", "feature_spec.json"))
+# Files a tensor-input version may ship that say what its inputs mean; copied when present.
+TENSOR_COMPANIONS = ("feature_spec.json", "sequence_vocab.json", "series_index.json")
+SERVING_SPEC_FILE = "serving_spec.json"
+BATCH_AXIS = "batch"
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,10 @@ class EnsembleStep:
 class TensorSpec:
     name: str
     dtype: str  # a key of DTYPES
-    dims: tuple[int, ...] = (1,)  # without the batch dimension (max_batch_size > 0)
+    dims: tuple[int, ...] = (1,)  # without the batch dimension (max_batch_size > 0); -1 = variable
+    # What the model sees instead of `dims` (Triton's reshape): `()` for a graph input of shape [batch] only,
+    # because a batched Triton tensor needs at least one dim, so clients send [batch, 1].
+    reshape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +99,7 @@ class TritonModelConfig:
         if (self.variant == "ensemble") != bool(self.ensemble_steps):
             raise ValueError("an ensemble needs steps, and only an ensemble has steps")
         config = pb.ModelConfig(name=self.name, max_batch_size=self.max_batch_size)
-        if self.variant == "python-ort":
+        if self.variant in PYTHON_TEMPLATES:
             config.backend = "python"
         else:
             config.platform = PLATFORMS.get(self.variant, self.variant)
@@ -87,6 +108,9 @@ class TritonModelConfig:
             tensor.name = spec.name
             tensor.data_type = DTYPES[spec.dtype]
             tensor.dims.extend(spec.dims)
+            if spec.reshape is not None:
+                tensor.reshape.SetInParent()  # an empty shape must still be present
+                tensor.reshape.shape.extend(spec.reshape)
         if self.variant == "ensemble":  # the steps batch and schedule themselves
             for step in self.ensemble_steps:
                 proto_step = config.ensemble_scheduling.step.add(model_name=step.model_name, model_version=-1)
@@ -120,6 +144,86 @@ class TritonModelConfig:
         return text_format.MessageToString(self.to_proto())
 
 
+def is_tensor_model(metadata: dict[str, Any]) -> bool:
+    """True when the version's inputs are tensors (a `shape` in metadata), not one raw column per record."""
+    return any("shape" in entry for entry in (*metadata["inputs"], *metadata["outputs"]))
+
+
+def cpu_variant(version: ModelVersion) -> Variant:
+    """The Python-backend variant that serves this version on a CPU host."""
+    return "python-tensor" if is_tensor_model(version.metadata) else "python-ort"
+
+
+def metadata_shape(entry: dict[str, Any]) -> list[int | str | None]:
+    """A metadata input/output's shape, normalised: the batch axis first as "batch", then an int per fixed
+    axis, a name per named variable axis, None per free axis. Exporters write -1 or a name for a dynamic axis;
+    a tabular column (no `shape`) is [batch, 1]."""
+    name = entry["name"]
+    raw = entry.get("shape", [BATCH_AXIS, 1])
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"tensor '{name}': shape must be a non-empty list with the batch axis first, got {raw!r}")
+    if not (raw[0] == -1 or isinstance(raw[0], str)):
+        raise ValueError(f"tensor '{name}': the first axis must be the dynamic batch (-1 or a name), got {raw!r}")
+    shape: list[int | str | None] = [BATCH_AXIS]
+    for axis in raw[1:]:
+        if isinstance(axis, str) or (isinstance(axis, int) and axis > 0):
+            shape.append(axis)
+        elif axis == -1:
+            shape.append(None)
+        else:
+            raise ValueError(f"tensor '{name}': axis sizes are positive ints, -1 or a name, got {raw!r}")
+    return shape
+
+
+def tensor_spec(entry: dict[str, Any]) -> TensorSpec:
+    """The Triton description of one metadata input/output (batch axis dropped; variable axes -1)."""
+    dims = tuple(axis if isinstance(axis, int) else -1 for axis in metadata_shape(entry)[1:])
+    if entry["dtype"] not in DTYPES:
+        raise ValueError(f"tensor '{entry['name']}': dtype '{entry['dtype']}' is not one of {sorted(DTYPES)}")
+    if not dims:  # [batch] only: clients send [batch, 1], the graph gets [batch]
+        return TensorSpec(entry["name"], entry["dtype"], (1,), reshape=())
+    return TensorSpec(entry["name"], entry["dtype"], dims)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def serving_spec(version: ModelVersion) -> dict[str, Any]:
+    """What the python-tensor backend enforces per input: dtype, shape, NaN policy and value bounds.
+
+    Bounds come from the files the version ships: tabular columns from feature_spec.json (NaN only where
+    the graph imputes it, >= 0 where it takes log1p), event token indices from sequence_vocab.json
+    (0 padding, 1 unknown, 2.. the values seen in training), the `series` index from series_index.json
+    (0 unseen, 1..n the training series), the sequence length axis from the vocabulary's max_len. An index
+    outside its table would make onnxruntime's Gather fail or read garbage, so it is refused up front."""
+    meta = version.metadata
+    features = _read_json(version.path / "feature_spec.json")
+    numeric = {f["name"]: f for f in features.get("numeric", [])}
+    vocabulary = _read_json(version.path / "sequence_vocab.json")
+    known = vocabulary.get("known", {})
+    series = _read_json(version.path / "series_index.json")
+    inputs = []
+    for entry in meta["inputs"]:
+        name, dtype = entry["name"], entry["dtype"]
+        if dtype not in DTYPES:
+            raise ValueError(f"{version.name} input '{name}': dtype '{dtype}' is not one of {sorted(DTYPES)}")
+        rule: dict[str, Any] = {"name": name, "dtype": dtype, "shape": metadata_shape(entry)}
+        if name in numeric:
+            rule["allow_nan"] = bool(numeric[name].get("impute_missing"))
+            if numeric[name].get("log1p"):
+                rule["min"] = 0.0
+        if dtype == "int64" and name in known:
+            rule["min"], rule["max"] = 0, len(known[name]) + 1
+        elif dtype == "int64" and name == "series" and "groups" in series:
+            rule["min"], rule["max"] = 0, len(series["groups"])
+        inputs.append(rule)
+    named = {axis for rule in inputs for axis in rule["shape"][1:] if isinstance(axis, str)}
+    max_len = vocabulary.get("max_len")
+    axes = {axis: {"max": int(max_len) if axis == "length" and max_len else None} for axis in sorted(named)}
+    return {"model": version.name, "version": version.version, "inputs": inputs, "axes": axes}
+
+
 def config_for_version(
     version: ModelVersion,
     variant: Variant = "python-ort",
@@ -134,21 +238,38 @@ def config_for_version(
 ) -> TritonModelConfig:
     """The Triton description of a version, from the inputs/outputs recorded in its metadata.
 
-    `reasons_top_k > 0` describes the `<name>_reasons` endpoint (CPU variant only): same graph, plus a
-    `reasons` output with the top fields pushing each probability up and down."""
+    `reasons_top_k > 0` describes the `<name>_reasons` endpoint (python-ort only): same graph, plus a
+    `reasons` output with the top fields pushing each probability up and down. Tensor-input versions
+    (forecaster, sequence fusion) take `python-tensor` on CPU hosts; their shapes come from the metadata.
+    A forecaster's quantile levels travel as the config parameter `quantiles` (JSON), so clients can label
+    the [B, H, Q] output without reading the registry."""
     meta = version.metadata
-    outputs = tuple(TensorSpec(o["name"], o["dtype"]) for o in meta["outputs"])
-    parameters = {"ort_intra_op_threads": str(ort_intra_op_threads)} if variant == "python-ort" else {}
+    tensor_model = is_tensor_model(meta)
+    if tensor_model and variant == "python-ort":
+        raise ValueError(
+            f"{version.name} takes tensor inputs ({', '.join(i['name'] for i in meta['inputs'])}): "
+            "serve it with the python-tensor variant"
+        )
+    if not tensor_model and variant == "python-tensor":
+        raise ValueError(f"{version.name} takes raw CRM columns: serve it with the python-ort variant")
+    outputs = tuple(tensor_spec(o) for o in meta["outputs"])
+    parameters = {"ort_intra_op_threads": str(ort_intra_op_threads)} if variant in PYTHON_TEMPLATES else {}
+    if "quantiles" in meta:
+        parameters["quantiles"] = json.dumps([float(q) for q in meta["quantiles"]])
     name = version.name
     if reasons_top_k:
         if variant != "python-ort":
-            raise ValueError("reasons are computed by the Python backend: use the python-ort variant")
+            raise ValueError("reasons are computed by the Python backend for tabular models: use python-ort")
         name = f"{version.name}_reasons"
         outputs += (TensorSpec("reasons", "string"),)
         parameters["reasons_top_k"] = str(reasons_top_k)
+    version_files = VERSION_FILES
+    if tensor_model:
+        present = [f for f in TENSOR_COMPANIONS if (version.path / f).is_file()]
+        version_files = (("model.onnx", "model.onnx"), *((f, f) for f in present))
     return TritonModelConfig(
         name=name,
-        inputs=tuple(TensorSpec(i["name"], i["dtype"]) for i in meta["inputs"]),
+        inputs=tuple(tensor_spec(i) for i in meta["inputs"]),
         outputs=outputs,
         served_versions=tuple(served_versions),
         tensorrt_accelerator=tensorrt_accelerator,
@@ -158,6 +279,7 @@ def config_for_version(
         preferred_batch_sizes=tuple(preferred_batch_sizes),
         instance_count=instance_count,
         parameters=parameters,
+        version_files=version_files,
     )
 
 
@@ -184,14 +306,29 @@ class TritonRepositoryBuilder:
                 if not (version.path / source).is_file():
                     raise FileNotFoundError(f"{version.name} v{version.version} has no {source} for {config.name}")
                 shutil.copy2(version.path / source, version_dir / target)
-            if config.variant == "python-ort":
-                shutil.copy2(TEMPLATE_DIR / "python_ort" / "model.py", version_dir / "model.py")
+            if config.variant in PYTHON_TEMPLATES:
+                shutil.copy2(TEMPLATE_DIR / PYTHON_TEMPLATES[config.variant] / "model.py", version_dir / "model.py")
+            if config.variant == "python-tensor":
+                spec = serving_spec(version)
+                _check_interface(spec, config)
+                (version_dir / SERVING_SPEC_FILE).write_text(json.dumps(spec, indent=2))
         (staging / "config.pbtxt").write_text(config.to_pbtxt())
         if model_dir.exists():
             model_dir.rename(retired)
         staging.rename(model_dir)
         shutil.rmtree(retired, ignore_errors=True)
         return model_dir
+
+
+def _check_interface(spec: dict[str, Any], config: TritonModelConfig) -> None:
+    """Several versions share one config.pbtxt (A/B serving): each must have the inputs that config declares."""
+    declared = [(t.name, t.dtype) for t in config.inputs]
+    actual = [(rule["name"], rule["dtype"]) for rule in spec["inputs"]]
+    if declared != actual:
+        raise ValueError(
+            f"{spec['model']} v{spec['version']} inputs {actual} differ from the config's {declared}; "
+            "versions served together must take the same inputs"
+        )
 
 
 def tensorrt_ensemble_configs(
