@@ -48,6 +48,7 @@ from fulqrun_ml.serving.repository import (
     TritonModelConfig,
     TritonRepositoryBuilder,
     config_for_version,
+    cpu_variant,
     tensorrt_ensemble_configs,
 )
 from fulqrun_ml.serving.server import TritonServer
@@ -81,12 +82,16 @@ def _batching_options(serving: DictConfig) -> dict[str, Any]:
 
 
 def cpu_serving_configs(version: ModelVersion, serving: DictConfig) -> list[TritonModelConfig]:
-    """What this machine serves for a version: the fast endpoint and the `<name>_reasons` endpoint."""
+    """What this machine serves for a version: the fast endpoint and, for tabular models, the
+    `<name>_reasons` endpoint. Tensor-input models (revenue forecaster, sequence fusion) get the
+    python-tensor endpoint only: reasons ablate raw CRM columns, which they do not (all) take."""
     options = {
         **_batching_options(serving),
         "instance_count": serving.instance_count,
         "ort_intra_op_threads": serving.ort_intra_op_threads,
     }
+    if cpu_variant(version) == "python-tensor":
+        return [config_for_version(version, "python-tensor", **options)]
     return [
         config_for_version(version, "python-ort", **options),
         config_for_version(version, "python-ort", reasons_top_k=serving.reasons_top_k, **options),

@@ -1,5 +1,10 @@
 """Client SDK over `tritonclient`: records (dicts or a DataFrame) in, typed predictions out.
 
+Tensor-input models go through the same clients: `predict_forecast(history, calendar, series)` returns a
+typed `Forecast` ([B, H, Q] quantiles with their levels), the sequence-fusion model takes its records plus
+`sequences={"event_type": [B, L], ...}` in `predict` / `predict_detailed`, and `infer(arrays)` sends any
+named arrays and returns every output. Shapes are checked locally against the server's model metadata.
+
 Sync (`TritonPredictionClient`) and asyncio (`AsyncTritonPredictionClient`) clients, over HTTP or gRPC.
 They learn input names and types from the server's model metadata, so they carry no feature code: the
 preprocessing lives in the served graph. Records that cannot even be encoded (missing or unknown field,
@@ -30,6 +35,14 @@ from tritonclient.utils import InferenceServerException
 from fulqrun_ml.errors import FieldValidationError, ServingError
 
 FIELD_ERROR = re.compile(r"field '(?P<field>[^']+)': (?P<reason>.+)")
+# Triton core refuses some malformed requests before the backend sees them; its messages name the input too.
+TRITON_FIELD_ERRORS = (
+    (FIELD_ERROR, None),
+    (re.compile(r"unexpected shape for input '(?P<field>[^']+)' for model '[^']*'\. (?P<reason>Expected [^.]+)"), None),
+    (re.compile(r"input '(?P<field>[^']+)' data-type is (?P<reason>'[^']+', but model '[^']*' expects '[^']+')"), None),
+    (re.compile(r"missing required input\(s\) \['(?P<field>[^']+)'"), "missing input"),
+    (re.compile(r"unexpected inference input '(?P<field>[^']+)'"), "unknown input"),
+)
 NUMPY_DTYPES = {"FP32": np.float32, "INT64": np.int64, "BYTES": np.object_}
 # Worth retrying: the server (or a model being reloaded) is briefly unavailable or overloaded.
 RETRYABLE = ("unavailable", "503", "429", "502", "504", "connection", "timed out", "not ready", "overloaded")
@@ -52,6 +65,16 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class Forecast:
+    """A forecaster's answer: `quantiles[b, h, q]` in revenue units for window b, step h, level `levels[q]`."""
+
+    quantiles: np.ndarray
+    levels: tuple[float, ...]
+    model_name: str
+    model_version: str
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 4
     initial_backoff_s: float = 0.05
@@ -65,19 +88,29 @@ def _message(exc: Exception) -> str:
     return exc.message() if callable(getattr(exc, "message", None)) else str(exc)
 
 
+def field_error(message: str) -> FieldValidationError | None:
+    """The field a server error names (ours: "field 'x': ..."; Triton core's shape/dtype/missing/unknown input
+    messages), as a FieldValidationError; None when it names none."""
+    for pattern, fixed_reason in TRITON_FIELD_ERRORS:
+        match = pattern.search(message)
+        if match:
+            return FieldValidationError(match["field"], fixed_reason or match["reason"].strip())
+    return None
+
+
 def is_retryable(exc: Exception) -> bool:
     if isinstance(exc, InferenceServerException):
         text = f"{exc.status()} {_message(exc)}".lower()
-        return not FIELD_ERROR.search(_message(exc) or "") and any(m in text for m in RETRYABLE)
+        return field_error(_message(exc) or "") is None and any(m in text for m in RETRYABLE)
     return isinstance(exc, (ConnectionError, OSError, TimeoutError))
 
 
 def raise_for_server_error(exc: Exception) -> None:
     """Map a server error to FieldValidationError when it names a field, else ServingError."""
     message = _message(exc)
-    match = FIELD_ERROR.search(message or "")
-    if match:
-        raise FieldValidationError(match["field"], match["reason"].strip()) from None
+    error = field_error(message or "")
+    if error is not None:
+        raise error from None
     if is_retryable(exc):
         raise ServerUnavailableError(f"Triton unavailable: {message}") from None
     raise ServingError(f"Triton error: {message}") from None
@@ -106,6 +139,12 @@ class _ModelInterface:
     inputs: list[tuple[str, str]]
     outputs: list[str]
     max_batch_size: int
+    # Full shapes from the server's metadata, batch axis first (-1 = variable); [-1, 1] is one raw column.
+    shapes: dict[str, list[int]] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def is_column(self, name: str) -> bool:
+        return self.shapes.get(name, [-1, 1]) == [-1, 1]
 
     def encode(self, lib: Any, columns: Mapping[str, np.ndarray], model_name: str) -> list[Any]:
         names = {name for name, _ in self.inputs}
@@ -113,28 +152,46 @@ class _ModelInterface:
         if extra:
             raise FieldValidationError(extra[0], f"unknown field for model '{model_name}'")
         encoded = []
+        rows: tuple[str, int] | None = None
         for name, datatype in self.inputs:
             if name not in columns:
                 raise FieldValidationError(name, "missing field")
-            values = np.asarray(columns[name])
-            if datatype == "BYTES":
-                if pd.isna(values).any():
-                    raise FieldValidationError(name, "missing value")
-                array = values.astype(str).astype(np.object_)
-            else:
-                if values.dtype.kind == "b":
-                    raise FieldValidationError(name, f"expected a number ({datatype}), got true/false")
-                if values.dtype.kind not in "iuf":
-                    try:
-                        values = pd.to_numeric(values, errors="raise")
-                    except (ValueError, TypeError):
-                        raise FieldValidationError(name, f"expected a number ({datatype})") from None
-                array = np.asarray(values, dtype=NUMPY_DTYPES[datatype])
-            array = array.reshape(-1, 1)
+            array = self._array(name, datatype, np.asarray(columns[name]))
+            if rows is None:
+                rows = (name, array.shape[0])
+            elif array.shape[0] != rows[1]:
+                raise FieldValidationError(name, f"has {array.shape[0]} rows, field '{rows[0]}' has {rows[1]}")
             tensor = lib.InferInput(name, list(array.shape), datatype)
             tensor.set_data_from_numpy(array)
             encoded.append(tensor)
         return encoded
+
+    def _array(self, name: str, datatype: str, values: np.ndarray) -> np.ndarray:
+        """One input as the server expects it: a column [rows, 1], or a tensor of the metadata's shape."""
+        if datatype == "BYTES":
+            if pd.isna(values).any():
+                raise FieldValidationError(name, "missing value")
+            array = values.astype(str).astype(np.object_)
+        else:
+            if values.dtype.kind == "b":
+                raise FieldValidationError(name, f"expected a number ({datatype}), got true/false")
+            if values.dtype.kind not in "iuf":
+                try:
+                    values = np.asarray(pd.to_numeric(values.ravel(), errors="raise")).reshape(values.shape)
+                except (ValueError, TypeError):
+                    raise FieldValidationError(name, f"expected a number ({datatype})") from None
+            if datatype == "INT64" and values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+                raise FieldValidationError(name, "expected whole numbers (INT64 indices)")
+            array = np.asarray(values, dtype=NUMPY_DTYPES[datatype])
+        if self.is_column(name):
+            if array.ndim > 2 or (array.ndim == 2 and array.shape[1] != 1):
+                raise FieldValidationError(name, f"expected one value per record, got shape {list(array.shape)}")
+            return array.reshape(-1, 1)
+        expected = self.shapes[name]
+        fits = array.ndim == len(expected) and all(e in (-1, a) for e, a in zip(expected, array.shape, strict=True))
+        if not fits:
+            raise FieldValidationError(name, f"expected shape {expected} (-1: any size), got {list(array.shape)}")
+        return array
 
     def chunks(self, columns: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
         n_rows = len(next(iter(columns.values()))) if columns else 0
@@ -147,15 +204,15 @@ def _interface(meta: Mapping[str, Any], config: Mapping[str, Any]) -> _ModelInte
         inputs=[(i["name"], i["datatype"]) for i in meta["inputs"]],
         outputs=[o["name"] for o in meta["outputs"]],
         max_batch_size=int(config.get("max_batch_size", 0)) or 1024,
+        shapes={i["name"]: [int(d) for d in i.get("shape", [-1, 1])] for i in meta["inputs"]},
+        parameters={k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()},
     )
 
 
 def _predictions(result: Any, outputs: list[str], protocol: Protocol, default_name: str) -> list[Prediction]:
-    response = result.get_response() if protocol == "http" else result.get_response(as_json=True)
+    name, version = _served_by(result, protocol, default_name)
     probabilities = result.as_numpy(outputs[0]).reshape(-1)
     reasons = result.as_numpy("reasons").reshape(-1) if "reasons" in outputs else None
-    name = response.get("model_name", default_name)
-    version = str(response.get("model_version", ""))
     return [
         Prediction(
             probability=float(p),
@@ -165,6 +222,39 @@ def _predictions(result: Any, outputs: list[str], protocol: Protocol, default_na
         )
         for i, p in enumerate(probabilities)
     ]
+
+
+def _served_by(result: Any, protocol: Protocol, default_name: str) -> tuple[str, str]:
+    """(model name, model version) the server says answered."""
+    response = result.get_response() if protocol == "http" else result.get_response(as_json=True)
+    return response.get("model_name", default_name), str(response.get("model_version", ""))
+
+
+def _with_sequences(records: Records, sequences: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """Record columns plus per-record tensors (the sequence model's [rows, length] event arrays)."""
+    columns = record_columns(records)
+    for name, array in (sequences or {}).items():
+        if name in columns:
+            raise FieldValidationError(name, "given both as a record field and as a sequence array")
+        columns[name] = np.asarray(array)
+    return columns
+
+
+def _concatenated(results: list[Any], outputs: list[str]) -> dict[str, np.ndarray]:
+    if not results:  # no rows were sent
+        return {name: np.empty((0,), dtype=np.float32) for name in outputs}
+    return {name: np.concatenate([r.as_numpy(name) for r in results]) for name in outputs}
+
+
+def _forecast(
+    interface: _ModelInterface, arrays: dict[str, np.ndarray], served_by: tuple[str, str], output: str
+) -> Forecast:
+    levels = tuple(json.loads(interface.parameters.get("quantiles", "[]")))
+    return Forecast(quantiles=arrays[output], levels=levels, model_name=served_by[0], model_version=served_by[1])
+
+
+def _forecast_inputs(history: Any, calendar: Any, series: Any) -> dict[str, np.ndarray]:
+    return {"history": np.asarray(history), "calendar": np.asarray(calendar), "series": np.asarray(series)}
 
 
 class TritonPredictionClient:
@@ -217,22 +307,47 @@ class TritonPredictionClient:
     def inputs(self) -> list[tuple[str, str]]:
         return self.interface.inputs
 
-    def predict_detailed(self, records: Records, model_version: str | None = None) -> list[Prediction]:
-        """Typed predictions in record order (chunked to the server's max batch size)."""
-        columns = record_columns(records)
+    def _infer_chunks(self, columns: Mapping[str, np.ndarray], model_version: str | None) -> list[Any]:
+        """One server call per max-batch-size chunk, each validated locally first and retried if unavailable."""
         interface = self.interface
         version = self.model_version if model_version is None else model_version
         outputs = [self._lib.InferRequestedOutput(name) for name in interface.outputs]
-        results: list[Prediction] = []
+        results = []
         for chunk in interface.chunks(columns):
             inputs = interface.encode(self._lib, chunk, self.model_name)
-            result = self._call(self._client.infer, self.model_name, inputs, model_version=version, outputs=outputs)
-            results += _predictions(result, interface.outputs, self.protocol, self.model_name)
+            results.append(
+                self._call(self._client.infer, self.model_name, inputs, model_version=version, outputs=outputs)
+            )
         return results
 
-    def predict(self, records: Records, model_version: str | None = None) -> np.ndarray:
+    def predict_detailed(
+        self, records: Records, model_version: str | None = None, sequences: Mapping[str, np.ndarray] | None = None
+    ) -> list[Prediction]:
+        """Typed predictions in record order (chunked to the server's max batch size). `sequences`: the
+        sequence model's per-record event arrays ({"event_type": [rows, length], ...})."""
+        results = self._infer_chunks(_with_sequences(records, sequences), model_version)
+        outputs = self.interface.outputs
+        return [p for r in results for p in _predictions(r, outputs, self.protocol, self.model_name)]
+
+    def predict(
+        self, records: Records, model_version: str | None = None, sequences: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray:
         """Probabilities only, as a float32 array in record order."""
-        return np.array([p.probability for p in self.predict_detailed(records, model_version)], dtype=np.float32)
+        predictions = self.predict_detailed(records, model_version, sequences)
+        return np.array([p.probability for p in predictions], dtype=np.float32)
+
+    def infer(self, arrays: Mapping[str, Any], model_version: str | None = None) -> dict[str, np.ndarray]:
+        """Any model, raw: named input arrays (batch axis first) in, every output array out."""
+        results = self._infer_chunks({k: np.asarray(v) for k, v in arrays.items()}, model_version)
+        return _concatenated(results, self.interface.outputs)
+
+    def predict_forecast(self, history: Any, calendar: Any, series: Any, model_version: str | None = None) -> Forecast:
+        """Revenue quantiles: history [B, L], calendar [B, H, C] (`windows.future_calendar`), series [B]
+        (series_index.json position + 1, 0 for an unseen series) -> Forecast with quantiles [B, H, Q]."""
+        results = self._infer_chunks(_forecast_inputs(history, calendar, series), model_version)
+        arrays = _concatenated(results, self.interface.outputs)
+        served_by = _served_by(results[0], self.protocol, self.model_name) if results else (self.model_name, "")
+        return _forecast(self.interface, arrays, served_by, self.interface.outputs[0])
 
     def close(self) -> None:
         self._client.close()
@@ -286,23 +401,43 @@ class AsyncTritonPredictionClient:
             self._interface = _interface(meta, config if self.protocol == "http" else config["config"])
         return self._interface
 
-    async def predict_detailed(self, records: Records, model_version: str | None = None) -> list[Prediction]:
-        columns = record_columns(records)
+    async def _infer_chunks(self, columns: Mapping[str, np.ndarray], model_version: str | None) -> list[Any]:
         interface = await self.interface()
         version = self.model_version if model_version is None else model_version
         outputs = [self._lib.InferRequestedOutput(name) for name in interface.outputs]
-        results: list[Prediction] = []
+        results = []
         for chunk in interface.chunks(columns):
             inputs = interface.encode(self._lib, chunk, self.model_name)
-            result = await self._call(
-                self._client.infer, self.model_name, inputs, model_version=version, outputs=outputs
+            results.append(
+                await self._call(self._client.infer, self.model_name, inputs, model_version=version, outputs=outputs)
             )
-            results += _predictions(result, interface.outputs, self.protocol, self.model_name)
         return results
 
-    async def predict(self, records: Records, model_version: str | None = None) -> np.ndarray:
-        predictions = await self.predict_detailed(records, model_version)
+    async def predict_detailed(
+        self, records: Records, model_version: str | None = None, sequences: Mapping[str, np.ndarray] | None = None
+    ) -> list[Prediction]:
+        results = await self._infer_chunks(_with_sequences(records, sequences), model_version)
+        outputs = (await self.interface()).outputs
+        return [p for r in results for p in _predictions(r, outputs, self.protocol, self.model_name)]
+
+    async def predict(
+        self, records: Records, model_version: str | None = None, sequences: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        predictions = await self.predict_detailed(records, model_version, sequences)
         return np.array([p.probability for p in predictions], dtype=np.float32)
+
+    async def infer(self, arrays: Mapping[str, Any], model_version: str | None = None) -> dict[str, np.ndarray]:
+        results = await self._infer_chunks({k: np.asarray(v) for k, v in arrays.items()}, model_version)
+        return _concatenated(results, (await self.interface()).outputs)
+
+    async def predict_forecast(
+        self, history: Any, calendar: Any, series: Any, model_version: str | None = None
+    ) -> Forecast:
+        interface = await self.interface()
+        results = await self._infer_chunks(_forecast_inputs(history, calendar, series), model_version)
+        arrays = _concatenated(results, interface.outputs)
+        served_by = _served_by(results[0], self.protocol, self.model_name) if results else (self.model_name, "")
+        return _forecast(interface, arrays, served_by, interface.outputs[0])
 
     async def close(self) -> None:
         await self._client.close()
