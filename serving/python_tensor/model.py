@@ -208,4 +208,4 @@ class TritonPythonModel:
 
 def _dtype(triton_type):
     """Output numpy dtype from the config's data_type (TYPE_FP32 -> float32)."""
-    return pb_utils.triton_string_to_numpy(triton_type.replace("TYPE_", ""))
+    return pb_utils.triton_string_to_numpy(triton_type)

@@ -356,7 +356,7 @@ def test_sdk_maps_local_and_server_field_errors(served):
 def test_repository_holds_spec_and_gpu_variant(served):
     models, sequence = served["models"], served["sequence"]
     model_dir = models / "triton_repo" / "deal_win_sequence"
-    files = sorted(p.name for p in (model_dir / "1").iterdir())
+    files = sorted(p.name for p in (model_dir / "1").iterdir() if p.is_file())  # not the stub's __pycache__
     assert files == ["feature_spec.json", "model.onnx", "model.py", "sequence_vocab.json", "serving_spec.json"]
     spec = json.loads((model_dir / "1" / "serving_spec.json").read_text())
     assert spec["axes"] == {"length": {"max": MAX_LEN}}
