@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pandas as pd
 import pytest
+import requests
 import torch
 import tritonclient.http as httpclient
 from google.protobuf import text_format
@@ -33,7 +38,7 @@ from fulqrun_ml.models.sequence_fusion import SequenceFusion
 from fulqrun_ml.sequence.events import SequenceVocabulary
 from fulqrun_ml.sequence.export import export_sequence_run, fusion_probabilities, sequence_fields
 from fulqrun_ml.serving.client import AsyncTritonPredictionClient, TritonPredictionClient
-from fulqrun_ml.serving.server import TritonServer
+from fulqrun_ml.serving.server import TritonServer, free_port
 
 pytestmark = pytest.mark.integration
 MAX_BATCH = 16
@@ -376,3 +381,36 @@ def test_repository_holds_spec_and_gpu_variant(served):
         "delta_days",
         "age_days",
     )
+
+
+def test_serve_command_serves_the_forecaster(served):
+    """`fulqrun-ml serve model_name=revenue_forecast` (explicit model control, as users run it) answers the SDK."""
+    port = free_port()
+    ports = [f"serving.http_port={port}", f"serving.grpc_port={free_port()}", f"serving.metrics_port={free_port()}"]
+    overrides = ["model_name=revenue_forecast", "version=latest", f"paths.models_dir={served['models']}", *ports]
+    command = [sys.executable, "-m", "fulqrun_ml.cli", "serve", *overrides]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not model_ready(port, "revenue_forecast"):
+            assert process.poll() is None, process.stdout.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "fulqrun-ml serve did not become ready"
+            time.sleep(0.5)
+        windows = {k: v[:3] for k, v in served["windows"].items()}
+        with TritonPredictionClient(f"127.0.0.1:{port}", "revenue_forecast") as client:
+            got = client.predict_forecast(**windows).quantiles
+        np.testing.assert_allclose(got, local_forecast(served, windows), rtol=TOL, atol=TOL)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert b"serving revenue_forecast v1" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def model_ready(port: int, name: str) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/v2/models/{name}/ready", timeout=1).ok
+    except requests.RequestException:
+        return False
