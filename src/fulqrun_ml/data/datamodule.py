@@ -16,12 +16,11 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from fulqrun_ml.data.contract import CRMTables, check_contract
-from fulqrun_ml.data.loaders import batch_loader
+from fulqrun_ml.data.loaders import SplitBatchDataModule
 from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.snapshots import snapshot_dates, time_split
 from fulqrun_ml.data.task_builders import DealWinBuilder, SnapshotTaskBuilder, TargetKind
@@ -56,7 +55,7 @@ def dataset_hash(frame: pd.DataFrame) -> str:
     return hashlib.sha256(row_hashes.tobytes()).hexdigest()[:16]
 
 
-class TabularDataModuleBase(pl.LightningDataModule):
+class TabularDataModuleBase(SplitBatchDataModule):
     """What train() and export read from any tabular datamodule, and the tensors/loaders they share.
 
     Subclasses fill `frames` (raw rows per split, `label` in the task's units), `spec`, `target_kind`,
@@ -90,18 +89,6 @@ class TabularDataModuleBase(pl.LightningDataModule):
             arrays = self.spec.encode(self.frames[split])
             arrays["target"] = self.target(split)
             self._datasets[split] = BatchDictDataset(arrays)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return batch_loader(self._datasets[split], self.batch_size, shuffle, self.trainer)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
 
 class TabularSnapshotDataModule(TabularDataModuleBase):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytorch_lightning as pl
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 
@@ -35,3 +36,23 @@ def batch_loader(dataset: Dataset, batch_size: int, shuffle: bool, trainer: Any 
     else:
         rows = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
     return DataLoader(dataset, sampler=EpochBatchSampler(rows, batch_size, drop_last=False), batch_size=None)
+
+
+class SplitBatchDataModule(pl.LightningDataModule):
+    """A datamodule whose `setup` fills `_datasets[split]` with whole-batch datasets for train/val/test and
+    sets `batch_size`; the loaders follow (DDP-aware), so each datamodule writes only how it builds data."""
+
+    _datasets: dict[str, Dataset]
+    batch_size: int
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return batch_loader(self._datasets[split], self.batch_size, shuffle, self.trainer)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -18,12 +18,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import pytorch_lightning as pl
-from torch.utils.data import DataLoader
 
 from fulqrun_ml.data.contract import CRMTables, check_contract
 from fulqrun_ml.data.datamodule import BatchDictDataset, dataset_hash
-from fulqrun_ml.data.loaders import batch_loader
+from fulqrun_ml.data.loaders import SplitBatchDataModule
 from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.task_snapshots import revenue_series
 from fulqrun_ml.errors import FulqrunMLError
@@ -43,7 +41,7 @@ FREQS = ("W", "M")
 TENSOR_KEYS = ("history", "calendar", "series", "target")
 
 
-class RevenueForecastDataModule(pl.LightningDataModule):
+class RevenueForecastDataModule(SplitBatchDataModule):
     def __init__(
         self,
         source: Callable[[], SimulatedCRM | CRMTables],
@@ -145,15 +143,3 @@ class RevenueForecastDataModule(pl.LightningDataModule):
             "last_target": str(self.panel.period_start[last_target].date()),
             "windows": str(len(self.windows[split]["target"])),
         }
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return batch_loader(self._datasets[split], self.batch_size, shuffle, self.trainer)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -8,17 +8,14 @@ those scaled units, holdout reports (`tasks/metrics.regression_report`) in the t
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
 from fulqrun_ml.features.target import TargetScaling
-from fulqrun_ml.tasks.binary import OptimizerFactory, SchedulerFactory, predict_logits
+from fulqrun_ml.tasks.binary import predict_logits
+from fulqrun_ml.tasks.supervised import SupervisedTask
 
 # What a regression run can monitor for early stopping / checkpointing (train() checks the callbacks).
 MONITORED = ("val/rmse", "val/mae", "val/loss")
@@ -28,58 +25,20 @@ def regression_metrics(prefix: str) -> MetricCollection:
     return MetricCollection({"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()}, prefix=prefix)
 
 
-class RegressionTask(pl.LightningModule):
-    def __init__(
-        self,
-        net: nn.Module,
-        optimizer: OptimizerFactory,
-        scheduler: SchedulerFactory | None = None,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["net"], logger=False)
-        self.net = net
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.val_metrics = regression_metrics("val/")
-        self.test_metrics = regression_metrics("test/")
+class RegressionTask(SupervisedTask):
+    """One value per row out of the backbone, MSE on the standardised target, RMSE / MAE."""
 
-    def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        return self.net(continuous, categorical).squeeze(-1)
+    loss_name = "loss"
+
+    def metrics(self, prefix: str) -> MetricCollection:
+        return regression_metrics(prefix)
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         prediction = self(batch["continuous"], batch["categorical"])
         return prediction, F.mse_loss(prediction, batch["target"])
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        _, loss = self._step(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["target"].shape[0])
-        return loss
-
-    def _eval_step(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, prefix: str) -> None:
-        prediction, loss = self._step(batch)
-        metrics.update(prediction.float(), batch["target"].float())
-        self.log(f"{prefix}loss", loss, prog_bar=True, batch_size=batch["target"].shape[0])
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics, "val/")
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
-        self.val_metrics.reset()
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics, "test/")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
-        self.test_metrics.reset()
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+    def _update_metrics(self, metrics: MetricCollection, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        metrics.update(prediction.float(), target.float())
 
 
 def predict_values(net: torch.nn.Module, arrays: dict[str, np.ndarray], scaling: TargetScaling) -> np.ndarray:
