@@ -7,7 +7,19 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve
 
-from fulqrun_ml.evaluation.leaderboard import LeaderboardError, compose_experiment, run_leaderboard, write_leaderboard
+from fulqrun_ml.evaluation.external_sections import (
+    ExternalReportError,
+    forecast_section,
+    render_external_markdown,
+    sequence_section,
+)
+from fulqrun_ml.evaluation.leaderboard import (
+    LeaderboardError,
+    compose_experiment,
+    render_markdown,
+    run_leaderboard,
+    write_leaderboard,
+)
 from fulqrun_ml.evaluation.scoring import holdout_scores
 from fulqrun_ml.tasks.metrics import MetricInputError, accuracy_at, best_f1_threshold, lift_at, pr_auc
 
@@ -77,30 +89,121 @@ def test_holdout_scores_pick_the_threshold_on_validation_and_apply_it_to_the_hol
     assert scores["n"] == len(test_y)
 
 
+FORECAST_REPORT = {
+    "task": "revenue_forecast",
+    "targets": {"wape_reduction_vs_seasonal_naive": 0.35, "coverage_80": [0.77, 0.83]},
+    "rows": [
+        {"level": "organization", "freq": "W", "setting": "W-2y", "model": "nbeats", "wape": 0.367, "mase": 0.9},
+        {"level": "organization", "freq": "W", "setting": "W-2y", "model": "seasonal_naive", "wape": 0.45},
+    ],
+    "target_checks": [
+        {
+            "level": "organization",
+            "setting": "W-2y",
+            "wape_reduction_vs_seasonal_naive": 0.187,
+            "wape_target_met": False,
+        }
+    ],
+}
+SEQUENCE_REPORT = {
+    "git_commit": "abc123",
+    "seeds": [0, 1],
+    "summary": {
+        "model": {"auc": {"mean": 0.7612, "std": 0.004}},
+        "tabular_only": {"auc": {"mean": 0.7511, "std": 0.003}},
+        "auc_gain_pp": {"mean": 1.01, "std": 0.2},
+    },
+    "target_auc_gain_pp": 1.5,
+    "target_met": False,
+}
+
+
+def write_external_reports(reports: Path) -> tuple[Path, Path]:
+    reports.mkdir(parents=True, exist_ok=True)
+    forecast, sequence = reports / "forecast_leaderboard.json", reports / "sequence_fusion.json"
+    forecast.write_text(json.dumps(FORECAST_REPORT))
+    sequence.write_text(json.dumps(SEQUENCE_REPORT))
+    return forecast, sequence
+
+
 @pytest.mark.slow
 def test_leaderboard_runs_end_to_end_on_tiny_data(tmp_path):
-    """One tiny model plus every baseline: the report has every row, honest parity and real timings."""
+    """One tiny model per task plus every baseline: a section per task with its own reference rows, honest
+    parity and real timings, and the merged forecast/sequence sections in the same report."""
     tiny = ["data.source.n_opportunities=1500", "data.source.n_companies=300", "data.source.n_reps=10"]
     board = run_leaderboard(
         tmp_path / "runs",
         models=["mlp"],
         overrides=[*tiny, "trainer.max_epochs=2"],
         lightgbm_settings={"lightgbm_default": {}},
+        tasks=["deal_win", "lead_conversion"],
     )
-    rows = {r["name"]: r for r in board["rows"]}
+    assert list(board["sections"]) == ["deal_win", "lead_conversion"]
+    deal, lead = board["sections"]["deal_win"], board["sections"]["lead_conversion"]
+    rows = {r["name"]: r for r in deal["rows"]}
     assert set(rows) == {"mlp", "lightgbm_default", "logistic_regression", "rep", "oracle"}
-    for row in rows.values():
+    for row in [*deal["rows"], *lead["rows"]]:
         assert 0 <= row["auc"] <= 1 and 0 <= row["ece"] <= 1 and row["lift_at_10pct"] > 0, row["name"]
     mlp = rows["mlp"]
     assert mlp["export_parity_max_abs_diff"] <= 1e-5 and mlp["parameters"] > 0 and mlp["train_seconds"] > 0
     assert mlp["inference_us_per_row"]["batch_1"] > mlp["inference_us_per_row"]["batch_1024"] > 0
     assert rows["lightgbm_default"]["trees"] >= 1
-    assert board["targets"]["auc_ratio_to_oracle"] == pytest.approx(mlp["auc"] / rows["oracle"]["auc"])
+    assert deal["targets"]["auc_ratio_to_oracle"] == pytest.approx(mlp["auc"] / rows["oracle"]["auc"])
+    # Lead conversion: a different dataset, no rep probability, the simulator's lead oracle; only the
+    # "best neural >= LightGBM" target applies to it.
+    lead_rows = {r["name"]: r for r in lead["rows"]}
+    assert set(lead_rows) == {"mlp", "lightgbm_default", "logistic_regression", "oracle"}
+    assert lead["data"]["data_hash"] != deal["data"]["data_hash"] and lead["horizon_days"] == 60
+    assert lead_rows["mlp"]["n"] == lead["data"]["sizes"]["test_rows"]
+    assert "beats_lightgbm" in lead["targets"] and "auc_ratio_to_oracle" not in lead["targets"]
+    assert "ece_met" not in lead["targets"]
+
+    forecast, sequence = write_external_reports(tmp_path / "reports")
+    board["forecast"], board["sequence"] = forecast_section(forecast), sequence_section(sequence)
     json_path, md_path = write_leaderboard(board, tmp_path / "reports")
-    assert json.loads(json_path.read_text())["data"]["data_hash"] == board["data"]["data_hash"]
-    assert all(f"| {name} |" in md_path.read_text() for name in rows)
+    saved = json.loads(json_path.read_text())
+    assert saved["sections"]["lead_conversion"]["data"]["data_hash"] == lead["data"]["data_hash"]
+    assert saved["forecast"]["rows"] == FORECAST_REPORT["rows"]
+    markdown = md_path.read_text()
+    assert "## deal_win" in markdown and "## lead_conversion" in markdown
+    assert all(f"| {name} |" in markdown for name in [*rows, *lead_rows])
+    assert "forecast_leaderboard.json" in markdown and "sequence_fusion.json" in markdown
+
+
+def test_external_sections_carry_numbers_provenance_and_targets(tmp_path):
+    forecast, sequence = write_external_reports(tmp_path)
+    fsec, ssec = forecast_section(forecast), sequence_section(sequence)
+    assert fsec["source_file"] == "forecast_leaderboard.json" and fsec["generated_at_from"] == "file modification time"
+    assert fsec["target_checks"][0]["wape_target_met"] is False
+    assert ssec["summary"]["model"]["auc"]["mean"] == 0.7612 and ssec["report_git_commit"] == "abc123"
+    forecast_md = "\n".join(render_external_markdown(fsec))
+    assert "| organization | W | W-2y | nbeats | 0.367 | 0.900 |" in forecast_md
+    assert "0.187" in forecast_md and "not met" in forecast_md
+    sequence_md = "\n".join(render_external_markdown(ssec))
+    assert "| model | 0.7612 ± 0.0040 |" in sequence_md and "| tabular_only | 0.7511 ± 0.0030 |" in sequence_md
+    assert "gain 1.01 pp — not met" in sequence_md
+
+
+def test_external_sections_name_the_missing_file_or_field(tmp_path):
+    with pytest.raises(ExternalReportError, match=r"forecast_leaderboard\.json: report not found"):
+        forecast_section(tmp_path / "forecast_leaderboard.json")
+    broken = tmp_path / "sequence_fusion.json"
+    broken.write_text(json.dumps({**SEQUENCE_REPORT, "summary": {"model": {"auc": 0.7}}}))
+    with pytest.raises(ExternalReportError, match=r"summary\.tabular_only\.auc"):
+        sequence_section(broken)
+    broken.write_text(json.dumps({k: v for k, v in FORECAST_REPORT.items() if k != "rows"}))
+    with pytest.raises(ExternalReportError, match="field 'rows' missing"):
+        forecast_section(broken)
+
+
+def test_regression_task_is_refused_by_name(tmp_path):
+    with pytest.raises(LeaderboardError, match="close_timing"):
+        run_leaderboard(tmp_path, models=["mlp"], tasks=["close_timing"], overrides=["data.source.n_opportunities=300"])
 
 
 def test_unknown_model_is_named():
     with pytest.raises(LeaderboardError, match="no_such_model"):
         compose_experiment("no_such_model", Path("unused"))
+    with pytest.raises(LeaderboardError, match="no_such_task"):
+        compose_experiment("mlp", Path("unused"), task="no_such_task")
+    assert callable(render_markdown)

@@ -1,10 +1,13 @@
-"""The deal-win leaderboard: every neural backbone and every baseline scored on one time-based holdout.
+"""The model leaderboard: per task, every neural backbone and every baseline scored on one time-based holdout.
 
 Each neural model is trained by the real entry point (`training.train.train` on the composed
-`experiment=deal_win_<model>` config, no logger), then evaluated the way it ships: calibrated with the
+`experiment=<task>_<model>` config, no logger), then evaluated the way it ships: calibrated with the
 run's temperature, exported to the single raw-columns ONNX graph, parity-checked, and timed in ONNX Runtime.
-LightGBM (default and one light setting), the rep's own probability and, on simulated data, the oracle are
-scored on the same validation/holdout rows. The best-F1 threshold of every row is chosen on validation.
+LightGBM (default and one light setting), logistic regression and the task's model-free reference scores
+(the rep's own probability where the task has one; the oracle where the simulator provides it) are scored on
+the same validation/holdout rows. The best-F1 threshold of every row is chosen on validation.
+The forecaster and the sequence fusion have their own (long) benchmarks; their committed reports are merged
+into the same board by `external_sections.py` rather than re-run here.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fulqrun_ml.data.datamodule import DealWinDataModule
+from fulqrun_ml.data.datamodule import TabularSnapshotDataModule
 from fulqrun_ml.errors import FulqrunMLError
+from fulqrun_ml.evaluation.external_sections import render_external_markdown
 from fulqrun_ml.evaluation.latency import onnx_microseconds_per_row
 from fulqrun_ml.evaluation.lightgbm_baseline import (
     LIGHTGBM_SETTINGS,
@@ -45,10 +49,11 @@ from fulqrun_ml.tasks.metrics import binary_report
 from fulqrun_ml.training.train import train
 
 log = logging.getLogger(__name__)
-TASK = "deal_win"
+DEFAULT_TASKS = ("deal_win", "lead_conversion")
 NEURAL_MODELS = ("mlp", "mlp_plr", "ft_transformer", "tabm")
-REFERENCE_COLUMNS = {"rep": "rep_probability", "oracle": "oracle_probability"}
-# The issue's targets, checked (not asserted) in every report.
+# The issue's targets, checked (not asserted) in every report. The oracle-ratio, ECE and rep targets are the
+# deal-win ones; "best neural >= LightGBM" applies to every binary task on the board.
+ORACLE_TARGET_TASKS = frozenset({"deal_win"})
 TARGET_AUC_RATIO_TO_ORACLE = 0.97
 TARGET_ECE = 0.02
 
@@ -66,20 +71,23 @@ class Holdout:
     arrays: dict[str, dict[str, np.ndarray]]
     data_hash: str
     sizes: dict[str, int]
+    baseline_columns: dict[str, str]
 
     def labels(self, split: str) -> np.ndarray:
         return self.frames[split]["label"].to_numpy(dtype=np.float64)
 
 
-def compose_experiment(model: str, output_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """`experiment=deal_win_<model>` composed from the real configs, no experiment logger, quiet trainer."""
-    if not (CONFIG_DIR / "experiment" / f"{TASK}_{model}.yaml").is_file():
-        raise LeaderboardError(f"model '{model}': no configs/experiment/{TASK}_{model}.yaml")
+def compose_experiment(
+    model: str, output_dir: Path, overrides: Sequence[str] = (), task: str = "deal_win"
+) -> DictConfig:
+    """`experiment=<task>_<model>` composed from the real configs, no experiment logger, quiet trainer."""
+    if not (CONFIG_DIR / "experiment" / f"{task}_{model}.yaml").is_file():
+        raise LeaderboardError(f"task '{task}', model '{model}': no configs/experiment/{task}_{model}.yaml")
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return compose(
             "train",
             overrides=[
-                f"experiment={TASK}_{model}",
+                f"experiment={task}_{model}",
                 "logger=none",
                 f"paths.output_dir={output_dir}",
                 "trainer.enable_progress_bar=false",
@@ -90,22 +98,33 @@ def compose_experiment(model: str, output_dir: Path, overrides: Sequence[str] = 
 
 def load_holdout(cfg: DictConfig) -> Holdout:
     """Build the dataset once, as `train` does, for the baselines and the validation-side thresholds."""
-    datamodule: DealWinDataModule = instantiate(cfg.data)
+    datamodule: TabularSnapshotDataModule = instantiate(cfg.data)
+    if datamodule.target_kind != "binary":
+        # Regression rows (MAE/RMSE/R², their baseline, LightGBM regressor) are not on the board yet.
+        raise LeaderboardError(
+            f"task '{cfg.task.name}': kind '{datamodule.target_kind}' is not supported by the leaderboard yet; "
+            "use binary tasks (deal_win, lead_conversion, account_expansion)"
+        )
     datamodule.setup("fit")
     spec = datamodule.spec
     arrays = {}
     for split, frame in datamodule.frames.items():
         arrays[split] = {**spec.encode(frame), "target": frame["label"].to_numpy(dtype=np.float32)}
-    return Holdout(spec, datamodule.frames, arrays, datamodule.data_hash, datamodule.sizes)
+    return Holdout(
+        spec, datamodule.frames, arrays, datamodule.data_hash, datamodule.sizes, dict(datamodule.baseline_columns)
+    )
 
 
-def evaluate_neural(model: str, holdout: Holdout, workdir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def evaluate_neural(
+    model: str, holdout: Holdout, workdir: Path, overrides: Sequence[str] = (), task: str = "deal_win"
+) -> dict[str, Any]:
     """Train one experiment, then score, export, parity-check and time what it would publish."""
-    cfg = compose_experiment(model, workdir / model, overrides)
+    cfg = compose_experiment(model, workdir / task / model, overrides, task)
     summary = train(cfg)
     if summary["data_hash"] != holdout.data_hash:
         raise LeaderboardError(
-            f"model '{model}': trained on data {summary['data_hash']}, leaderboard holdout is {holdout.data_hash}"
+            f"task '{task}', model '{model}': trained on data {summary['data_hash']}, "
+            f"leaderboard holdout is {holdout.data_hash}"
         )
     run_dir = Path(summary["run_dir"])
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
@@ -179,8 +198,8 @@ def evaluate_reference(name: str, column: str, holdout: Holdout) -> dict[str, An
     }
 
 
-def target_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets against this run's numbers: met or not, with the gap."""
+def target_check(rows: list[dict[str, Any]], task: str = "deal_win") -> dict[str, Any]:
+    """The issue's targets against this run's numbers: met or not, with the gap (oracle/ECE/rep: deal win)."""
     by_name = {r["name"]: r for r in rows}
     neural = [r for r in rows if r["kind"] == "neural"]
     boosted = [r for r in rows if r["name"].startswith("lightgbm")]
@@ -190,9 +209,10 @@ def target_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
         result["best_neural"] = best["name"]
         result["best_neural_auc"] = best["auc"]
         result["best_neural_ece"] = best["ece"]
-        result["ece_target"] = TARGET_ECE
-        result["ece_met"] = best["ece"] <= TARGET_ECE
-        if "oracle" in by_name:
+        if task in ORACLE_TARGET_TASKS:
+            result["ece_target"] = TARGET_ECE
+            result["ece_met"] = best["ece"] <= TARGET_ECE
+        if task in ORACLE_TARGET_TASKS and "oracle" in by_name:
             ratio = best["auc"] / by_name["oracle"]["auc"]
             result["auc_ratio_to_oracle"] = ratio
             result["auc_ratio_target"] = TARGET_AUC_RATIO_TO_ORACLE
@@ -207,52 +227,80 @@ def target_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def run_leaderboard(
+def run_task(
+    task: str,
     workdir: Path,
     models: Sequence[str] = NEURAL_MODELS,
     overrides: Sequence[str] = (),
     lightgbm_settings: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Train and score every model and baseline on one split; returns the leaderboard as plain data."""
-    workdir = Path(workdir)
+    """One task's section: every model and baseline trained and scored on that task's one split."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    load_before = machine_info()["load_average_1m_5m_15m"]
-    # Every experiment composes the same data config; the first one defines the holdout.
-    cfg = compose_experiment(models[0] if models else NEURAL_MODELS[0], workdir / "data", overrides)
+    # Every experiment of a task composes the same data config; the first one defines the holdout.
+    cfg = compose_experiment(models[0] if models else NEURAL_MODELS[0], workdir / task / "data", overrides, task)
     holdout = load_holdout(cfg)
     rows = []
     for model in models:
-        log.info("leaderboard: training %s", model)
-        rows.append(evaluate_neural(model, holdout, workdir, overrides))
+        log.info("leaderboard %s: training %s", task, model)
+        rows.append(evaluate_neural(model, holdout, workdir, overrides, task))
     for name, params in (LIGHTGBM_SETTINGS if lightgbm_settings is None else lightgbm_settings).items():
         rows.append(evaluate_lightgbm(name, params, holdout, int(cfg.seed)))
     rows.append(evaluate_logistic(holdout))
-    for name, column in REFERENCE_COLUMNS.items():
-        if column in holdout.frames["test"]:
-            rows.append(evaluate_reference(name, column, holdout))
+    for name, column in holdout.baseline_columns.items():
+        rows.append(evaluate_reference(name, column, holdout))
     return {
-        "task": TASK,
+        "task": task,
+        "kind": "binary",
         "generated_at": started.isoformat(timespec="seconds"),
         "wall_seconds": round(time.perf_counter() - t0, 1),
-        "git_commit": git_commit(),
         "seed": int(cfg.seed),
-        "overrides": list(overrides),
+        "horizon_days": int(cfg.data.horizon_days),
         "data": {
             "source": OmegaConf.to_container(cfg.data.source, resolve=True),
             "data_hash": holdout.data_hash,
             "sizes": holdout.sizes,
             "split": "by as_of time with embargo: train < val < test (holdout)",
         },
+        "rows": rows,
+        "targets": target_check(rows, task),
+    }
+
+
+def run_leaderboard(
+    workdir: Path,
+    models: Sequence[str] = NEURAL_MODELS,
+    overrides: Sequence[str] = (),
+    lightgbm_settings: dict[str, dict[str, Any]] | None = None,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    models_by_task: dict[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """Train and score every model and baseline per task; returns the board as plain data (a section per task).
+
+    `models_by_task` overrides `models` for a task (e.g. a run that drops one slow backbone on one task)."""
+    workdir = Path(workdir)
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    load_before = machine_info()["load_average_1m_5m_15m"]
+    sections = {
+        task: run_task(task, workdir, (models_by_task or {}).get(task, models), overrides, lightgbm_settings)
+        for task in tasks
+    }
+    return {
+        "tasks": list(tasks),
+        "generated_at": started.isoformat(timespec="seconds"),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "git_commit": git_commit(),
+        "overrides": list(overrides),
         "machine": {**machine_info(), "load_average_at_start": load_before},
         "notes": [
             "Every metric is on the time-based holdout (test split); best-F1 thresholds are chosen on validation.",
-            "Neural rows are temperature-calibrated on validation, as exported; ece_uncalibrated is before it.",
+            "Neural rows are calibrated on validation (temperature or isotonic, as the run chose and exports); "
+            "ece_uncalibrated is before it.",
             "train_seconds: neural = Lightning fit (train + validation loops, early stopping); LightGBM = fit.",
             "Timings come from a shared CPU with other work running (see load averages); compare within a run.",
         ],
-        "rows": rows,
-        "targets": target_check(rows),
+        "sections": sections,
     }
 
 
@@ -264,23 +312,24 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def render_markdown(board: dict[str, Any]) -> str:
-    """The leaderboard as a Markdown table plus the target check, for humans and PR descriptions."""
+def render_task_markdown(section: dict[str, Any]) -> list[str]:
+    """One task's table plus its target checks."""
     header = (
         "| model | kind | AUC | PR-AUC | log loss | Brier | ECE | acc@0.5 | acc@best-F1 | lift@10% "
         "| train s | params | µs/row b=1 | µs/row b=1024 |"
     )
+    sizes = section["data"]["sizes"]
     lines = [
-        f"# Leaderboard: {board['task']}",
+        f"## {section['task']}",
         "",
-        f"Generated {board['generated_at']} at commit `{board['git_commit']}`, seed {board['seed']}, "
-        f"data `{board['data']['data_hash']}` ({board['data']['sizes'].get('train_rows')} train / "
-        f"{board['data']['sizes'].get('val_rows')} val / {board['data']['sizes'].get('test_rows')} holdout rows).",
+        f"Horizon {section['horizon_days']} days, seed {section['seed']}, data `{section['data']['data_hash']}` "
+        f"({sizes.get('train_rows')} train / {sizes.get('val_rows')} val / {sizes.get('test_rows')} holdout rows), "
+        f"{section['wall_seconds']} s.",
         "",
         header,
         "|" + "---|" * (header.count("|") - 1),
     ]
-    for r in sorted(board["rows"], key=lambda r: -r["auc"]):
+    for r in sorted(section["rows"], key=lambda r: -r["auc"]):
         latency = r.get("inference_us_per_row") or {}
         params = f"{r['trees']} trees / {r['leaves']} leaves" if "leaves" in r else _fmt(r.get("parameters"))
         cells = [
@@ -300,8 +349,8 @@ def render_markdown(board: dict[str, Any]) -> str:
             _fmt(latency.get("batch_1024"), 2),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    targets = board["targets"]
-    lines += ["", "## Targets", ""]
+    targets = section["targets"]
+    lines += ["", f"Targets ({section['task']}):", ""]
     if "auc_ratio_to_oracle" in targets:
         lines.append(
             f"- AUC ≥ {targets['auc_ratio_target']} × oracle: best neural ({targets['best_neural']}) reaches "
@@ -314,14 +363,32 @@ def render_markdown(board: dict[str, Any]) -> str:
         )
     if "beats_lightgbm" in targets:
         lines.append(
-            f"- Best neural ≥ LightGBM: {targets['best_neural_auc']:.4f} vs {targets['best_lightgbm']} "
-            f"{targets['best_lightgbm_auc']:.4f} — {'met' if targets['beats_lightgbm'] else 'not met'}."
+            f"- Best neural ≥ LightGBM: {targets['best_neural']} {targets['best_neural_auc']:.4f} vs "
+            f"{targets['best_lightgbm']} {targets['best_lightgbm_auc']:.4f} — "
+            f"{'met' if targets['beats_lightgbm'] else 'not met'}."
         )
     if "beats_rep" in targets:
         lines.append(f"- Beats the rep's probability: {'yes' if targets['beats_rep'] else 'no'}.")
+    return [*lines, ""]
+
+
+def render_markdown(board: dict[str, Any]) -> str:
+    """The board as Markdown: a table per task, the merged forecast/sequence sections, targets and notes."""
+    lines = [
+        "# Leaderboard",
+        "",
+        f"Generated {board['generated_at']} at commit `{board['git_commit']}` ({board['wall_seconds']} s); "
+        f"tasks: {', '.join(board['tasks'])}. Every number is on a time-based holdout.",
+        "",
+    ]
+    for section in board["sections"].values():
+        lines += render_task_markdown(section)
+    for key in ("forecast", "sequence"):
+        if key in board:
+            lines += [*render_external_markdown(board[key]), ""]
     machine = board["machine"]
     packages = machine["packages"]
-    lines += ["", "## Notes", ""] + [f"- {n}" for n in board["notes"]]
+    lines += ["## Notes", ""] + [f"- {n}" for n in board["notes"]]
     lines.append(
         f"- Machine: {machine['cpu_model']}, {machine['cpu_count']} CPUs, torch {packages.get('torch')}, "
         f"onnxruntime {packages.get('onnxruntime')}, lightgbm {packages.get('lightgbm')}; load average at start "
