@@ -116,6 +116,15 @@ def export_onnx(
     feature columns; the output is `probability` for binary tasks and `prediction` for regression."""
     network = export_network(net, spec, temperature, calibration, target)
     output = output_name(target)
+    return merge_with_preprocessing(network, spec, public_names=(output,), graph_name="fulqrun_deal_win")
+
+
+def merge_with_preprocessing(
+    network: onnx.ModelProto, spec: FittedFeatureSpec, public_names: tuple[str, ...], graph_name: str
+) -> onnx.ModelProto:
+    """The FeatureSpec's preprocessing graph feeding `network` at `continuous` / `categorical`, as one checked
+    graph. merge_models prefixes every network tensor with `net/`; `public_names` (the network's own outputs
+    and any inputs it takes besides the seam) get their public names back."""
     opset = next(o.version for o in network.opset_import if o.domain in ("", "ai.onnx"))
     preprocessing = build_preprocessing_graph(spec, opset=opset, ir_version=network.ir_version)
     merged = onnx.compose.merge_models(
@@ -124,11 +133,13 @@ def export_onnx(
         io_map=[("continuous", "continuous"), ("categorical", "categorical")],
         prefix2="net/",
     )
-    # merge_models prefixed the network's output too; give the graph its public output name back.
+    public = {f"net/{name}": name for name in public_names}
+    for value in (*merged.graph.input, *merged.graph.output):
+        value.name = public.get(value.name, value.name)
     for node in merged.graph.node:
-        node.output[:] = [output if o == f"net/{output}" else o for o in node.output]
-    merged.graph.output[0].name = output
-    merged.graph.name = "fulqrun_deal_win"
+        node.input[:] = [public.get(i, i) for i in node.input]
+        node.output[:] = [public.get(o, o) for o in node.output]
+    merged.graph.name = graph_name
     unique_opsets = {(o.domain or "", o.version): o for o in merged.opset_import}
     del merged.opset_import[:]
     merged.opset_import.extend(unique_opsets.values())

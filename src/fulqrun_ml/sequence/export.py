@@ -26,9 +26,8 @@ import torch
 from torch import nn
 
 from fulqrun_ml.errors import ExportParityError, FulqrunMLError
-from fulqrun_ml.export.onnx_export import OUTPUT_NAME, PARITY_ATOL, raw_feeds
+from fulqrun_ml.export.onnx_export import OUTPUT_NAME, PARITY_ATOL, merge_with_preprocessing, raw_feeds
 from fulqrun_ml.export.package import LINEAGE_KEYS, load_calibration, load_trained_net
-from fulqrun_ml.features.onnx_graph import build_preprocessing_graph
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 from fulqrun_ml.sequence.events import TIME_FIELDS, SequenceVocabulary
@@ -96,27 +95,8 @@ def export_fusion_onnx(
 ) -> onnx.ModelProto:
     """Preprocessing + network as one checked graph: raw feature columns and sequence tensors in."""
     network = export_fusion_network(net, spec, vocabulary, temperature)
-    opset = next(o.version for o in network.opset_import if o.domain in ("", "ai.onnx"))
-    preprocessing = build_preprocessing_graph(spec, opset=opset, ir_version=network.ir_version)
-    merged = onnx.compose.merge_models(
-        preprocessing,
-        network,
-        io_map=[("continuous", "continuous"), ("categorical", "categorical")],
-        prefix2="net/",
-    )
-    # merge_models prefixed the network's own inputs and output; give them their public names back.
-    public = {f"net/{name}": name for name in (*sequence_fields(vocabulary), OUTPUT_NAME)}
-    for value in (*merged.graph.input, *merged.graph.output):
-        value.name = public.get(value.name, value.name)
-    for node in merged.graph.node:
-        node.input[:] = [public.get(i, i) for i in node.input]
-        node.output[:] = [public.get(o, o) for o in node.output]
-    merged.graph.name = "fulqrun_deal_win_sequence"
-    unique_opsets = {(o.domain or "", o.version): o for o in merged.opset_import}
-    del merged.opset_import[:]
-    merged.opset_import.extend(unique_opsets.values())
-    onnx.checker.check_model(merged, full_check=True)
-    return merged
+    public = (*sequence_fields(vocabulary), OUTPUT_NAME)  # its extra inputs and its output keep their names
+    return merge_with_preprocessing(network, spec, public_names=public, graph_name="fulqrun_deal_win_sequence")
 
 
 def fusion_probabilities(
