@@ -20,6 +20,7 @@ from scipy import stats
 from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.simulator import SimulatedCRM, oracle_win_probability
 from fulqrun_ml.data.snapshots import deal_win_snapshots, open_deals_as_of
+from fulqrun_ml.data.survival_snapshots import close_timing_survival_snapshots
 from fulqrun_ml.data.task_snapshots import (
     DECIDED_LEAD_STATUSES,
     account_snapshots,
@@ -32,7 +33,7 @@ from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES, compute_deal_fe
 from fulqrun_ml.features.lead_features import LEAD_FEATURES, compute_lead_features
 from fulqrun_ml.features.spec import FeatureSpec
 
-TargetKind = Literal["binary", "regression"]
+TargetKind = Literal["binary", "regression", "survival"]
 
 
 class SnapshotTaskBuilder(ABC):
@@ -148,6 +149,30 @@ class CloseTimingBuilder(DealWinBuilder):
 
     def oracle(self, loaded: SimulatedCRM, frame: pd.DataFrame, horizon_days: int) -> None:
         return None
+
+
+class CloseTimingSurvivalBuilder(CloseTimingBuilder):
+    """Every open deal -> (closes within the horizon?, after how many days), censored at the horizon.
+
+    Discrete-time survival rows (`data/survival_snapshots.py`): `label` is the event (closed won or lost within
+    the horizon), `duration_days` the days to that close or exactly the horizon when censored. Censoring is
+    administrative only (the snapshot grid ends one horizon before extraction), so no IPCW is needed. Same
+    features and scoring rows as the regression; its baselines (Kaplan-Meier per stage and pooled) are curves,
+    not columns, and are fitted on the training split by `tasks/survival_holdout.py`."""
+
+    name, kind = "close_timing_survival", "survival"
+    # A close is known when it happens, "still open" only at the horizon's end: embargo everything by as_of +
+    # horizon so censored rows are not over-represented next to a split boundary.
+    embargo_by_horizon = True
+
+    def snapshots(self, tables: CRMTables, dates: list[pd.Timestamp], horizon_days: int) -> pd.DataFrame:
+        return close_timing_survival_snapshots(tables, dates, horizon_days)
+
+    def baselines(self) -> dict[str, str]:
+        return {}
+
+    def fit_baselines(self, frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        return frames
 
 
 class LeadConversionBuilder(SnapshotTaskBuilder):

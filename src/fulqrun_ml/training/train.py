@@ -2,8 +2,10 @@
 
 Every tabular task takes this one path: deal win, close timing, lead conversion, account churn/expansion
 (CRM snapshots, `data/datamodule.py`) and any user table (`data=table`, `data/table_datamodule.py`). The
-datamodule says whether the target is binary or a regression; the task config supplies the LightningModule
-for that kind (`task.module`, or `task.modules.<kind>` for `kind: auto`).
+datamodule says whether the target is binary, a regression or a survival target; the task config supplies the
+LightningModule for that kind (`task.module`, or `task.modules.<kind>` for `kind: auto`). A survival task
+(`tasks/survival.py`) also names its datamodule (`task.datamodule`, which hands over (event, duration)) and its
+time bins (`task.bin_edges`: the backbone gets one hazard logit per bin).
 
 The run directory (cfg.paths.output_dir) is what export reads; it holds:
   checkpoints/            Lightning checkpoints (best by the monitored validation metric, last)
@@ -11,11 +13,14 @@ The run directory (cfg.paths.output_dir) is what export reads; it holds:
   feature_spec.json       the fitted FeatureSpec (encoders)
   calibration.json        binary: post-hoc calibration fitted on validation (`task.calibration`)
   target.json             regression: the target scaling the network learnt in
+  survival.json           survival: bin edges, the hazard temperature fitted on validation, the training split's
+                          Kaplan-Meier curves (per stage, pooled) that the baselines in metrics.json use
   holdout.parquet         the test split: raw features, label, baseline columns (and oracle on simulated data)
   open_deals.parquet      the rows serving would score today (per task: open_leads, customers, ...)
   column_types.json       user tables: the inferred kind of every column, and why
   metrics.json            holdout metrics of the model next to its baselines (rep, oracle, LightGBM, ...):
-                          binary -> auc, log_loss, brier, ece, accuracy; regression -> mae, rmse, r2, concordance
+                          binary -> auc, log_loss, brier, ece, accuracy; regression -> mae, rmse, r2, concordance;
+                          survival -> concordance, integrated_brier, nll, ece_30d, ece_horizon, mae_median_days, ...
   net_config.json         the backbone's constructor config (what `init_from` warm starts need)
   plots/                  binary: calibration.png (reliability diagram) and lift.png on the holdout
   run_info.json           lineage: resolved config, net config, data hash and window, git commit, W&B run id
@@ -35,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import wandb
@@ -48,6 +54,9 @@ from fulqrun_ml.evaluation.lightgbm_baseline import lightgbm_holdout_report
 from fulqrun_ml.project import git_commit
 from fulqrun_ml.tasks.holdout import HoldoutEvaluation, evaluate_binary, evaluate_regression
 from fulqrun_ml.tasks.regression import MONITORED as REGRESSION_MONITORED
+from fulqrun_ml.tasks.survival import MONITORED as SURVIVAL_MONITORED
+from fulqrun_ml.tasks.survival_grid import validate_bin_edges
+from fulqrun_ml.tasks.survival_holdout import SURVIVAL_FILE, evaluate_survival
 from fulqrun_ml.training.checkpointing import RNGStateCheckpoint, resolve_ckpt_path
 from fulqrun_ml.training.holdout_plots import save_holdout_plots
 from fulqrun_ml.training.wandb_logging import experiment_name, log_artifacts, log_holdout_report, tag_run
@@ -70,14 +79,19 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    datamodule: TabularDataModuleBase = instantiate(cfg.data)
+    edges = survival_edges(cfg.task)  # checked before any data is built: a bad grid fails in milliseconds
+    datamodule: TabularDataModuleBase = instantiate(cfg.data, **datamodule_override(cfg.task))
     datamodule.setup("fit")
     spec = datamodule.spec
     kind = datamodule.target_kind
+    if (kind == "survival") != (edges is not None):
+        raise FulqrunMLError(f"task '{cfg.task.name}' (kind {cfg.task.get('kind', 'binary')}) got {kind} data")
     t_data = time.perf_counter()
     net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
+    if edges is not None:  # one hazard logit per time bin; recorded so export rebuilds the same backbone
+        net_config["n_outputs"] = len(edges) - 1
     net = instantiate(
-        cfg.model.net,
+        net_config,
         n_continuous=len(spec.spec.numeric),
         cardinalities=spec.cardinalities,
         _convert_="all",
@@ -115,7 +129,11 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
             if not trainer.is_global_zero:
                 return {"run_dir": str(out), "global_rank": trainer.global_rank}
 
-        evaluation = evaluate_holdout(task.net, datamodule, cfg.task.get("calibration", "temperature"))
+        survival_record = None
+        if edges is not None:
+            evaluation, survival_record = evaluate_survival(task.net, spec, datamodule.frames, edges)
+        else:
+            evaluation = evaluate_holdout(task.net, datamodule, cfg.task.get("calibration", "temperature"))
         metrics = dict(evaluation.metrics)
         lightgbm_setting = cfg.task.get("compare_lightgbm")
         if lightgbm_setting:
@@ -131,7 +149,7 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
             "task": cfg.task.name,
             "target_kind": kind,
             "model": cfg.model.name,
-            "net_config": OmegaConf.to_container(cfg.model.net, resolve=True),
+            "net_config": net_config,
             "config": config,
             "data_hash": datamodule.data_hash,
             "git_commit": git_commit(),
@@ -149,7 +167,9 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
         }
         torch.save(task.net.state_dict(), out / "net_state.pt")
         spec.save(out / "feature_spec.json")
-        if evaluation.calibration is not None:
+        if survival_record is not None:  # the hazard temperature lives here, with the grid it applies to
+            (out / SURVIVAL_FILE).write_text(json.dumps(survival_record, indent=2))
+        elif evaluation.calibration is not None:
             (out / "calibration.json").write_text(json.dumps(evaluation.calibration, indent=2))
         if datamodule.target_scaling is not None:
             datamodule.target_scaling.save(out / "target.json")
@@ -183,6 +203,22 @@ def train(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None) -> 
             wandb.finish()
 
 
+def survival_edges(task_cfg: DictConfig) -> np.ndarray | None:
+    """A survival task's validated bin edges (None for other kinds)."""
+    if task_cfg.get("kind") != "survival":
+        return None
+    if task_cfg.get("bin_edges") is None or task_cfg.get("horizon_days") is None:
+        raise FulqrunMLError(f"task '{task_cfg.name}' is a survival task: set task.bin_edges and task.horizon_days")
+    return validate_bin_edges(list(task_cfg.bin_edges), float(task_cfg.horizon_days))
+
+
+def datamodule_override(task_cfg: DictConfig) -> dict[str, str]:
+    """A task that needs its own datamodule class (survival: a two-column target) names it in
+    `task.datamodule`; it replaces `data._target_` so any data config (synthetic, parquet, postgres) works."""
+    target = task_cfg.get("datamodule")
+    return {"_target_": target} if target else {}
+
+
 def task_module_config(task_cfg: DictConfig, kind: str) -> DictConfig:
     """The LightningModule config for the datamodule's target kind.
 
@@ -202,14 +238,16 @@ def task_module_config(task_cfg: DictConfig, kind: str) -> DictConfig:
 
 
 def monitored(callback_cfg: DictConfig, kind: str) -> DictConfig:
-    """Checkpoint/early-stopping configs watch `val/auc` by default, which a regression never logs: for a
-    regression run such a callback watches `val/rmse` (lower is better) instead. Metrics a regression logs
-    (`val/rmse`, `val/mae`, `val/loss`) chosen by an experiment are kept."""
+    """Checkpoint/early-stopping configs watch `val/auc` by default, which a regression or a survival model never
+    logs: for a regression run such a callback watches `val/rmse` (lower is better) instead, for a survival run
+    `val/loss` (the logistic-hazard NLL). Metrics the kind logs (regression: `val/rmse`, `val/mae`, `val/loss`;
+    survival: `val/loss`, `val/concordance`) chosen by an experiment are kept."""
     monitor = callback_cfg.get("monitor") if isinstance(callback_cfg, DictConfig) else None
-    if kind != "regression" or monitor is None or monitor in REGRESSION_MONITORED:
+    fallback = {"regression": ("val/rmse", REGRESSION_MONITORED), "survival": ("val/loss", SURVIVAL_MONITORED)}
+    if kind not in fallback or monitor is None or monitor in fallback[kind][1]:
         return callback_cfg
     adjusted = callback_cfg.copy()
-    adjusted.monitor, adjusted.mode = "val/rmse", "min"
+    adjusted.monitor, adjusted.mode = fallback[kind][0], "min"
     return adjusted
 
 
@@ -237,6 +275,11 @@ def lightgbm_comparison(datamodule: TabularDataModuleBase, setting: str, seed: i
 
 
 def headline(metrics: dict[str, float], kind: str) -> str:
+    if kind == "survival":
+        return (
+            f"C {metrics['concordance']:.4f} IBS {metrics['integrated_brier']:.4f} "
+            f"MAE(median) {metrics['mae_median_days']:.4g}"
+        )
     return f"AUC {metrics['auc']:.4f}" if kind == "binary" else f"RMSE {metrics['rmse']:.4g} MAE {metrics['mae']:.4g}"
 
 
