@@ -1,16 +1,21 @@
 #!/usr/bin/env python
 """Model leaderboard per task: every backbone and the baselines, one seed, one time-based holdout per task.
 
-    .venv/bin/python scripts/bench_models.py                                  # deal_win + lead_conversion, 4 models
+    .venv/bin/python scripts/bench_models.py                                  # every board task, 4 models
+    .venv/bin/python scripts/bench_models.py --tasks close_timing --models mlp
     .venv/bin/python scripts/bench_models.py --tasks deal_win --models mlp tabm
     .venv/bin/python scripts/bench_models.py --skip lead_conversion:ft_transformer
     .venv/bin/python scripts/bench_models.py --forecast --sequence             # also re-run those two benchmarks
 
-Trains each `experiment=<task>_<model>` with `fulqrun_ml.training.train.train` (logger=none), exports and
-parity-checks it, times the ONNX graph, fits LightGBM (default + tuned) and logistic regression on the same
-split, and scores the task's reference columns (rep, oracle). The forecaster's and the sequence fusion's results
-are merged from their committed reports (reports/forecast_leaderboard.json, reports/sequence_fusion.json) unless
---forecast / --sequence re-run them first. Writes reports/leaderboard.json and reports/leaderboard.md.
+The default tasks are deal_win, lead_conversion, account_expansion, account_churn (binary) and close_timing
+(regression). Trains each `experiment=<task>_<model>` with `fulqrun_ml.training.train.train` (logger=none),
+exports and parity-checks it, times the ONNX graph, fits LightGBM (default + tuned) and a linear model (logistic
+regression for binary tasks, ridge for regression) on the same split, and scores the task's reference columns
+(rep, oracle; close timing's stage median). Binary sections report AUC / PR-AUC / log loss / Brier / ECE,
+regression sections MAE / RMSE / R² / concordance (`evaluation/leaderboard.py::SECTION_KINDS`).
+The forecaster's and the sequence fusion's results are merged from their committed reports
+(reports/forecast_leaderboard.json, reports/sequence_fusion.json) unless --forecast / --sequence re-run them first.
+Writes reports/leaderboard.json and reports/leaderboard.md.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ def models_by_task(tasks: list[str], models: list[str], skips: list[str]) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated binary tasks")
+    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated tasks (binary or regression)")
     parser.add_argument("--models", nargs="+", default=list(NEURAL_MODELS), help="model configs to train")
     parser.add_argument("--skip", action="append", default=[], help="task:model to leave out (repeatable)")
     parser.add_argument("--override", action="append", default=[], help="Hydra override for every model run")

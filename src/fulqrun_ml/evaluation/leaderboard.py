@@ -1,11 +1,13 @@
 """The model leaderboard: per task, every neural backbone and every baseline scored on one time-based holdout.
 
 Each neural model is trained by the real entry point (`training.train.train` on the composed
-`experiment=<task>_<model>` config, no logger), then evaluated the way it ships: calibrated with the
-run's temperature, exported to the single raw-columns ONNX graph, parity-checked, and timed in ONNX Runtime.
-LightGBM (default and one light setting), logistic regression and the task's model-free reference scores
-(the rep's own probability where the task has one; the oracle where the simulator provides it) are scored on
-the same validation/holdout rows. The best-F1 threshold of every row is chosen on validation.
+`experiment=<task>_<model>` config, no logger) and loaded back from its run directory; the task's *kind*
+decides the rest of its section. A small registry (`SECTION_KINDS`) maps a kind to its holdout loader, row
+evaluators, target check and Markdown renderer (`leaderboard_kinds.SectionKind`):
+  binary      `leaderboard_binary.py`: AUC, PR-AUC, log loss, Brier, ECE, thresholded metrics; LightGBM,
+              logistic regression, rep / oracle
+  regression  `leaderboard_regression.py`: MAE, RMSE, R², concordance; LightGBM regressor, ridge, stage median
+A third kind (survival) is one more module with those five functions and one more entry in `SECTION_KINDS`.
 The forecaster and the sequence fusion have their own (long) benchmarks; their committed reports are merged
 into the same board by `external_sections.py` rather than re-run here.
 """
@@ -16,65 +18,42 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fulqrun_ml.data.datamodule import TabularSnapshotDataModule
-from fulqrun_ml.errors import FulqrunMLError
+from fulqrun_ml.data.datamodule import TabularDataModuleBase
 from fulqrun_ml.evaluation.external_sections import render_external_markdown
-from fulqrun_ml.evaluation.latency import onnx_microseconds_per_row
-from fulqrun_ml.evaluation.lightgbm_baseline import (
-    LIGHTGBM_SETTINGS,
-    fit_lightgbm,
-    lightgbm_microseconds_per_row,
-    lightgbm_size,
-)
-from fulqrun_ml.evaluation.logistic_baseline import L2_C, fit_logistic, logistic_microseconds_per_row
-from fulqrun_ml.evaluation.scoring import holdout_scores
-from fulqrun_ml.export.onnx_export import check_parity, export_onnx
-from fulqrun_ml.export.package import load_calibration, load_trained_net
+from fulqrun_ml.evaluation.leaderboard_binary import BINARY
+from fulqrun_ml.evaluation.leaderboard_kinds import Holdout, LeaderboardError, NeuralRun, SectionKind
+from fulqrun_ml.evaluation.leaderboard_regression import REGRESSION
+from fulqrun_ml.evaluation.lightgbm_baseline import LIGHTGBM_SETTINGS
+from fulqrun_ml.export.package import load_trained_net
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR, git_commit
-from fulqrun_ml.tasks.binary import predict_probabilities
-from fulqrun_ml.tasks.metrics import binary_report
 from fulqrun_ml.training.train import train
 
 log = logging.getLogger(__name__)
-DEFAULT_TASKS = ("deal_win", "lead_conversion")
+DEFAULT_TASKS = ("deal_win", "lead_conversion", "account_expansion", "account_churn", "close_timing")
 NEURAL_MODELS = ("mlp", "mlp_plr", "ft_transformer", "tabm")
-# The issue's targets, checked (not asserted) in every report. The oracle-ratio, ECE and rep targets are the
-# deal-win ones; "best neural >= LightGBM" applies to every binary task on the board.
-ORACLE_TARGET_TASKS = frozenset({"deal_win"})
-TARGET_AUC_RATIO_TO_ORACLE = 0.97
-TARGET_ECE = 0.02
+# Task kind -> its section on the board. Add a kind here (and nowhere else in this file).
+SECTION_KINDS: dict[str, SectionKind] = {kind.name: kind for kind in (BINARY, REGRESSION)}
 
 
-class LeaderboardError(FulqrunMLError):
-    """The leaderboard's models did not see the same data, or a model name has no experiment config."""
-
-
-@dataclass
-class Holdout:
-    """The one split every row of the leaderboard is scored on."""
-
-    spec: FittedFeatureSpec
-    frames: dict[str, pd.DataFrame]
-    arrays: dict[str, dict[str, np.ndarray]]
-    data_hash: str
-    sizes: dict[str, int]
-    baseline_columns: dict[str, str]
-
-    def labels(self, split: str) -> np.ndarray:
-        return self.frames[split]["label"].to_numpy(dtype=np.float64)
+def section_kind(kind: str, task: str | None = None) -> SectionKind:
+    """The registered section for a task kind; an unregistered kind is an error naming the task and the kind."""
+    if kind not in SECTION_KINDS:
+        who = f"task '{task}': " if task else ""
+        raise LeaderboardError(
+            f"{who}kind '{kind}' has no leaderboard section; registered kinds: {', '.join(sorted(SECTION_KINDS))} "
+            "(add one to evaluation/leaderboard.py::SECTION_KINDS)"
+        )
+    return SECTION_KINDS[kind]
 
 
 def compose_experiment(
@@ -97,28 +76,19 @@ def compose_experiment(
 
 
 def load_holdout(cfg: DictConfig) -> Holdout:
-    """Build the dataset once, as `train` does, for the baselines and the validation-side thresholds."""
-    datamodule: TabularSnapshotDataModule = instantiate(cfg.data)
-    if datamodule.target_kind != "binary":
-        # Regression rows (MAE/RMSE/R², their baseline, LightGBM regressor) are not on the board yet.
-        raise LeaderboardError(
-            f"task '{cfg.task.name}': kind '{datamodule.target_kind}' is not supported by the leaderboard yet; "
-            "use binary tasks (deal_win, lead_conversion, account_expansion)"
-        )
+    """Build the dataset once, as `train` does, for the baselines (and, binary, the validation-side thresholds).
+
+    The kind is checked before the (slow) set-up, so a task without a section fails at once, by name."""
+    datamodule: TabularDataModuleBase = instantiate(cfg.data)
+    kind = section_kind(datamodule.target_kind, cfg.task.name)
     datamodule.setup("fit")
-    spec = datamodule.spec
-    arrays = {}
-    for split, frame in datamodule.frames.items():
-        arrays[split] = {**spec.encode(frame), "target": frame["label"].to_numpy(dtype=np.float32)}
-    return Holdout(
-        spec, datamodule.frames, arrays, datamodule.data_hash, datamodule.sizes, dict(datamodule.baseline_columns)
-    )
+    return kind.load_holdout(datamodule)
 
 
-def evaluate_neural(
+def train_neural(
     model: str, holdout: Holdout, workdir: Path, overrides: Sequence[str] = (), task: str = "deal_win"
-) -> dict[str, Any]:
-    """Train one experiment, then score, export, parity-check and time what it would publish."""
+) -> NeuralRun:
+    """Train one experiment with the real entry point and load its network back, as export would."""
     cfg = compose_experiment(model, workdir / task / model, overrides, task)
     summary = train(cfg)
     if summary["data_hash"] != holdout.data_hash:
@@ -128,103 +98,14 @@ def evaluate_neural(
         )
     run_dir = Path(summary["run_dir"])
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
-    net = load_trained_net(run_dir, spec)
-    calibration = load_calibration(run_dir)  # temperature or isotonic, as the run chose
-    val, test = holdout.frames["val"], holdout.frames["test"]
-    val_probs = predict_probabilities(net, spec.encode(val), calibration)
-    test_probs = predict_probabilities(net, spec.encode(test), calibration)
-    graph = export_onnx(net, spec, calibration=calibration)
-    parity = check_parity(graph, test_probs, spec, test)
-    scores = holdout_scores(val_probs, holdout.labels("val"), test_probs, holdout.labels("test"))
-    scores["ece_uncalibrated"] = binary_report(predict_probabilities(net, spec.encode(test)), test["label"])["ece"]
-    return {
-        "name": model,
-        "kind": "neural",
-        **scores,
-        "train_seconds": summary["seconds"]["fit"],
-        "epochs": summary["epochs"],
-        "parameters": sum(p.numel() for p in net.parameters()),
-        "inference_us_per_row": onnx_microseconds_per_row(graph, spec, test),
-        "inference_runtime": "onnxruntime (exported graph incl. preprocessing, 1 thread)",
-        "calibration": calibration.get("method", "none"),
-        "temperature": calibration.get("temperature"),
-        "export_parity_max_abs_diff": parity,
-        "net_config": summary["net_config"],
-        "optimizer": OmegaConf.to_container(cfg.task.module.optimizer, resolve=True),
-    }
-
-
-def evaluate_lightgbm(name: str, params: dict[str, Any], holdout: Holdout, seed: int) -> dict[str, Any]:
-    fit = fit_lightgbm(holdout.arrays["train"], holdout.arrays["val"], params, seed)
-    val_probs, test_probs = fit.predict(holdout.arrays["val"]), fit.predict(holdout.arrays["test"])
-    return {
-        "name": name,
-        "kind": "baseline",
-        **holdout_scores(val_probs, holdout.labels("val"), test_probs, holdout.labels("test")),
-        "train_seconds": fit.fit_seconds,
-        "parameters": None,
-        **lightgbm_size(fit),
-        "inference_us_per_row": lightgbm_microseconds_per_row(fit, holdout.arrays["test"]),
-        "inference_runtime": "lightgbm native predict on encoded rows (no preprocessing, 1 thread)",
-        "params": params,
-    }
-
-
-def evaluate_logistic(holdout: Holdout) -> dict[str, Any]:
-    fit = fit_logistic(holdout.arrays["train"])
-    val_probs, test_probs = fit.predict(holdout.arrays["val"]), fit.predict(holdout.arrays["test"])
-    return {
-        "name": "logistic_regression",
-        "kind": "baseline",
-        **holdout_scores(val_probs, holdout.labels("val"), test_probs, holdout.labels("test")),
-        "train_seconds": fit.fit_seconds,
-        "parameters": fit.parameters,
-        "inference_us_per_row": logistic_microseconds_per_row(fit, holdout.arrays["test"]),
-        "inference_runtime": "scikit-learn predict on encoded rows (one-hot + linear, no preprocessing)",
-        "params": {"C": L2_C},
-    }
-
-
-def evaluate_reference(name: str, column: str, holdout: Holdout) -> dict[str, Any]:
-    """A score that already exists on every row: the rep's probability, or the simulator's oracle."""
-    val, test = holdout.frames["val"], holdout.frames["test"]
-    return {
-        "name": name,
-        "kind": "reference",
-        **holdout_scores(val[column], holdout.labels("val"), test[column], holdout.labels("test")),
-        "train_seconds": None,
-        "parameters": None,
-        "inference_us_per_row": None,
-    }
-
-
-def target_check(rows: list[dict[str, Any]], task: str = "deal_win") -> dict[str, Any]:
-    """The issue's targets against this run's numbers: met or not, with the gap (oracle/ECE/rep: deal win)."""
-    by_name = {r["name"]: r for r in rows}
-    neural = [r for r in rows if r["kind"] == "neural"]
-    boosted = [r for r in rows if r["name"].startswith("lightgbm")]
-    result: dict[str, Any] = {}
-    if neural:
-        best = max(neural, key=lambda r: r["auc"])
-        result["best_neural"] = best["name"]
-        result["best_neural_auc"] = best["auc"]
-        result["best_neural_ece"] = best["ece"]
-        if task in ORACLE_TARGET_TASKS:
-            result["ece_target"] = TARGET_ECE
-            result["ece_met"] = best["ece"] <= TARGET_ECE
-        if task in ORACLE_TARGET_TASKS and "oracle" in by_name:
-            ratio = best["auc"] / by_name["oracle"]["auc"]
-            result["auc_ratio_to_oracle"] = ratio
-            result["auc_ratio_target"] = TARGET_AUC_RATIO_TO_ORACLE
-            result["auc_ratio_met"] = ratio >= TARGET_AUC_RATIO_TO_ORACLE
-        if "rep" in by_name:
-            result["beats_rep"] = best["auc"] > by_name["rep"]["auc"]
-        if boosted:
-            best_gbm = max(boosted, key=lambda r: r["auc"])
-            result["best_lightgbm"] = best_gbm["name"]
-            result["best_lightgbm_auc"] = best_gbm["auc"]
-            result["beats_lightgbm"] = best["auc"] >= best_gbm["auc"]
-    return result
+    return NeuralRun(
+        model=model,
+        run_dir=run_dir,
+        spec=spec,
+        net=load_trained_net(run_dir, spec),
+        summary=summary,
+        optimizer=OmegaConf.to_container(cfg.task.module.optimizer, resolve=True),
+    )
 
 
 def run_task(
@@ -240,18 +121,16 @@ def run_task(
     # Every experiment of a task composes the same data config; the first one defines the holdout.
     cfg = compose_experiment(models[0] if models else NEURAL_MODELS[0], workdir / task / "data", overrides, task)
     holdout = load_holdout(cfg)
+    kind = section_kind(holdout.kind, task)
     rows = []
     for model in models:
         log.info("leaderboard %s: training %s", task, model)
-        rows.append(evaluate_neural(model, holdout, workdir, overrides, task))
-    for name, params in (LIGHTGBM_SETTINGS if lightgbm_settings is None else lightgbm_settings).items():
-        rows.append(evaluate_lightgbm(name, params, holdout, int(cfg.seed)))
-    rows.append(evaluate_logistic(holdout))
-    for name, column in holdout.baseline_columns.items():
-        rows.append(evaluate_reference(name, column, holdout))
+        rows.append(kind.evaluate_neural(train_neural(model, holdout, workdir, overrides, task), holdout))
+    settings = LIGHTGBM_SETTINGS if lightgbm_settings is None else lightgbm_settings
+    rows += kind.evaluate_baselines(holdout, settings, int(cfg.seed))
     return {
         "task": task,
-        "kind": "binary",
+        "kind": kind.name,
         "generated_at": started.isoformat(timespec="seconds"),
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "seed": int(cfg.seed),
@@ -263,7 +142,7 @@ def run_task(
             "split": "by as_of time with embargo: train < val < test (holdout)",
         },
         "rows": rows,
-        "targets": target_check(rows, task),
+        "targets": kind.target_check(rows, task),
     }
 
 
@@ -294,82 +173,18 @@ def run_leaderboard(
         "overrides": list(overrides),
         "machine": {**machine_info(), "load_average_at_start": load_before},
         "notes": [
-            "Every metric is on the time-based holdout (test split); best-F1 thresholds are chosen on validation.",
-            "Neural rows are calibrated on validation (temperature or isotonic, as the run chose and exports); "
-            "ece_uncalibrated is before it.",
-            "train_seconds: neural = Lightning fit (train + validation loops, early stopping); LightGBM = fit.",
+            "Every metric is on the time-based holdout (test split); binary best-F1 thresholds are chosen on "
+            "validation.",
+            "Binary neural rows are calibrated on validation (temperature or isotonic, as the run chose and "
+            "exports); ece_uncalibrated is before it.",
+            "Regression rows are in the label's units; LightGBM and ridge learn the networks' scaled target and are "
+            "decoded with the same scaling; the neural rows are timed and parity-checked on the exported "
+            "`prediction` graph.",
+            "train_seconds: neural = Lightning fit (train + validation loops, early stopping); LightGBM, linear = fit.",
             "Timings come from a shared CPU with other work running (see load averages); compare within a run.",
         ],
         "sections": sections,
     }
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def render_task_markdown(section: dict[str, Any]) -> list[str]:
-    """One task's table plus its target checks."""
-    header = (
-        "| model | kind | AUC | PR-AUC | log loss | Brier | ECE | acc@0.5 | acc@best-F1 | lift@10% "
-        "| train s | params | µs/row b=1 | µs/row b=1024 |"
-    )
-    sizes = section["data"]["sizes"]
-    lines = [
-        f"## {section['task']}",
-        "",
-        f"Horizon {section['horizon_days']} days, seed {section['seed']}, data `{section['data']['data_hash']}` "
-        f"({sizes.get('train_rows')} train / {sizes.get('val_rows')} val / {sizes.get('test_rows')} holdout rows), "
-        f"{section['wall_seconds']} s.",
-        "",
-        header,
-        "|" + "---|" * (header.count("|") - 1),
-    ]
-    for r in sorted(section["rows"], key=lambda r: -r["auc"]):
-        latency = r.get("inference_us_per_row") or {}
-        params = f"{r['trees']} trees / {r['leaves']} leaves" if "leaves" in r else _fmt(r.get("parameters"))
-        cells = [
-            r["name"],
-            r["kind"],
-            _fmt(r["auc"]),
-            _fmt(r["pr_auc"]),
-            _fmt(r["log_loss"]),
-            _fmt(r["brier"]),
-            _fmt(r["ece"]),
-            _fmt(r["accuracy_at_0_5"]),
-            _fmt(r["accuracy_at_best_f1"]),
-            _fmt(r["lift_at_10pct"], 2),
-            _fmt(r.get("train_seconds"), 1),
-            params,
-            _fmt(latency.get("batch_1"), 1),
-            _fmt(latency.get("batch_1024"), 2),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    targets = section["targets"]
-    lines += ["", f"Targets ({section['task']}):", ""]
-    if "auc_ratio_to_oracle" in targets:
-        lines.append(
-            f"- AUC ≥ {targets['auc_ratio_target']} × oracle: best neural ({targets['best_neural']}) reaches "
-            f"{targets['auc_ratio_to_oracle']:.3f} × oracle — {'met' if targets['auc_ratio_met'] else 'not met'}."
-        )
-    if "ece_met" in targets:
-        lines.append(
-            f"- ECE ≤ {targets['ece_target']}: {targets['best_neural']} has {targets['best_neural_ece']:.4f} — "
-            f"{'met' if targets['ece_met'] else 'not met'}."
-        )
-    if "beats_lightgbm" in targets:
-        lines.append(
-            f"- Best neural ≥ LightGBM: {targets['best_neural']} {targets['best_neural_auc']:.4f} vs "
-            f"{targets['best_lightgbm']} {targets['best_lightgbm_auc']:.4f} — "
-            f"{'met' if targets['beats_lightgbm'] else 'not met'}."
-        )
-    if "beats_rep" in targets:
-        lines.append(f"- Beats the rep's probability: {'yes' if targets['beats_rep'] else 'no'}.")
-    return [*lines, ""]
 
 
 def render_markdown(board: dict[str, Any]) -> str:
@@ -382,7 +197,7 @@ def render_markdown(board: dict[str, Any]) -> str:
         "",
     ]
     for section in board["sections"].values():
-        lines += render_task_markdown(section)
+        lines += section_kind(section["kind"], section["task"]).render_markdown(section)
     for key in ("forecast", "sequence"):
         if key in board:
             lines += [*render_external_markdown(board[key]), ""]

@@ -1,0 +1,152 @@
+"""What every leaderboard section shares, and the one interface a task kind implements to get a section.
+
+A section kind ("binary", "regression"; "survival" later) is a set of five functions: how to turn the task's
+datamodule into the holdout every row is scored on, how to score a trained network on it, which baselines
+to fit and score, which of the issue's targets to check, and how to render the section as Markdown.
+Training the networks (the real `train` entry point, the data-hash check, loading the run back) is the
+same for every kind and stays in `leaderboard.py`; a kind only sees the finished run (`NeuralRun`).
+This module imports no kind, so kinds (`leaderboard_binary.py`, `leaderboard_regression.py`) and the
+orchestrator can all import it without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from fulqrun_ml.data.datamodule import TabularDataModuleBase
+from fulqrun_ml.errors import FulqrunMLError
+from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.features.target import TargetScaling
+
+
+class LeaderboardError(FulqrunMLError):
+    """The leaderboard's models did not see the same data, a model or task has no experiment config, or a
+    task's kind has no section on the board."""
+
+
+@dataclass
+class Holdout:
+    """The one split every row of a section is scored on.
+
+    `arrays[split]["target"]` is what models are fitted to (0/1 labels, or the scaled regression target);
+    `frames[split]["label"]` is the label in the task's own units, which every row is scored against."""
+
+    kind: str
+    spec: FittedFeatureSpec
+    frames: dict[str, pd.DataFrame]
+    arrays: dict[str, dict[str, np.ndarray]]
+    data_hash: str
+    sizes: dict[str, int]
+    baseline_columns: dict[str, str]
+    target_scaling: TargetScaling | None = None
+
+    def labels(self, split: str) -> np.ndarray:
+        return self.frames[split]["label"].to_numpy(dtype=np.float64)
+
+
+def holdout_from(datamodule: TabularDataModuleBase) -> Holdout:
+    """The set-up datamodule's splits, encoded once, with the training target the datamodule itself trains on."""
+    arrays = {
+        split: {**datamodule.spec.encode(frame), "target": datamodule.target(split)}
+        for split, frame in datamodule.frames.items()
+    }
+    return Holdout(
+        kind=datamodule.target_kind,
+        spec=datamodule.spec,
+        frames=datamodule.frames,
+        arrays=arrays,
+        data_hash=datamodule.data_hash,
+        sizes=datamodule.sizes,
+        baseline_columns=dict(datamodule.baseline_columns),
+        target_scaling=datamodule.target_scaling,
+    )
+
+
+@dataclass
+class NeuralRun:
+    """One finished `train` run loaded back from its run directory: what a kind scores, exports and times."""
+
+    model: str
+    run_dir: Path
+    spec: FittedFeatureSpec
+    net: nn.Module
+    summary: dict[str, Any]
+    optimizer: dict[str, Any]
+
+    def common_row(self) -> dict[str, Any]:
+        """The row fields every kind reports for a network, whatever its metrics."""
+        return {
+            "name": self.model,
+            "kind": "neural",
+            "train_seconds": self.summary["seconds"]["fit"],
+            "epochs": self.summary["epochs"],
+            "parameters": sum(p.numel() for p in self.net.parameters()),
+            "inference_runtime": "onnxruntime (exported graph incl. preprocessing, 1 thread)",
+            "net_config": self.summary["net_config"],
+            "optimizer": self.optimizer,
+        }
+
+
+@dataclass(frozen=True)
+class SectionKind:
+    """A task kind's part of the board. Adding a kind = one module defining these five and one registry entry.
+
+    - `load_holdout(datamodule)`: the set-up datamodule as a `Holdout` (usually `holdout_from`).
+    - `evaluate_neural(run, holdout)`: a trained network's row: metrics, export parity, ONNX µs/row.
+    - `evaluate_baselines(holdout, lightgbm_settings, seed)`: the LightGBM, linear and reference rows.
+    - `target_check(rows, task)`: the issue's targets against this run's rows (checked, not asserted).
+    - `render_markdown(section)`: the section's table and target lines."""
+
+    name: str
+    load_holdout: Callable[[TabularDataModuleBase], Holdout]
+    evaluate_neural: Callable[[NeuralRun, Holdout], dict[str, Any]]
+    evaluate_baselines: Callable[[Holdout, dict[str, dict[str, Any]], int], list[dict[str, Any]]]
+    target_check: Callable[[list[dict[str, Any]], str], dict[str, Any]]
+    render_markdown: Callable[[dict[str, Any]], list[str]]
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A table cell: floats to `digits` places, missing values as an en dash."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def model_size(row: dict[str, Any]) -> str:
+    """Parameters for networks and linear models; trees / leaves for LightGBM (no comparable count)."""
+    return f"{row['trees']} trees / {row['leaves']} leaves" if "leaves" in row else fmt(row.get("parameters"))
+
+
+def section_intro(section: dict[str, Any]) -> list[str]:
+    """A section's heading and the data line every kind shows: horizon, seed, data hash, split sizes, time."""
+    sizes = section["data"]["sizes"]
+    return [
+        f"## {section['task']}",
+        "",
+        f"{section['kind'].capitalize()} task. Horizon {section['horizon_days']} days, seed {section['seed']}, "
+        f"data `{section['data']['data_hash']}` ({sizes.get('train_rows')} train / {sizes.get('val_rows')} val / "
+        f"{sizes.get('test_rows')} holdout rows), {section['wall_seconds']} s.",
+        "",
+    ]
+
+
+def table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table from a header and rows of already formatted cells."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(cells) + " |" for cells in rows),
+    ]
+
+
+def met(flag: bool) -> str:
+    return "met" if flag else "not met"
