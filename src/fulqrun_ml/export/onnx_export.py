@@ -2,8 +2,10 @@
 
 Binary tasks output `probability` (backbone + calibration: temperature or isotonic, `tasks/calibration.py`);
 regression tasks output `prediction` in the task's units (backbone + inverse target scaling,
-`features/target.py`). Steps: torch.onnx.export (the torch.export-based exporter, dynamic batch axis) of
-the wrapped backbone; the FeatureSpec compiled to a preprocessing graph; the two merged with
+`features/target.py`); survival tasks output `close_probability` [N, K] and `expected_days` [N] (backbone hazard
+logits / T -> 1 - cumprod(1 - hazard) -> restricted mean, `tasks/survival.py::SurvivalCurves`).
+Steps: torch.onnx.export (the torch.export-based exporter, dynamic batch axis) of the wrapped backbone; the
+FeatureSpec compiled to a preprocessing graph; the two merged with
 `onnx.compose.merge_models`; checked with the ONNX checker; then parity against PyTorch + Python encoders
 on held-out rows.
 """
@@ -26,6 +28,7 @@ from fulqrun_ml.features.onnx_graph import build_preprocessing_graph
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.features.target import TargetScaling
 from fulqrun_ml.tasks.calibration import TemperatureCalibrator, calibrator_from_record, isotonic_slopes
+from fulqrun_ml.tasks.survival import CLOSE_PROBABILITY, EXPECTED_DAYS, SurvivalCurves
 
 log = logging.getLogger(__name__)
 OUTPUT_NAME = "probability"  # binary tasks
@@ -67,6 +70,40 @@ def output_name(target: TargetScaling | None) -> str:
     return OUTPUT_NAME if target is None else PREDICTION_OUTPUT
 
 
+def _torch_to_onnx(wrapper: nn.Module, spec: FittedFeatureSpec, outputs: list[str]) -> onnx.ModelProto:
+    """torch.onnx.export (dynamo) of a wrapper taking (continuous, categorical), dynamic batch axis."""
+    example = (
+        torch.zeros(2, len(spec.spec.numeric), dtype=torch.float32),
+        torch.zeros(2, len(spec.spec.categorical), dtype=torch.int64),
+    )
+    batch = torch.export.Dim("batch", min=1, max=1_000_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "net.onnx"
+        torch.onnx.export(
+            wrapper,
+            example,
+            str(path),
+            input_names=["continuous", "categorical"],
+            output_names=outputs,
+            dynamic_shapes=({0: batch}, {0: batch}),
+            dynamo=True,
+            external_data=False,  # small models: one self-contained file travels more safely
+            verbose=False,
+        )
+        return onnx.load(str(path))
+
+
+def export_survival_onnx(
+    net: nn.Module, spec: FittedFeatureSpec, edges: list[float] | np.ndarray, temperature: float = 1.0
+) -> onnx.ModelProto:
+    """Preprocessing + backbone hazard logits + temperature + curve, one graph from raw feature columns to
+    `close_probability` [N, K] (monotone in k by construction) and `expected_days` [N]."""
+    wrapper = SurvivalCurves(net, edges, temperature).eval()
+    outputs = (CLOSE_PROBABILITY, EXPECTED_DAYS)
+    network = _torch_to_onnx(wrapper, spec, list(outputs))
+    return merge_with_preprocessing(network, spec, public_names=outputs, graph_name="fulqrun_close_timing_survival")
+
+
 def export_network(
     net: nn.Module,
     spec: FittedFeatureSpec,
@@ -83,26 +120,7 @@ def export_network(
         wrapper = ProbabilityModel(net, calibrator=calibrator_from_record(calibration)).eval()
     else:
         wrapper = ProbabilityModel(net, temperature).eval()
-    output = output_name(target)
-    example = (
-        torch.zeros(2, len(spec.spec.numeric), dtype=torch.float32),
-        torch.zeros(2, len(spec.spec.categorical), dtype=torch.int64),
-    )
-    batch = torch.export.Dim("batch", min=1, max=1_000_000)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "net.onnx"
-        torch.onnx.export(
-            wrapper,
-            example,
-            str(path),
-            input_names=["continuous", "categorical"],
-            output_names=[output],
-            dynamic_shapes=({0: batch}, {0: batch}),
-            dynamo=True,
-            external_data=False,  # small models: one self-contained file travels more safely
-            verbose=False,
-        )
-        return onnx.load(str(path))
+    return _torch_to_onnx(wrapper, spec, [output_name(target)])
 
 
 def export_onnx(
@@ -195,7 +213,7 @@ def check_parity(
     torch_values = np.asarray(torch_values, dtype=np.float64)
     gaps = np.abs(onnx_values - torch_values)
     diff = float(np.max(gaps))
-    rtol = PARITY_RTOL if output == PREDICTION_OUTPUT else 0.0
+    rtol = PARITY_RTOL if output in (PREDICTION_OUTPUT, EXPECTED_DAYS) else 0.0
     if not np.all(gaps <= np.asarray(atol) + rtol * np.abs(torch_values)):
         raise ExportParityError(
             f"ONNX output differs from PyTorch by {diff:.3g} (> {np.min(atol):g}) on {len(frame)} rows"

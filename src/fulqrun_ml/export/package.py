@@ -8,6 +8,8 @@ exports the single raw-columns ONNX graph, checks parity on the holdout, and pub
   feature_spec.json   the fitted encoders (also used by the server to validate inputs)
   calibration.json    binary: the post-hoc calibration (temperature or isotonic thresholds), with the version
   target.json         regression: the target scaling the graph undoes
+  survival.json       survival: bin edges, the hazard temperature inside the graph, the training KM curves
+                      (outputs `close_probability` [N, K] and `expected_days` [N]; parity checked on both)
   metrics.json        holdout metrics (model, rep, oracle) and export parity
   lineage.json        config, data hash and window, git commit, W&B run id and artifacts, parent version
                       (warm start), source run dir
@@ -34,6 +36,7 @@ from fulqrun_ml.export.onnx_export import (
     PARITY_ATOL,
     check_parity,
     export_onnx,
+    export_survival_onnx,
     isotonic_parity_atol,
     output_name,
     raw_feeds,
@@ -45,6 +48,8 @@ from fulqrun_ml.features.target import TargetScaling
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 from fulqrun_ml.tasks.binary import predict_probabilities
 from fulqrun_ml.tasks.regression import predict_values
+from fulqrun_ml.tasks.survival import CLOSE_PROBABILITY, EXPECTED_DAYS, predict_curves
+from fulqrun_ml.tasks.survival_holdout import SURVIVAL_FILE, load_survival_record
 
 TARGET_FILE = "target.json"
 
@@ -117,6 +122,10 @@ def export_run(
     missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if missing:
         raise FulqrunMLError(f"{run_dir} is not a finished training run (missing {', '.join(missing)})")
+    if (run_dir / SURVIVAL_FILE).is_file():
+        if optimize or quantize or tensorrt:
+            raise FulqrunMLError("--optimize/--quantize/--tensorrt apply to binary tasks, not to a survival run")
+        return export_survival_run(run_dir, models_dir, name)
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
@@ -183,3 +192,55 @@ def export_run(
         **headline,
     }
     return publish_version(models_dir, name, write, metadata), parity
+
+
+def export_survival_run(run_dir: Path, models_dir: Path, name: str | None = None) -> tuple[ModelVersion, float]:
+    """A survival run: one graph with both outputs, parity on both (probabilities absolute, days relative too),
+    published with survival.json next to it. Returns the version and the larger of the two parity gaps."""
+    spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
+    net = load_trained_net(run_dir, spec)
+    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    record = load_survival_record(run_dir)
+    temperature = float(record["calibration"]["temperature"])
+    graph = export_survival_onnx(net, spec, record["bin_edges"], temperature)
+    cdf, expected = predict_curves(net, spec.encode(holdout), record["bin_edges"], temperature)
+    parity = max(
+        check_parity(graph, cdf.reshape(-1), spec, holdout, output=CLOSE_PROBABILITY),
+        check_parity(graph, expected, spec, holdout, output=EXPECTED_DAYS),
+    )
+    info = json.loads((run_dir / "run_info.json").read_text())
+    metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
+    metrics["export_parity_max_abs_diff"] = parity
+
+    def write(tmp: Path) -> None:
+        (tmp / "model.onnx").write_bytes(graph.SerializeToString())
+        for file in ("feature_spec.json", "net_state.pt", SURVIVAL_FILE):
+            shutil.copy(run_dir / file, tmp / file)
+        (tmp / "net_config.json").write_text(json.dumps(info["net_config"], indent=2))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        lineage = {k: info.get(k) for k in LINEAGE_KEYS}
+        (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, default=str))
+
+    n_bins = len(record["bin_edges"]) - 1
+    model = metrics["model"]
+    metadata = {
+        "task": info["task"],
+        "inputs": [{"name": f.name, "dtype": "float32"} for f in spec.spec.numeric]
+        + [{"name": f.name, "dtype": "string"} for f in spec.spec.categorical],
+        "outputs": [
+            {"name": CLOSE_PROBABILITY, "dtype": "float32", "shape": [-1, n_bins]},
+            {"name": EXPECTED_DAYS, "dtype": "float32", "shape": [-1]},
+        ],
+        "target_kind": "survival",
+        "bin_edges": record["bin_edges"],
+        "horizon_days": record["horizon_days"],
+        "parity_max_abs_diff": parity,
+        "calibration": record["calibration"],
+        "data_hash": info["data_hash"],
+        "git_commit": info["git_commit"],
+        "wandb_run_id": info["wandb_run_id"],
+        "holdout_concordance": model["concordance"],
+        "holdout_integrated_brier": model["integrated_brier"],
+        "holdout_mae_median_days": model["mae_median_days"],
+    }
+    return publish_version(models_dir, name or info["task"], write, metadata), parity
