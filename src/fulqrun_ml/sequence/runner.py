@@ -30,6 +30,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from fulqrun_ml.data.snapshots import WEIGHT_COLUMN
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.project import git_commit
 from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule
@@ -121,7 +122,9 @@ def holdout_scores(net: torch.nn.Module, datamodule: DealWinSequenceDataModule) 
     calibrated and uncalibrated holdout probabilities."""
     spec = datamodule.spec
     val = {**spec.encode(datamodule.frames["val"]), **datamodule.sequences["val"]}
-    temperature = fit_temperature(predict_sequence_logits(net, val), datamodule.frames["val"]["label"].to_numpy())
+    frame = datamodule.frames["val"]
+    weights = frame[WEIGHT_COLUMN].to_numpy() if WEIGHT_COLUMN in frame else None  # the embargo's censoring
+    temperature = fit_temperature(predict_sequence_logits(net, val), frame["label"].to_numpy(), weights=weights)
     test = {**spec.encode(datamodule.frames["test"]), **datamodule.sequences["test"]}
     return (
         temperature,

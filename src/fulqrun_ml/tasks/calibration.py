@@ -1,8 +1,12 @@
-"""Post-hoc calibration fitted on the validation split: temperature (default) or isotonic.
+"""Post-hoc calibration fitted on the validation split: temperature (default), Platt or isotonic.
 
 Why temperature by default: a single parameter cannot overfit a small calibration split, keeps the ranking
 (AUC) unchanged, and exports as one Div node. Isotonic (`task.calibration=isotonic`) fixes any monotone
 miscalibration, at the price of a step function that needs more validation rows and may tie scores.
+Platt (`platt`: sigmoid(a * logit + b)) adds the intercept temperature lacks: it corrects a base-rate shift
+between training and deployment without touching the ranking.
+All three fit with per-row weights when given: the validation split's censoring weights
+(`data/snapshots.py::TimeSplit.censoring_weights`), so calibration targets the uncensored label mix.
 Both are fitted on the validation split (later in time than training), never on the holdout, and both are
 plain torch modules mapping logits to probabilities, so the same object scores in PyTorch and is exported
 into the ONNX graph by the ordinary exporter (no hand-built graph surgery).
@@ -22,55 +26,83 @@ import torch.nn.functional as F
 from sklearn.isotonic import IsotonicRegression
 from torch import nn
 
-CalibrationMethod = Literal["temperature", "isotonic"]
+CalibrationMethod = Literal["temperature", "platt", "isotonic"]
+CALIBRATION_METHODS = ("temperature", "platt", "isotonic")
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
-    """Minimise validation log loss over log T with L-BFGS; returns T (> 0)."""
+def _fit_logit_map(
+    logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, with_bias: bool, max_iter: int = 200
+) -> tuple[float, float]:
+    """Minimise the (weighted) validation log loss of sigmoid(logit / T + b) with L-BFGS; returns (T, b)."""
     z = torch.as_tensor(np.array(logits, dtype=np.float64))
     y = torch.as_tensor(np.array(labels, dtype=np.float64))
+    w = None if weights is None else torch.as_tensor(np.array(weights, dtype=np.float64))
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+    bias = torch.zeros(1, dtype=torch.float64, requires_grad=with_bias)
+    params = [log_t, bias] if with_bias else [log_t]
+    optimizer = torch.optim.LBFGS(params, lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(z / log_t.exp(), y)
+        loss = F.binary_cross_entropy_with_logits(z / log_t.exp() + bias, y, weight=w)
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    return float(log_t.detach().exp().clamp(0.05, 20.0))
+    return float(log_t.detach().exp().clamp(0.05, 20.0)), float(bias.detach())
 
 
-def fit_isotonic(probabilities: np.ndarray, labels: np.ndarray) -> IsotonicRegression:
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, max_iter: int = 200, weights: np.ndarray | None = None
+) -> float:
+    """Minimise validation log loss over log T with L-BFGS; returns T (> 0)."""
+    return _fit_logit_map(logits, labels, weights, with_bias=False, max_iter=max_iter)[0]
+
+
+def fit_isotonic(
+    probabilities: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> IsotonicRegression:
     """A monotone map of uncalibrated probabilities to observed rates, clipped outside the fitted range."""
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
-    return iso.fit(np.asarray(probabilities, dtype=np.float64), np.asarray(labels, dtype=np.float64))
+    return iso.fit(
+        np.asarray(probabilities, dtype=np.float64), np.asarray(labels, dtype=np.float64), sample_weight=weights
+    )
 
 
-def fit_calibration(method: CalibrationMethod, logits: np.ndarray, labels: np.ndarray, rows: int) -> dict[str, Any]:
+def fit_calibration(
+    method: CalibrationMethod,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    rows: int,
+    weights: np.ndarray | None = None,
+) -> dict[str, Any]:
     """The calibration record stored with the run and the model version (calibration.json)."""
-    record: dict[str, Any] = {"method": method, "fitted_on": "val", "rows": rows}
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"task.calibration must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
+    if weights is not None and (len(weights) != len(labels) or not np.all(np.isfinite(weights) & (weights > 0))):
+        raise ValueError("calibration weights must be finite, positive and one per validation row")
+    record: dict[str, Any] = {"method": method, "fitted_on": "val", "rows": rows, "weighted": weights is not None}
     if method == "temperature":
-        record["temperature"] = fit_temperature(logits, labels)
-    elif method == "isotonic":
-        iso = fit_isotonic(torch.sigmoid(torch.as_tensor(logits, dtype=torch.float32)).numpy(), labels)
+        record["temperature"] = fit_temperature(logits, labels, weights=weights)
+    elif method == "platt":
+        record["temperature"], record["bias"] = _fit_logit_map(logits, labels, weights, with_bias=True)
+    else:
+        iso = fit_isotonic(torch.sigmoid(torch.as_tensor(logits, dtype=torch.float32)).numpy(), labels, weights)
         record["x"] = [float(v) for v in iso.X_thresholds_]
         record["y"] = [float(v) for v in iso.y_thresholds_]
-    else:
-        raise ValueError(f"task.calibration must be 'temperature' or 'isotonic', got {method!r}")
     return record
 
 
 class TemperatureCalibrator(nn.Module):
-    """logits -> sigmoid(logit / T)."""
+    """logits -> sigmoid(logit / T + b); b = 0 for temperature scaling, fitted for Platt."""
 
-    def __init__(self, temperature: float = 1.0) -> None:
+    def __init__(self, temperature: float = 1.0, bias: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("temperature", torch.tensor(temperature, dtype=torch.float32))
+        self.register_buffer("bias", torch.tensor(bias, dtype=torch.float32))
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits / self.temperature)
+        return torch.sigmoid(logits / self.temperature + self.bias)
 
 
 class IsotonicCalibrator(nn.Module):
@@ -113,4 +145,4 @@ def calibrator_from_record(record: dict[str, Any] | None) -> nn.Module:
     method = (record or {}).get("method", "none")
     if method == "isotonic":
         return IsotonicCalibrator(record["x"], record["y"])
-    return TemperatureCalibrator(float((record or {}).get("temperature", 1.0)))
+    return TemperatureCalibrator(float((record or {}).get("temperature", 1.0)), float((record or {}).get("bias", 0.0)))

@@ -1,8 +1,9 @@
 """Holdout evaluation of a trained backbone, one function per target kind, shared by every tabular task.
 
-Binary: calibration (temperature or isotonic) is fitted on the validation split, then the model, the model
-before calibration and every baseline column (rep, oracle, ...) are scored on the test split by the same
-metric code. Regression: the model's predictions (decoded to the task's units) next to each baseline.
+Binary: calibration (temperature, Platt or isotonic) is fitted on the validation split (censoring-weighted),
+then the model, the model before calibration and every baseline column (rep, oracle, ...) are scored on the
+test split by the same metric code. Regression: the model's predictions (decoded to the task's units) next
+to each baseline.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from fulqrun_ml.data.snapshots import WEIGHT_COLUMN
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.features.target import TargetScaling
 from fulqrun_ml.tasks.binary import predict_logits, predict_probabilities
@@ -37,7 +39,10 @@ def evaluate_binary(
     method: CalibrationMethod = "temperature",
 ) -> HoldoutEvaluation:
     val, holdout = frames["val"], frames["test"]
-    calibration = fit_calibration(method, predict_logits(net, spec.encode(val)), val["label"].to_numpy(), len(val))
+    # The censoring weights of the time split where the datamodule made them (user tables have none).
+    weights = val[WEIGHT_COLUMN].to_numpy() if WEIGHT_COLUMN in val else None
+    logits = predict_logits(net, spec.encode(val))
+    calibration = fit_calibration(method, logits, val["label"].to_numpy(), len(val), weights)
     encoded = spec.encode(holdout)
     labels = holdout["label"].to_numpy()
     probabilities = predict_probabilities(net, encoded, calibration)
