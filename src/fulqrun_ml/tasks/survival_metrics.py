@@ -73,22 +73,21 @@ def survival_report(cdf: np.ndarray, durations: np.ndarray, events: np.ndarray, 
     expected = restricted_mean(cdf, edges)
     median = median_days(cdf, edges)
     briers = brier_by_edge(cdf, d, ev, edges)
-    p30, closed30 = cdf_at(cdf, edges, ECE_DAYS), ev & (d <= ECE_DAYS)
-    p_horizon = np.asarray(cdf, dtype=np.float64)[:, -1]
-    at_30, at_horizon = binary_report(p30, closed30), binary_report(p_horizon, ev)
+    at_horizon = binary_report(np.asarray(cdf, dtype=np.float64)[:, -1], ev)
     report: dict[str, Any] = {
         "concordance": harrell_concordance(expected, d, ev),
         "integrated_brier": float(briers.mean()),  # equal weight per edge (weekly edges: a time average)
         "nll": discrete_nll(cdf, d, ev, edges),
-        "ece_30d": at_30["ece"],
         "ece_horizon": at_horizon["ece"],
-        "auc_30d": at_30["auc"],
         "auc_horizon": at_horizon["auc"],
         "mae_median_days": float(np.abs(median[ev] - d[ev]).mean()) if ev.any() else float("nan"),
         "mae_expected_days": float(np.abs(np.minimum(d, horizon) - expected).mean()),
         "n": int(d.size),
         "n_events": int(ev.sum()),
     }
+    if ECE_DAYS <= horizon:  # a grid shorter than 30 days has no "this month" question to score
+        at_30 = binary_report(cdf_at(cdf, edges, ECE_DAYS), ev & (d <= ECE_DAYS))
+        report.update({"ece_30d": at_30["ece"], "auc_30d": at_30["auc"]})
     report.update({f"brier_{edge:g}d": float(b) for edge, b in zip(edges[1:], briers, strict=True)})
     return report
 
