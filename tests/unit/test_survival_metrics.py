@@ -116,6 +116,6 @@ def test_report_scores_a_perfect_ranking_and_the_brier_of_a_hard_curve():
     ],
 )
 def test_bad_bin_edges_are_refused_naming_the_field(edges, message):
-    with pytest.raises(SurvivalConfigError, match="task.bin_edges") as error:
+    with pytest.raises(SurvivalConfigError, match=r"task\.bin_edges") as error:
         validate_bin_edges(edges, 21)
     assert message in str(error.value)

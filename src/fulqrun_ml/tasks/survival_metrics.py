@@ -85,7 +85,7 @@ def survival_report(cdf: np.ndarray, durations: np.ndarray, events: np.ndarray, 
         "n": int(d.size),
         "n_events": int(ev.sum()),
     }
-    if ECE_DAYS <= horizon:  # a grid shorter than 30 days has no "this month" question to score
+    if horizon >= ECE_DAYS:  # a grid shorter than 30 days has no "this month" question to score
         at_30 = binary_report(cdf_at(cdf, edges, ECE_DAYS), ev & (d <= ECE_DAYS))
         report.update({"ece_30d": at_30["ece"], "auc_30d": at_30["auc"]})
     report.update({f"brier_{edge:g}d": float(b) for edge, b in zip(edges[1:], briers, strict=True)})
