@@ -196,11 +196,6 @@ def test_external_sections_name_the_missing_file_or_field(tmp_path):
         forecast_section(broken)
 
 
-def test_regression_task_is_refused_by_name(tmp_path):
-    with pytest.raises(LeaderboardError, match="close_timing"):
-        run_leaderboard(tmp_path, models=["mlp"], tasks=["close_timing"], overrides=["data.source.n_opportunities=300"])
-
-
 def test_unknown_model_is_named():
     with pytest.raises(LeaderboardError, match="no_such_model"):
         compose_experiment("no_such_model", Path("unused"))

@@ -36,7 +36,7 @@ from fulqrun_ml.export.package import load_trained_net
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR, git_commit
-from fulqrun_ml.training.train import train
+from fulqrun_ml.training.train import datamodule_override, train
 
 log = logging.getLogger(__name__)
 DEFAULT_TASKS = ("deal_win", "lead_conversion", "account_expansion", "account_churn", "close_timing")
@@ -76,13 +76,15 @@ def compose_experiment(
 
 
 def load_holdout(cfg: DictConfig) -> Holdout:
-    """Build the dataset once, as `train` does, for the baselines (and, binary, the validation-side thresholds).
+    """Build the dataset once, as `train` does (same datamodule class), for the baselines (and, binary, the
+    validation-side thresholds).
 
-    The kind is checked before the (slow) set-up, so a task without a section fails at once, by name."""
-    datamodule: TabularDataModuleBase = instantiate(cfg.data)
-    kind = section_kind(datamodule.target_kind, cfg.task.name)
+    A snapshot task's kind is known before the (slow) set-up, so a task without a section fails at once, by
+    name; a user table's kind is inferred from its target during set-up, so it is looked up again after."""
+    datamodule: TabularDataModuleBase = instantiate(cfg.data, **datamodule_override(cfg.task))
+    section_kind(datamodule.target_kind, cfg.task.name)
     datamodule.setup("fit")
-    return kind.load_holdout(datamodule)
+    return section_kind(datamodule.target_kind, cfg.task.name).load_holdout(datamodule)
 
 
 def train_neural(
