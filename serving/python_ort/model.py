@@ -7,9 +7,14 @@ Requests arrive in groups (dynamic batching). Each request is validated on its o
 gets an error naming the field while the others in the same group are still answered; valid ones are
 concatenated and scored in one onnxruntime call.
 
+Every output the config declares (besides `reasons`) is returned, as [rows, width]: `probability` [rows, 1]
+for binary tasks, `prediction` for regression, `close_probability` [rows, K] and `expected_days` [rows, 1] for
+close-timing survival.
+
 With the config parameter `reasons_top_k` > 0 (the separate `<model>_reasons` endpoint, so the plain
 endpoint stays fast) it also returns `reasons`: per record, a JSON string with the top positive and negative
-fields, each field's effect measured by feature ablation against the training baseline (the field set to a
+fields for the last column of the first output (the probability; for survival, P(closed within the
+horizon)), each field's effect measured by feature ablation against the training baseline (the field set to a
 typical value: numeric mean, most frequent category). The same computation as captum's FeatureAblation
 on the PyTorch model, which a test checks.
 """
@@ -59,7 +64,7 @@ class TritonPythonModel:
         self.nan_allowed = np.array([name in self.imputed for name in self.numeric], dtype=bool)
         self.non_negative_index = [j for j, name in enumerate(self.numeric) if name in self.non_negative]
         self.max_batch_size = int(config.get("max_batch_size", 0))
-        self.output_name = config["output"][0]["name"]
+        self.output_names = [o["name"] for o in config["output"] if o["name"] != "reasons"]
         parameters = config.get("parameters", {})
         threads = int(parameters.get("ort_intra_op_threads", {}).get("string_value", "1"))
         self.top_k = int(parameters.get("reasons_top_k", {}).get("string_value", "0"))
@@ -154,11 +159,16 @@ class TritonPythonModel:
                 if not valid:
                     return responses
             feeds.update(decoded)
-            probabilities = self.session.run([self.output_name], feeds)[0].astype(np.float32)
-            reasons = self._reasons(feeds, probabilities[:, 0]) if self.top_k else None
+            results = self.session.run(self.output_names, feeds)
+            total = len(results[0])
+            results = [np.ascontiguousarray(r, dtype=np.float32).reshape(total, -1) for r in results]
+            reasons = self._reasons(feeds, results[0][:, -1]) if self.top_k else None
             start = 0
             for i, _, _, rows in valid:
-                outputs = [pb_utils.Tensor(self.output_name, probabilities[start : start + rows])]
+                outputs = [
+                    pb_utils.Tensor(name, result[start : start + rows])
+                    for name, result in zip(self.output_names, results, strict=True)
+                ]
                 if reasons is not None:
                     outputs.append(pb_utils.Tensor("reasons", reasons[start : start + rows]))
                 responses[i] = pb_utils.InferenceResponse(output_tensors=outputs)
@@ -204,7 +214,8 @@ class TritonPythonModel:
                 else:
                     blocks.append(feeds[name])
             stacked[name] = np.concatenate(blocks)
-        ablated_probs = self.session.run([self.output_name], stacked)[0][:, 0].reshape(len(names), rows)
+        first = self.session.run(self.output_names[:1], stacked)[0]
+        ablated_probs = first.reshape(len(first), -1)[:, -1].reshape(len(names), rows)
         deltas = probabilities[None, :] - ablated_probs  # [field, row]: what this field's value adds
         out = np.empty((rows, 1), dtype=object)
         for r in range(rows):

@@ -2,8 +2,10 @@
 
 Tensor-input models go through the same clients: `predict_forecast(history, calendar, series)` returns a
 typed `Forecast` ([B, H, Q] quantiles with their levels), the sequence-fusion model takes its records plus
-`sequences={"event_type": [B, L], ...}` in `predict` / `predict_detailed`, and `infer(arrays)` sends any
-named arrays and returns every output. Shapes are checked locally against the server's model metadata.
+`sequences={"event_type": [B, L], ...}` in `predict` / `predict_detailed`, a close-timing survival model answers
+`predict_close_timing(records)` with a typed `CloseTiming` (P(closed by each bin edge) [N, K] and expected days),
+and `infer(arrays)` sends any named arrays and returns every output. Shapes are checked locally against the
+server's model metadata.
 
 Sync (`TritonPredictionClient`) and asyncio (`AsyncTritonPredictionClient`) clients, over HTTP or gRPC.
 They learn input names and types from the server's model metadata, so they carry no feature code: the
@@ -210,6 +212,8 @@ def _interface(meta: Mapping[str, Any], config: Mapping[str, Any]) -> _ModelInte
 
 
 def _predictions(result: Any, outputs: list[str], protocol: Protocol, default_name: str) -> list[Prediction]:
+    if SURVIVAL_OUTPUTS[0] in outputs:  # one probability per record does not describe a curve
+        raise ServingError(f"model '{default_name}' is a survival model: use predict_close_timing()")
     name, version = _served_by(result, protocol, default_name)
     probabilities = result.as_numpy(outputs[0]).reshape(-1)
     reasons = result.as_numpy("reasons").reshape(-1) if "reasons" in outputs else None
@@ -251,6 +255,37 @@ def _forecast(
 ) -> Forecast:
     levels = tuple(json.loads(interface.parameters.get("quantiles", "[]")))
     return Forecast(quantiles=arrays[output], levels=levels, model_name=served_by[0], model_version=served_by[1])
+
+
+@dataclass(frozen=True)
+class CloseTiming:
+    """A survival model's answer: `close_probability[n, k]` = P(record n's deal is closed by `bin_edges[k + 1]`
+    days), non-decreasing in k, and `expected_days[n]` = expected days to close within the horizon (a deal
+    still open then counts as the horizon)."""
+
+    close_probability: np.ndarray
+    expected_days: np.ndarray
+    bin_edges: tuple[float, ...]
+    model_name: str
+    model_version: str
+
+
+SURVIVAL_OUTPUTS = ("close_probability", "expected_days")
+
+
+def _close_timing(interface: _ModelInterface, results: list[Any], protocol: Protocol, name: str) -> CloseTiming:
+    if not set(SURVIVAL_OUTPUTS) <= set(interface.outputs):
+        raise ServingError(f"model '{name}' is not a survival model (outputs {interface.outputs}); use predict()")
+    arrays = _concatenated(results, list(SURVIVAL_OUTPUTS))
+    edges = tuple(json.loads(interface.parameters.get("bin_edges", "[]")))
+    served_by = _served_by(results[0], protocol, name) if results else (name, "")
+    return CloseTiming(
+        close_probability=arrays["close_probability"].reshape(-1, max(len(edges) - 1, 1)),
+        expected_days=arrays["expected_days"].reshape(-1),
+        bin_edges=edges,
+        model_name=served_by[0],
+        model_version=served_by[1],
+    )
 
 
 def _forecast_inputs(history: Any, calendar: Any, series: Any) -> dict[str, np.ndarray]:
@@ -341,6 +376,11 @@ class TritonPredictionClient:
         results = self._infer_chunks({k: np.asarray(v) for k, v in arrays.items()}, model_version)
         return _concatenated(results, self.interface.outputs)
 
+    def predict_close_timing(self, records: Records, model_version: str | None = None) -> CloseTiming:
+        """A close-timing survival model's curves for raw CRM records, in record order."""
+        results = self._infer_chunks(record_columns(records), model_version)
+        return _close_timing(self.interface, results, self.protocol, self.model_name)
+
     def predict_forecast(self, history: Any, calendar: Any, series: Any, model_version: str | None = None) -> Forecast:
         """Revenue quantiles: history [B, L], calendar [B, H, C] (`windows.future_calendar`), series [B]
         (series_index.json position + 1, 0 for an unseen series) -> Forecast with quantiles [B, H, Q]."""
@@ -429,6 +469,11 @@ class AsyncTritonPredictionClient:
     async def infer(self, arrays: Mapping[str, Any], model_version: str | None = None) -> dict[str, np.ndarray]:
         results = await self._infer_chunks({k: np.asarray(v) for k, v in arrays.items()}, model_version)
         return _concatenated(results, (await self.interface()).outputs)
+
+    async def predict_close_timing(self, records: Records, model_version: str | None = None) -> CloseTiming:
+        """A close-timing survival model's curves for raw CRM records, in record order."""
+        results = await self._infer_chunks(record_columns(records), model_version)
+        return _close_timing(await self.interface(), results, self.protocol, self.model_name)
 
     async def predict_forecast(
         self, history: Any, calendar: Any, series: Any, model_version: str | None = None

@@ -145,8 +145,19 @@ class TritonModelConfig:
 
 
 def is_tensor_model(metadata: dict[str, Any]) -> bool:
-    """True when the version's inputs are tensors (a `shape` in metadata), not one raw column per record."""
-    return any("shape" in entry for entry in (*metadata["inputs"], *metadata["outputs"]))
+    """True when the version's inputs are tensors (a `shape` in metadata), not one raw column per record. Only
+    inputs decide: a raw-column model may still return a shaped output (survival: `close_probability` [N, K])."""
+    return any("shape" in entry for entry in metadata["inputs"])
+
+
+def column_model_output(entry: dict[str, Any]) -> TensorSpec:
+    """An output of a raw-column model served by python-ort, whose model.py hands every output back as
+    [rows, width]: the metadata's axes after the batch (1 for an output of shape [batch] or none recorded),
+    no reshape (the Python backend, not the graph, shapes it)."""
+    dims = tuple(axis if isinstance(axis, int) else -1 for axis in metadata_shape(entry)[1:]) or (1,)
+    if entry["dtype"] not in DTYPES:
+        raise ValueError(f"tensor '{entry['name']}': dtype '{entry['dtype']}' is not one of {sorted(DTYPES)}")
+    return TensorSpec(entry["name"], entry["dtype"], dims)
 
 
 def cpu_variant(version: ModelVersion) -> Variant:
@@ -242,7 +253,8 @@ def config_for_version(
     `reasons` output with the top fields pushing each probability up and down. Tensor-input versions
     (forecaster, sequence fusion) take `python-tensor` on CPU hosts; their shapes come from the metadata.
     A forecaster's quantile levels travel as the config parameter `quantiles` (JSON), so clients can label
-    the [B, H, Q] output without reading the registry."""
+    the [B, H, Q] output without reading the registry; a survival model's bin edges likewise as `bin_edges`
+    (the right edge of bin k labels `close_probability[:, k]`)."""
     meta = version.metadata
     tensor_model = is_tensor_model(meta)
     if tensor_model and variant == "python-ort":
@@ -252,10 +264,13 @@ def config_for_version(
         )
     if not tensor_model and variant == "python-tensor":
         raise ValueError(f"{version.name} takes raw CRM columns: serve it with the python-ort variant")
-    outputs = tuple(tensor_spec(o) for o in meta["outputs"])
+    output_spec = column_model_output if variant == "python-ort" else tensor_spec
+    outputs = tuple(output_spec(o) for o in meta["outputs"])
     parameters = {"ort_intra_op_threads": str(ort_intra_op_threads)} if variant in PYTHON_TEMPLATES else {}
     if "quantiles" in meta:
         parameters["quantiles"] = json.dumps([float(q) for q in meta["quantiles"]])
+    if "bin_edges" in meta:
+        parameters["bin_edges"] = json.dumps([float(e) for e in meta["bin_edges"]])
     name = version.name
     if reasons_top_k:
         if variant != "python-ort":
