@@ -37,7 +37,7 @@ from scipy.optimize import curve_fit
 from sklearn.metrics import roc_auc_score
 
 from fulqrun_ml.data.simulator import oracle_win_probability
-from fulqrun_ml.data.simulator_scale import iter_latent
+from fulqrun_ml.data.simulator_scale import iter_latent, table_files
 from fulqrun_ml.data.snapshots import time_split
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.evaluation.lightgbm_baseline import LIGHTGBM_SETTINGS, fit_lightgbm
@@ -88,6 +88,7 @@ class LearningCurveConfig:
     test_fraction: float = 0.15
     models: tuple[str, ...] = MODELS
     mlp_max_opportunities: int | None = None
+    time_proxy_ablation: bool = True
     mlp: MLPSettings = field(default_factory=MLPSettings)
 
 
@@ -139,6 +140,18 @@ def attach_truth(frame: pd.DataFrame, latent: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def attach_meddpicc(frame: pd.DataFrame, opportunities: pd.DataFrame) -> pd.DataFrame:
+    """The deal's stored MEDDPICC score (share of the 8 fields filled) as `meddpicc_score`.
+
+    Not a feature: the CRM keeps no history of it, so a real export holds only the final value (leakage). The
+    simulator draws it once at creation from z, so *here* it is what a point-in-time MEDDPICC history would
+    give - the diagnostic asks how much recording that history would be worth."""
+    score = opportunities.set_index("id")["meddpicc_score"].reindex(frame["opportunity_id"])
+    if score.isna().any():
+        raise LearningCurveError(f"opportunities: no meddpicc_score for {int(score.isna().sum())} deal-win rows")
+    return frame.assign(meddpicc_score=score.to_numpy(dtype=np.float64))
+
+
 def load_deal_win(
     build_dir: str | Path, crm_dir: str | Path, as_of_dates: Sequence[pd.Timestamp], config: LearningCurveConfig
 ) -> pd.DataFrame:
@@ -147,6 +160,11 @@ def load_deal_win(
     frame = pd.read_parquet(Path(build_dir) / "deal_win.parquet")
     latent = pd.concat(list(iter_latent(crm_dir)), ignore_index=True)
     frame = attach_truth(frame, latent)
+    opportunities = pd.concat(
+        [pd.read_parquet(f, columns=["id", "meddpicc_score"]) for f in table_files(crm_dir, "opportunities")],
+        ignore_index=True,
+    )
+    frame = attach_meddpicc(frame, opportunities)
     split = time_split(list(as_of_dates), config.val_fraction, config.test_fraction)
     return frame.assign(split=split.assign(frame).to_numpy())
 
@@ -307,13 +325,29 @@ CEILING_SPECS: dict[str, FeatureSpec] = {
     "observed_plus_rest_logistic": FeatureSpec(
         numeric=(*DEAL_WIN_FEATURES.numeric, _REST), categorical=DEAL_WIN_FEATURES.categorical
     ),
+    # Recorded by the CRM but unusable without history (see attach_meddpicc): what would a history be worth?
+    "observed_plus_meddpicc_logistic": FeatureSpec(
+        numeric=(*DEAL_WIN_FEATURES.numeric, NumericFeature("meddpicc_score", "final MEDDPICC score")),
+        categorical=DEAL_WIN_FEATURES.categorical,
+    ),
 }
+# `rep_closed_deals` counts the rep's closes since the CRM began, so it grows with calendar time: it tells a model
+# *when* a snapshot is. The label-time embargo keeps, at the last training dates, only the deals that closed
+# before validation began - mostly losses - so "late in time" looks like "loses" in training, and the test period
+# (later than any training row) is scored low. The ablation refits without it on the full training split.
+TIME_PROXY_FEATURES = ("rep_closed_deals",)
+WITHOUT_TIME_PROXY = FeatureSpec(
+    numeric=tuple(f for f in DEAL_WIN_FEATURES.numeric if f.name not in TIME_PROXY_FEATURES),
+    categorical=DEAL_WIN_FEATURES.categorical,
+)
 
 
 def ceilings(frames: dict[str, pd.DataFrame], oracle_auc: float) -> dict[str, dict[str, Any]]:
     """Logistic regressions on the full training split given latent truth, scored on the holdout."""
     out = {}
     for name, spec in CEILING_SPECS.items():
+        if any(column not in frames["train"].columns for column in spec.names):
+            continue  # e.g. no MEDDPICC score in a frame not loaded by load_deal_win
         fitted = spec.fit(frames["train"])
         fit = fit_logistic(_arrays(fitted, frames["train"]))
         probs = fit.predict(_arrays(fitted, frames["test"]))
@@ -323,6 +357,30 @@ def ceilings(frames: dict[str, pd.DataFrame], oracle_auc: float) -> dict[str, di
             "features": spec.names,
         }
     return out
+
+
+def without_time_proxy(
+    frames: dict[str, pd.DataFrame], config: LearningCurveConfig, oracle_auc: float
+) -> dict[str, dict[str, Any]]:
+    """Logistic regression and LightGBM on the full training split without TIME_PROXY_FEATURES (see there)."""
+    spec = WITHOUT_TIME_PROXY.fit(frames["train"])
+    arrays = {split: _arrays(spec, frames[split]) for split in ("train", "val", "test")}
+    labels = arrays["test"]["target"]
+    fit = fit_logistic(arrays["train"])
+    gbm = fit_lightgbm(arrays["train"], arrays["val"], LIGHTGBM_SETTINGS["lightgbm_tuned"], config.seed)
+    gbm_probs = gbm.predict(arrays["test"])
+    return {
+        "dropped": list(TIME_PROXY_FEATURES),
+        "logistic": {
+            **_score(fit.predict(arrays["test"]), labels, oracle_auc),
+            "fit_seconds": round(fit.fit_seconds, 3),
+        },
+        "lightgbm_tuned": {
+            **_score(gbm_probs, labels, oracle_auc),
+            "fit_seconds": round(gbm.fit_seconds, 3),
+            "mean_prediction": round(float(gbm_probs.mean()), 4),
+        },
+    }
 
 
 def run_learning_curve(
@@ -369,6 +427,12 @@ def run_learning_curve(
         log(f"size {size}: {_summary(entry)}")
     ceiling = ceilings(frames, oracle_auc)
     log(f"ceilings: { {k: v['auc'] for k, v in ceiling.items()} }")
+    ablation = without_time_proxy(frames, config, oracle_auc) if config.time_proxy_ablation else None
+    if ablation is not None:
+        log(
+            f"without {TIME_PROXY_FEATURES}: logistic {ablation['logistic']['auc']}, "
+            f"lightgbm {ablation['lightgbm_tuned']['auc']}"
+        )
     return {
         "config": {**asdict(config), "sizes": list(sizes)},
         "target_ratio": TARGET_RATIO,
@@ -385,6 +449,8 @@ def run_learning_curve(
         "target_auc": round(TARGET_RATIO * oracle_auc, 5),
         "curve": curve,
         "ceilings": ceiling,
+        "without_time_proxy": ablation,
+        "positive_rate": {split: round(float(frames[split]["label"].mean()), 5) for split in ("train", "val", "test")},
         "extrapolation": extrapolate(curve),
     }
 
@@ -452,6 +518,16 @@ def plot_learning_curve(report: dict[str, Any], path: str | Path) -> None:
         linewidth=1,
         label=f"0.97 x oracle {report['target_auc']:.4f}",
     )
+    ablation = report.get("without_time_proxy")
+    if ablation:
+        ax.plot(
+            [report["curve"][-1]["opportunities"]],
+            [ablation["lightgbm_tuned"]["auc"]],
+            marker="*",
+            markersize=12,
+            linestyle="none",
+            label=f"LightGBM without {', '.join(ablation['dropped'])}",
+        )
     truth = report["ceilings"].get("observed_plus_z_logistic")
     if truth is not None:
         ax.axhline(
@@ -496,10 +572,26 @@ def render_markdown(report: dict[str, Any]) -> str:
             m = entry["models"].get(name, {})
             cells.append(f"{m['auc']:.4f} ({m['ratio_to_oracle']:.3f})" if "auc" in m else "skipped")
         lines.append(f"| {entry['opportunities']:,} | {entry['train_rows']:,} | " + " | ".join(cells) + " |")
-    lines += ["", "Ceilings (logistic regression on the full training split, given latent truth):", ""]
+    lines += [
+        "",
+        "Ceilings and diagnostics: logistic regression on the full training split, given what the CRM features lack "
+        "(latent truth; the final MEDDPICC score, which the CRM stores without history):",
+        "",
+    ]
     lines += ["| model | AUC | ratio to oracle | log loss |", "|---|---:|---:|---:|"]
     for name, c in report["ceilings"].items():
         lines.append(f"| {name} | {c['auc']:.4f} | {c['ratio_to_oracle']:.3f} | {c['log_loss']:.4f} |")
+    ablation = report.get("without_time_proxy")
+    if ablation:
+        rates = report.get("positive_rate", {})
+        lines += [
+            "",
+            f"Without the time proxy {', '.join(f'`{f}`' for f in ablation['dropped'])} (full training split): "
+            f"logistic regression {ablation['logistic']['auc']:.4f} (log loss {ablation['logistic']['log_loss']:.4f}), "
+            f"LightGBM {ablation['lightgbm_tuned']['auc']:.4f} (log loss {ablation['lightgbm_tuned']['log_loss']:.4f}, "
+            f"mean prediction {ablation['lightgbm_tuned']['mean_prediction']:.3f}). "
+            f"Positive rate train / val / test: {rates.get('train')} / {rates.get('val')} / {rates.get('test')}.",
+        ]
     lines += ["", "Extrapolated asymptote, AUC(n) = a - b n^-c:", ""]
     for name, e in report["extrapolation"].items():
         if e.get("fitted"):
@@ -546,5 +638,11 @@ def verdict(report: dict[str, Any]) -> list[str]:
             f"({z['ratio_to_oracle']:.3f}); given the rest of the true logit (rep skill + company + value) instead, "
             f"{rest['auc']:.4f} ({rest['ratio_to_oracle']:.3f}); given only the truth and the stage, "
             f"{truth['auc']:.4f} ({truth['ratio_to_oracle']:.3f}). Best CRM-only model at full size: {best:.4f}."
+        )
+    if "observed_plus_meddpicc_logistic" in c:
+        m = c["observed_plus_meddpicc_logistic"]
+        out.append(
+            f"- With the MEDDPICC score as it would be with a point-in-time history: {m['auc']:.4f} "
+            f"({m['ratio_to_oracle']:.3f} x oracle, {'meets' if m['auc'] >= target else 'below'} the target)."
         )
     return out
