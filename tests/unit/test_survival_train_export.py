@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from fulqrun_ml.export.onnx_export import raw_feeds
 from fulqrun_ml.export.package import export_run, load_trained_net
@@ -17,7 +18,7 @@ from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.tasks.survival import predict_curves
 from fulqrun_ml.tasks.survival_grid import SurvivalConfigError
 from fulqrun_ml.tasks.survival_holdout import evaluate_survival_run
-from fulqrun_ml.training.train import train
+from fulqrun_ml.training.train import datamodule_override, monitored, train
 
 FAST = ["trainer.max_epochs=2", "trainer.enable_progress_bar=false", "logger=none"]
 
@@ -77,3 +78,13 @@ def test_bad_grid_is_refused_before_any_data_is_built(compose_train, tmp_path):
     cfg = compose_train(tmp_path / "run", "experiment=close_timing_survival_mlp", *FAST, "task.bin_edges=[0,7,100]")
     with pytest.raises(SurvivalConfigError, match=r"edge 100 lies beyond task.horizon_days=91"):
         train(cfg)
+
+
+def test_callbacks_watching_a_metric_survival_never_logs_fall_back_to_val_loss():
+    default = OmegaConf.create({"_target_": "x", "monitor": "val/auc", "mode": "max"})
+    assert (monitored(default, "survival").monitor, monitored(default, "survival").mode) == ("val/loss", "min")
+    chosen = OmegaConf.create({"_target_": "x", "monitor": "val/concordance", "mode": "max"})
+    assert monitored(chosen, "survival").monitor == "val/concordance"
+    task = OmegaConf.create({"datamodule": "fulqrun_ml.data.survival_datamodule.SurvivalSnapshotDataModule"})
+    assert datamodule_override(task) == {"_target_": task.datamodule}
+    assert datamodule_override(OmegaConf.create({"name": "deal_win"})) == {}
