@@ -134,7 +134,7 @@ def test_leaderboard_runs_end_to_end_on_tiny_data(tmp_path):
     board = run_leaderboard(
         tmp_path / "runs",
         models=["mlp"],
-        overrides=[*tiny, "trainer.max_epochs=2"],
+        overrides=[*tiny, "trainer.max_epochs=1", "task.compare_lightgbm=null"],
         lightgbm_settings={"lightgbm_default": {}},
         tasks=["deal_win", "lead_conversion"],
     )
