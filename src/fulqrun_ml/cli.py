@@ -42,7 +42,7 @@ from fulqrun_ml.registry.commands import default_models_dir, models_main
 from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.scoring.command import main as score_main
 from fulqrun_ml.sequence.export import export_sequence_run
-from fulqrun_ml.serving.client import TritonPredictionClient
+from fulqrun_ml.serving.client import SURVIVAL_OUTPUTS, TritonPredictionClient
 from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.repository import (
     TritonModelConfig,
@@ -126,12 +126,17 @@ def build_repositories(version: ModelVersion, serving: DictConfig, models_dir: P
 
 
 def headline(metrics: dict[str, float], digits: int = 4) -> str:
-    """The metric a run is judged by: AUC for binary tasks, WAPE and interval coverage for forecasts, RMSE and
-    MAE for regression."""
+    """The metric a run is judged by: AUC for binary tasks, WAPE and interval coverage for forecasts, Harrell's C,
+    integrated Brier and the median's MAE for survival, RMSE and MAE for regression."""
     if "auc" in metrics:
         return f"AUC {metrics['auc']:.{digits}f}"
     if "wape" in metrics:
         return f"WAPE {metrics['wape']:.{digits}f}, coverage@80 {metrics['coverage']:.3f}"
+    if "integrated_brier" in metrics:
+        return (
+            f"C {metrics['concordance']:.{digits}f}, integrated Brier {metrics['integrated_brier']:.{digits}f}, "
+            f"MAE(median) {metrics['mae_median_days']:.{digits}f} days"
+        )
     return f"RMSE {metrics['rmse']:.{digits}f}, MAE {metrics['mae']:.{digits}f}"
 
 
@@ -146,6 +151,8 @@ def _train_main(argv: list[str]) -> None:
         print(f"run dir: {result['run_dir']}\nholdout {headline(model)}")
         print(f"next: fulqrun-ml export --run-dir {result['run_dir']}")
         # Hydra sweepers maximise this.
+        if "integrated_brier" in model:  # survival: higher concordance is better
+            return model["concordance"]
         return model["auc"] if "auc" in model else -model["wape"] if "wape" in model else -model["rmse"]
 
     if any(a.startswith("hparams_search=") for a in argv):
@@ -273,9 +280,24 @@ def _predict(args: argparse.Namespace) -> None:
         # Columns the model does not take (ids, say) are echoed back, not sent; a misspelled input
         # still fails, because the correctly spelled field is then missing.
         keys = [c for c in records.columns if c not in names]
-        probabilities = client.predict(records[[c for c in records.columns if c in names]])
-    for i, p in enumerate(probabilities):
-        print(json.dumps({**{k: records[k].iloc[i] for k in keys}, "probability": round(float(p), 6)}, default=str))
+        features = records[[c for c in records.columns if c in names]]
+        if set(SURVIVAL_OUTPUTS) <= set(client.interface.outputs):
+            timing = client.predict_close_timing(features)
+            answers = [
+                {
+                    "expected_days": round(float(timing.expected_days[i]), 3),
+                    "close_probability": {
+                        f"{edge:g}d": round(float(p), 6)
+                        for edge, p in zip(timing.bin_edges[1:], timing.close_probability[i], strict=True)
+                    },
+                }
+                for i in range(len(records))
+            ]
+        else:
+            output = client.interface.outputs[0]
+            answers = [{output: round(float(p), 6)} for p in client.predict(features)]
+    for i, answer in enumerate(answers):
+        print(json.dumps({**{k: records[k].iloc[i] for k in keys}, **answer}, default=str))
 
 
 def _measure_latency(client: TritonPredictionClient, records: list[dict[str, Any]], n: int) -> list[float]:

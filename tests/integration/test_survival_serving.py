@@ -101,3 +101,25 @@ def test_bad_field_is_named_and_the_server_keeps_serving(served):
         with pytest.raises(FieldValidationError, match="value"):
             client.predict_close_timing(bad)
         assert client.predict_close_timing(rows.head(2)).close_probability.shape == (2, 13)
+
+
+def test_predict_command_prints_the_curve_and_expected_days(served, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    server, version, spec, rows = served
+    path = tmp_path / "deals.jsonl"
+    rows.head(3).assign(deal_ref=["a", "b", "c"]).to_json(path, orient="records", lines=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "fulqrun_ml.cli", "predict", "--input", str(path), "--url", server.http_url,
+         "--model", NAME],
+        capture_output=True, text=True, check=True, env={**os.environ},
+    )  # fmt: skip
+    lines = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    assert [line["deal_ref"] for line in lines] == ["a", "b", "c"]
+    cdf, expected = local_outputs(version, spec, rows.head(3))
+    edges = json.loads((version.path / "survival.json").read_text())["bin_edges"]
+    assert list(lines[0]["close_probability"]) == [f"{e:g}d" for e in edges[1:]]
+    np.testing.assert_allclose([list(line["close_probability"].values()) for line in lines], cdf, atol=1e-5)
+    np.testing.assert_allclose([line["expected_days"] for line in lines], expected, atol=1e-3)

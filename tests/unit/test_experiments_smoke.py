@@ -19,6 +19,8 @@ from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.tasks.binary import predict_probabilities
 from fulqrun_ml.tasks.regression import predict_values
+from fulqrun_ml.tasks.survival import predict_curves
+from fulqrun_ml.tasks.survival_holdout import load_survival_record
 from fulqrun_ml.training.train import train
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
@@ -65,6 +67,13 @@ def test_experiment_smoke_trains(experiment, compose_train, tmp_path):
         predictions = predict_values(net, spec.encode(holdout), scaling)
         assert predictions.shape == (len(holdout),) and np.isfinite(predictions).all()
         assert model["rmse"] >= model["mae"] >= 0.0
+    elif summary["target_kind"] == "survival":
+        grid = load_survival_record(run_dir)
+        edges, temperature = grid["bin_edges"], grid["calibration"]["temperature"]
+        cdf, expected = predict_curves(net, spec.encode(holdout), edges, temperature)
+        assert cdf.shape == (len(holdout), len(edges) - 1) and np.all(np.diff(cdf, axis=1) >= 0)
+        assert np.all((expected >= 0) & (expected <= edges[-1]))
+        assert 0.0 <= model["concordance"] <= 1.0
     else:
         assert scaling is None
         probs = predict_probabilities(net, spec.encode(holdout))

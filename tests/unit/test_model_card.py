@@ -55,3 +55,28 @@ def test_a_version_with_nothing_recorded_still_gets_a_card():
 def test_warm_started_version_names_its_parent():
     lineage = {"parent": {"name": "deal_win", "version": 3, "data_hash": "abc"}, "data_hash": "def"}
     assert "| parent version | deal_win v3 (warm start) |" in render_model_card({}, {}, lineage)
+
+
+def test_survival_and_regression_cards_use_their_own_columns_and_baselines():
+    survival = {
+        "model": {"concordance": 0.683, "integrated_brier": 0.1148, "nll": 2.209, "ece_30d": 0.029, "n": 4221},
+        "model_uncalibrated": {"concordance": 0.683, "ece_30d": 0.037},
+        "km_stage": {"concordance": 0.690, "integrated_brier": 0.1177},
+    }
+    metadata = {"target_kind": "survival", "task": "close_timing_survival", "calibration": {"temperature": 1.017}}
+    lineage = {"config": {"data": {"horizon_days": 91}}}
+    card = render_model_card(metadata, survival, lineage)
+    assert "| Harrell's C |" in card and "| Kaplan-Meier per stage (baseline) | 0.6900 | 0.1177 |" in card
+    assert "label = days to close, censored at 91 days" in card and "T = 1.0170" in card
+    assert "Does **not** beat its baseline (Kaplan-Meier per stage (baseline))" in card  # 0.683 <= 0.690
+    regression = {"model": {"mae": 14.7, "rmse": 18.7}, "stage_median": {"mae": 14.9, "rmse": 19.0}}
+    card = render_model_card({"target_kind": "regression", "task": "close_timing"}, regression, {})
+    assert "| this model | 14.7000 | 18.7000 |" in card and "| MAE | RMSE |" in card
+    assert "beat its baseline" not in card
+
+
+def test_platt_calibration_is_named_with_its_intercept():
+    metrics = {"model": {"auc": 0.75, "ece": 0.013}, "model_uncalibrated": {"auc": 0.75, "ece": 0.04}}
+    metadata = {"calibration": {"method": "platt", "temperature": 1.2, "bias": -0.15}}
+    card = render_model_card(metadata, metrics, {})
+    assert "Post-hoc Platt scaling T = 1.2000, intercept -0.1500" in card and "ECE before it 0.0400" in card

@@ -88,3 +88,23 @@ def test_callbacks_watching_a_metric_survival_never_logs_fall_back_to_val_loss()
     task = OmegaConf.create({"datamodule": "fulqrun_ml.data.survival_datamodule.SurvivalSnapshotDataModule"})
     assert datamodule_override(task) == {"_target_": task.datamodule}
     assert datamodule_override(OmegaConf.create({"name": "deal_win"})) == {}
+
+
+def test_bulk_scoring_writes_one_column_per_bin_and_the_expected_days(survival_run, tmp_path):
+    from fulqrun_ml.scoring.bulk import score_table
+
+    run_dir = Path(survival_run["run_dir"])
+    version, _ = export_run(run_dir, tmp_path / "models")
+    spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
+    holdout = pd.read_parquet(run_dir / "holdout.parquet").head(300)
+    source = tmp_path / "open_deals.parquet"
+    holdout[["opportunity_id", *spec.spec.names]].to_parquet(source)
+    result = score_table(version, source, tmp_path / "scores.parquet", chunk_rows=128)
+    scored = pd.read_parquet(result.output)
+    bins = [f"close_probability_{edge}d" for edge in range(7, 92, 7)]
+    assert list(scored.columns) == ["opportunity_id", *bins, "expected_days"]
+    session = ort.InferenceSession(str(version.path / "model.onnx"), providers=["CPUExecutionProvider"])
+    cdf, expected = session.run(["close_probability", "expected_days"], raw_feeds(spec, holdout))
+    np.testing.assert_allclose(scored[bins].to_numpy(), cdf, atol=1e-7)
+    np.testing.assert_allclose(scored["expected_days"].to_numpy(), expected, atol=1e-5)
+    assert scored["opportunity_id"].tolist() == holdout["opportunity_id"].tolist()

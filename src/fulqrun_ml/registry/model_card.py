@@ -15,24 +15,57 @@ from typing import Any
 
 MODEL_CARD_FILE = "MODEL_CARD.md"
 NOT_RECORDED = "not recorded"
-METRIC_COLUMNS = (
-    ("auc", "AUC"),
-    ("log_loss", "log loss"),
-    ("brier", "Brier"),
-    ("ece", "ECE"),
-    ("accuracy", "accuracy"),
-)
-BASELINES = (
-    ("model", "this model"),
-    ("rep", "rep's probability (baseline)"),
-    ("oracle", "oracle: latent truth (ceiling)"),
-)
+# The holdout columns of each target kind (metadata.json's `target_kind`; binary when not recorded).
+METRIC_COLUMNS = {
+    "binary": (("auc", "AUC"), ("log_loss", "log loss"), ("brier", "Brier"), ("ece", "ECE"), ("accuracy", "accuracy")),
+    "regression": (("mae", "MAE"), ("rmse", "RMSE"), ("r2", "R²"), ("concordance", "concordance")),
+    "survival": (
+        ("concordance", "Harrell's C"),
+        ("integrated_brier", "integrated Brier"),
+        ("nll", "NLL"),
+        ("ece_30d", "ECE 30 d"),
+        ("ece_horizon", "ECE horizon"),
+        ("mae_median_days", "MAE of median (days)"),
+    ),
+}
+# Row labels of metrics.json entries; any other entry is shown under its own name.
+BASELINES = {
+    "model": "this model",
+    "model_uncalibrated": "this model before calibration",
+    "rep": "rep's probability (baseline)",
+    "stage_median": "median days to close per stage (baseline)",
+    "km_stage": "Kaplan-Meier per stage (baseline)",
+    "km_pooled": "Kaplan-Meier, all deals (baseline)",
+    "lightgbm": "LightGBM on the same split (reference)",
+    "oracle": "oracle: latent truth (ceiling)",
+}
 INTENDED_USE = {
     "deal_win": (
         "Estimates the probability that an open opportunity closes **won** within the label horizon, from what "
         "the CRM knew on the scoring date (point-in-time features). Use it to rank a pipeline, to focus reps' "
         "time, and as an input to revenue forecasts, next to the rep's own probability."
     ),
+    "lead_conversion": "Estimates the probability that an undecided lead converts within the label horizon.",
+    "account_expansion": "Estimates the probability that a customer account wins another deal within the horizon.",
+    "account_churn": "Estimates the probability that a customer account wins no further deal within the horizon.",
+    "close_timing": (
+        "Predicts how many days an open opportunity needs to close, for deals that close within the horizon; "
+        "it says nothing about deals that stay open longer (the survival model covers those)."
+    ),
+    "close_timing_survival": (
+        "Predicts when an open opportunity closes (won or lost): the probability that it is closed by the end of "
+        "each week of the horizon, and the expected days to close (deals still open at the horizon count as the "
+        "horizon)."
+    ),
+}
+# What a row's label is, per task: formatted with the data config's horizon.
+LABEL_TEXT = {
+    "deal_win": "closed won within {h} days",
+    "lead_conversion": "converted within {h} days",
+    "account_expansion": "another won deal within {h} days",
+    "account_churn": "no further won deal within {h} days",
+    "close_timing": "days to close, for deals closing within {h} days",
+    "close_timing_survival": "days to close, censored at {h} days",
 }
 OUT_OF_SCOPE = (
     "Not for judging, ranking or paying individual reps or contacts, and not for automated decisions without a "
@@ -70,8 +103,8 @@ def render_model_card(metadata: dict[str, Any], metrics: dict[str, Any], lineage
         + "\n\n"
         + OUT_OF_SCOPE,
         "## Inputs and output\n\n" + _inputs(metadata),
-        "## Data\n\n" + _data(lineage),
-        "## Holdout metrics\n\n" + _metrics_table(metrics),
+        "## Data\n\n" + _data(lineage, task),
+        "## Holdout metrics\n\n" + _metrics_table(metrics, metadata.get("target_kind", "binary")),
         "## Calibration\n\n" + _calibration(metrics, metadata, lineage),
         "## Export parity\n\n" + _parity(metrics, metadata),
         "## Lineage\n\n" + _lineage(metadata, lineage),
@@ -94,7 +127,7 @@ def _inputs(metadata: dict[str, Any]) -> str:
     )
 
 
-def _data(lineage: dict[str, Any]) -> str:
+def _data(lineage: dict[str, Any], task: str = "deal_win") -> str:
     data_cfg = (lineage.get("config") or {}).get("data") or {}
     source = data_cfg.get("source") or {}
     lines = []
@@ -104,8 +137,9 @@ def _data(lineage: dict[str, Any]) -> str:
     if data_cfg:
         lines.append(
             f"- Snapshots every {data_cfg.get('snapshot_every_days', '?')} days after a "
-            f"{data_cfg.get('warmup_days', '?')}-day warm-up; label = closed won within "
-            f"{data_cfg.get('horizon_days', '?')} days; time-based split (val {data_cfg.get('val_fraction', '?')}, "
+            f"{data_cfg.get('warmup_days', '?')}-day warm-up; label = "
+            + LABEL_TEXT.get(task, "the task's label within {h} days").format(h=data_cfg.get("horizon_days", "?"))
+            + f"; time-based split (val {data_cfg.get('val_fraction', '?')}, "
             f"test {data_cfg.get('test_fraction', '?')}) with an embargo between training labels and validation."
         )
     window = lineage.get("data_window") or {}
@@ -123,19 +157,21 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "-"
 
 
-def _metrics_table(metrics: dict[str, Any]) -> str:
-    rows = [(label, metrics[who]) for who, label in BASELINES if isinstance(metrics.get(who), dict)]
+def _metrics_table(metrics: dict[str, Any], kind: str = "binary") -> str:
+    """Every scored entry of metrics.json (model first, then baselines) in the columns of the target kind."""
+    columns = METRIC_COLUMNS.get(kind, METRIC_COLUMNS["binary"])
+    rows = [(BASELINES.get(who, who), m) for who, m in metrics.items() if isinstance(m, dict)]
     if not rows:
         return NOT_RECORDED
-    n = rows[0][1].get("n", "?")
-    header = "| | " + " | ".join(title for _, title in METRIC_COLUMNS) + " |"
+    n = (metrics.get("model") or rows[0][1]).get("n", "?")
+    header = "| | " + " | ".join(title for _, title in columns) + " |"
     lines = [
         f"Scored on the holdout: the latest time period, {n} snapshots never used for training or model selection.",
         "",
         header,
-        "|---" * (len(METRIC_COLUMNS) + 1) + "|",
+        "|---" * (len(columns) + 1) + "|",
     ]
-    lines += [f"| {label} | " + " | ".join(_fmt(m.get(key)) for key, _ in METRIC_COLUMNS) + " |" for label, m in rows]
+    lines += [f"| {label} | " + " | ".join(_fmt(m.get(key)) for key, _ in columns) + " |" for label, m in rows]
     return "\n".join(lines)
 
 
@@ -151,17 +187,33 @@ def _find(key: str, *sources: dict[str, Any]) -> Any:
 
 def _calibration(metrics: dict[str, Any], metadata: dict[str, Any], lineage: dict[str, Any]) -> str:
     model, rep = metrics.get("model") or {}, metrics.get("rep") or {}
+    uncalibrated = metrics.get("model_uncalibrated") or {}
+    temperature = _find("temperature", metrics, metadata, lineage)
+    if metadata.get("target_kind") == "survival":
+        if temperature is None:
+            return NOT_RECORDED
+        return (
+            f"One temperature on the hazard logits, T = {_fmt(temperature)}, fitted on the validation NLL and inside "
+            f"the graph. ECE of P(closed within 30 days) on the holdout: {_fmt(model.get('ece_30d'))} "
+            f"(before: {_fmt(uncalibrated.get('ece_30d'))})."
+        )
     if "ece" not in model:
         return NOT_RECORDED
     text = (
         f"Expected calibration error (15 equal-width bins, holdout): model {_fmt(model['ece'])}, "
         f"rep's probability {_fmt(rep.get('ece'))}. Brier score: model {_fmt(model.get('brier'))}."
     )
-    temperature = _find("temperature", metrics, metadata, lineage)
-    if temperature is not None:
-        text += f" Post-hoc temperature scaling T = {_fmt(temperature)} (fitted on validation, inside the graph)"
-        uncalibrated = metrics.get("model_uncalibrated") or {}
-        text += f"; ECE before scaling {_fmt(uncalibrated['ece'])}." if "ece" in uncalibrated else "."
+    method = _find("method", metadata, lineage) or "temperature"
+    bias = _find("bias", metadata, lineage)
+    if method == "isotonic":
+        text += " Post-hoc isotonic calibration (fitted on validation, inside the graph)"
+    elif temperature is not None:
+        fitted = f"T = {_fmt(temperature)}" + (f", intercept {_fmt(bias)}" if bias is not None else "")
+        name = "Platt scaling" if method == "platt" else "temperature scaling"
+        text += f" Post-hoc {name} {fitted} (fitted on validation, inside the graph)"
+    else:
+        return text
+    text += f"; ECE before it {_fmt(uncalibrated['ece'])}." if "ece" in uncalibrated else "."
     return text
 
 
@@ -213,6 +265,15 @@ def known_limits(metrics: dict[str, Any], lineage: dict[str, Any]) -> list[str]:
             f"Does **not** beat the rep's own probability on the holdout (AUC {model['auc']:.4f} vs "
             f"{rep['auc']:.4f}); do not use it in place of the rep's estimate."
         )
+    for baseline, key, better in (("stage_median", "mae", "lower"), ("km_stage", "concordance", "higher")):
+        reference = metrics.get(baseline) or {}
+        if key in model and key in reference:
+            worse = model[key] >= reference[key] if better == "lower" else model[key] <= reference[key]
+            if worse:
+                limits.append(
+                    f"Does **not** beat its baseline ({BASELINES[baseline]}) on the holdout: {key} "
+                    f"{model[key]:.4f} vs {reference[key]:.4f} ({better} is better)."
+                )
     if "ece" in model and model["ece"] > ECE_WARN:
         limits.append(f"Calibration error {model['ece']:.4f} exceeds {ECE_WARN}: treat scores as a ranking.")
     if model.get("n") is not None:

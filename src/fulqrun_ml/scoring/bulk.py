@@ -13,13 +13,15 @@ How it stays fast and bounded in memory:
   at once (ORT releases the GIL) while the main thread prepares the next chunk and writes finished ones.
   Independent runs need no per-operator barrier, so they scale better than intra-op threads and a
   preempted thread (a busy or shared machine) delays only its own chunk.
-The output (input columns that are not features, e.g. ids, carried through, plus `probability`) is
-written to a temporary file next to the target and renamed into place: it is complete or absent.
+The output (input columns that are not features, e.g. ids, carried through, plus the graph's outputs:
+`probability`, a regression's `prediction`, or a survival model's `close_probability_<t>d` per bin edge and
+`expected_days`) is written to a temporary file next to the target and renamed into place: complete or absent.
 Per-stage timings are returned so a benchmark can say where the time goes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -44,7 +46,7 @@ from fulqrun_ml.registry.store import ModelVersion
 
 log = logging.getLogger(__name__)
 DEFAULT_CHUNK_ROWS = 131_072
-OUTPUT_COLUMN = "probability"
+OUTPUT_COLUMN = "probability"  # a binary model's one output (others are named by their graph, see _output_columns)
 # Seconds the main thread spends per stage; "infer" is time spent *waiting* for inference, i.e. the part
 # of ORT's work not hidden behind reading, validating, converting and writing.
 STAGES = ("read", "validate", "convert", "infer", "write")
@@ -142,14 +144,32 @@ def _feeds(table: pa.Table, frame: pd.DataFrame, spec: FittedFeatureSpec) -> dic
     return feeds
 
 
-def _check_schema(dataset: ds.Dataset, spec: FittedFeatureSpec, keep: Sequence[str]) -> None:
+def _output_columns(session: ort.InferenceSession, version_dir: Path) -> dict[str, list[str]]:
+    """Graph output -> its table column(s): `[N]` / `[N, 1]` outputs keep their name, a `[N, K]` output becomes
+    K columns, named by the survival bin edges where the version has them (`close_probability_7d`, ...)."""
+    survival = version_dir / "survival.json"
+    edges = json.loads(survival.read_text())["bin_edges"] if survival.is_file() else None
+    columns = {}
+    for output in session.get_outputs():
+        width = output.shape[1] if len(output.shape) == 2 and isinstance(output.shape[1], int) else 1
+        if width == 1:
+            columns[output.name] = [output.name]
+        elif edges is not None and len(edges) - 1 == width:
+            columns[output.name] = [f"{output.name}_{edge:g}d" for edge in edges[1:]]
+        else:
+            columns[output.name] = [f"{output.name}_{k}" for k in range(width)]
+    return columns
+
+
+def _check_schema(dataset: ds.Dataset, spec: FittedFeatureSpec, keep: Sequence[str], outputs: list[str]) -> None:
     """Fail before reading any row: missing feature columns or non-numeric types, named by field."""
     validate_frame(spec.spec, dataset.schema.empty_table().to_pandas())
     missing = [c for c in keep if c not in dataset.schema.names]
     if missing:
         raise FieldValidationError(missing[0], "requested in keep_columns but not in the input")
-    if OUTPUT_COLUMN in keep:
-        raise ScoringError(f"the input already has a '{OUTPUT_COLUMN}' column; drop it or leave it out of keep_columns")
+    clash = [c for c in outputs if c in keep]
+    if clash:
+        raise ScoringError(f"the input already has a '{clash[0]}' column; drop it or leave it out of keep_columns")
 
 
 def _writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
@@ -171,7 +191,7 @@ def score_table(
     """Score every row of `input_path` (Parquet file/directory or CSV) into `output_path` (Parquet).
 
     `version` is a published ModelVersion or its directory (model.onnx + feature_spec.json).
-    `keep_columns`: input columns copied to the output next to `probability`; default: every input column
+    `keep_columns`: input columns copied to the output next to the model outputs; default: every input column
     that is not a model feature (ids, labels, ...). `workers`: chunks scored at once (default: one per
     core). `model_file` swaps in another graph of the same version (e.g. the ORT-optimised or INT8 one
     from `fulqrun_ml.export.optimize`)."""
@@ -188,10 +208,11 @@ def score_table(
     categorical = [f.name for f in spec.spec.categorical]
     dataset = _dataset(input_path, categorical)
     features = spec.spec.names
-    keep = list(keep_columns) if keep_columns is not None else [c for c in dataset.schema.names if c not in features]
-    _check_schema(dataset, spec, keep)
     session = create_session(model_file or version_dir / "model.onnx")
-    output_name = session.get_outputs()[0].name
+    output_columns = _output_columns(session, version_dir)
+    output_names = [c for cols in output_columns.values() for c in cols]
+    keep = list(keep_columns) if keep_columns is not None else [c for c in dataset.schema.names if c not in features]
+    _check_schema(dataset, spec, keep, output_names)
 
     timings = dict.fromkeys(STAGES, 0.0)
     output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,9 +225,13 @@ def score_table(
         nonlocal writer
         kept, future = in_flight.popleft()
         t0 = time.perf_counter()
-        probability = future.result()[0].reshape(-1).astype(np.float32, copy=False)
+        results = future.result()
         t1 = time.perf_counter()
-        out = kept.append_column(OUTPUT_COLUMN, pa.array(probability))
+        out = kept
+        for values, columns in zip(results, output_columns.values(), strict=True):
+            matrix = values.reshape(len(values), -1).astype(np.float32, copy=False)
+            for j, column in enumerate(columns):
+                out = out.append_column(column, pa.array(matrix[:, j]))
         if writer is None:
             writer = _writer(tmp, out.schema)
         writer.write_table(out)
@@ -229,7 +254,7 @@ def score_table(
                     feeds = _feeds(table, frame, spec)
                     timings["validate"] += t1 - t0
                     timings["convert"] += time.perf_counter() - t1
-                    in_flight.append((table.select(keep), pool.submit(session.run, [output_name], feeds)))
+                    in_flight.append((table.select(keep), pool.submit(session.run, list(output_columns), feeds)))
                     rows += table.num_rows
                     chunks += 1
                     while len(in_flight) > workers:
@@ -241,7 +266,8 @@ def score_table(
                     future.cancel()
         t0 = time.perf_counter()
         if writer is None:  # an empty input still yields a (valid, empty) output with the right columns
-            schema = pa.schema([dataset.schema.field(c) for c in keep] + [pa.field(OUTPUT_COLUMN, pa.float32())])
+            outputs = [pa.field(c, pa.float32()) for c in output_names]
+            schema = pa.schema([dataset.schema.field(c) for c in keep] + outputs)
             writer = _writer(tmp, schema)
         writer.close()
         writer = None
