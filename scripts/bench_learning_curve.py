@@ -62,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "learning_curve.json")
     parser.add_argument("--note", action="append", default=[], help="a line for the report's notes (repeatable)")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="redraw the PNG and Markdown from an existing --out JSON (adding any --note to it); measures nothing",
+    )
     return parser.parse_args(argv)
 
 
@@ -96,8 +101,26 @@ def ensure_build(args: argparse.Namespace) -> tuple[Path, Path, dict[str, Any]]:
     return crm_dir, build_dir, {**info, "cached": False}
 
 
+def write_views(report: dict[str, Any], out: Path) -> None:
+    """The PNG and the Markdown next to the JSON."""
+    plot_learning_curve(report, out.with_suffix(".png"))
+    out.with_suffix(".md").write_text(render_markdown(report))
+
+
+def render_only(args: argparse.Namespace) -> dict[str, Any]:
+    """Presentation changes without a 10-minute rerun: the measurements in the JSON stay as they were."""
+    report = json.loads(args.out.read_text())
+    if args.note:
+        report["notes"] = [*report.get("notes", []), *args.note]
+        args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_views(report, args.out)
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.render_only:
+        return render_only(args)
     started, t0 = datetime.now(UTC), time.perf_counter()
     sizes = parse_sizes(args.sizes, args.opportunities)
     torch.set_num_threads(args.threads)
@@ -137,8 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    plot_learning_curve(report, args.out.with_suffix(".png"))
-    args.out.with_suffix(".md").write_text(render_markdown(report))
+    write_views(report, args.out)
     print(f"wrote {args.out} (+ .png, .md) in {report['wall_seconds']} s", flush=True)
     return report
 

@@ -88,7 +88,8 @@ def test_script_writes_report_with_one_holdout_for_all_sizes(tiny: dict, tmp_pat
     args = ["--opportunities", str(N_DEALS), "--per-shard", "600", "--seed", "11", "--sizes", "300,600,1200"]
     args += ["--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--workers", "1"]
     args += ["--mlp-max-opportunities", "600", "--mlp-max-epochs", "2", "--threads", "1"]
-    runpy.run_path(str(SCRIPT), run_name="bench_learning_curve")["main"](args)
+    main = runpy.run_path(str(SCRIPT), run_name="bench_learning_curve")["main"]
+    main(args)
 
     report = json.loads(out.read_text())
     for key in ("machine", "git_commit", "wall_seconds", "config", "data", "holdout", "oracle", "target_auc"):
@@ -124,6 +125,12 @@ def test_script_writes_report_with_one_holdout_for_all_sizes(tiny: dict, tmp_pat
     assert report["ceilings"]["latent_truth_logistic"]["ratio_to_oracle"] > 0.99
     assert out.with_suffix(".png").stat().st_size > 10_000
     assert "0.97 x oracle" in out.with_suffix(".md").read_text()
+
+    # Re-rendering keeps the measurements and adds the note.
+    main(["--out", str(out), "--render-only", "--note", "a reviewer's note"])
+    rendered = json.loads(out.read_text())
+    assert rendered["notes"] == ["a reviewer's note"] and rendered["curve"] == report["curve"]
+    assert "a reviewer's note" in out.with_suffix(".md").read_text()
 
 
 def test_latent_split_matches_the_simulator_story() -> None:

@@ -503,7 +503,7 @@ def plot_learning_curve(report: dict[str, Any], path: str | Path) -> None:
     matplotlib.use("Agg")  # no display on a build machine
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(10.5, 5.0))
     names = [name for name in MODELS if any(name in e["models"] for e in report["curve"])]
     for name in names:
         points = [(e["opportunities"], e["models"][name]["auc"]) for e in report["curve"] if "auc" in e["models"][name]]
@@ -538,7 +538,7 @@ def plot_learning_curve(report: dict[str, Any], path: str | Path) -> None:
     ax.set_ylabel("holdout AUC (one fixed holdout)")
     ax.set_title("Deal win: learning curve vs the oracle")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: the curves fill the bottom
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -610,18 +610,21 @@ def render_markdown(report: dict[str, Any]) -> str:
 def verdict(report: dict[str, Any]) -> list[str]:
     """Data-driven sentences: does AUC approach the target with data, and what do the ceilings say?"""
     oracle, target = report["oracle"]["auc"], report["target_auc"]
-    first, last = report["curve"][0], report["curve"][-1]
     out = []
-    for name, m in last["models"].items():
-        if "auc" not in m or "auc" not in first["models"].get(name, {}):
+    names = [name for name in MODELS if any(name in e["models"] for e in report["curve"])]
+    for name in names:
+        measured = [e for e in report["curve"] if "auc" in e["models"].get(name, {})]
+        if len(measured) < 2:
             continue
+        first, last = measured[0], measured[-1]
+        m = last["models"][name]
         gain = m["auc"] - first["models"][name]["auc"]
         out.append(
             f"- {MODEL_LABELS.get(name, name)}: {first['models'][name]['auc']:.4f} at {first['opportunities']:,} deals "
             f"-> {m['auc']:.4f} at {last['opportunities']:,} ({gain:+.4f}); ratio {m['ratio_to_oracle']:.3f}, "
             f"{'meets' if m['auc'] >= target else 'below'} the 0.97 target."
         )
-    best = max((m["auc"] for m in last["models"].values() if "auc" in m), default=float("nan"))
+    best = max((m["auc"] for m in report["curve"][-1]["models"].values() if "auc" in m), default=float("nan"))
     asymptotes = [e["asymptote_auc"] for e in report["extrapolation"].values() if e.get("fitted")]
     if asymptotes:
         out.append(
@@ -638,6 +641,20 @@ def verdict(report: dict[str, Any]) -> list[str]:
             f"({z['ratio_to_oracle']:.3f}); given the rest of the true logit (rep skill + company + value) instead, "
             f"{rest['auc']:.4f} ({rest['ratio_to_oracle']:.3f}); given only the truth and the stage, "
             f"{truth['auc']:.4f} ({truth['ratio_to_oracle']:.3f}). Best CRM-only model at full size: {best:.4f}."
+        )
+    ablation = report.get("without_time_proxy")
+    last_gbm = report["curve"][-1]["models"].get("lightgbm_tuned", {})
+    if ablation and "auc" in last_gbm:
+        without = ablation["lightgbm_tuned"]
+        reading = (
+            "a feature that encodes calendar time, not a lack of data, holds the trees back"
+            if without["auc"] > last_gbm["auc"] + 0.005
+            else "dropping it changes little"
+        )
+        out.append(
+            f"- LightGBM without {', '.join(ablation['dropped'])} at full size: {without['auc']:.4f} "
+            f"(with it: {last_gbm['auc']:.4f}; log loss {without['log_loss']:.4f} vs {last_gbm['log_loss']:.4f}): "
+            f"{reading}."
         )
     if "observed_plus_meddpicc_logistic" in c:
         m = c["observed_plus_meddpicc_logistic"]
