@@ -7,12 +7,14 @@
     .venv/bin/python scripts/bench_models.py --skip lead_conversion:ft_transformer
     .venv/bin/python scripts/bench_models.py --forecast --sequence             # also re-run those two benchmarks
 
-The default tasks are deal_win, lead_conversion, account_expansion, account_churn (binary) and close_timing
-(regression). Trains each `experiment=<task>_<model>` with `fulqrun_ml.training.train.train` (logger=none),
-exports and parity-checks it, times the ONNX graph, fits LightGBM (default + tuned) and a linear model (logistic
-regression for binary tasks, ridge for regression) on the same split, and scores the task's reference columns
-(rep, oracle; close timing's stage median). Binary sections report AUC / PR-AUC / log loss / Brier / ECE,
-regression sections MAE / RMSE / R² / concordance (`evaluation/leaderboard.py::SECTION_KINDS`).
+The default tasks are deal_win, lead_conversion, account_expansion, account_churn (binary), close_timing
+(regression) and close_timing_survival (survival). Trains each `experiment=<task>_<model>` with
+`fulqrun_ml.training.train.train` (logger=none), exports and parity-checks it, times the ONNX graph, fits LightGBM
+(default + tuned) and a linear model (logistic regression for binary tasks, ridge for regression) on the same
+split, and scores the task's reference columns (rep, oracle; close timing's stage median). Binary sections report
+AUC / PR-AUC / log loss / Brier / ECE, regression sections MAE / RMSE / R² / concordance, survival sections
+Harrell's C / integrated Brier / NLL / ECE against LightGBM as a logistic hazard and Kaplan-Meier curves
+(`evaluation/leaderboard.py::SECTION_KINDS`).
 The forecaster's and the sequence fusion's results are merged from their committed reports
 (reports/forecast_leaderboard.json, reports/sequence_fusion.json) unless --forecast / --sequence re-run them first.
 Writes reports/leaderboard.json and reports/leaderboard.md.
@@ -57,7 +59,9 @@ def models_by_task(tasks: list[str], models: list[str], skips: list[str]) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated tasks (binary or regression)")
+    parser.add_argument(
+        "--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated tasks (binary, regression or survival)"
+    )
     parser.add_argument("--models", nargs="+", default=list(NEURAL_MODELS), help="model configs to train")
     parser.add_argument("--skip", action="append", default=[], help="task:model to leave out (repeatable)")
     parser.add_argument("--override", action="append", default=[], help="Hydra override for every model run")

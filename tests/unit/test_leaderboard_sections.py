@@ -133,35 +133,31 @@ def test_regression_target_check_uses_the_lowest_rmse(neural_rmse, beats_gbm, be
 
 
 def test_unknown_kind_is_a_clear_error_naming_task_and_kind(tmp_path):
-    with pytest.raises(LeaderboardError, match=r"task 'x': kind 'survival' has no leaderboard section.*binary"):
-        section_kind("survival", "x")
-    # A real survival task fails before any data is built (the kind is known from its builder).
-    cfg = compose_experiment("mlp", tmp_path, TINY, task="close_timing_survival")
-    with pytest.raises(LeaderboardError, match=r"close_timing_survival.*'survival'.*regression"):
-        load_holdout(cfg)
+    with pytest.raises(LeaderboardError, match=r"task 'x': kind 'ranking' has no leaderboard section.*binary"):
+        section_kind("ranking", "x")
     board = {"tasks": ["t"], "sections": {"t": {"task": "t", "kind": "ranking"}}}
     with pytest.raises(LeaderboardError, match="kind 'ranking'"):
         render_markdown({**board, "generated_at": "now", "git_commit": "abc", "wall_seconds": 0})
 
 
 def test_a_new_kind_is_one_registry_entry(monkeypatch):
-    """What the survival section will do: register a SectionKind; the board renders it with its own renderer."""
+    """Register a SectionKind; the board renders it with its own renderer."""
 
     def render(section: dict) -> list[str]:
-        return [f"## {section['task']} (survival renderer)", ""]
+        return [f"## {section['task']} (ranking renderer)", ""]
 
     def unused(*args: object) -> object:
         raise AssertionError("not called when rendering")
 
-    kind = SectionKind("survival", unused, unused, unused, unused, render)
-    monkeypatch.setitem(SECTION_KINDS, "survival", kind)
-    assert section_kind("survival") is kind
+    kind = SectionKind("ranking", unused, unused, unused, unused, render)
+    monkeypatch.setitem(SECTION_KINDS, "ranking", kind)
+    assert section_kind("ranking") is kind
     board = {
-        "tasks": ["close_timing_survival"],
+        "tasks": ["next_best_action"],
         "generated_at": "now",
         "git_commit": "abc",
         "wall_seconds": 0,
-        "sections": {"close_timing_survival": {"task": "close_timing_survival", "kind": "survival"}},
+        "sections": {"next_best_action": {"task": "next_best_action", "kind": "ranking"}},
         "notes": [],
         "machine": {
             "cpu_model": "cpu",
@@ -171,7 +167,7 @@ def test_a_new_kind_is_one_registry_entry(monkeypatch):
             "load_average_1m_5m_15m": [0, 0, 0],
         },
     }
-    assert "## close_timing_survival (survival renderer)" in render_markdown(board)
+    assert "## next_best_action (ranking renderer)" in render_markdown(board)
 
 
 def test_every_default_board_task_has_every_backbone():

@@ -46,8 +46,10 @@ def onnx_microseconds_per_row(
     frame: pd.DataFrame,
     batch_sizes: Sequence[int] = BATCH_SIZES,
     repeats: tuple[int, int] = (300, 30),
+    outputs: Sequence[str] = (OUTPUT_NAME,),
 ) -> dict[str, float]:
-    """{"batch_1": µs/row, "batch_1024": µs/row}: single-row calls (repeats[0]) and large batches (repeats[1])."""
+    """{"batch_1": µs/row, "batch_1024": µs/row}: single-row calls (repeats[0]) and large batches (repeats[1]),
+    fetching `outputs` (a binary graph's `probability`, a regression's `prediction`, a survival graph's two)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -59,6 +61,6 @@ def onnx_microseconds_per_row(
         batches = [raw_feeds(spec, rows.iloc[i * size : (i + 1) * size]) for i in range(n_batches)]
         repeat = repeats[0] if size == 1 else repeats[1]
         result[f"batch_{size}"] = median_microseconds_per_row(
-            lambda feeds: session.run([OUTPUT_NAME], feeds), batches, size, repeat
+            lambda feeds: session.run(list(outputs), feeds), batches, size, repeat
         )
     return result

@@ -7,7 +7,9 @@ evaluators, target check and Markdown renderer (`leaderboard_kinds.SectionKind`)
   binary      `leaderboard_binary.py`: AUC, PR-AUC, log loss, Brier, ECE, thresholded metrics; LightGBM,
               logistic regression, rep / oracle
   regression  `leaderboard_regression.py`: MAE, RMSE, R², concordance; LightGBM regressor, ridge, stage median
-A third kind (survival) is one more module with those five functions and one more entry in `SECTION_KINDS`.
+  survival    `leaderboard_survival.py`: Harrell's C, integrated Brier, NLL, ECE, MAE of the median; LightGBM
+              as a logistic-hazard model, Kaplan-Meier per stage and pooled
+Another kind is one more module with those five functions and one more entry in `SECTION_KINDS`.
 The forecaster and the sequence fusion have their own (long) benchmarks; their committed reports are merged
 into the same board by `external_sections.py` rather than re-run here.
 """
@@ -31,6 +33,7 @@ from fulqrun_ml.evaluation.external_sections import render_external_markdown
 from fulqrun_ml.evaluation.leaderboard_binary import BINARY
 from fulqrun_ml.evaluation.leaderboard_kinds import Holdout, LeaderboardError, NeuralRun, SectionKind
 from fulqrun_ml.evaluation.leaderboard_regression import REGRESSION
+from fulqrun_ml.evaluation.leaderboard_survival import SURVIVAL
 from fulqrun_ml.evaluation.lightgbm_baseline import LIGHTGBM_SETTINGS
 from fulqrun_ml.export.package import load_trained_net
 from fulqrun_ml.features.spec import FittedFeatureSpec
@@ -39,10 +42,17 @@ from fulqrun_ml.project import CONFIG_DIR, git_commit
 from fulqrun_ml.training.train import datamodule_override, train
 
 log = logging.getLogger(__name__)
-DEFAULT_TASKS = ("deal_win", "lead_conversion", "account_expansion", "account_churn", "close_timing")
+DEFAULT_TASKS = (
+    "deal_win",
+    "lead_conversion",
+    "account_expansion",
+    "account_churn",
+    "close_timing",
+    "close_timing_survival",
+)
 NEURAL_MODELS = ("mlp", "mlp_plr", "ft_transformer", "tabm")
 # Task kind -> its section on the board. Add a kind here (and nowhere else in this file).
-SECTION_KINDS: dict[str, SectionKind] = {kind.name: kind for kind in (BINARY, REGRESSION)}
+SECTION_KINDS: dict[str, SectionKind] = {kind.name: kind for kind in (BINARY, REGRESSION, SURVIVAL)}
 
 
 def section_kind(kind: str, task: str | None = None) -> SectionKind:
@@ -84,7 +94,7 @@ def load_holdout(cfg: DictConfig) -> Holdout:
     datamodule: TabularDataModuleBase = instantiate(cfg.data, **datamodule_override(cfg.task))
     section_kind(datamodule.target_kind, cfg.task.name)
     datamodule.setup("fit")
-    return section_kind(datamodule.target_kind, cfg.task.name).load_holdout(datamodule)
+    return section_kind(datamodule.target_kind, cfg.task.name).load_holdout(datamodule, cfg.task)
 
 
 def train_neural(

@@ -1,6 +1,6 @@
 """What every leaderboard section shares, and the one interface a task kind implements to get a section.
 
-A section kind ("binary", "regression"; "survival" later) is a set of five functions: how to turn the task's
+A section kind ("binary", "regression", "survival") is a set of five functions: how to turn the task's
 datamodule into the holdout every row is scored on, how to score a trained network on it, which baselines
 to fit and score, which of the issue's targets to check, and how to render the section as Markdown.
 Training the networks (the real `train` entry point, the data-hash check, loading the run back) is the
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig
 from torch import nn
 
 from fulqrun_ml.data.datamodule import TabularDataModuleBase
@@ -46,13 +47,15 @@ class Holdout:
     sizes: dict[str, int]
     baseline_columns: dict[str, str]
     target_scaling: TargetScaling | None = None
+    bin_edges: tuple[float, ...] | None = None  # survival: the task's time grid (days), from `task.bin_edges`
 
     def labels(self, split: str) -> np.ndarray:
         return self.frames[split]["label"].to_numpy(dtype=np.float64)
 
 
-def holdout_from(datamodule: TabularDataModuleBase) -> Holdout:
-    """The set-up datamodule's splits, encoded once, with the training target the datamodule itself trains on."""
+def holdout_from(datamodule: TabularDataModuleBase, task_cfg: DictConfig | None = None) -> Holdout:
+    """The set-up datamodule's splits, encoded once, with the training target the datamodule itself trains on.
+    `task_cfg` (the composed `task` group) is for kinds that need more of the task than its data."""
     arrays = {
         split: {**datamodule.spec.encode(frame), "target": datamodule.target(split)}
         for split, frame in datamodule.frames.items()
@@ -98,14 +101,14 @@ class NeuralRun:
 class SectionKind:
     """A task kind's part of the board. Adding a kind = one module defining these five and one registry entry.
 
-    - `load_holdout(datamodule)`: the set-up datamodule as a `Holdout` (usually `holdout_from`).
+    - `load_holdout(datamodule, task_cfg)`: the set-up datamodule as a `Holdout` (usually `holdout_from`).
     - `evaluate_neural(run, holdout)`: a trained network's row: metrics, export parity, ONNX µs/row.
     - `evaluate_baselines(holdout, lightgbm_settings, seed)`: the LightGBM, linear and reference rows.
     - `target_check(rows, task)`: the issue's targets against this run's rows (checked, not asserted).
     - `render_markdown(section)`: the section's table and target lines."""
 
     name: str
-    load_holdout: Callable[[TabularDataModuleBase], Holdout]
+    load_holdout: Callable[[TabularDataModuleBase, DictConfig], Holdout]
     evaluate_neural: Callable[[NeuralRun, Holdout], dict[str, Any]]
     evaluate_baselines: Callable[[Holdout, dict[str, dict[str, Any]], int], list[dict[str, Any]]]
     target_check: Callable[[list[dict[str, Any]], str], dict[str, Any]]

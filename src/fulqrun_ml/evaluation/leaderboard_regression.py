@@ -10,16 +10,13 @@ columns (close timing: the training split's median days per stage) need no fitti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import onnx
-import onnxruntime as ort
-import pandas as pd
+from omegaconf import DictConfig
 
 from fulqrun_ml.data.datamodule import TabularDataModuleBase
-from fulqrun_ml.evaluation.latency import BATCH_SIZES, median_microseconds_per_row, repeated_rows
+from fulqrun_ml.evaluation.latency import onnx_microseconds_per_row
 from fulqrun_ml.evaluation.leaderboard_kinds import (
     Holdout,
     LeaderboardError,
@@ -34,47 +31,19 @@ from fulqrun_ml.evaluation.leaderboard_kinds import (
 )
 from fulqrun_ml.evaluation.lightgbm_baseline import fit_lightgbm, lightgbm_microseconds_per_row, lightgbm_size
 from fulqrun_ml.evaluation.logistic_baseline import RIDGE_ALPHA, fit_ridge, linear_microseconds_per_row
-from fulqrun_ml.export.onnx_export import PREDICTION_OUTPUT, check_parity, export_onnx, raw_feeds
+from fulqrun_ml.export.onnx_export import PREDICTION_OUTPUT, check_parity, export_onnx
 from fulqrun_ml.export.package import load_target_scaling
-from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.features.target import TargetScaling
 from fulqrun_ml.tasks.metrics import regression_report
 from fulqrun_ml.tasks.regression import predict_values
 
 
-def regression_holdout(datamodule: TabularDataModuleBase) -> Holdout:
+def regression_holdout(datamodule: TabularDataModuleBase, task_cfg: DictConfig | None = None) -> Holdout:
     """The datamodule's splits with the scaled training target; the scaling decodes every fitted baseline."""
     holdout = holdout_from(datamodule)
     if holdout.target_scaling is None:
         raise LeaderboardError(f"{type(datamodule).__name__}: a regression datamodule without target scaling")
     return holdout
-
-
-def onnx_prediction_microseconds_per_row(
-    graph: onnx.ModelProto,
-    spec: FittedFeatureSpec,
-    frame: pd.DataFrame,
-    batch_sizes: Sequence[int] = BATCH_SIZES,
-    repeats: tuple[int, int] = (300, 30),
-) -> dict[str, float]:
-    """µs/row of a regression graph, timed like `latency.onnx_microseconds_per_row` (1 thread, batch 1 and 1024).
-
-    Hand-written here only because that helper fetches the binary output (`probability`) by name; with an
-    `output` argument there (see the report) this function becomes a one-line call."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    result = {}
-    for size in batch_sizes:
-        n_batches = 50 if size == 1 else 1
-        rows = repeated_rows(frame, size * n_batches)
-        batches = [raw_feeds(spec, rows.iloc[i * size : (i + 1) * size]) for i in range(n_batches)]
-        repeat = repeats[0] if size == 1 else repeats[1]
-        result[f"batch_{size}"] = median_microseconds_per_row(
-            lambda feeds: session.run([PREDICTION_OUTPUT], feeds), batches, size, repeat
-        )
-    return result
 
 
 def scaling_record(scaling: TargetScaling) -> dict[str, Any]:
@@ -93,7 +62,7 @@ def evaluate_neural(run: NeuralRun, holdout: Holdout) -> dict[str, Any]:
     return {
         **run.common_row(),
         **regression_report(predictions, holdout.labels("test")),
-        "inference_us_per_row": onnx_prediction_microseconds_per_row(graph, run.spec, test),
+        "inference_us_per_row": onnx_microseconds_per_row(graph, run.spec, test, outputs=(PREDICTION_OUTPUT,)),
         "target_scaling": scaling_record(scaling),
         "export_parity_max_abs_diff": parity,
     }
