@@ -144,6 +144,7 @@ def test_leaderboard_runs_end_to_end_on_tiny_data(tmp_path):
     assert set(rows) == {"mlp", "lightgbm_default", "logistic_regression", "rep", "oracle"}
     for row in [*deal["rows"], *lead["rows"]]:
         assert 0 <= row["auc"] <= 1 and 0 <= row["ece"] <= 1 and row["lift_at_10pct"] > 0, row["name"]
+        assert 0 < row["ece_noise_floor"] < 0.2, row["name"]  # ~sqrt(p(1-p)/rows per bin) on a tiny holdout
     mlp = rows["mlp"]
     assert mlp["export_parity_max_abs_diff"] <= 1e-5 and mlp["parameters"] > 0 and mlp["train_seconds"] > 0
     assert mlp["inference_us_per_row"]["batch_1"] > mlp["inference_us_per_row"]["batch_1024"] > 0

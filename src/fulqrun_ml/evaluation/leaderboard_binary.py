@@ -123,6 +123,7 @@ def target_check(rows: list[dict[str, Any]], task: str = "deal_win") -> dict[str
         result["best_neural"] = best["name"]
         result["best_neural_auc"] = best["auc"]
         result["best_neural_ece"] = best["ece"]
+        result["best_neural_ece_noise_floor"] = best.get("ece_noise_floor")
         if task in ORACLE_TARGET_TASKS:
             result["ece_target"] = TARGET_ECE
             result["ece_met"] = best["ece"] <= TARGET_ECE
@@ -193,7 +194,12 @@ def render_markdown(section: dict[str, Any]) -> list[str]:
     if "ece_met" in targets:
         lines.append(
             f"- ECE ≤ {targets['ece_target']}: {targets['best_neural']} has {targets['best_neural_ece']:.4f} — "
-            f"{met(targets['ece_met'])}."
+            f"{met(targets['ece_met'])}"
+            + (
+                f" (a perfectly calibrated model with the same scores would show {floor:.4f} on these rows)."
+                if (floor := targets.get("best_neural_ece_noise_floor")) is not None
+                else "."
+            )
         )
     if "beats_lightgbm" in targets:
         lines.append(
