@@ -23,6 +23,7 @@ Writes reports/leaderboard.json and reports/leaderboard.md.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import subprocess
 import sys
@@ -70,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports")
     parser.add_argument("--workdir", type=Path, default=None, help="where runs go (default: a temp dir)")
     parser.add_argument("--note", action="append", default=[], help="a line added to the report's notes")
+    parser.add_argument(
+        "--rerender",
+        action="store_true",
+        help="no training: re-read the forecast/sequence reports into the existing leaderboard.json, rewrite the .md",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
@@ -83,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         # bench_sequence is a script (not importable as a module); run it as its own process, as documented.
         command = [sys.executable, str(REPO_ROOT / "scripts" / "bench_sequence.py"), "--reports-dir"]
         subprocess.run([*command, str(args.reports_dir)], check=True)
-    with tempfile.TemporaryDirectory(prefix="fulqrun-leaderboard-") as tmp:
-        board = run_leaderboard(args.workdir or Path(tmp), args.models, args.override, tasks=tasks, models_by_task=plan)
+    if args.rerender:  # the merged sections follow their own reports; the trained sections stay as measured
+        board = json.loads((args.reports_dir / "leaderboard.json").read_text())
+    else:
+        with tempfile.TemporaryDirectory(prefix="fulqrun-leaderboard-") as tmp:
+            board = run_leaderboard(
+                args.workdir or Path(tmp), args.models, args.override, tasks=tasks, models_by_task=plan
+            )
     board["forecast"] = forecast_section(args.reports_dir / FORECAST_REPORT)
     board["sequence"] = sequence_section(args.reports_dir / SEQUENCE_REPORT)
     board["notes"] += [f"Skipped: {s}." for s in args.skip] + args.note

@@ -187,8 +187,9 @@ def run_leaderboard(
         "notes": [
             "Every metric is on the time-based holdout (test split); binary best-F1 thresholds are chosen on "
             "validation.",
-            "Binary neural rows are calibrated on validation (temperature or isotonic, as the run chose and "
-            "exports); ece_uncalibrated is before it.",
+            "Binary neural rows are calibrated on censoring-weighted validation rows (temperature, Platt or isotonic, "
+            "as the run chose and exports); ece_uncalibrated is before it; ece_noise_floor is the ECE a perfectly "
+            "calibrated model with the same scores would show on these rows.",
             "Regression rows are in the label's units; LightGBM and ridge learn the networks' scaled target and are "
             "decoded with the same scaling; the neural rows are timed and parity-checked on the exported "
             "`prediction` graph.",
