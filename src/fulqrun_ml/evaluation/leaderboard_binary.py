@@ -20,6 +20,7 @@ from fulqrun_ml.evaluation.leaderboard_kinds import (
     holdout_from,
     met,
     model_size,
+    reference_row,
     section_intro,
     table_lines,
 )
@@ -93,14 +94,7 @@ def evaluate_logistic(holdout: Holdout) -> dict[str, Any]:
 def evaluate_reference(name: str, column: str, holdout: Holdout) -> dict[str, Any]:
     """A score that already exists on every row: the rep's probability, or the simulator's oracle."""
     val, test = holdout.frames["val"], holdout.frames["test"]
-    return {
-        "name": name,
-        "kind": "reference",
-        **holdout_scores(val[column], holdout.labels("val"), test[column], holdout.labels("test")),
-        "train_seconds": None,
-        "parameters": None,
-        "inference_us_per_row": None,
-    }
+    return reference_row(name, holdout_scores(val[column], holdout.labels("val"), test[column], holdout.labels("test")))
 
 
 def evaluate_baselines(

@@ -97,6 +97,19 @@ class NeuralRun:
         }
 
 
+def reference_row(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A row for a score that needs no model of ours (rep, oracle, stage median, Kaplan-Meier): its metrics and
+    no training time, size or latency."""
+    return {
+        "name": name,
+        "kind": "reference",
+        **metrics,
+        "train_seconds": None,
+        "parameters": None,
+        "inference_us_per_row": None,
+    }
+
+
 @dataclass(frozen=True)
 class SectionKind:
     """A task kind's part of the board. Adding a kind = one module defining these five and one registry entry.

@@ -26,6 +26,7 @@ from fulqrun_ml.evaluation.leaderboard_kinds import (
     holdout_from,
     met,
     model_size,
+    reference_row,
     section_intro,
     table_lines,
 )
@@ -106,14 +107,8 @@ def evaluate_ridge(holdout: Holdout) -> dict[str, Any]:
 
 def evaluate_reference(name: str, column: str, holdout: Holdout) -> dict[str, Any]:
     """A prediction that already exists on every row (close timing: the training split's median per stage)."""
-    return {
-        "name": name,
-        "kind": "reference",
-        **regression_report(holdout.frames["test"][column].to_numpy(dtype=np.float64), holdout.labels("test")),
-        "train_seconds": None,
-        "parameters": None,
-        "inference_us_per_row": None,
-    }
+    predictions = holdout.frames["test"][column].to_numpy(dtype=np.float64)
+    return reference_row(name, regression_report(predictions, holdout.labels("test")))
 
 
 def evaluate_baselines(

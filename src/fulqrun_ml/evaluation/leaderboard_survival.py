@@ -32,6 +32,7 @@ from fulqrun_ml.evaluation.leaderboard_kinds import (
     holdout_from,
     met,
     model_size,
+    reference_row,
     section_intro,
     table_lines,
 )
@@ -168,10 +169,9 @@ def evaluate_lightgbm(name: str, params: dict[str, Any], holdout: Holdout, seed:
 def evaluate_kaplan_meier(holdout: Holdout) -> list[dict[str, Any]]:
     km = StageKaplanMeier.fit(holdout.frames["train"], _edges(holdout))
     test = holdout.frames["test"]
-    reference = {"kind": "reference", "train_seconds": None, "parameters": None, "inference_us_per_row": None}
     return [
-        {"name": "km_stage", **_score(km.predict(test), holdout), **reference},
-        {"name": "km_pooled", **_score(km.predict_pooled(len(test)), holdout), **reference},
+        reference_row("km_stage", _score(km.predict(test), holdout)),
+        reference_row("km_pooled", _score(km.predict_pooled(len(test)), holdout)),
     ]
 
 
