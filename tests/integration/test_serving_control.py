@@ -119,8 +119,8 @@ def test_served_reasons_match_captum_offline(live, two_versions, trained_run):
         served = client.predict_detailed(sample)
     with TritonPredictionClient(server.http_url, "deal_win") as plain:
         np.testing.assert_allclose([p.probability for p in served], plain.predict(sample), atol=1e-6)
-    temperature = json.loads((second.path / "calibration.json").read_text())["temperature"]
-    offline = ablation_effects(load_trained_net(Path(trained_run["run_dir"]), spec), spec, sample, temperature)
+    calibration = json.loads((second.path / "calibration.json").read_text())  # the whole record: Platt has a bias
+    offline = ablation_effects(load_trained_net(Path(trained_run["run_dir"]), spec), spec, sample, calibration)
     for prediction, (_, effects) in zip(served, offline.iterrows(), strict=True):
         reasons = prediction.reasons
         assert reasons is not None and 0 < len(reasons["positive"]) + len(reasons["negative"]) <= 6

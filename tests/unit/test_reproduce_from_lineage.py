@@ -4,6 +4,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from fulqrun_ml.project import REPO_ROOT, git_commit
 from fulqrun_ml.training.reproduce import config_from_lineage
 from fulqrun_ml.training.train import train
@@ -27,5 +29,6 @@ def test_retraining_from_a_versions_lineage_gives_its_metrics(published, tmp_pat
     reproduced = train(config)
     assert reproduced["data_hash"] == lineage["data_hash"]
     recorded = json.loads((version.path / "metrics.json").read_text())
-    assert reproduced["metrics"]["model"] == recorded["model"]
+    # The same numbers up to the last bits of the post-hoc calibration fit (L-BFGS on float32 logits).
+    assert reproduced["metrics"]["model"] == pytest.approx(recorded["model"], rel=1e-6)
     assert Path(reproduced["run_dir"]) != Path(lineage["run_dir"])

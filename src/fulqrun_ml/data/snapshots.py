@@ -113,7 +113,8 @@ class TimeSplit:
             if not kept.any():
                 continue
             rows = snapshots[kept]
-            delay = (rows["label_time"] - rows["as_of"]).to_numpy()
+            # to_datetime: a CSV/Parquet export can hand over label times as an object column of Timestamps.
+            delay = (pd.to_datetime(rows["label_time"]) - pd.to_datetime(rows["as_of"])).to_numpy()
             # The period's grid: every as_of date that produced a row of this period, kept or embargoed.
             grid = pd.DatetimeIndex(snapshots.loc[(periods == name).to_numpy(), "as_of"].unique())
             windows = (boundary - grid).to_numpy()  # the room each date leaves before the boundary

@@ -25,7 +25,7 @@ def ablation_effects(
     net: nn.Module, spec: FittedFeatureSpec, frame: pd.DataFrame, calibration: float | dict[str, Any] = 1.0
 ) -> pd.DataFrame:
     """Per record and field: probability minus probability with that field at its baseline value.
-    `calibration` is a temperature or a calibration.json record (temperature or isotonic), as exported."""
+    `calibration` is a temperature or a calibration.json record (temperature, Platt or isotonic), as exported."""
     if isinstance(calibration, float | int):
         calibration = {"method": "temperature", "temperature": float(calibration)}
     model = ProbabilityModel(net, calibrator=calibrator_from_record(calibration)).eval()
