@@ -13,13 +13,14 @@ from typing import Any
 
 from fulqrun_ml.evaluation.latency import onnx_microseconds_per_row
 from fulqrun_ml.evaluation.leaderboard_kinds import (
+    COST_HEADER,
     Holdout,
     NeuralRun,
     SectionKind,
+    cost_cells,
     fmt,
     holdout_from,
     met,
-    model_size,
     reference_row,
     section_intro,
     table_lines,
@@ -147,10 +148,7 @@ HEADER = [
     "acc@0.5",
     "acc@best-F1",
     "lift@10%",
-    "train s",
-    "params",
-    "µs/row b=1",
-    "µs/row b=1024",
+    *COST_HEADER,
 ]
 
 
@@ -158,7 +156,6 @@ def render_markdown(section: dict[str, Any]) -> list[str]:
     """One binary task's table (best AUC first) plus its target checks."""
     cells = []
     for r in sorted(section["rows"], key=lambda r: -r["auc"]):
-        latency = r.get("inference_us_per_row") or {}
         cells.append(
             [
                 r["name"],
@@ -171,10 +168,7 @@ def render_markdown(section: dict[str, Any]) -> list[str]:
                 fmt(r["accuracy_at_0_5"]),
                 fmt(r["accuracy_at_best_f1"]),
                 fmt(r["lift_at_10pct"], 2),
-                fmt(r.get("train_seconds"), 1),
-                model_size(r),
-                fmt(latency.get("batch_1"), 1),
-                fmt(latency.get("batch_1024"), 2),
+                *cost_cells(r),
             ]
         )
     lines = [*section_intro(section), *table_lines(HEADER, cells)]

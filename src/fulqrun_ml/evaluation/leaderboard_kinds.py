@@ -142,6 +142,27 @@ def model_size(row: dict[str, Any]) -> str:
     return f"{row['trees']} trees / {row['leaves']} leaves" if "leaves" in row else fmt(row.get("parameters"))
 
 
+# The cost columns every section's table ends with (after its own metrics), and their cells.
+COST_HEADER = ["train s", "params", "µs/row b=1", "µs/row b=1024"]
+
+
+def cost_cells(row: dict[str, Any]) -> list[str]:
+    """Training seconds, model size and inference µs/row (batch 1 and 1024) of one row, formatted."""
+    latency = row.get("inference_us_per_row") or {}
+    return [
+        fmt(row.get("train_seconds"), 1),
+        model_size(row),
+        fmt(latency.get("batch_1"), 1),
+        fmt(latency.get("batch_1024"), 2),
+    ]
+
+
+def parity_cell(row: dict[str, Any]) -> str:
+    """The export parity gap of a network row; a dash for rows with no exported graph."""
+    parity = row.get("export_parity_max_abs_diff")
+    return "–" if parity is None else f"{parity:.1e}"
+
+
 def section_intro(section: dict[str, Any]) -> list[str]:
     """A section's heading and the data line every kind shows: horizon, seed, data hash, split sizes, time."""
     sizes = section["data"]["sizes"]

@@ -18,14 +18,16 @@ from omegaconf import DictConfig
 from fulqrun_ml.data.datamodule import TabularDataModuleBase
 from fulqrun_ml.evaluation.latency import onnx_microseconds_per_row
 from fulqrun_ml.evaluation.leaderboard_kinds import (
+    COST_HEADER,
     Holdout,
     LeaderboardError,
     NeuralRun,
     SectionKind,
+    cost_cells,
     fmt,
     holdout_from,
     met,
-    model_size,
+    parity_cell,
     reference_row,
     section_intro,
     table_lines,
@@ -153,10 +155,7 @@ HEADER = [
     "RMSE",
     "R²",
     "concordance",
-    "train s",
-    "params",
-    "µs/row b=1",
-    "µs/row b=1024",
+    *COST_HEADER,
     "export parity",
 ]
 
@@ -165,8 +164,6 @@ def render_markdown(section: dict[str, Any]) -> list[str]:
     """One regression task's table (lowest RMSE first) plus its target checks."""
     cells = []
     for r in sorted(section["rows"], key=lambda r: r["rmse"]):
-        latency = r.get("inference_us_per_row") or {}
-        parity = r.get("export_parity_max_abs_diff")
         cells.append(
             [
                 r["name"],
@@ -175,11 +172,8 @@ def render_markdown(section: dict[str, Any]) -> list[str]:
                 fmt(r["rmse"], 3),
                 fmt(r["r2"]),
                 fmt(r["concordance"]),
-                fmt(r.get("train_seconds"), 1),
-                model_size(r),
-                fmt(latency.get("batch_1"), 1),
-                fmt(latency.get("batch_1024"), 2),
-                "–" if parity is None else f"{parity:.1e}",
+                *cost_cells(r),
+                parity_cell(r),
             ]
         )
     lines = [

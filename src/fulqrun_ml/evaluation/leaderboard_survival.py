@@ -24,14 +24,16 @@ from omegaconf import DictConfig
 from fulqrun_ml.data.datamodule import TabularDataModuleBase
 from fulqrun_ml.evaluation.latency import onnx_microseconds_per_row
 from fulqrun_ml.evaluation.leaderboard_kinds import (
+    COST_HEADER,
     Holdout,
     LeaderboardError,
     NeuralRun,
     SectionKind,
+    cost_cells,
     fmt,
     holdout_from,
     met,
-    model_size,
+    parity_cell,
     reference_row,
     section_intro,
     table_lines,
@@ -218,10 +220,7 @@ HEADER = [
     "ECE 30 d",
     "ECE horizon",
     "MAE median (d)",
-    "train s",
-    "params",
-    "µs/row b=1",
-    "µs/row b=1024",
+    *COST_HEADER,
     "export parity",
 ]
 
@@ -230,8 +229,6 @@ def render_markdown(section: dict[str, Any]) -> list[str]:
     """One survival task's table (highest concordance first) plus its target checks."""
     cells = []
     for r in sorted(section["rows"], key=lambda r: -r["concordance"]):
-        latency = r.get("inference_us_per_row") or {}
-        parity = r.get("export_parity_max_abs_diff")
         cells.append(
             [
                 r["name"],
@@ -242,11 +239,8 @@ def render_markdown(section: dict[str, Any]) -> list[str]:
                 fmt(r.get("ece_30d")),
                 fmt(r.get("ece_horizon")),
                 fmt(r["mae_median_days"], 2),
-                fmt(r.get("train_seconds"), 1),
-                model_size(r),
-                fmt(latency.get("batch_1"), 1),
-                fmt(latency.get("batch_1024"), 2),
-                "–" if parity is None else f"{parity:.1e}",
+                *cost_cells(r),
+                parity_cell(r),
             ]
         )
     lines = [
