@@ -43,7 +43,7 @@ from fulqrun_ml.evaluation.leaderboard import (
     run_leaderboard,
     write_leaderboard,
 )
-from fulqrun_ml.forecasting.leaderboard import run_forecast_leaderboard, write_forecast_leaderboard
+from fulqrun_ml.benchmarks.forecast_study import run_forecast_leaderboard, write_forecast_leaderboard
 from fulqrun_ml.project import REPO_ROOT
 
 

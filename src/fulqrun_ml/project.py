@@ -10,6 +10,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = Path(os.environ.get("FULQRUN_CONFIG_DIR", REPO_ROOT / "configs"))
 TEMPLATE_DIR = Path(os.environ.get("FULQRUN_TEMPLATE_DIR", REPO_ROOT / "serving"))
@@ -31,3 +34,12 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
+
+
+def compose_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """A root config (`train`, `serve`, ...) composed from CONFIG_DIR with overrides, as the command line does.
+
+    Why here: the CLI, the end-to-end run, the sweep and the benchmarks all compose the same configs; one helper
+    keeps Hydra's global initialisation (entered and left around every compose) in one place."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(name, overrides=list(overrides))

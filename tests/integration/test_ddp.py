@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from fulqrun_ml.data.datamodule import BatchDictDataset
-from fulqrun_ml.data.loaders import batch_loader
+from fulqrun_ml.datamodules.tabular import BatchDictDataset
+from fulqrun_ml.datamodules.loaders import batch_loader
 from tests.conftest import TINY_DATA
 
 

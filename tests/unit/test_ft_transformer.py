@@ -16,21 +16,21 @@ SMALL = {"d_token": 16, "n_layers": 2, "n_heads": 2}
 @pytest.mark.parametrize("n_outputs", [1, 3])
 def test_logits_have_one_row_per_record(n_outputs):
     net = FTTransformer(4, [3, 5], n_outputs=n_outputs, **SMALL).eval()
-    out = net(torch.randn(7, 4), torch.randint(0, 3, (7, 2)))
+    out = net(continuous=torch.randn(7, 4), categorical=torch.randint(0, 3, (7, 2)))
     assert out.shape == (7, n_outputs) and torch.isfinite(out).all()
 
 
 def test_works_without_categorical_columns():
     net = FTTransformer(3, [], **SMALL).eval()
-    assert net(torch.randn(5, 3), torch.zeros(5, 0, dtype=torch.long)).shape == (5, 1)
+    assert net(continuous=torch.randn(5, 3), categorical=torch.zeros(5, 0, dtype=torch.long)).shape == (5, 1)
 
 
 def test_unknown_category_uses_its_own_row_per_column():
     torch.manual_seed(0)
     net = FTTransformer(2, [4, 3], dropout=0.0, **SMALL).eval()
     cont = torch.randn(5, 2)
-    unknown = net(cont, torch.zeros(5, 2, dtype=torch.long))
-    known = net(cont, torch.ones(5, 2, dtype=torch.long))
+    unknown = net(continuous=cont, categorical=torch.zeros(5, 2, dtype=torch.long))
+    known = net(continuous=cont, categorical=torch.ones(5, 2, dtype=torch.long))
     assert torch.isfinite(unknown).all() and not torch.allclose(unknown, known)
     # Column offsets: index 0 of the second column is its own row, not the first column's index 4.
     tokens = net.categorical(torch.tensor([[0, 0], [1, 0]]))
@@ -40,7 +40,7 @@ def test_unknown_category_uses_its_own_row_per_column():
 def test_every_parameter_gets_a_gradient():
     torch.manual_seed(0)
     net = FTTransformer(3, [4, 3], **SMALL)
-    net(torch.randn(64, 3), torch.randint(0, 3, (64, 2))).sum().backward()
+    net(continuous=torch.randn(64, 3), categorical=torch.randint(0, 3, (64, 2))).sum().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 

@@ -1,4 +1,4 @@
-"""The deal-win learning curve (evaluation/learning_curve.py + scripts/bench_learning_curve.py) on a tiny CRM.
+"""The deal-win learning curve (benchmarks/learning_curve*.py, its MLP trained by `train()`) on a tiny CRM.
 
 What must hold for the curve to mean anything: training subsets are nested and take whole deals, every size is
 scored on the very same holdout, the report has what the README and the issue read, the latent split the
@@ -8,18 +8,13 @@ ceilings use matches the simulator's story, and a bad size list fails before any
 from __future__ import annotations
 
 import json
-import runpy
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fulqrun_ml.data.crm_duckdb import open_crm
-from fulqrun_ml.data.simulator import INDUSTRY_EFFECT, SIZE_EFFECT, simulate_crm
-from fulqrun_ml.data.simulator_scale import iter_latent, write_simulated_crm
-from fulqrun_ml.data.snapshots_duckdb import snapshot_dates
-from fulqrun_ml.evaluation.learning_curve import (
+from fulqrun_ml.benchmarks.learning_curve import (
     LearningCurveConfig,
     LearningCurveError,
     attach_truth,
@@ -31,10 +26,13 @@ from fulqrun_ml.evaluation.learning_curve import (
     training_rows,
     validate_sizes,
 )
+from fulqrun_ml.benchmarks.learning_curve_cli import main
+from fulqrun_ml.data.crm_duckdb import open_crm
+from fulqrun_ml.data.simulator import INDUSTRY_EFFECT, SIZE_EFFECT, simulate_crm
+from fulqrun_ml.data.simulator_scale import iter_latent, write_simulated_crm
+from fulqrun_ml.data.snapshots_duckdb import snapshot_dates
 from fulqrun_ml.features.crm_scale_build import ScaleBuildConfig, build_crm_datasets
-from fulqrun_ml.project import REPO_ROOT
 
-SCRIPT = REPO_ROOT / "scripts" / "bench_learning_curve.py"
 N_DEALS = 1200
 
 
@@ -88,7 +86,6 @@ def test_script_writes_report_with_one_holdout_for_all_sizes(tiny: dict, tmp_pat
     args = ["--opportunities", str(N_DEALS), "--per-shard", "600", "--seed", "11", "--sizes", "300,600,1200"]
     args += ["--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--workers", "1"]
     args += ["--mlp-max-opportunities", "600", "--mlp-max-epochs", "2", "--threads", "1"]
-    main = runpy.run_path(str(SCRIPT), run_name="bench_learning_curve")["main"]
     main(args)
 
     report = json.loads(out.read_text())
@@ -113,6 +110,10 @@ def test_script_writes_report_with_one_holdout_for_all_sizes(tiny: dict, tmp_pat
             assert 0.5 < model["auc"] <= 1.0 and model["log_loss"] > 0
             assert model["ratio_to_oracle"] == pytest.approx(model["auc"] / report["oracle"]["auc"], abs=1e-4)
     assert "auc" in curve[1]["models"]["mlp"] and "skipped" in curve[2]["models"]["mlp"]
+    # The MLP trained through train(): its fit is what train()'s trainer and callbacks did (2 epochs allowed).
+    mlp = curve[1]["models"]["mlp"]
+    assert mlp["epochs"] == 2 and mlp["stopped_by"] == "max_epochs" and 1 <= mlp["best_epoch"] <= 2
+    assert mlp["monitor"].startswith("val/") and 0.5 < mlp["val_auc"] <= 1.0 and mlp["fit_seconds"] > 0
     assert set(report["ceilings"]) == {
         "latent_truth_logistic",
         "observed_plus_z_logistic",
@@ -180,7 +181,9 @@ def test_bad_sizes_fail_before_any_work(tiny: dict, tmp_path: Path) -> None:
     config = LearningCurveConfig(sizes=(600, 300), crm_opportunities=N_DEALS)
     with pytest.raises(LearningCurveError, match="sizes"):
         run_learning_curve(tiny["frame"], config, tiny["ids"])
-    main = runpy.run_path(str(SCRIPT), run_name="bench_learning_curve")["main"]
+    config = LearningCurveConfig(sizes=(300,), crm_opportunities=N_DEALS, models=("logistic", "xgboost"))
+    with pytest.raises(LearningCurveError, match=r"models: unknown model.*xgboost"):
+        run_learning_curve(tiny["frame"], config, tiny["ids"])
     cache = tmp_path / "never"
     with pytest.raises(SystemExit, match="--sizes"):
         main(["--opportunities", "1000", "--sizes", "6k,12k", "--cache-dir", str(cache)])

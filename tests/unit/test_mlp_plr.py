@@ -17,7 +17,7 @@ EMBEDDINGS = ["periodic", "piecewise_linear"]
 @pytest.mark.parametrize("n_outputs", [1, 3])
 def test_logits_have_one_row_per_record(kind, n_outputs):
     net = MLPPLR(4, [3, 5], numeric_embedding=kind, n_outputs=n_outputs).eval()
-    out = net(torch.randn(7, 4), torch.randint(0, 3, (7, 2)))
+    out = net(continuous=torch.randn(7, 4), categorical=torch.randint(0, 3, (7, 2)))
     assert out.shape == (7, n_outputs) and torch.isfinite(out).all()
 
 
@@ -26,8 +26,8 @@ def test_unknown_category_uses_its_own_row(kind):
     torch.manual_seed(0)
     net = MLPPLR(2, [4, 3], numeric_embedding=kind, dropout=0.0).eval()
     cont = torch.randn(5, 2)
-    unknown = net(cont, torch.zeros(5, 2, dtype=torch.long))
-    known = net(cont, torch.ones(5, 2, dtype=torch.long))
+    unknown = net(continuous=cont, categorical=torch.zeros(5, 2, dtype=torch.long))
+    known = net(continuous=cont, categorical=torch.ones(5, 2, dtype=torch.long))
     assert torch.isfinite(unknown).all()
     assert not torch.allclose(unknown, known)
 
@@ -36,7 +36,7 @@ def test_unknown_category_uses_its_own_row(kind):
 def test_every_parameter_gets_a_gradient(kind):
     torch.manual_seed(0)
     net = MLPPLR(3, [4, 3], numeric_embedding=kind)
-    net(torch.randn(64, 3) * 2, torch.randint(0, 3, (64, 2))).sum().backward()
+    net(continuous=torch.randn(64, 3) * 2, categorical=torch.randint(0, 3, (64, 2))).sum().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 

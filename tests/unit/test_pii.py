@@ -8,7 +8,6 @@ import re
 import pandas as pd
 import pytest
 
-from fulqrun_ml.data.contract import MEDDPICC_FIELDS
 from fulqrun_ml.data.pii import (
     DEFAULT_LOCAL_SALT,
     SALT_ENV,
@@ -21,6 +20,7 @@ from fulqrun_ml.data.pii import (
     scrubber_for_crm,
 )
 from fulqrun_ml.data.simulator import simulate_crm
+from fulqrun_ml.data.vocabulary import MEDDPICC_FIELDS
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def fused(seed: int = 0, **kwargs) -> SequenceFusion:
 
 def test_one_finite_logit_per_row_also_for_deals_without_touches():
     cont, cat, seq = batch()
-    out = fused()(cont, cat, **seq)
+    out = fused()(continuous=cont, categorical=cat, **seq)
     assert out.shape == (6, 1) and torch.isfinite(out).all()
     assert ActivitySequenceEncoder(d_model=8, n_heads=2, max_len=12)(**seq).shape == (6, 8)
 
@@ -43,34 +43,34 @@ def test_padding_values_and_extra_left_padding_do_not_change_outputs():
     net = fused()
     cont, cat, seq = batch()
     with torch.no_grad():
-        reference = net(cont, cat, **seq)
+        reference = net(continuous=cont, categorical=cat, **seq)
         garbage = {k: v.clone() for k, v in seq.items()}
         pad = seq["event_type"] == 0
         garbage["channel"][pad] = 3
         garbage["delta_days"][pad] = 77.0
         garbage["age_days"][pad] = 500.0
-        assert torch.allclose(net(cont, cat, **garbage), reference, atol=1e-6)
+        assert torch.allclose(net(continuous=cont, categorical=cat, **garbage), reference, atol=1e-6)
         longer = {k: torch.cat([torch.zeros(6, 2, dtype=v.dtype), v], 1) for k, v in seq.items()}
-        assert torch.allclose(net(cont, cat, **longer), reference, atol=1e-6)
+        assert torch.allclose(net(continuous=cont, categorical=cat, **longer), reference, atol=1e-6)
         # Row 0 has no events: the same as calling without sequences at all.
-        assert torch.allclose(net(cont, cat)[0], reference[0], atol=1e-6)
+        assert torch.allclose(net(continuous=cont, categorical=cat)[0], reference[0], atol=1e-6)
         # A real event does change the output (the branch is not dead).
         changed = {k: v.clone() for k, v in seq.items()}
         changed["event_type"][2, -1] = 1 + changed["event_type"][2, -1] % 6
-        assert not torch.allclose(net(cont, cat, **changed)[2], reference[2], atol=1e-5)
+        assert not torch.allclose(net(continuous=cont, categorical=cat, **changed)[2], reference[2], atol=1e-5)
 
 
 def test_event_order_and_timing_matter():
     net = fused()
     cont, cat, seq = batch()
     with torch.no_grad():
-        reference = net(cont, cat, **seq)
+        reference = net(continuous=cont, categorical=cat, **seq)
         flipped = {k: v.clone() for k, v in seq.items()}
         flipped["event_type"][3] = seq["event_type"][3].flip(0)
-        assert not torch.allclose(net(cont, cat, **flipped)[3], reference[3], atol=1e-5)
+        assert not torch.allclose(net(continuous=cont, categorical=cat, **flipped)[3], reference[3], atol=1e-5)
         later = {k: v.clone() for k, v in seq.items()}
         later["age_days"][3] = seq["age_days"][3] + 30.0
-        assert not torch.allclose(net(cont, cat, **later)[3], reference[3], atol=1e-5)
+        assert not torch.allclose(net(continuous=cont, categorical=cat, **later)[3], reference[3], atol=1e-5)
 
 
 def test_ablation_is_exactly_the_mlp_and_shares_the_fused_models_tabular_start():
@@ -79,8 +79,8 @@ def test_ablation_is_exactly_the_mlp_and_shares_the_fused_models_tabular_start()
     torch.manual_seed(0)
     mlp = MLP(N_CONT, CARDS, SMALL["hidden_dims"], dropout=0.3).eval()
     with torch.no_grad():
-        assert torch.equal(ablation(cont, cat, **seq), mlp(cont, cat))
-        assert torch.equal(ablation(cont, cat), ablation(cont, cat, **seq))  # sequences are ignored
+        assert torch.equal(ablation(continuous=cont, categorical=cat, **seq), mlp(continuous=cont, categorical=cat))
+        assert torch.equal(ablation(continuous=cont, categorical=cat), ablation(continuous=cont, categorical=cat, **seq))  # sequences are ignored
     full = fused()
     for name, value in ablation.state_dict().items():
         assert torch.equal(full.state_dict()[name], value), name
@@ -94,27 +94,27 @@ def test_direction_is_embedded_when_present():
     cont, cat, seq = batch()
     direction = torch.where(seq["event_type"] > 0, 2, 0)
     with torch.no_grad():
-        a = net(cont, cat, **seq, direction=direction)
-        b = net(cont, cat, **seq, direction=torch.where(seq["event_type"] > 0, 3, 0))
+        a = net(continuous=cont, categorical=cat, **seq, direction=direction)
+        b = net(continuous=cont, categorical=cat, **seq, direction=torch.where(seq["event_type"] > 0, 3, 0))
     assert not torch.allclose(a[1:], b[1:], atol=1e-5) and torch.allclose(a[0], b[0], atol=1e-6)
 
 
 def test_gradients_reach_both_branches():
     net = fused().train()
     cont, cat, seq = batch()
-    net(cont, cat, **seq).sum().backward()
+    net(continuous=cont, categorical=cat, **seq).sum().backward()
     assert net.sequence.event_type.weight.grad.abs().sum() > 0
-    assert net.tabular.head.weight.grad.abs().sum() > 0
+    assert net.tabular.head.linear.weight.grad.abs().sum() > 0
 
 
 def test_bad_inputs_and_config_name_the_field():
     net = fused()
     cont, cat, seq = batch(length=13, n_real=(1,) * 6)
     with pytest.raises(SequenceInputError, match="event_type"):
-        net(cont, cat, **seq)
+        net(continuous=cont, categorical=cat, **seq)
     cont, cat, seq = batch()
     with pytest.raises(SequenceInputError, match="age_days"):
-        net(cont, cat, seq["event_type"], seq["channel"], seq["delta_days"])
+        net(continuous=cont, categorical=cat, **{k: seq[k] for k in ("event_type", "channel", "delta_days")})
     with pytest.raises(ModelConfigError, match="d_model"):
         SequenceFusion(N_CONT, CARDS, d_model=10, n_heads=4)
     with pytest.raises(ModelConfigError, match="n_event_types"):
@@ -123,5 +123,5 @@ def test_bad_inputs_and_config_name_the_field():
 
 def test_constructible_from_sizes_alone_like_the_gpu_check_does():
     net = SequenceFusion(n_continuous=15, cardinalities=[6, 7, 4, 5, 12]).eval()
-    out = net(torch.randn(2, 15), torch.zeros(2, 5, dtype=torch.long))
+    out = net(continuous=torch.randn(2, 15), categorical=torch.zeros(2, 5, dtype=torch.long))
     assert out.shape == (2, 1) and np.isfinite(out.detach().numpy()).all()

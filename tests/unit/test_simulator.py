@@ -1,8 +1,10 @@
 import numpy as np
 import pandas as pd
 
-from fulqrun_ml.data.contract import STAGES, TABLE_COLUMNS, check_contract
+from fulqrun_ml.data.contract import TABLE_COLUMNS
 from fulqrun_ml.data.simulator import EXIT_STAGE_PROBS, oracle_win_probability, simulate_crm
+from fulqrun_ml.data.validation import check_contract
+from fulqrun_ml.data.vocabulary import STAGES
 
 
 def test_same_seed_same_tables():

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fulqrun_ml.data.contract import OPEN_STAGES
 from fulqrun_ml.data.snapshots import deal_win_snapshots, snapshot_dates, time_split
+from fulqrun_ml.data.vocabulary import OPEN_STAGES
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES, compute_deal_features
 
 

@@ -215,7 +215,7 @@ def test_infer_column_kind_rules(values, name, kind):
 
 
 def test_the_datamodule_builds_the_same_dataset_from_a_directory_export(simulated, tmp_path):
-    from fulqrun_ml.data.datamodule import DealWinDataModule
+    from fulqrun_ml.datamodules.tabular import DealWinDataModule
 
     write_crm_directory(simulated.tables, tmp_path, "csv")
     hashes = []

@@ -85,7 +85,7 @@ def test_callbacks_watching_a_metric_survival_never_logs_fall_back_to_val_loss()
     assert (monitored(default, "survival").monitor, monitored(default, "survival").mode) == ("val/loss", "min")
     chosen = OmegaConf.create({"_target_": "x", "monitor": "val/concordance", "mode": "max"})
     assert monitored(chosen, "survival").monitor == "val/concordance"
-    task = OmegaConf.create({"datamodule": "fulqrun_ml.data.survival_datamodule.SurvivalSnapshotDataModule"})
+    task = OmegaConf.create({"datamodule": "fulqrun_ml.datamodules.survival.SurvivalSnapshotDataModule"})
     assert datamodule_override(task) == {"_target_": task.datamodule}
     assert datamodule_override(OmegaConf.create({"name": "deal_win"})) == {}
 

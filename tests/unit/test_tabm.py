@@ -18,15 +18,15 @@ SMALL = {"k": 4, "hidden_dims": (16, 16)}
 def test_forward_is_the_mean_of_the_members(numeric_embedding, n_outputs):
     net = TabM(4, [3, 5], numeric_embedding=numeric_embedding, n_outputs=n_outputs, **SMALL).eval()
     cont, cat = torch.randn(7, 4), torch.randint(0, 3, (7, 2))
-    members = net.forward_members(cont, cat)
+    members = net.forward_members(continuous=cont, categorical=cat)
     assert members.shape == (7, 4, n_outputs)
-    torch.testing.assert_close(net(cont, cat), members.mean(dim=1))
+    torch.testing.assert_close(net(continuous=cont, categorical=cat), members.mean(dim=1))
 
 
 def test_members_start_different_and_share_the_weight_matrices():
     torch.manual_seed(0)
     net = TabM(4, [3], k=8, hidden_dims=(32, 32)).eval()
-    members = net.forward_members(torch.randn(50, 4), torch.randint(0, 3, (50, 1)))[..., 0]
+    members = net.forward_members(continuous=torch.randn(50, 4), categorical=torch.randint(0, 3, (50, 1)))[..., 0]
     spread = members.std(dim=1)  # across members, per row
     assert (spread > 1e-3).all()
     first = net.body[0]
@@ -39,15 +39,15 @@ def test_unknown_category_uses_its_own_row():
     torch.manual_seed(0)
     net = TabM(2, [4, 3], dropout=0.0, **SMALL).eval()
     cont = torch.randn(5, 2)
-    unknown = net(cont, torch.zeros(5, 2, dtype=torch.long))
-    known = net(cont, torch.ones(5, 2, dtype=torch.long))
+    unknown = net(continuous=cont, categorical=torch.zeros(5, 2, dtype=torch.long))
+    known = net(continuous=cont, categorical=torch.ones(5, 2, dtype=torch.long))
     assert torch.isfinite(unknown).all() and not torch.allclose(unknown, known)
 
 
 def test_every_parameter_gets_a_gradient_from_the_per_member_loss():
     torch.manual_seed(0)
     net = TabM(3, [4, 3], **SMALL)
-    members = net.forward_members(torch.randn(64, 3), torch.randint(0, 3, (64, 2)))
+    members = net.forward_members(continuous=torch.randn(64, 3), categorical=torch.randint(0, 3, (64, 2)))
     target = torch.randint(0, 2, (64, 1, 1)).float().expand_as(members)
     torch.nn.functional.binary_cross_entropy_with_logits(members, target).backward()
     for name, p in net.named_parameters():

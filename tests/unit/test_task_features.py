@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from fulqrun_ml.data.snapshots import snapshot_dates
-from fulqrun_ml.data.task_builders import (
+from fulqrun_ml.datamodules.task_builders import (
     AccountBuilder,
     CloseTimingBuilder,
     DealWinBuilder,

@@ -88,7 +88,7 @@ def test_close_timing_target_is_positive_days(tiny_crm, dates):
 def test_activity_sequences_carry_direction(tiny_crm, dates):
     import dataclasses
 
-    from fulqrun_ml.data.contract import ACTIVITY_DIRECTIONS
+    from fulqrun_ml.data.vocabulary import ACTIVITY_DIRECTIONS
 
     snaps = deal_win_snapshots(tiny_crm.tables, dates, horizon_days=180).head(200)
     seq = activity_sequences(tiny_crm.tables, snaps, max_len=8)

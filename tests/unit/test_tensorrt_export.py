@@ -21,7 +21,8 @@ from fulqrun_ml.export.tensorrt import (
     write_split,
 )
 from fulqrun_ml.features.spec import FittedFeatureSpec
-from fulqrun_ml.serving.repository import TritonRepositoryBuilder, tensorrt_ensemble_configs
+from fulqrun_ml.serving.deploy import tensorrt_ensemble_configs
+from fulqrun_ml.serving.repository import TritonRepositoryBuilder
 
 TENSORRT_MISSING = tensorrt_unavailable_reason()
 

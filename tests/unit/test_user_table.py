@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from fulqrun_ml.data.sources import SourceError
-from fulqrun_ml.data.table_datamodule import UserTableDataModule
+from fulqrun_ml.datamodules.table import UserTableDataModule
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.training.train import train

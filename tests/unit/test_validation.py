@@ -12,10 +12,12 @@ import json
 import pandas as pd
 import pytest
 
-from fulqrun_ml.data.contract import RELATED_TABLE_OF, TABLE_COLUMNS, CRMTables, check_contract
+from fulqrun_ml.data.contract import TABLE_COLUMNS, CRMTables
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, Kind, Reason
 from fulqrun_ml.data.simulator import inject_dirt, simulate_crm
-from fulqrun_ml.data.validation import CRMValidationError, Problem, validate_crm
+from fulqrun_ml.data.table_checks import Problem
+from fulqrun_ml.data.validation import CRMValidationError, check_contract, validate_crm
+from fulqrun_ml.data.vocabulary import RELATED_TABLE_OF
 from fulqrun_ml.errors import DataContractError
 
 MISSING_UUID = "00000000-0000-4000-8000-000000000000"

@@ -1,19 +1,16 @@
-"""Typed schemas for every CRM table (../shared/CRM_DATA.md), declared once and compiled to pandera.
+"""Typed schemas for every CRM table (../shared/CRM_DATA.md): the one declaration of every table's columns.
 
 Each table is a `TableContract`: its fields with a kind (id, text, category, timestamp, money, ...),
 nullability, allowed values and foreign keys, plus the table-level rules (which timestamp is the creation
-time, which may not precede it). One declaration serves three users:
+time, which may not precede it). One declaration serves every user:
 
-- `type_schema()`: a pandera schema that only coerces every column to its canonical dtype, so a value
-  that cannot be read as its type (a word in `value`, a bad date) is found per row;
-- `rule_schema(extracted_at)`: the pandera schema with every per-table check (enumerations, UUID ids,
-  duplicate ids, negative money, ranges, timestamps after extraction or before creation);
+- `contract.TABLE_COLUMNS` and `CRMTables`: the column lists, read from here;
+- `table_checks.py`: compiles each contract to pandera schemas (one that coerces every column to its
+  canonical dtype, one with every per-table rule) that `validation.py` runs;
 - the PostgreSQL loader (`sources.py`), which derives column types (uuid, timestamptz, numeric, ...).
 
-Foreign keys cross tables, which pandera does not model; `validation.py` checks them from `references`.
-Canonical dtypes: ids and text as pandas `str`, timestamps `datetime64[us, UTC]` (PostgreSQL's resolution;
-finer digits are truncated, naive timestamps are read as UTC as the contract says), money and fractions
-`float64`, counts nullable `Int64`.
+This module is plain data (no pandera), so reading the column lists costs nothing. Foreign keys cross tables,
+which pandera does not model; `validation.py` checks them from `references`.
 """
 
 from __future__ import annotations
@@ -21,12 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
-import pandas as pd
-import pandera.pandas as pa
-from pandera.engines import pandas_engine
-
-from fulqrun_ml.data.contract import (
+from fulqrun_ml.data.vocabulary import (
     ACTIVITY_DIRECTIONS,
     ACTIVITY_TYPES,
     LEAD_STATUSES,
@@ -39,7 +31,6 @@ from fulqrun_ml.data.contract import (
 )
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-UTC_TIMESTAMP = pandas_engine.DateTime(unit="us", tz="UTC", to_datetime_kwargs={"format": "ISO8601", "utc": True})
 
 
 class Kind(StrEnum):
@@ -55,16 +46,6 @@ class Kind(StrEnum):
     NUMBER = "number"  # any finite real number
 
 
-PANDAS_DTYPE = {
-    Kind.ID: str,
-    Kind.TEXT: str,
-    Kind.CATEGORY: str,
-    Kind.TIMESTAMP: UTC_TIMESTAMP,
-    Kind.MONEY: "float64",
-    Kind.FRACTION: "float64",
-    Kind.INTEGER: "Int64",
-    Kind.NUMBER: "float64",
-}
 POSTGRES_TYPE = {
     Kind.ID: "uuid",
     Kind.TEXT: "text",
@@ -129,7 +110,7 @@ class NotBefore:
 
 @dataclass(frozen=True)
 class TableContract:
-    """The typed contract of one CRM table, compiled to pandera schemas on demand."""
+    """The typed contract of one CRM table (`table_checks.py` compiles it to pandera schemas)."""
 
     name: str
     fields: tuple[Field, ...]
@@ -142,6 +123,7 @@ class TableContract:
 
     @property
     def columns(self) -> tuple[str, ...]:
+        """The table's columns in contract order: the one list every reader of the CRM uses."""
         return tuple(f.name for f in self.fields)
 
     def field(self, name: str) -> Field:
@@ -154,98 +136,6 @@ class TableContract:
     def record_id_column(self) -> str:
         """The column that identifies a row in problem reports (`id`, or the owning deal for history)."""
         return self.key[0]
-
-    def type_schema(self) -> pa.DataFrameSchema:
-        """Coerce every contract column to its canonical dtype; no other checks (nulls allowed)."""
-        columns = {f.name: pa.Column(PANDAS_DTYPE[f.kind], nullable=True, required=True) for f in self.fields}
-        return pa.DataFrameSchema(columns, coerce=True, strict=False, name=self.name)
-
-    def rule_schema(self, extracted_at: pd.Timestamp) -> pa.DataFrameSchema:
-        """Every per-table rule, for frames already typed by `type_schema`: no dtype is declared here,
-        since checking it again costs more than all the rules together."""
-        single_key = len(self.key) == 1
-        columns = {
-            f.name: pa.Column(
-                None,
-                checks=_field_checks(f, extracted_at),
-                nullable=f.nullable,
-                unique=single_key and f.name == self.key[0],
-                report_duplicates="exclude_first",
-            )
-            for f in self.fields
-        }
-        return pa.DataFrameSchema(
-            columns,
-            checks=[_not_before_check(rule) for rule in self.not_before],
-            unique=None if single_key else list(self.key),
-            report_duplicates="exclude_first",
-            coerce=False,
-            strict=False,
-            name=self.name,
-        )
-
-
-def check_name(reason: Reason, field: str | None = None) -> str:
-    """Checks are named `reason` or `reason|field`, so a failure maps back to a reason and a column."""
-    return str(reason) if field is None else f"{reason}|{field}"
-
-
-def parse_check_name(name: str | None) -> tuple[Reason | None, str | None]:
-    if not name:
-        return None, None
-    reason, _, field = name.partition("|")
-    try:
-        return Reason(reason), field or None
-    except ValueError:
-        return None, None
-
-
-def _field_checks(f: Field, extracted_at: pd.Timestamp) -> list[pa.Check]:
-    checks: list[pa.Check] = []
-    if f.kind is Kind.ID:
-        checks.append(
-            pa.Check.str_matches(UUID_PATTERN, name=check_name(Reason.INVALID_ID), error="must be a UUID string")
-        )
-    if f.allowed is not None:
-        checks.append(
-            pa.Check.isin(f.allowed, name=check_name(Reason.UNKNOWN_VALUE), error=f"allowed values: {list(f.allowed)}")
-        )
-    if f.kind in (Kind.MONEY, Kind.FRACTION, Kind.NUMBER):
-        checks.append(
-            pa.Check(lambda s: np.isfinite(s), name=check_name(Reason.OUT_OF_RANGE), error="must be a finite number")
-        )
-    if f.kind is Kind.MONEY:
-        checks.append(pa.Check.ge(0, name=check_name(Reason.NEGATIVE_MONEY), error="money may not be negative"))
-    low, high = (0.0, 1.0) if f.kind is Kind.FRACTION else (f.minimum, f.maximum)
-    if low is not None and high is not None:
-        checks.append(
-            pa.Check.in_range(low, high, name=check_name(Reason.OUT_OF_RANGE), error=f"must lie in [{low}, {high}]")
-        )
-    elif low is not None:
-        checks.append(pa.Check.ge(low, name=check_name(Reason.OUT_OF_RANGE), error=f"must be >= {low}"))
-    if f.event_time:
-        checks.append(
-            pa.Check.le(
-                extracted_at,
-                name=check_name(Reason.FUTURE_TIMESTAMP),
-                error=f"later than the extraction time {extracted_at.isoformat()}",
-            )
-        )
-    return checks
-
-
-def _not_before_check(rule: NotBefore) -> pa.Check:
-    def holds(frame: pd.DataFrame) -> pd.Series:
-        later, earlier = frame[rule.later], frame[rule.earlier]
-        if rule.by_day:
-            earlier = earlier.dt.floor("D")
-        return later.isna() | earlier.isna() | (later >= earlier)
-
-    return pa.Check(
-        holds,
-        name=check_name(Reason.BEFORE_CREATION, rule.later),
-        error=f"'{rule.later}' is before '{rule.earlier}'",
-    )
 
 
 def _id(name: str = "id", references: str | None = None, nullable: bool = False) -> Field:

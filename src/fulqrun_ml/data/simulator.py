@@ -46,13 +46,8 @@ from fulqrun_ml.data.calendar import (
     is_weekend,
     roll_to_business_day,
 )
-from fulqrun_ml.data.contract import (
-    MEDDPICC_FIELDS,
-    OPEN_STAGES,
-    PEAK_STAGE_OF,
-    STAGE_DEFAULT_PROBABILITY,
-    CRMTables,
-)
+from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.vocabulary import MEDDPICC_FIELDS, OPEN_STAGES, PEAK_STAGE_OF, STAGE_DEFAULT_PROBABILITY
 
 INDUSTRY_EFFECT = {
     "software": 0.35,

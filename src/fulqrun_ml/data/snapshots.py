@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fulqrun_ml.data.contract import OPEN_STAGES, STAGE_DEFAULT_PROBABILITY, CRMTables
+from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.vocabulary import OPEN_STAGES, STAGE_DEFAULT_PROBABILITY
 
 WEIGHT_COLUMN = "censoring_weight"  # TimeSplit.censoring_weights, per row of every split frame
 

@@ -22,9 +22,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fulqrun_ml.data.contract import ACTIVITY_DIRECTIONS, ACTIVITY_TYPES, OPEN_STAGES, STAGE_DEFAULT_PROBABILITY
 from fulqrun_ml.data.crm_duckdb import CRMDatabase
 from fulqrun_ml.data.task_snapshots import CHANNEL_OF, CHANNELS, DECIDED_LEAD_STATUSES
+from fulqrun_ml.data.vocabulary import ACTIVITY_DIRECTIONS, ACTIVITY_TYPES, OPEN_STAGES, STAGE_DEFAULT_PROBABILITY
 
 CLOSED = "('closed_won', 'closed_lost')"
 DAY_US = 86_400_000_000.0

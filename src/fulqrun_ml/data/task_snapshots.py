@@ -20,7 +20,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fulqrun_ml.data.contract import ACTIVITY_DIRECTIONS, ACTIVITY_TYPES, UNKNOWN_DIRECTION, CRMTables
+from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.vocabulary import ACTIVITY_DIRECTIONS, ACTIVITY_TYPES, UNKNOWN_DIRECTION
 
 # How each activity type reaches the customer; a sequence model embeds both.
 CHANNEL_OF = {"call": "phone", "email": "email", "meeting": "in_person", "task": "internal", "note": "internal"}

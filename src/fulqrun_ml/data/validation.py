@@ -6,7 +6,7 @@ source lacks them, and their empty cells filled, with the value meaning "not rec
 Three passes, so each problem is reported once and with its cause:
 1. structure: every table and contract column is present (a missing column cannot be quarantined row by
    row, so it always raises);
-2. per table (pandera, `schemas.py`): values that cannot be read as their type are found per row and
+2. per table (pandera, `table_checks.py`): values that cannot be read as their type are found per row and
    blanked, then every rule runs on the typed frame (nulls, enumerations, UUID ids, duplicate ids,
    negative money, ranges, timestamps after extraction or before creation);
 3. across tables: foreign keys must point at an accepted row of the parent table. A row whose parent was
@@ -31,20 +31,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import pandera.errors
-from pandera.engines import pandas_engine
 
 from fulqrun_ml.data.contract import OPTIONAL_COLUMN_DEFAULTS, TABLE_COLUMNS, CRMTables
-from fulqrun_ml.data.pii import scrub_text
-from fulqrun_ml.data.schemas import (
-    CRM_SCHEMAS,
-    LOAD_ORDER,
-    PANDAS_DTYPE,
-    Kind,
-    Reason,
-    TableContract,
-    parse_check_name,
-)
+from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, Reason, TableContract
+from fulqrun_ml.data.table_checks import Problem, check_table, is_missing, record_id, show_value
 from fulqrun_ml.errors import DataContractError
 
 log = logging.getLogger(__name__)
@@ -53,29 +43,6 @@ OnError = Literal["fail", "quarantine"]
 QuarantineFormat = Literal["parquet", "csv"]
 SUMMARY_LIMIT = 20
 REPORT_FILE = "report.json"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One contract violation. `row` is the 0-based position in the table as given (None: whole table);
-    `record_id` is the row's `id` (for stage_history, its opportunity_id)."""
-
-    table: str
-    reason: Reason
-    field: str | None
-    row: int | None
-    record_id: str | None
-    value: str | None
-    detail: str
-
-    def __str__(self) -> str:
-        where = self.table if self.row is None else f"{self.table} row {self.row}"
-        if self.record_id:
-            where += f" (id {self.record_id})"
-        if self.field:
-            where += f" field '{self.field}'"
-        value = "" if self.value is None else f" {self.value!r}"
-        return f"{where}: {self.reason}{value} ({self.detail})"
 
 
 @dataclass
@@ -183,7 +150,7 @@ def validate_crm(
     typed: dict[str, pd.DataFrame] = {}
     problems: list[Problem] = []
     for name in LOAD_ORDER:
-        typed[name], found = _check_table(CRM_SCHEMAS[name], frames[name], extracted_at)
+        typed[name], found = check_table(CRM_SCHEMAS[name], frames[name], extracted_at)
         problems.extend(found)
     problems.extend(_reference_problems(typed, frames, problems))
     problems.sort(key=lambda p: (LOAD_ORDER.index(p.table), -1 if p.row is None else p.row, p.field or ""))
@@ -202,6 +169,12 @@ def validate_crm(
         if problems:
             log.warning("quarantined CRM rows (table -> reason -> rows): %s", report.counts())
     return ValidationResult(dataclasses.replace(tables, **clean, extracted_at=extracted_at), report)
+
+
+def check_contract(tables: CRMTables) -> None:
+    """Raise `CRMValidationError` (a DataContractError) listing every contract violation in `tables`: the full
+    typed check (columns, types, enumerations, ids, foreign keys, timestamps, money) with nothing quarantined."""
+    validate_crm(tables, on_error="fail")
 
 
 def _as_utc(value: Any) -> pd.Timestamp:
@@ -251,138 +224,6 @@ def _structure_problems(raw: dict[str, pd.DataFrame | None]) -> list[Problem]:
     return problems
 
 
-def _show(value: Any) -> str | None:
-    """A failing value as text for messages: missing -> None, truncated, emails and phone numbers scrubbed
-    (messages get logged). The name heuristic is off here: it would hide values like 'Closed Won'."""
-    if _missing(value):
-        return None
-    text = value.isoformat() if isinstance(value, pd.Timestamp) else str(value)
-    text = scrub_text(text, detect_names=False)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _record_id(contract: TableContract, frame: pd.DataFrame, row: int | None) -> str | None:
-    if row is None:
-        return None
-    return _show(frame[contract.record_id_column].iloc[row])
-
-
-def _check_table(
-    contract: TableContract, frame: pd.DataFrame, extracted_at: pd.Timestamp
-) -> tuple[pd.DataFrame, list[Problem]]:
-    """Type the table (finding unreadable values per row), then run its rules. Returns typed frame, problems."""
-    typed, unreadable = _typed(contract, frame)
-    problems: list[Problem] = []
-    for column, rows in unreadable.items():
-        kind = contract.field(column).kind
-        for row in rows:
-            problems.append(
-                Problem(
-                    contract.name,
-                    Reason.WRONG_TYPE,
-                    column,
-                    row,
-                    _record_id(contract, frame, row),
-                    _show(frame[column].iloc[row]),
-                    f"cannot be read as {kind} ({PANDAS_DTYPE[kind]})",
-                )
-            )
-    extras = [c for c in typed.columns if c not in contract.columns]
-    typed = typed[[*contract.columns, *extras]]  # contract order, so every source returns the same frame
-    for f in contract.fields:
-        if f.kind is Kind.ID:
-            typed[f.name] = typed[f.name].str.lower()  # UUIDs are case-insensitive; PostgreSQL prints lowercase
-
-    blanked = {(column, row) for column, rows in unreadable.items() for row in rows}
-    schema = contract.rule_schema(extracted_at)
-    try:
-        schema.validate(typed, lazy=True)
-    except pandera.errors.SchemaErrors as err:
-        problems.extend(_rule_problems(contract, schema, err.failure_cases, frame, blanked))
-    return typed, problems
-
-
-def _typed(contract: TableContract, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[int]]]:
-    """The frame coerced to canonical dtypes, with unreadable cells blanked, and those cells' rows per column."""
-    schema = contract.type_schema()
-    try:
-        return schema.validate(frame, lazy=True), {}
-    except pandera.errors.SchemaErrors as err:
-        cases = err.failure_cases
-    cases = cases[cases["check"].astype(str).str.startswith(("coerce_dtype", "dtype"))]
-    unreadable: dict[str, list[int]] = {}
-    for column, group in cases.groupby("column", sort=False):
-        column = str(column)
-        if group["index"].isna().any():
-            # pandas could not say which values failed (e.g. 3.5 for an integer column): probe each one.
-            rows = _probe_each_value(frame[column], contract.field(column).kind)
-        else:
-            rows = sorted({int(i) for i in group["index"]})
-        if rows:
-            unreadable[column] = rows
-    readable = frame.copy()
-    for column, rows in unreadable.items():
-        values = readable[column].astype(object)
-        values.iloc[rows] = None
-        readable[column] = values
-    try:
-        return schema.validate(readable, lazy=True), unreadable
-    except pandera.errors.SchemaErrors as err:
-        raise DataContractError(f"table '{contract.name}' could not be typed: {err.failure_cases.to_dict()}") from err
-
-
-def _probe_each_value(values: pd.Series, kind: Kind) -> list[int]:
-    dtype = pandas_engine.Engine.dtype(PANDAS_DTYPE[kind])
-    failing: set[Any] = set()
-    for value in pd.unique(values.dropna().astype(object)):
-        try:
-            dtype.coerce(pd.Series([value], dtype=object))
-        except (TypeError, ValueError, OverflowError, pandera.errors.ParserError):
-            failing.add(value)
-    mask = values.astype(object).isin(list(failing)) & values.notna()
-    return [int(i) for i in mask.to_numpy().nonzero()[0]]
-
-
-def _rule_problems(
-    contract: TableContract,
-    schema: Any,
-    cases: pd.DataFrame,
-    frame: pd.DataFrame,
-    blanked: set[tuple[str, int]],
-) -> list[Problem]:
-    problems: dict[tuple[int | None, str | None, Reason], Problem] = {}
-    for case in cases.itertuples(index=False):
-        row = None if pd.isna(case.index) else int(case.index)
-        column = None if pd.isna(case.column) else str(case.column)
-        check = str(case.check)
-        if check == "not_nullable":
-            if (column, row) in blanked:
-                continue  # already reported as wrong_type
-            reason, field_name, detail = Reason.MISSING_VALUE, column, "required, but empty"
-        elif check in ("field_uniqueness", "multiple_fields_uniqueness"):
-            key = ", ".join(contract.key)
-            reason, field_name, detail = Reason.DUPLICATE_ID, contract.key[0], f"({key}) seen on an earlier row"
-        elif not pd.isna(case.check_number):
-            if case.schema_context == "Column":
-                rule = schema.columns[column].checks[int(case.check_number)]
-            else:
-                rule = schema.checks[int(case.check_number)]
-            reason, named_field = parse_check_name(rule.name)
-            if reason is None:
-                raise DataContractError(f"table '{contract.name}': unexpected check failure {case}")
-            field_name, detail = named_field or column, str(rule.error)
-        else:
-            reason, field_name, detail = Reason.WRONG_TYPE, column, f"failed {check}"
-        key = (row, field_name, reason)
-        if key in problems:
-            continue
-        value = frame[field_name].iloc[row] if (row is not None and field_name in frame.columns) else None
-        problems[key] = Problem(
-            contract.name, reason, field_name, row, _record_id(contract, frame, row), _show(value), detail
-        )
-    return list(problems.values())
-
-
 def _reference_problems(
     typed: dict[str, pd.DataFrame], frames: dict[str, pd.DataFrame], known: list[Problem]
 ) -> list[Problem]:
@@ -402,8 +243,8 @@ def _reference_problems(
         for row in rows:
             if (contract.name, row, column) in found:
                 continue
-            value = _show(frames[contract.name][column].iloc[row])
-            record = _record_id(contract, frames[contract.name], row)
+            value = show_value(frames[contract.name][column].iloc[row])
+            record = record_id(contract, frames[contract.name], row)
             found[(contract.name, row, column)] = Problem(contract.name, reason, column, row, record, value, detail)
             if row not in rejected[contract.name]:
                 rejected[contract.name].add(row)
@@ -466,7 +307,7 @@ def _write_quarantine(
             continue
         ordered = sorted(rows)
         out = frames[name].iloc[ordered].astype(object)
-        out = out.apply(lambda s: s.map(lambda v: None if _missing(v) else str(v))).astype("str")
+        out = out.apply(lambda s: s.map(lambda v: None if is_missing(v) else str(v))).astype("str")
         out.insert(0, "_row", ordered)
         out.insert(1, "_reasons", ["; ".join(reasons[(name, r)]) for r in ordered])
         files.append(_write_frame(out.reset_index(drop=True), directory / f"{name}.rejected.{fmt}", fmt))
@@ -480,10 +321,6 @@ def _write_quarantine(
     report.files = files
     report_path.write_text(json.dumps(report.to_dict(), indent=2))
     return files
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (not isinstance(value, (list, tuple, dict)) and bool(pd.isna(value)))
 
 
 def _write_frame(frame: pd.DataFrame, path: Path, fmt: str) -> Path:

@@ -28,7 +28,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fulqrun_ml.data.datamodule import TabularDataModuleBase
+from fulqrun_ml.datamodules.tabular import TabularDataModuleBase
 from fulqrun_ml.evaluation.external_sections import render_external_markdown
 from fulqrun_ml.evaluation.leaderboard_binary import BINARY
 from fulqrun_ml.evaluation.leaderboard_kinds import Holdout, LeaderboardError, NeuralRun, SectionKind

@@ -21,7 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from torch import nn
 
-from fulqrun_ml.data.datamodule import TabularDataModuleBase
+from fulqrun_ml.datamodules.tabular import TabularDataModuleBase
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.features.target import TargetScaling

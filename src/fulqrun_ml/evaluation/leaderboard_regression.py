@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from fulqrun_ml.data.datamodule import TabularDataModuleBase
+from fulqrun_ml.datamodules.tabular import TabularDataModuleBase
 from fulqrun_ml.evaluation.latency import onnx_microseconds_per_row
 from fulqrun_ml.evaluation.leaderboard_kinds import (
     COST_HEADER,

@@ -39,7 +39,7 @@ def ablation_effects(
         torch.arange(n_cont, n_cont + categorical.shape[1]).unsqueeze(0),
     )
     with torch.no_grad():
-        effects = FeatureAblation(lambda c, k: model(c, k).squeeze(-1)).attribute(
+        effects = FeatureAblation(lambda c, k: model(continuous=c, categorical=k).squeeze(-1)).attribute(
             (continuous, categorical),
             baselines=(torch.from_numpy(baseline["continuous"]), torch.from_numpy(baseline["categorical"])),
             feature_mask=masks,

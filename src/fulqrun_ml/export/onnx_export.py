@@ -48,7 +48,7 @@ class ProbabilityModel(nn.Module):
         self.calibrator = calibrator if calibrator is not None else TemperatureCalibrator(temperature)
 
     def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        return self.calibrator(self.net(continuous, categorical))
+        return self.calibrator(self.net(continuous=continuous, categorical=categorical))
 
 
 class PredictionModel(nn.Module):
@@ -62,7 +62,7 @@ class PredictionModel(nn.Module):
         self.register_buffer("std", torch.tensor(scaling.std, dtype=torch.float32))
 
     def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        value = self.net(continuous, categorical) * self.std + self.mean
+        value = self.net(continuous=continuous, categorical=categorical) * self.std + self.mean
         return torch.expm1(value) if self.log1p else value
 
 

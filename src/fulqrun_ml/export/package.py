@@ -45,6 +45,7 @@ from fulqrun_ml.export.optimize import MAX_AUC_DROP, OPTIMIZED_FILE, QUANTIZED_F
 from fulqrun_ml.export.tensorrt import TensorRTUnavailableError, export_tensorrt, tensorrt_unavailable_reason
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.features.target import TargetScaling
+from fulqrun_ml.registry.run_record import RunRecord
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 from fulqrun_ml.tasks.binary import predict_probabilities
 from fulqrun_ml.tasks.regression import predict_values
@@ -53,31 +54,14 @@ from fulqrun_ml.tasks.survival_holdout import SURVIVAL_FILE, load_survival_recor
 
 TARGET_FILE = "target.json"
 
-RUN_FILES = ("run_info.json", "net_state.pt", "feature_spec.json", "holdout.parquet", "metrics.json")
-LINEAGE_KEYS = (
-    "task",
-    "model",
-    "config",
-    "net_config",
-    "data_hash",
-    "git_commit",
-    "wandb_run_id",
-    "run_dir",
-    "sizes",
-    "epochs",
-    "experiment",
-    "data_window",
-    "parent",
-    "init_from",
-    "resumed_from",
-    "wandb_artifacts",
-)
+# Files a tabular run must hold besides its record (registry/run_record.py).
+RUN_FILES = ("net_state.pt", "feature_spec.json", "holdout.parquet", "metrics.json")
 
 
 def load_trained_net(run_dir: Path, spec: FittedFeatureSpec) -> torch.nn.Module:
-    info = json.loads((run_dir / "run_info.json").read_text())
+    """The run's trained backbone, rebuilt from the constructor config its record holds."""
     net = instantiate(
-        info["net_config"],
+        RunRecord.load(run_dir).net_config,
         n_continuous=len(spec.spec.numeric),
         cardinalities=spec.cardinalities,
         _convert_="all",
@@ -119,17 +103,18 @@ def export_run(
     run_dir = Path(run_dir)
     if tensorrt and (reason := tensorrt_unavailable_reason()):
         raise TensorRTUnavailableError(f"--tensorrt: cannot build a TensorRT engine here: {reason}")
+    record = RunRecord.load(run_dir)
     missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if missing:
         raise FulqrunMLError(f"{run_dir} is not a finished training run (missing {', '.join(missing)})")
-    if (run_dir / SURVIVAL_FILE).is_file():
+    if record.kind == "survival":
         if optimize or quantize or tensorrt:
             raise FulqrunMLError("--optimize/--quantize/--tensorrt apply to binary tasks, not to a survival run")
         return export_survival_run(run_dir, models_dir, name)
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
-    target = load_target_scaling(run_dir)
+    target = load_target_scaling(run_dir) if record.kind == "regression" else None
     output = output_name(target)
     atol: float | np.ndarray = PARITY_ATOL
     if target is not None:
@@ -146,8 +131,7 @@ def export_run(
             atol = isotonic_parity_atol(calibration, predict_probabilities(net, spec.encode(holdout)))
     parity = check_parity(graph, reference, spec, holdout, atol=atol, output=output)
 
-    info = json.loads((run_dir / "run_info.json").read_text())
-    name = name or info["task"]
+    name = name or record.task
     metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
     metrics["export_parity_max_abs_diff"] = parity
 
@@ -155,14 +139,13 @@ def export_run(
         (tmp / "model.onnx").write_bytes(graph.SerializeToString())
         shutil.copy(run_dir / "feature_spec.json", tmp / "feature_spec.json")
         shutil.copy(run_dir / "net_state.pt", tmp / "net_state.pt")
-        (tmp / "net_config.json").write_text(json.dumps(info["net_config"], indent=2))
+        (tmp / "net_config.json").write_text(json.dumps(record.net_config, indent=2))
         if calibration is not None:
             (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
         if target is not None:
             shutil.copy(run_dir / TARGET_FILE, tmp / TARGET_FILE)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        lineage = {k: info.get(k) for k in LINEAGE_KEYS}
-        (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, default=str))
+        (tmp / "lineage.json").write_text(json.dumps(record.lineage(), indent=2, default=str))
         if optimize or quantize:
             report = optimize_onnx(tmp / "model.onnx", spec, holdout, tmp, "label", quantize, max_auc_drop=max_auc_drop)
             report["source"] = "model.onnx"  # paths relative to the version, not the staging directory
@@ -179,16 +162,11 @@ def export_run(
     else:
         headline = {"holdout_auc": metrics["model"]["auc"]}
     metadata = {
-        "task": info["task"],
-        "inputs": [{"name": f.name, "dtype": "float32"} for f in spec.spec.numeric]
-        + [{"name": f.name, "dtype": "string"} for f in spec.spec.categorical],
+        **record_metadata(record),
+        "inputs": raw_inputs(spec),
         "outputs": [{"name": output, "dtype": "float32"}],
-        "target_kind": "regression" if target is not None else "binary",
         "parity_max_abs_diff": parity,
         "calibration": calibration,
-        "data_hash": info["data_hash"],
-        "git_commit": info["git_commit"],
-        "wandb_run_id": info["wandb_run_id"],
         **headline,
     }
     return publish_version(models_dir, name, write, metadata), parity
@@ -201,13 +179,13 @@ def export_survival_run(run_dir: Path, models_dir: Path, name: str | None = None
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
-    record = load_survival_record(run_dir)
-    temperature = float(record["calibration"]["temperature"])
-    graph = export_survival_onnx(net, spec, record["bin_edges"], temperature)
-    cdf, expected = predict_curves(net, spec.encode(holdout), record["bin_edges"], temperature)
+    survival = load_survival_record(run_dir)
+    temperature = float(survival["calibration"]["temperature"])
+    graph = export_survival_onnx(net, spec, survival["bin_edges"], temperature)
+    cdf, expected = predict_curves(net, spec.encode(holdout), survival["bin_edges"], temperature)
     parity = check_parity(graph, cdf.reshape(-1), spec, holdout, output=CLOSE_PROBABILITY)
     parity_days = check_parity(graph, expected, spec, holdout, output=EXPECTED_DAYS)
-    info = json.loads((run_dir / "run_info.json").read_text())
+    record = RunRecord.load(run_dir)
     metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
     metrics["export_parity_max_abs_diff"] = parity
     metrics["export_parity_expected_days_max_abs_diff"] = parity_days
@@ -216,32 +194,46 @@ def export_survival_run(run_dir: Path, models_dir: Path, name: str | None = None
         (tmp / "model.onnx").write_bytes(graph.SerializeToString())
         for file in ("feature_spec.json", "net_state.pt", SURVIVAL_FILE):
             shutil.copy(run_dir / file, tmp / file)
-        (tmp / "net_config.json").write_text(json.dumps(info["net_config"], indent=2))
+        (tmp / "net_config.json").write_text(json.dumps(record.net_config, indent=2))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        lineage = {k: info.get(k) for k in LINEAGE_KEYS}
-        (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, default=str))
+        (tmp / "lineage.json").write_text(json.dumps(record.lineage(), indent=2, default=str))
 
-    n_bins = len(record["bin_edges"]) - 1
+    n_bins = len(survival["bin_edges"]) - 1
     model = metrics["model"]
     metadata = {
-        "task": info["task"],
-        "inputs": [{"name": f.name, "dtype": "float32"} for f in spec.spec.numeric]
-        + [{"name": f.name, "dtype": "string"} for f in spec.spec.categorical],
+        **record_metadata(record),
+        "inputs": raw_inputs(spec),
         "outputs": [
             {"name": CLOSE_PROBABILITY, "dtype": "float32", "shape": [-1, n_bins]},
             {"name": EXPECTED_DAYS, "dtype": "float32", "shape": [-1]},
         ],
-        "target_kind": "survival",
-        "bin_edges": record["bin_edges"],
-        "horizon_days": record["horizon_days"],
+        "bin_edges": survival["bin_edges"],
+        "horizon_days": survival["horizon_days"],
         "parity_max_abs_diff": parity,
         "parity_expected_days_max_abs_diff": parity_days,
-        "calibration": record["calibration"],
-        "data_hash": info["data_hash"],
-        "git_commit": info["git_commit"],
-        "wandb_run_id": info["wandb_run_id"],
+        "calibration": survival["calibration"],
         "holdout_concordance": model["concordance"],
         "holdout_integrated_brier": model["integrated_brier"],
         "holdout_mae_median_days": model["mae_median_days"],
     }
-    return publish_version(models_dir, name or info["task"], write, metadata), parity
+    return publish_version(models_dir, name or record.task, write, metadata), parity
+
+
+def record_metadata(record: RunRecord) -> dict[str, Any]:
+    """What every version's metadata.json says about the run it came from: consumers (the model card, serving,
+    scoring) dispatch on `pipeline` and `target_kind`, never on the task's name or the files present."""
+    return {
+        "task": record.task,
+        "pipeline": record.pipeline,
+        "target_kind": record.kind,
+        "data_hash": record.data_hash,
+        "git_commit": record.git_commit,
+        "wandb_run_id": record.wandb_run_id,
+    }
+
+
+def raw_inputs(spec: FittedFeatureSpec) -> list[dict[str, str]]:
+    """The graph's raw-column inputs: numbers as float32, categories as strings."""
+    return [{"name": f.name, "dtype": "float32"} for f in spec.spec.numeric] + [
+        {"name": f.name, "dtype": "string"} for f in spec.spec.categorical
+    ]

@@ -6,7 +6,7 @@ its seam (the `continuous` / `categorical` tensors the FeatureSpec graph hands t
   preprocess.onnx   raw columns -> encoded tensors      served by onnxruntime on CPU instances
   network.onnx      encoded tensors -> probability       compiled by TensorRT into model.plan (GPU)
 
-Triton chains them with an ensemble (see `serving/repository.py`, variant "tensorrt"), so clients still
+Triton chains them with an ensemble (see `serving/deploy.py`, `tensorrt_ensemble_configs`), so clients still
 send raw CRM fields. The split is exact (the two halves are sub-graphs of model.onnx; a test checks the
 chained halves against the whole in onnxruntime); the engine is built with an optimisation profile over
 the batch axis and checked against onnxruntime within an FP16 tolerance before it is published.

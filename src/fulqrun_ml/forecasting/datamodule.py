@@ -19,11 +19,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fulqrun_ml.data.contract import CRMTables, check_contract
-from fulqrun_ml.data.datamodule import BatchDictDataset, dataset_hash
-from fulqrun_ml.data.loaders import SplitBatchDataModule
+from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.task_snapshots import revenue_series
+from fulqrun_ml.data.validation import check_contract
+from fulqrun_ml.datamodules.loaders import SplitBatchDataModule
+from fulqrun_ml.datamodules.tabular import BatchDictDataset, dataset_hash
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.forecasting.noise_floor import won_deal_values
 from fulqrun_ml.forecasting.windows import (

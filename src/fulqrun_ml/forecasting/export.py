@@ -25,19 +25,19 @@ import onnxruntime as ort
 import torch
 
 from fulqrun_ml.errors import ExportParityError, FulqrunMLError
+from fulqrun_ml.export.package import record_metadata
 from fulqrun_ml.forecasting.build import build_forecaster
 from fulqrun_ml.forecasting.windows import CALENDAR_FEATURES
 from fulqrun_ml.models.forecaster import ConformalForecaster
+from fulqrun_ml.registry.run_record import RunRecord
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 
 INPUT_NAMES = ("history", "calendar", "series")
 OUTPUT_NAME = "quantiles"
-RUN_FILES = ("run_info.json", "net_state.pt", "net_config.json", "conformal.json", "series_index.json", "backtest.npz")
+RUN_FILES = ("net_state.pt", "net_config.json", "conformal.json", "series_index.json", "backtest.npz")
 # Relative to each window's scale (its mean absolute lookback): float32 revenue in the millions carries
 # ~1e-7 relative rounding, so this bounds real disagreement, not arithmetic noise.
 PARITY_TOLERANCE = 1e-5
-LINEAGE_KEYS = ("task", "model", "config", "net_config", "data_hash", "git_commit", "wandb_run_id", "run_dir")
-LINEAGE_KEYS += ("sizes", "epochs", "series", "data_window", "parameters", "wandb_artifacts")
 
 
 def load_calibrated_forecaster(run_dir: Path) -> ConformalForecaster:
@@ -105,9 +105,15 @@ def check_forecast_parity(
     return diff
 
 
-def export_forecast_run(run_dir: Path, models_dir: Path, name: str = "revenue_forecast") -> tuple[ModelVersion, float]:
-    """Export, check parity on the run's backtest windows, publish. Returns the version and the parity."""
+def export_forecast_run(
+    run_dir: Path, models_dir: Path, name: str | None = None, **options: Any
+) -> tuple[ModelVersion, float]:
+    """Export, check parity on the run's backtest windows, publish. Returns the version and the parity.
+    `options` (--optimize/--quantize/--tensorrt) apply to tabular graphs and are refused by name."""
     run_dir = Path(run_dir)
+    if asked := sorted(k for k, v in options.items() if v):
+        raise FulqrunMLError(f"{', '.join(asked)}: apply to tabular models, not to a forecasting run")
+    record = RunRecord.load(run_dir)
     missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
     if missing:
         raise FulqrunMLError(f"{run_dir} is not a finished forecasting run (missing {', '.join(missing)})")
@@ -116,7 +122,6 @@ def export_forecast_run(run_dir: Path, models_dir: Path, name: str = "revenue_fo
     with np.load(run_dir / "backtest.npz") as data:
         windows = {k: data[k] for k in data.files}
     parity = check_forecast_parity(graph, model, windows, model.min_scale)
-    info = json.loads((run_dir / "run_info.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     metrics["export_parity_max_rel_diff"] = parity
     conformal = json.loads((run_dir / "conformal.json").read_text())
@@ -126,12 +131,11 @@ def export_forecast_run(run_dir: Path, models_dir: Path, name: str = "revenue_fo
         for file in ("net_state.pt", "net_config.json", "conformal.json", "series_index.json"):
             shutil.copy(run_dir / file, tmp / file)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        lineage = {k: info.get(k) for k in LINEAGE_KEYS}
-        (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, default=str))
+        (tmp / "lineage.json").write_text(json.dumps(record.lineage(), indent=2, default=str))
 
-    net_config = info["net_config"]
+    net_config = record.net_config
     metadata = {
-        "task": info["task"],
+        **record_metadata(record),
         "inputs": [
             {"name": "history", "dtype": "float32", "shape": [-1, net_config["lookback"]]},
             {"name": "calendar", "dtype": "float32", "shape": [-1, net_config["horizon"], len(CALENDAR_FEATURES)]},
@@ -143,15 +147,12 @@ def export_forecast_run(run_dir: Path, models_dir: Path, name: str = "revenue_fo
         "calendar_features": list(CALENDAR_FEATURES),
         "quantiles": conformal["quantiles"],
         "interval": conformal["interval"],
-        "series": info.get("series"),
+        "series": record.extra.get("series"),
         "backtest": {
             level: {k: by_who.get("model", {}).get(k) for k in ("wape", "mase", "pinball", "coverage")}
             for level, by_who in metrics.items()
             if isinstance(by_who, dict) and "model" in by_who
         },
         "parity_max_rel_diff": parity,
-        "data_hash": info["data_hash"],
-        "git_commit": info["git_commit"],
-        "wandb_run_id": info["wandb_run_id"],
     }
-    return publish_version(models_dir, name, write, metadata), parity
+    return publish_version(models_dir, name or record.task, write, metadata), parity

@@ -6,7 +6,7 @@ so a rep's and an organization's windows weigh alike and the gradient does not d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,12 @@ from torch import nn
 from fulqrun_ml.models.forecaster import window_scale
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+FORECAST_INPUTS = ("history", "calendar", "series")  # the forecaster's keyword inputs = batch keys = graph inputs
+
+
+def forecast_inputs(windows: Mapping[str, Any]) -> dict[str, Any]:
+    """The forecaster's inputs out of a window batch or window arrays (which also hold the target, origins)."""
+    return {key: windows[key] for key in FORECAST_INPUTS}
 
 
 def pinball_loss(target: torch.Tensor, predicted: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
@@ -42,11 +48,12 @@ class QuantileForecastTask(pl.LightningModule):
         self.min_scale = min_scale
         self.register_buffer("levels", torch.tensor(list(quantiles), dtype=torch.float32), persistent=False)
 
-    def forward(self, history: torch.Tensor, calendar: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
-        return self.net(history, calendar, series)
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Quantiles [B, H, Q] for the window batch's inputs as keywords (`history`, `calendar`, `series`)."""
+        return self.net(**inputs)
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        predicted = self(batch["history"], batch["calendar"], batch["series"])
+        predicted = self(**forecast_inputs(batch))
         scale = window_scale(batch["history"], self.min_scale).unsqueeze(-1)
         loss = pinball_loss(batch["target"] / scale.squeeze(-1), predicted / scale, self.levels)
         return loss, predicted, scale
@@ -85,11 +92,5 @@ def predict_quantiles(net: nn.Module, windows: dict[str, np.ndarray], batch_size
     out = []
     for start in range(0, len(windows["history"]), batch_size):
         part = slice(start, start + batch_size)
-        out.append(
-            net(
-                torch.as_tensor(windows["history"][part]),
-                torch.as_tensor(windows["calendar"][part]),
-                torch.as_tensor(windows["series"][part]),
-            ).numpy()
-        )
+        out.append(net(**{k: torch.as_tensor(v[part]) for k, v in forecast_inputs(windows).items()}).numpy())
     return np.concatenate(out)

@@ -21,7 +21,7 @@ Plain torch only (see ARCHITECTURE.md): no Lightning, no data or export code.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +61,13 @@ class _Block(nn.Module):
 
 class NBeatsForecaster(nn.Module):
     """history [B, L] (revenue per period, oldest first), calendar [B, H, C] (covariates of the H forecast
-    periods), series [B] (int64 index, 0 = unknown series) -> quantiles [B, H, Q] in revenue units."""
+    periods), series [B] (int64 index, 0 = unknown series) -> quantiles [B, H, Q] in revenue units.
+
+    Called with the window batch as keywords (`net(history=..., calendar=..., series=...)`): the batch keys
+    and the exported graph's input names."""
+
+    FAMILY: ClassVar[str] = "forecast"
+    MULTI_OUTPUT: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -133,7 +139,7 @@ class ConformalForecaster(nn.Module):
         self.min_scale = min_scale
 
     def forward(self, history: torch.Tensor, calendar: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
-        q = self.net(history, calendar, series)
+        q = self.net(history=history, calendar=calendar, series=series)
         offsets = self.offsets[series] if self.offsets.dim() == 3 else self.offsets.unsqueeze(0)
         q = q + offsets * window_scale(history, self.min_scale).unsqueeze(-1)
         # Running max over the (few) quantiles, unrolled: keeps the graph to Max ops every runtime supports.
@@ -157,4 +163,4 @@ class ForecastEnsemble(nn.Module):
         self.lookback, self.horizon, self.n_quantiles = first.lookback, first.horizon, first.n_quantiles
 
     def forward(self, history: torch.Tensor, calendar: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(history, calendar, series) for m in self.members]).mean(dim=0)
+        return torch.stack([m(history=history, calendar=calendar, series=series) for m in self.members]).mean(dim=0)

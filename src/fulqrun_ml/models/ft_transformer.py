@@ -10,14 +10,19 @@ O(features²) attention per row, which is cheap for the ~20 columns of a CRM sna
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from fulqrun_ml.models.embeddings import CategoricalTokens, ModelConfigError, NumericTokens
+from fulqrun_ml.models.heads import Head
 
 
 class FTTransformer(nn.Module):
+    FAMILY: ClassVar[str] = "tabular"
+    MULTI_OUTPUT: ClassVar[bool] = True
+
     def __init__(
         self,
         n_continuous: int,
@@ -46,7 +51,7 @@ class FTTransformer(nn.Module):
         )
         # Nested tensors only help with padding masks, which tabular rows never have.
         self.encoder = nn.TransformerEncoder(layer, num_layers=n_layers, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.LayerNorm(d_token), nn.ReLU(), nn.Linear(d_token, n_outputs))
+        self.head = Head(d_token, n_outputs, norm="layernorm", activation="relu")
 
     def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """Returns logits of shape [N, n_outputs]."""

@@ -1,17 +1,24 @@
 """MLP backbone for tabular features: embeddings + continuous -> hidden layers -> one logit per row.
 
-A plain nn.Module: no Lightning, no export code, so it trains, exports and tests on its own.
+A plain nn.Module: no Lightning, no export code, so it trains, exports and tests on its own. Called with the
+batch as keywords, `net(continuous=..., categorical=...)`: those names are the batch keys and the ONNX inputs.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from fulqrun_ml.models.embeddings import CategoricalEmbeddings
+from fulqrun_ml.models.heads import Head
 
 
 class MLP(nn.Module):
+    FAMILY: ClassVar[str] = "tabular"
+    MULTI_OUTPUT: ClassVar[bool] = True
+
     def __init__(
         self,
         n_continuous: int,
@@ -29,7 +36,8 @@ class MLP(nn.Module):
             layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.SiLU(), nn.Dropout(dropout)]
             width = hidden
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, n_outputs)
+        # Each hidden layer already ends in norm + activation, so the head is the plain linear layer.
+        self.head = Head(width, n_outputs)
 
     def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """Returns logits of shape [N, n_outputs]."""

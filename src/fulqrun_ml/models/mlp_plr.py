@@ -7,6 +7,8 @@ fed, with the categorical embeddings, to `MLP`, so the two backbones differ only
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -15,6 +17,9 @@ from fulqrun_ml.models.mlp import MLP
 
 
 class MLPPLR(nn.Module):
+    FAMILY: ClassVar[str] = "tabular"
+    MULTI_OUTPUT: ClassVar[bool] = True
+
     def __init__(
         self,
         n_continuous: int,
@@ -40,4 +45,4 @@ class MLPPLR(nn.Module):
 
     def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """Returns logits of shape [N, n_outputs]."""
-        return self.mlp(self.numeric(continuous).flatten(1), categorical)
+        return self.mlp(continuous=self.numeric(continuous).flatten(1), categorical=categorical)

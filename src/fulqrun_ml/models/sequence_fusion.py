@@ -20,6 +20,7 @@ A plain nn.Module (torch only): it trains, exports and is timed (scripts/gpu_che
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -142,7 +143,14 @@ class _PreNormBlock(nn.Module):
 
 
 class SequenceFusion(nn.Module):
-    """Tabular MLP (models/mlp.py) + activity-sequence encoder, gated residual fusion -> one logit per row."""
+    """Tabular MLP (models/mlp.py) + activity-sequence encoder, gated residual fusion -> one logit per row.
+
+    Called with the batch as keywords: `continuous`, `categorical` and the sequence fields, the names of the
+    batch keys and of the exported graph's inputs. The fused representation goes through the tabular MLP's own
+    `Head` (models/heads.py), so the fused model and its ablation end in the same layer."""
+
+    FAMILY: ClassVar[str] = "sequence"
+    MULTI_OUTPUT: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -208,6 +216,9 @@ class SequenceFusion(nn.Module):
         for name, value in (("channel", channel), ("delta_days", delta_days), ("age_days", age_days)):
             if value is None:
                 raise SequenceInputError(name, "missing: event_type, channel, delta_days and age_days go together")
-        summary = self.project(self.sequence(event_type, channel, delta_days, age_days, direction))
+        encoded = self.sequence(
+            event_type=event_type, channel=channel, delta_days=delta_days, age_days=age_days, direction=direction
+        )
+        summary = self.project(encoded)
         gate = torch.sigmoid(self.gate(torch.cat([hidden, summary], dim=1)))
         return mlp.head(hidden + gate * summary)

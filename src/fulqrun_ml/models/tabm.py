@@ -3,27 +3,24 @@
 k MLPs that share their weight matrices, BatchEnsemble style: member i computes ((x ⊙ r_i) W) ⊙ s_i + b_i,
 so k members cost k rank-1 adapters plus k biases per layer instead of k full MLPs, and all members run in one
 batched matmul. The first layer's input adapters start as random ±1 signs (the rest as ones), which is what
-makes the members differ from step one. Each member has its own linear head.
+makes the members differ from step one. Each member has its own linear head (the shared `Head` with `members=k`).
 
-`forward` returns the mean of the member logits, [N, n_outputs], so any task that calls `net(continuous,
-categorical)` trains and exports it unchanged. The members only become an ensemble of *independently* fit
-predictors when each is trained on its own loss: a task should then call `forward_members` ([N, k, n_outputs])
-and average the per-member losses (see the model zoo report).
+`forward` returns the mean of the member logits, [N, n_outputs], so any task that calls
+`net(continuous=..., categorical=...)` trains and exports it unchanged. The members only become an ensemble of
+*independently* fit predictors when each is trained on its own loss: a task should then call `forward_members`
+([N, k, n_outputs]) and average the per-member losses (see the model zoo report).
 """
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from fulqrun_ml.models.embeddings import (
-    CategoricalEmbeddings,
-    FeaturewiseLinear,
-    ModelConfigError,
-    numeric_embeddings,
-)
+from fulqrun_ml.models.embeddings import CategoricalEmbeddings, ModelConfigError, numeric_embeddings
+from fulqrun_ml.models.heads import Head
 
 
 class LinearBatchEnsemble(nn.Module):
@@ -46,6 +43,9 @@ class LinearBatchEnsemble(nn.Module):
 
 
 class TabM(nn.Module):
+    FAMILY: ClassVar[str] = "tabular"
+    MULTI_OUTPUT: ClassVar[bool] = True
+
     def __init__(
         self,
         n_continuous: int,
@@ -82,13 +82,13 @@ class TabM(nn.Module):
             layers += [LinearBatchEnsemble(k, width, hidden, random_sign_input=i == 0), nn.ReLU(), nn.Dropout(dropout)]
             width = hidden
         self.body = nn.Sequential(*layers)
-        self.heads = FeaturewiseLinear(k, width, n_outputs)
+        self.head = Head(width, n_outputs, members=k)
 
     def forward_members(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """Every member's logits, [N, k, n_outputs]: for a per-member training loss."""
         numeric = self.numeric(continuous).flatten(1) if self.numeric is not None else continuous
         x = torch.cat([numeric, self.embeddings(categorical)], dim=1)
-        return self.heads(self.body(x.unsqueeze(1).expand(-1, self.k, -1)))
+        return self.head(self.body(x.unsqueeze(1).expand(-1, self.k, -1)))
 
     def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """The ensemble's logits, [N, n_outputs]: the mean of the member logits."""

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from fulqrun_ml.data.contract import CRMTables
-from fulqrun_ml.data.datamodule import SPLITS, DealWinDataModule
+from fulqrun_ml.datamodules.tabular import SPLITS, DealWinDataModule
 from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.features.audit import LeakageError
 from fulqrun_ml.sequence.events import SequenceVocabulary, build_sequences, real_events

@@ -27,14 +27,15 @@ from torch import nn
 
 from fulqrun_ml.errors import ExportParityError, FulqrunMLError
 from fulqrun_ml.export.onnx_export import OUTPUT_NAME, PARITY_ATOL, merge_with_preprocessing, raw_feeds
-from fulqrun_ml.export.package import LINEAGE_KEYS, load_calibration, load_trained_net
+from fulqrun_ml.export.package import load_calibration, load_trained_net, raw_inputs, record_metadata
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.registry.run_record import RunRecord
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 from fulqrun_ml.sequence.events import TIME_FIELDS, SequenceVocabulary
 from fulqrun_ml.sequence.task import predict_sequence_probabilities
 
 log = logging.getLogger(__name__)
-SEQUENCE_RUN_FILES = ("run_info.json", "net_state.pt", "feature_spec.json", "sequence_vocab.json")
+SEQUENCE_RUN_FILES = ("net_state.pt", "feature_spec.json", "sequence_vocab.json")
 SEQUENCE_RUN_FILES += ("holdout.parquet", "holdout_sequences.npz", "metrics.json")
 
 
@@ -54,7 +55,7 @@ class FusionProbabilityModel(nn.Module):
 
     def forward(self, continuous: torch.Tensor, categorical: torch.Tensor, *sequences: torch.Tensor) -> torch.Tensor:
         inputs = dict(zip(self.fields, sequences, strict=True))
-        return torch.sigmoid(self.net(continuous, categorical, **inputs) / self.temperature)
+        return torch.sigmoid(self.net(continuous=continuous, categorical=categorical, **inputs) / self.temperature)
 
 
 def export_fusion_network(
@@ -134,9 +135,15 @@ def check_fusion_parity(
     return diff
 
 
-def export_sequence_run(run_dir: Path, models_dir: Path, name: str = "deal_win_sequence") -> tuple[ModelVersion, float]:
-    """Export a finished sequence run, check parity on its holdout, publish `models/<name>/<version>/`."""
+def export_sequence_run(
+    run_dir: Path, models_dir: Path, name: str | None = None, **options: Any
+) -> tuple[ModelVersion, float]:
+    """Export a finished sequence run, check parity on its holdout, publish `models/<name>/<version>/`.
+    `options` (--optimize/--quantize/--tensorrt) apply to tabular graphs and are refused by name."""
     run_dir = Path(run_dir)
+    if asked := sorted(k for k, v in options.items() if v):
+        raise FulqrunMLError(f"{', '.join(asked)}: apply to tabular models, not to a sequence-fusion run")
+    record = RunRecord.load(run_dir)
     missing = [f for f in SEQUENCE_RUN_FILES if not (run_dir / f).is_file()]
     if missing:
         raise FulqrunMLError(f"{run_dir} is not a finished sequence training run (missing {', '.join(missing)})")
@@ -152,7 +159,6 @@ def export_sequence_run(run_dir: Path, models_dir: Path, name: str = "deal_win_s
     torch_probs = predict_sequence_probabilities(net, {**spec.encode(holdout), **sequences}, temperature)
     parity = check_fusion_parity(graph, torch_probs, spec, holdout, sequences)
 
-    info = json.loads((run_dir / "run_info.json").read_text())
     metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
     metrics["export_parity_max_abs_diff"] = parity
 
@@ -160,28 +166,22 @@ def export_sequence_run(run_dir: Path, models_dir: Path, name: str = "deal_win_s
         (tmp / "model.onnx").write_bytes(graph.SerializeToString())
         for file in ("feature_spec.json", "sequence_vocab.json", "net_state.pt"):
             shutil.copy(run_dir / file, tmp / file)
-        (tmp / "net_config.json").write_text(json.dumps(info["net_config"], indent=2))
+        (tmp / "net_config.json").write_text(json.dumps(record.net_config, indent=2))
         (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        lineage = {k: info.get(k) for k in LINEAGE_KEYS} | {"sequence": info.get("sequence")}
-        (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, default=str))
+        (tmp / "lineage.json").write_text(json.dumps(record.lineage(), indent=2, default=str))
 
     sequence_inputs = [
         {"name": f, "dtype": "float32" if f in TIME_FIELDS else "int64", "shape": ["batch", "length"]}
         for f in sequence_fields(vocabulary)
     ]
     metadata = {
-        "task": info["task"],
-        "inputs": [{"name": f.name, "dtype": "float32"} for f in spec.spec.numeric]
-        + [{"name": f.name, "dtype": "string"} for f in spec.spec.categorical]
-        + sequence_inputs,
+        **record_metadata(record),
+        "inputs": raw_inputs(spec) + sequence_inputs,
         "outputs": [{"name": OUTPUT_NAME, "dtype": "float32"}],
         "holdout_auc": metrics["model"]["auc"],
         "parity_max_abs_diff": parity,
         "calibration": calibration,
-        "data_hash": info["data_hash"],
-        "git_commit": info["git_commit"],
-        "wandb_run_id": info["wandb_run_id"],
         "sequence": {"max_len": vocabulary.max_len, "vocabulary_file": "sequence_vocab.json"},
     }
-    return publish_version(models_dir, name, write, metadata), parity
+    return publish_version(models_dir, name or record.task, write, metadata), parity

@@ -13,6 +13,7 @@ from torch import nn
 
 from fulqrun_ml.tasks.binary import BinaryClassificationTask
 
+TABULAR_INPUTS = ("continuous", "categorical")
 SEQUENCE_INPUTS = ("event_type", "channel", "delta_days", "age_days", "direction")
 
 
@@ -28,10 +29,15 @@ def sequence_tensors(batch: dict[str, torch.Tensor], trim: bool = False) -> dict
     return inputs
 
 
+def fusion_inputs(batch: dict[str, torch.Tensor], trim: bool = False) -> dict[str, torch.Tensor]:
+    """The fused network's keyword inputs (its batch keys and graph inputs): the tabular tensors and the
+    sequence fields, trimmed as in `sequence_tensors`; other batch keys (target, length) stay behind."""
+    return {**{k: batch[k] for k in TABULAR_INPUTS}, **sequence_tensors(batch, trim=trim)}
+
+
 class SequenceFusionTask(BinaryClassificationTask):
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.net(batch["continuous"], batch["categorical"], **sequence_tensors(batch, trim=True))
-        logits = logits.squeeze(-1)
+        logits = self(**fusion_inputs(batch, trim=True))
         return logits, F.binary_cross_entropy_with_logits(logits, batch["target"])
 
 
@@ -43,7 +49,7 @@ def predict_sequence_logits(net: nn.Module, arrays: dict[str, np.ndarray], batch
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             batch = {k: torch.from_numpy(np.asarray(v[start : start + batch_size])) for k, v in arrays.items()}
-            logits = net(batch["continuous"], batch["categorical"], **sequence_tensors(batch, trim=True))
+            logits = net(**fusion_inputs(batch, trim=True))
             out.append(logits.squeeze(-1).float().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 

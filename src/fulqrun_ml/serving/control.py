@@ -21,7 +21,8 @@ from tritonclient.utils import InferenceServerException
 
 from fulqrun_ml.errors import ServingError
 from fulqrun_ml.registry.store import ModelVersion
-from fulqrun_ml.serving.client import Prediction, Records, TritonPredictionClient
+from fulqrun_ml.serving.client import TritonPredictionClient
+from fulqrun_ml.serving.codec import Prediction, Records
 from fulqrun_ml.serving.repository import TritonModelConfig, TritonRepositoryBuilder
 
 

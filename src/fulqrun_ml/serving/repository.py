@@ -14,6 +14,8 @@ server. One description (the version's metadata.json) yields every variant:
   tensorrt     GPU hosts, versions exported with `--tensorrt`: an ensemble `<name>` of
                `<name>_preprocess` (onnxruntime on CPU instances: raw columns -> encoded tensors) and
                `<name>_net` (platform `tensorrt_plan`, model.plan on the GPU); same public inputs and outputs.
+               Those three configs are composed in `deploy.tensorrt_ensemble_configs`, with the rest of what
+               each host serves.
 
 Layout (asserted by tests): <repo>/<model>/config.pbtxt and <repo>/<model>/<version>/model.onnx.
 """
@@ -344,69 +346,3 @@ def _check_interface(spec: dict[str, Any], config: TritonModelConfig) -> None:
             f"{spec['model']} v{spec['version']} inputs {actual} differ from the config's {declared}; "
             "versions served together must take the same inputs"
         )
-
-
-def tensorrt_ensemble_configs(
-    version: ModelVersion,
-    max_batch_size: int = 1024,
-    max_queue_delay_microseconds: int = 200,
-    preferred_batch_sizes: tuple[int, ...] = (),
-    instance_count: int = 1,
-) -> list[TritonModelConfig]:
-    """The three models of the TensorRT variant, in load order: preprocess, net, ensemble.
-
-    Needs a version exported with `--tensorrt` (preprocess.onnx + model.plan). The seam tensors' widths
-    come from the version's feature spec, so the configs match the engine's inputs."""
-    from fulqrun_ml.export.tensorrt import PLAN_FILE, PREPROCESS_FILE, SEAM
-
-    missing = [f for f in (PREPROCESS_FILE, PLAN_FILE) if not (version.path / f).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{version.name} v{version.version} has no {', '.join(missing)}: export it with --tensorrt on a GPU host"
-        )
-    meta = version.metadata
-    raw_inputs = tuple(TensorSpec(i["name"], i["dtype"]) for i in meta["inputs"])
-    outputs = tuple(TensorSpec(o["name"], o["dtype"]) for o in meta["outputs"])
-    widths = {"continuous": 0, "categorical": 0}
-    for tensor in meta["inputs"]:
-        widths["continuous" if tensor["dtype"] == "float32" else "categorical"] += 1
-    seam = (
-        TensorSpec(SEAM[0], "float32", (widths["continuous"],)),
-        TensorSpec(SEAM[1], "int64", (widths["categorical"],)),
-    )
-    batching = {
-        "max_batch_size": max_batch_size,
-        "max_queue_delay_microseconds": max_queue_delay_microseconds,
-        "preferred_batch_sizes": tuple(preferred_batch_sizes),
-        "instance_count": instance_count,
-    }
-    name = version.name
-    preprocess = TritonModelConfig(
-        name=f"{name}_preprocess",
-        inputs=raw_inputs,
-        outputs=seam,
-        variant="onnxruntime-cpu",
-        version_files=((PREPROCESS_FILE, "model.onnx"),),
-        **batching,
-    )
-    net = TritonModelConfig(
-        name=f"{name}_net",
-        inputs=seam,
-        outputs=outputs,
-        variant="tensorrt_plan",
-        version_files=((PLAN_FILE, "model.plan"),),
-        **batching,
-    )
-    ensemble = TritonModelConfig(
-        name=name,
-        inputs=raw_inputs,
-        outputs=outputs,
-        variant="ensemble",
-        max_batch_size=max_batch_size,
-        version_files=(),
-        ensemble_steps=(
-            EnsembleStep(preprocess.name, {t.name: t.name for t in raw_inputs}, {t.name: t.name for t in seam}),
-            EnsembleStep(net.name, {t.name: t.name for t in seam}, {t.name: t.name for t in outputs}),
-        ),
-    )
-    return [preprocess, net, ensemble]

@@ -13,7 +13,13 @@ from torchmetrics import MetricCollection
 
 from fulqrun_ml.tasks.calibration import calibrator_from_record
 from fulqrun_ml.tasks.metrics import binary_metrics, update_binary_metrics
-from fulqrun_ml.tasks.supervised import OptimizerFactory, SchedulerFactory, SupervisedTask
+from fulqrun_ml.tasks.supervised import (
+    OptimizerFactory,
+    SchedulerFactory,
+    SupervisedTask,
+    net_inputs,
+    tensor_inputs,
+)
 
 __all__ = [
     "BinaryClassificationTask",
@@ -33,7 +39,7 @@ class BinaryClassificationTask(SupervisedTask):
         return binary_metrics(prefix)
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch["continuous"], batch["categorical"])
+        logits = self(**net_inputs(batch))
         return logits, F.binary_cross_entropy_with_logits(logits, batch["target"])
 
     def _update_metrics(self, metrics: MetricCollection, logits: torch.Tensor, target: torch.Tensor) -> None:
@@ -44,7 +50,7 @@ def predict_logits(net: torch.nn.Module, arrays: dict[str, np.ndarray]) -> np.nd
     """Raw logits of a backbone on encoded arrays (inference mode, no gradients)."""
     net.eval()
     with torch.inference_mode():
-        logits = net(torch.from_numpy(arrays["continuous"]), torch.from_numpy(arrays["categorical"]))
+        logits = net(**tensor_inputs(arrays))
     return logits.squeeze(-1).float().numpy()
 
 

@@ -7,7 +7,9 @@ Platt (`platt`: sigmoid(a * logit + b)) adds the intercept temperature lacks: it
 between training and deployment without touching the ranking.
 All three fit with per-row weights when given: the validation split's censoring weights
 (`data/snapshots.py::TimeSplit.censoring_weights`), so calibration targets the uncensored label mix.
-Both are fitted on the validation split (later in time than training), never on the holdout, and both are
+All are fitted on the validation split (later in time than training), never on the holdout, and the record
+says so from the data itself: `fitted_on` holds the split's name, its row count and a hash of the labels and
+weights the fit actually received (`rows_hash`), so a fit on any other rows shows in the record. All are
 plain torch modules mapping logits to probabilities, so the same object scores in PyTorch and is exported
 into the ONNX graph by the ordinary exporter (no hand-built graph surgery).
 
@@ -18,6 +20,7 @@ elementary Sub / Max / Min / Mul / ReduceSum ops.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 import numpy as np
@@ -69,19 +72,38 @@ def fit_isotonic(
     )
 
 
+def rows_hash(labels: np.ndarray, weights: np.ndarray | None = None) -> str:
+    """sha256 of the rows a calibrator is fitted on: their labels and (when given) their weights, as float64
+    in row order. Anyone holding the split can recompute it, and a fit on other rows gives another hash."""
+    digest = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.float64).tobytes())
+    if weights is not None:
+        digest.update(b"weights")
+        digest.update(np.ascontiguousarray(weights, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
 def fit_calibration(
     method: CalibrationMethod,
     logits: np.ndarray,
     labels: np.ndarray,
-    rows: int,
+    *,
+    split: str,
     weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The calibration record stored with the run and the model version (calibration.json)."""
+    """The calibration record stored with the run and the model version (calibration.json).
+
+    `split` names the rows passed in (always "val" in training); `fitted_on` records it with the row count
+    and `rows_hash` of exactly the labels and weights this fit used, so the record cannot claim a split the
+    data did not come from."""
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"task.calibration must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
     if weights is not None and (len(weights) != len(labels) or not np.all(np.isfinite(weights) & (weights > 0))):
         raise ValueError("calibration weights must be finite, positive and one per validation row")
-    record: dict[str, Any] = {"method": method, "fitted_on": "val", "rows": rows, "weighted": weights is not None}
+    record: dict[str, Any] = {
+        "method": method,
+        "fitted_on": {"split": split, "rows": len(labels), "hash": rows_hash(labels, weights)},
+        "weighted": weights is not None,
+    }
     if method == "temperature":
         record["temperature"] = fit_temperature(logits, labels, weights=weights)
     elif method == "platt":

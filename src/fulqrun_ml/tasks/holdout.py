@@ -1,7 +1,7 @@
 """Holdout evaluation of a trained backbone, one function per target kind, shared by every tabular task.
 
-Binary: calibration (temperature, Platt or isotonic) is fitted on the validation split (censoring-weighted),
-then the model, the model before calibration and every baseline column (rep, oracle, ...) are scored on the
+Binary: calibration (temperature, Platt or isotonic) is fitted on the validation split (censoring-weighted;
+the record's `fitted_on` hashes the labels and weights it received), then the model, the model before calibration and every baseline column (rep, oracle, ...) are scored on the
 test split by the same metric code. Regression: the model's predictions (decoded to the task's units) next
 to each baseline.
 """
@@ -42,7 +42,7 @@ def evaluate_binary(
     # The censoring weights of the time split where the datamodule made them (user tables have none).
     weights = val[WEIGHT_COLUMN].to_numpy() if WEIGHT_COLUMN in val else None
     logits = predict_logits(net, spec.encode(val))
-    calibration = fit_calibration(method, logits, val["label"].to_numpy(), len(val), weights)
+    calibration = fit_calibration(method, logits, val["label"].to_numpy(), split="val", weights=weights)
     encoded = spec.encode(holdout)
     labels = holdout["label"].to_numpy()
     probabilities = predict_probabilities(net, encoded, calibration)

@@ -15,7 +15,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
 from fulqrun_ml.features.target import TargetScaling
 from fulqrun_ml.tasks.binary import predict_logits
-from fulqrun_ml.tasks.supervised import SupervisedTask
+from fulqrun_ml.tasks.supervised import SupervisedTask, net_inputs
 
 # What a regression run can monitor for early stopping / checkpointing (train() checks the callbacks).
 MONITORED = ("val/rmse", "val/mae", "val/loss")
@@ -34,7 +34,7 @@ class RegressionTask(SupervisedTask):
         return regression_metrics(prefix)
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        prediction = self(batch["continuous"], batch["categorical"])
+        prediction = self(**net_inputs(batch))
         return prediction, F.mse_loss(prediction, batch["target"])
 
     def _update_metrics(self, metrics: MetricCollection, prediction: torch.Tensor, target: torch.Tensor) -> None:

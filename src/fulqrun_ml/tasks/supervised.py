@@ -8,9 +8,10 @@ A task (binary.py, regression.py) adds only its loss (`_step`), how predictions 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -18,6 +19,18 @@ from torchmetrics import MetricCollection
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+TARGET = "target"  # the one batch key that is not a network input
+
+
+def net_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A batch's network inputs: every key but the target. Batch keys are the backbone's keyword arguments and
+    the exported graph's input names, so no task lists them and a new input needs no task change."""
+    return {key: value for key, value in batch.items() if key != TARGET}
+
+
+def tensor_inputs(arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Encoded arrays (`FittedFeatureSpec.encode`) as the backbone's keyword inputs, sharing memory."""
+    return {key: torch.from_numpy(np.asarray(value)) for key, value in arrays.items() if key != TARGET}
 
 
 class SupervisedTask(pl.LightningModule):
@@ -42,8 +55,9 @@ class SupervisedTask(pl.LightningModule):
     def _update_metrics(self, metrics: MetricCollection, outputs: torch.Tensor, target: torch.Tensor) -> None:
         raise NotImplementedError
 
-    def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        return self.net(continuous, categorical).squeeze(-1)
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """The backbone's outputs for keyword inputs named as in the batch, one value per row."""
+        return self.net(**inputs).squeeze(-1)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         _, loss = self._step(batch)

@@ -21,7 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
 
-from fulqrun_ml.tasks.supervised import OptimizerFactory, SchedulerFactory, SupervisedTask
+from fulqrun_ml.tasks.supervised import (
+    OptimizerFactory,
+    SchedulerFactory,
+    SupervisedTask,
+    net_inputs,
+    tensor_inputs,
+)
 from fulqrun_ml.tasks.survival_grid import torch_cdf, torch_restricted_mean, validate_bin_edges
 from fulqrun_ml.tasks.survival_metrics import ConcordanceMetric
 
@@ -53,7 +59,7 @@ class SurvivalCurves(nn.Module):
         self.register_buffer("temperature", torch.tensor(float(temperature), dtype=torch.float32))
 
     def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cdf = torch_cdf(self.net(continuous, categorical), self.temperature)
+        cdf = torch_cdf(self.net(continuous=continuous, categorical=categorical), self.temperature)
         return cdf, torch_restricted_mean(cdf, self.widths)
 
 
@@ -80,8 +86,8 @@ class SurvivalTask(SupervisedTask):
     def metrics(self, prefix: str) -> MetricCollection:
         return MetricCollection({"concordance": ConcordanceMetric()}, prefix=prefix)
 
-    def forward(self, continuous: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        logits = self.net(continuous, categorical)
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        logits = self.net(**inputs)
         if logits.shape[-1] != self.n_bins:
             raise ValueError(f"the backbone gives {logits.shape[-1]} outputs but task.bin_edges define {self.n_bins}")
         return logits
@@ -91,7 +97,7 @@ class SurvivalTask(SupervisedTask):
         return torch.searchsorted(self.edges[1:], durations.float().contiguous()).clamp(max=self.n_bins - 1)
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch["continuous"], batch["categorical"])
+        logits = self(**net_inputs(batch))
         target = batch["target"]
         return logits, logistic_hazard_nll(logits.float(), self.bins(target[:, 1]), target[:, 0])
 
@@ -104,7 +110,7 @@ def predict_hazard_logits(net: nn.Module, arrays: dict[str, np.ndarray]) -> np.n
     """Raw hazard logits [N, K] of a backbone on encoded arrays (inference mode)."""
     net.eval()
     with torch.inference_mode():
-        logits = net(torch.from_numpy(arrays["continuous"]), torch.from_numpy(arrays["categorical"]))
+        logits = net(**tensor_inputs(arrays))
     return logits.float().numpy()
 
 
@@ -114,5 +120,5 @@ def predict_curves(
     """(close_probability [N, K], expected_days [N]) exactly as the exported graph computes them."""
     curves = SurvivalCurves(net, edges, temperature).eval()
     with torch.inference_mode():
-        cdf, expected = curves(torch.from_numpy(arrays["continuous"]), torch.from_numpy(arrays["categorical"]))
+        cdf, expected = curves(**tensor_inputs(arrays))
     return cdf.numpy(), expected.numpy()

@@ -1,18 +1,28 @@
-"""The revenue-forecast leaderboard: task x level x frequency x model, every number from a rolling-origin
-backtest on the latest periods (a time-based holdout), baselines scored on the same cells.
+"""Revenue-forecast leaderboard: N-HiTS-style forecaster vs seasonal naive, SES and Holt-Winters, per level.
 
-Each (frequency, level) trains the configured experiment through the real runner (Hydra config, Lightning,
-the same code as `fulqrun-ml train`), then exports the calibrated graph and times it in ONNX Runtime.
-Rows: `nbeats` (conformal intervals), `nbeats_raw` (the network's own quantiles), `seasonal_naive`,
-`ses`, `holt_winters`. Callable from the main leaderboard (`run_forecast_leaderboard`) and from
-`scripts/bench_forecast.py`.
+    .venv/bin/python scripts/bench_forecast.py                           # weekly (2- and 6-year CRM), monthly (6-year)
+    .venv/bin/python scripts/bench_forecast.py --settings W-2y --levels rep  # a subset
+    .venv/bin/python scripts/bench_forecast.py --max-epochs 5        # quicker, for a smoke check
+
+Task x level x frequency x model, every number from a rolling-origin backtest on the latest periods (a
+time-based holdout), baselines scored on the same cells. Each (frequency, level) trains the configured
+experiment through `train()` (the forecast pipeline, exactly as `fulqrun-ml train`), then exports the calibrated
+graph and times it in ONNX Runtime. Rows: `nbeats` (conformal intervals), `nbeats_raw` (the network's own
+quantiles), `seasonal_naive`, `ses`, `holt_winters`. Callable from the main leaderboard
+(`run_forecast_leaderboard`) and from the command line (`main`); writes reports/forecast_leaderboard.json (rows,
+target checks, machine info) and .md.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
+import logging
+import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +34,10 @@ from hydra import compose, initialize_config_dir
 
 from fulqrun_ml.evaluation.latency import median_microseconds_per_row
 from fulqrun_ml.forecasting.export import OUTPUT_NAME, export_forecaster_onnx, load_calibrated_forecaster
-from fulqrun_ml.forecasting.runner import COVERAGE_TARGET, WAPE_REDUCTION_TARGET, run
 from fulqrun_ml.machine import machine_info
-from fulqrun_ml.project import CONFIG_DIR
+from fulqrun_ml.pipelines.forecast import COVERAGE_TARGET, WAPE_REDUCTION_TARGET
+from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
+from fulqrun_ml.training.train import train
 
 ROW_NAMES = {"model": "nbeats", "model_raw": "nbeats_raw"}
 METRICS = ("wape", "mase", "pinball", "coverage", "interval_width", "cells")
@@ -107,7 +118,7 @@ def evaluate_setting(
     run_dir = workdir / f"{setting.name}_{level}_{seed}"
     cfg = _compose(setting, level, run_dir, seed, max_epochs)
     t0 = time.perf_counter()
-    summary = run(cfg)
+    summary = train(cfg)
     wall = time.perf_counter() - t0
     metrics = summary["metrics"][level]
     graph = export_forecaster_onnx(load_calibrated_forecaster(run_dir)).SerializeToString()
@@ -130,11 +141,11 @@ def evaluate_setting(
             row |= {
                 "train_seconds": summary["seconds"]["fit"],
                 "epochs": summary["epochs"],
-                "params": summary["parameters"],
+                "params": summary["extra"]["parameters"],
                 "onnx_us_per_row": latency if who == "model" else None,
             }
         else:
-            seconds = summary["seconds"]["baseline_fit_forecast"][who]
+            seconds = summary["extra"]["baseline_fit_forecast_seconds"][who]
             row |= {"fit_forecast_us_per_row": seconds * 1e6 / max(len(windows["history"]), 1), "params": None}
         rows.append(row)
     check = {
@@ -252,8 +263,36 @@ def render_forecast_markdown(board: dict[str, Any]) -> str:
 
 
 def write_forecast_leaderboard(board: dict[str, Any], reports_dir: Path) -> tuple[Path, Path]:
+    """The board as reports/forecast_leaderboard.json and .md; returns both paths."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = reports_dir / "forecast_leaderboard.json", reports_dir / "forecast_leaderboard.md"
     json_path.write_text(json.dumps(board, indent=2, default=str))
     md_path.write_text(render_forecast_markdown(board), encoding="utf-8")
     return json_path, md_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen settings and levels, write the report, print its Markdown."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    names = [s.name for s in DEFAULT_SETTINGS]
+    parser.add_argument("--settings", nargs="+", default=names, choices=names, help="table blocks to run")
+    parser.add_argument("--levels", nargs="+", default=None, choices=["organization", "region", "rep"])
+    parser.add_argument("--max-epochs", type=int, default=None, help="override the experiments' max_epochs")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports")
+    parser.add_argument("--workdir", type=Path, default=None, help="where runs go (default: a temp dir)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+    settings = [s for s in DEFAULT_SETTINGS if s.name in args.settings]
+    if args.levels:
+        settings = [dataclasses.replace(s, levels=tuple(args.levels)) for s in settings]
+    board = run_forecast_leaderboard(args.workdir, settings, args.seed, args.max_epochs)
+    json_path, md_path = write_forecast_leaderboard(board, args.reports_dir)
+    sys.stdout.write(render_forecast_markdown(board))
+    sys.stdout.write(f"\nwrote {json_path} and {md_path}\n")
+    return 0

@@ -1,5 +1,5 @@
 """The CRM snapshot datamodule for survival tasks: the same rows, features, audit and time split as every
-tabular task (`datamodule.TabularSnapshotDataModule`), with a two-column training target.
+tabular task (`tabular.TabularSnapshotDataModule`), with a two-column training target.
 
 A survival likelihood needs both whether a row's event happened and when, so `target` is [N, 2] =
 (event 0/1, duration_days). The frame keeps `label` = the event, so binary-style tooling still reads it.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fulqrun_ml.data.datamodule import TabularSnapshotDataModule
+from fulqrun_ml.datamodules.tabular import TabularSnapshotDataModule
 
 
 class SurvivalSnapshotDataModule(TabularSnapshotDataModule):

@@ -1,7 +1,7 @@
 """Tabular CRM tasks as one LightningDataModule: source -> snapshots -> features -> audit -> time split -> tensors.
 
 The task-specific parts (which rows, which label, which features, which baselines) come from a builder
-(`data/task_builders.py`); everything else is done here, identically for deal win, close timing, lead
+(`datamodules/task_builders.py`); everything else is done here, identically for deal win, close timing, lead
 conversion and account churn/expansion. Everything a run needs to be explained later is kept on the
 module: the fitted FeatureSpec (and target scaling for regression), the raw frames of every split (with
 baseline columns and, on simulated data, the oracle), the rows serving would score today, the leakage-audit
@@ -19,11 +19,12 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from fulqrun_ml.data.contract import CRMTables, check_contract
-from fulqrun_ml.data.loaders import SplitBatchDataModule
+from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.snapshots import WEIGHT_COLUMN, snapshot_dates, time_split
-from fulqrun_ml.data.task_builders import DealWinBuilder, SnapshotTaskBuilder, TargetKind
+from fulqrun_ml.data.validation import check_contract
+from fulqrun_ml.datamodules.loaders import SplitBatchDataModule
+from fulqrun_ml.datamodules.task_builders import DealWinBuilder, SnapshotTaskBuilder, TargetKind
 from fulqrun_ml.features.audit import audit_point_in_time
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES
 from fulqrun_ml.features.spec import FeatureSpec, FittedFeatureSpec

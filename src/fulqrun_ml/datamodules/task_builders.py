@@ -1,4 +1,4 @@
-"""What each tabular CRM task contributes to the one snapshot datamodule (`data/datamodule.py`).
+"""What each tabular CRM task contributes to the one snapshot datamodule (`datamodules/tabular.py`).
 
 A builder answers four questions and nothing else: which (entity, as_of) rows exist with which label
 (`snapshots`), what was known about them at as_of (`features`, with per-feature source timestamps for the

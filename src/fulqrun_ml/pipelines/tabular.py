@@ -1,0 +1,200 @@
+"""The tabular pipeline: one backbone over a FeatureSpec, for binary, regression and survival targets.
+
+Every CRM snapshot task (deal win, lead conversion, account churn/expansion, close timing as regression or as
+discrete-time survival) and any user table (`data=table`) takes this pipeline. The datamodule says what the
+target is; the task config supplies the LightningModule for that kind (`task.module`, or `task.modules.<kind>`
+for `kind: auto`). A survival task names its datamodule (`task.datamodule`, which hands over (event, duration))
+and its time bins (`task.bin_edges`: the backbone gets one hazard logit per bin).
+
+Own run files: feature_spec.json, holdout.parquet (the test split: raw features, label, baselines, oracle on
+simulated data), the scoring rows (open_deals.parquet, open_leads.parquet, ...), target.json (regression
+scaling), survival.json (bin edges, hazard temperature, the training split's Kaplan-Meier curves),
+column_types.json (user tables).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from fulqrun_ml.datamodules.tabular import SPLITS, TabularDataModuleBase
+from fulqrun_ml.evaluation.lightgbm_baseline import lightgbm_holdout_report
+from fulqrun_ml.export.package import export_run
+from fulqrun_ml.models import backbone_family
+from fulqrun_ml.registry.store import ModelVersion
+from fulqrun_ml.tasks.calibration import CALIBRATION_METHODS
+from fulqrun_ml.tasks.holdout import evaluate_binary, evaluate_regression
+from fulqrun_ml.tasks.survival_grid import validate_bin_edges
+from fulqrun_ml.tasks.survival_holdout import SURVIVAL_FILE, evaluate_survival
+from fulqrun_ml.training.pipeline import Arm, Capabilities, Evaluation, FittedArm, Pipeline, PipelineConfigError
+
+
+class TabularPipeline(Pipeline):
+    families: ClassVar[tuple[str, ...]] = ("tabular",)
+
+    def check(self, cfg: DictConfig) -> None:
+        super().check(cfg)
+        if cfg.task.get("kind") == "survival":
+            _, multi_output = backbone_family(cfg.model.net._target_)
+            if not multi_output:
+                raise PipelineConfigError(
+                    f"model={cfg.model.name} gives one output; a survival task needs one hazard per time bin"
+                )
+            survival_edges(cfg.task)  # a bad grid fails in milliseconds, before any data is built
+
+    def capabilities(self, kind: str) -> Capabilities:
+        if kind == "binary":
+            return Capabilities(calibration=CALIBRATION_METHODS, default_calibration="temperature")
+        if kind == "survival":  # one temperature on the hazard logits, fitted on the validation NLL
+            return Capabilities(calibration=("temperature",), default_calibration="temperature")
+        return Capabilities()
+
+    def build_datamodule(self, cfg: DictConfig) -> TabularDataModuleBase:
+        # A task that needs its own datamodule class (survival: a two-column target) names it in
+        # `task.datamodule`; it replaces `data._target_` so any data config (synthetic, parquet, postgres) works.
+        target = cfg.task.get("datamodule")
+        return instantiate(cfg.data, **({"_target_": target} if target else {}))
+
+    def target_kind(self, cfg: DictConfig, datamodule: TabularDataModuleBase) -> str:
+        kind = datamodule.target_kind
+        task_module_config(cfg.task, kind)  # refuses data of another kind than the task trains
+        return kind
+
+    def arms(self, cfg: DictConfig, datamodule: TabularDataModuleBase, kind: str) -> list[Arm]:
+        def build() -> tuple[nn.Module, dict[str, Any]]:
+            net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
+            if kind == "survival":  # recorded, so export rebuilds the same backbone
+                net_config["n_outputs"] = len(survival_edges(cfg.task)) - 1
+            return build_tabular_net(net_config, datamodule), net_config
+
+        return [Arm("model", int(cfg.seed), "", build)]
+
+    def build_module(self, cfg: DictConfig, net: nn.Module, datamodule: TabularDataModuleBase, kind: str) -> Any:
+        return instantiate(task_module_config(cfg.task, kind), net=net)
+
+    def evaluate(
+        self,
+        cfg: DictConfig,
+        datamodule: TabularDataModuleBase,
+        fitted: list[FittedArm],
+        kind: str,
+        calibration: str | None,
+    ) -> Evaluation:
+        net, net_config = fitted[0].net, fitted[0].net_config
+        extra: dict[str, Any] = {"leakage_audit": datamodule.leakage_audit}
+        if kind == "survival":
+            evaluation, record = evaluate_survival(net, datamodule.spec, datamodule.frames, survival_edges(cfg.task))
+            extra["survival"] = record
+        elif kind == "regression":
+            evaluation = evaluate_regression(
+                net, datamodule.spec, datamodule.target_scaling, datamodule.frames, datamodule.baseline_columns
+            )
+        else:
+            evaluation = evaluate_binary(
+                net, datamodule.spec, datamodule.frames, datamodule.baseline_columns, calibration
+            )
+        metrics = dict(evaluation.metrics)
+        setting = cfg.task.get("compare_lightgbm")
+        if setting and kind != "survival":
+            metrics["lightgbm"] = lightgbm_comparison(datamodule, setting, int(cfg.seed), kind)
+            extra["lightgbm_setting"] = setting
+        return Evaluation(
+            metrics=metrics,
+            net=net,
+            net_config=net_config,
+            calibration=evaluation.calibration,
+            scores=evaluation.scores if kind == "binary" else None,
+            extra=extra,
+        )
+
+    def write_artifacts(self, out: Path, datamodule: TabularDataModuleBase, evaluation: Evaluation) -> None:
+        datamodule.spec.save(out / "feature_spec.json")
+        if "survival" in evaluation.extra:  # the hazard temperature lives here, with the grid it applies to
+            (out / SURVIVAL_FILE).write_text(json.dumps(evaluation.extra.pop("survival"), indent=2))
+        if datamodule.target_scaling is not None:
+            datamodule.target_scaling.save(out / "target.json")
+        datamodule.frames["test"].drop(columns=["split"], errors="ignore").to_parquet(
+            out / "holdout.parquet", index=False
+        )
+        if datamodule.scoring_rows is not None and datamodule.scoring_file:
+            datamodule.scoring_rows.to_parquet(out / datamodule.scoring_file, index=False)
+        column_types = getattr(datamodule, "column_types", None)  # user tables: the inferred kind of each column
+        if column_types is not None:
+            (out / "column_types.json").write_text(json.dumps(column_types, indent=2))
+
+    def export(
+        self, run_dir: Path, models_dir: Path, name: str | None = None, **options: Any
+    ) -> tuple[ModelVersion, float]:
+        return export_run(Path(run_dir), Path(models_dir), name, **options)
+
+    def headline(self, metrics: dict[str, Any]) -> str:
+        model = metrics["model"]
+        if "integrated_brier" in model:
+            return (
+                f"C {model['concordance']:.4f}, integrated Brier {model['integrated_brier']:.4f}, "
+                f"MAE(median) {model['mae_median_days']:.4f} days"
+            )
+        if "auc" in model:
+            return f"AUC {model['auc']:.4f}"
+        return f"RMSE {model['rmse']:.4f}, MAE {model['mae']:.4f}"
+
+    def objective(self, metrics: dict[str, Any]) -> float:
+        model = metrics["model"]
+        if "integrated_brier" in model:  # survival: higher concordance is better
+            return float(model["concordance"])
+        return float(model["auc"]) if "auc" in model else -float(model["rmse"])
+
+
+def build_tabular_net(net_config: dict[str, Any], datamodule: TabularDataModuleBase) -> nn.Module:
+    """The configured backbone sized by the fitted FeatureSpec."""
+    spec = datamodule.spec
+    return instantiate(
+        net_config, n_continuous=len(spec.spec.numeric), cardinalities=spec.cardinalities, _convert_="all"
+    )
+
+
+def survival_edges(task_cfg: DictConfig) -> np.ndarray:
+    """A survival task's validated bin edges."""
+    if task_cfg.get("bin_edges") is None or task_cfg.get("horizon_days") is None:
+        raise PipelineConfigError(
+            f"task '{task_cfg.name}' is a survival task: set task.bin_edges and task.horizon_days"
+        )
+    return validate_bin_edges(list(task_cfg.bin_edges), float(task_cfg.horizon_days))
+
+
+def task_module_config(task_cfg: DictConfig, kind: str) -> DictConfig:
+    """The LightningModule config for the datamodule's target kind.
+
+    A task with a fixed kind (`kind: binary`, the default, `regression` or `survival`) has one `module` and refuses
+    data of another kind; a task with `kind: auto` (user tables) has `modules.binary` and `modules.regression`."""
+    declared = task_cfg.get("kind", "binary")
+    if declared == "auto":
+        if kind not in task_cfg.modules:
+            raise PipelineConfigError(f"task '{task_cfg.name}' has no module for a {kind} target")
+        return task_cfg.modules[kind]
+    if declared != kind:
+        raise PipelineConfigError(
+            f"task '{task_cfg.name}' trains a {declared} model but the data's target is {kind}; "
+            f"choose a matching task (e.g. task=table for data=table)"
+        )
+    return task_cfg.module
+
+
+def lightgbm_comparison(datamodule: TabularDataModuleBase, setting: str, seed: int, kind: str) -> dict[str, float]:
+    """LightGBM on exactly this run's encoded splits: the reference the networks are expected to match."""
+    arrays = {s: {**datamodule.spec.encode(datamodule.frames[s]), "target": datamodule.target(s)} for s in SPLITS}
+    scaling = datamodule.target_scaling
+    return lightgbm_holdout_report(
+        arrays,
+        datamodule.frames["test"]["label"].to_numpy(dtype=float),
+        setting,
+        seed,
+        kind,
+        decode=scaling.decode if scaling is not None else None,
+    )

@@ -1,0 +1,278 @@
+"""What goes over the wire between our clients and Triton: typed answers, request encoding, error mapping.
+
+Why a module of its own: the blocking and the asyncio client (`client.py`) share every byte of it, and
+`control.py` needs the typed `Prediction` without a client. Encoding checks a request against the server's
+model metadata before it is sent (a missing or unknown field, text in a numeric field, a wrong shape raise
+FieldValidationError locally); decoding turns Triton's answers into `Prediction`, `CloseTiming` and
+`Forecast`; server errors that name a field become FieldValidationError, unavailable or overloaded servers
+ServerUnavailableError (the clients retry those), anything else ServingError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from tritonclient.utils import InferenceServerException
+
+from fulqrun_ml.errors import FieldValidationError, ServingError
+
+FIELD_ERROR = re.compile(r"field '(?P<field>[^']+)': (?P<reason>.+)")
+# Triton core refuses some malformed requests before the backend sees them; its messages name the input too.
+TRITON_FIELD_ERRORS = (
+    (FIELD_ERROR, None),
+    (re.compile(r"unexpected shape for input '(?P<field>[^']+)' for model '[^']*'\. (?P<reason>Expected [^.]+)"), None),
+    (re.compile(r"input '(?P<field>[^']+)' data-type is (?P<reason>'[^']+', but model '[^']*' expects '[^']+')"), None),
+    (re.compile(r"missing required input\(s\) \['(?P<field>[^']+)'"), "missing input"),
+    (re.compile(r"unexpected inference input '(?P<field>[^']+)'"), "unknown input"),
+)
+NUMPY_DTYPES = {"FP32": np.float32, "INT64": np.int64, "BYTES": np.object_}
+# Worth retrying: the server (or a model being reloaded) is briefly unavailable or overloaded.
+RETRYABLE = ("unavailable", "503", "429", "502", "504", "connection", "timed out", "not ready", "overloaded")
+Protocol = Literal["http", "grpc"]
+Records = pd.DataFrame | Iterable[Mapping[str, Any]]
+
+
+class ServerUnavailableError(ServingError):
+    """The server could not be reached or stayed overloaded after every retry."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One record's answer: calibrated probability, which model version gave it, and optional reasons."""
+
+    probability: float
+    model_name: str
+    model_version: str
+    reasons: dict[str, list[dict[str, Any]]] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A forecaster's answer: `quantiles[b, h, q]` in revenue units for window b, step h, level `levels[q]`."""
+
+    quantiles: np.ndarray
+    levels: tuple[float, ...]
+    model_name: str
+    model_version: str
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    initial_backoff_s: float = 0.05
+    max_backoff_s: float = 1.0
+
+    def delays(self) -> list[float]:
+        return [min(self.max_backoff_s, self.initial_backoff_s * 2**i) for i in range(self.attempts - 1)]
+
+
+def _message(exc: Exception) -> str:
+    return exc.message() if callable(getattr(exc, "message", None)) else str(exc)
+
+
+def field_error(message: str) -> FieldValidationError | None:
+    """The field a server error names (ours: "field 'x': ..."; Triton core's shape/dtype/missing/unknown input
+    messages), as a FieldValidationError; None when it names none."""
+    for pattern, fixed_reason in TRITON_FIELD_ERRORS:
+        match = pattern.search(message)
+        if match:
+            return FieldValidationError(match["field"], fixed_reason or match["reason"].strip())
+    return None
+
+
+def is_retryable(exc: Exception) -> bool:
+    if isinstance(exc, InferenceServerException):
+        text = f"{exc.status()} {_message(exc)}".lower()
+        return field_error(_message(exc) or "") is None and any(m in text for m in RETRYABLE)
+    return isinstance(exc, (ConnectionError, OSError, TimeoutError))
+
+
+def raise_for_server_error(exc: Exception) -> None:
+    """Map a server error to FieldValidationError when it names a field, else ServingError."""
+    message = _message(exc)
+    error = field_error(message or "")
+    if error is not None:
+        raise error from None
+    if is_retryable(exc):
+        raise ServerUnavailableError(f"Triton unavailable: {message}") from None
+    raise ServingError(f"Triton error: {message}") from None
+
+
+def record_columns(records: Records) -> dict[str, np.ndarray]:
+    """Column arrays from a DataFrame or from records (without pandas, which costs ~1 ms per call)."""
+    if isinstance(records, pd.DataFrame):
+        return {str(c): records[c].to_numpy() for c in records.columns}
+    rows = list(records)
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    missing = object()
+    columns = {}
+    for name in names:
+        values = [row.get(name, missing) for row in rows]
+        if any(v is missing for v in values):
+            raise FieldValidationError(name, "missing in some records")
+        columns[name] = np.array(values, dtype=object if any(isinstance(v, str) for v in values) else None)
+    return columns
+
+
+@dataclass
+class ModelInterface:
+    """What the server says the model takes and returns."""
+
+    inputs: list[tuple[str, str]]
+    outputs: list[str]
+    max_batch_size: int
+    # Full shapes from the server's metadata, batch axis first (-1 = variable); [-1, 1] is one raw column.
+    shapes: dict[str, list[int]] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def is_column(self, name: str) -> bool:
+        return self.shapes.get(name, [-1, 1]) == [-1, 1]
+
+    def encode(self, lib: Any, columns: Mapping[str, np.ndarray], model_name: str) -> list[Any]:
+        names = {name for name, _ in self.inputs}
+        extra = [c for c in columns if c not in names]
+        if extra:
+            raise FieldValidationError(extra[0], f"unknown field for model '{model_name}'")
+        encoded = []
+        rows: tuple[str, int] | None = None
+        for name, datatype in self.inputs:
+            if name not in columns:
+                raise FieldValidationError(name, "missing field")
+            array = self._array(name, datatype, np.asarray(columns[name]))
+            if rows is None:
+                rows = (name, array.shape[0])
+            elif array.shape[0] != rows[1]:
+                raise FieldValidationError(name, f"has {array.shape[0]} rows, field '{rows[0]}' has {rows[1]}")
+            tensor = lib.InferInput(name, list(array.shape), datatype)
+            tensor.set_data_from_numpy(array)
+            encoded.append(tensor)
+        return encoded
+
+    def _array(self, name: str, datatype: str, values: np.ndarray) -> np.ndarray:
+        """One input as the server expects it: a column [rows, 1], or a tensor of the metadata's shape."""
+        if datatype == "BYTES":
+            if pd.isna(values).any():
+                raise FieldValidationError(name, "missing value")
+            array = values.astype(str).astype(np.object_)
+        else:
+            if values.dtype.kind == "b":
+                raise FieldValidationError(name, f"expected a number ({datatype}), got true/false")
+            if values.dtype.kind not in "iuf":
+                try:
+                    values = np.asarray(pd.to_numeric(values.ravel(), errors="raise")).reshape(values.shape)
+                except (ValueError, TypeError):
+                    raise FieldValidationError(name, f"expected a number ({datatype})") from None
+            if datatype == "INT64" and values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+                raise FieldValidationError(name, "expected whole numbers (INT64 indices)")
+            array = np.asarray(values, dtype=NUMPY_DTYPES[datatype])
+        if self.is_column(name):
+            if array.ndim > 2 or (array.ndim == 2 and array.shape[1] != 1):
+                raise FieldValidationError(name, f"expected one value per record, got shape {list(array.shape)}")
+            return array.reshape(-1, 1)
+        expected = self.shapes[name]
+        fits = array.ndim == len(expected) and all(e in (-1, a) for e, a in zip(expected, array.shape, strict=True))
+        if not fits:
+            raise FieldValidationError(name, f"expected shape {expected} (-1: any size), got {list(array.shape)}")
+        return array
+
+    def chunks(self, columns: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        n_rows = len(next(iter(columns.values()))) if columns else 0
+        step = self.max_batch_size
+        return [{k: v[start : start + step] for k, v in columns.items()} for start in range(0, n_rows, step)]
+
+
+def model_interface(meta: Mapping[str, Any], config: Mapping[str, Any]) -> ModelInterface:
+    return ModelInterface(
+        inputs=[(i["name"], i["datatype"]) for i in meta["inputs"]],
+        outputs=[o["name"] for o in meta["outputs"]],
+        max_batch_size=int(config.get("max_batch_size", 0)) or 1024,
+        shapes={i["name"]: [int(d) for d in i.get("shape", [-1, 1])] for i in meta["inputs"]},
+        parameters={k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()},
+    )
+
+
+def decode_predictions(result: Any, outputs: list[str], protocol: Protocol, default_name: str) -> list[Prediction]:
+    if SURVIVAL_OUTPUTS[0] in outputs:  # one probability per record does not describe a curve
+        raise ServingError(f"model '{default_name}' is a survival model: use predict_close_timing()")
+    name, version = answered_by(result, protocol, default_name)
+    probabilities = result.as_numpy(outputs[0]).reshape(-1)
+    reasons = result.as_numpy("reasons").reshape(-1) if "reasons" in outputs else None
+    return [
+        Prediction(
+            probability=float(p),
+            model_name=name,
+            model_version=version,
+            reasons=json.loads(reasons[i]) if reasons is not None else None,
+        )
+        for i, p in enumerate(probabilities)
+    ]
+
+
+def answered_by(result: Any, protocol: Protocol, default_name: str) -> tuple[str, str]:
+    """(model name, model version) the server says answered."""
+    response = result.get_response() if protocol == "http" else result.get_response(as_json=True)
+    return response.get("model_name", default_name), str(response.get("model_version", ""))
+
+
+def with_sequences(records: Records, sequences: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """Record columns plus per-record tensors (the sequence model's [rows, length] event arrays)."""
+    columns = record_columns(records)
+    for name, array in (sequences or {}).items():
+        if name in columns:
+            raise FieldValidationError(name, "given both as a record field and as a sequence array")
+        columns[name] = np.asarray(array)
+    return columns
+
+
+def concatenated(results: list[Any], outputs: list[str]) -> dict[str, np.ndarray]:
+    if not results:  # no rows were sent
+        return {name: np.empty((0,), dtype=np.float32) for name in outputs}
+    return {name: np.concatenate([r.as_numpy(name) for r in results]) for name in outputs}
+
+
+def decode_forecast(
+    interface: ModelInterface, arrays: dict[str, np.ndarray], served_by: tuple[str, str], output: str
+) -> Forecast:
+    levels = tuple(json.loads(interface.parameters.get("quantiles", "[]")))
+    return Forecast(quantiles=arrays[output], levels=levels, model_name=served_by[0], model_version=served_by[1])
+
+
+@dataclass(frozen=True)
+class CloseTiming:
+    """A survival model's answer: `close_probability[n, k]` = P(record n's deal is closed by `bin_edges[k + 1]`
+    days), non-decreasing in k, and `expected_days[n]` = expected days to close within the horizon (a deal
+    still open then counts as the horizon)."""
+
+    close_probability: np.ndarray
+    expected_days: np.ndarray
+    bin_edges: tuple[float, ...]
+    model_name: str
+    model_version: str
+
+
+SURVIVAL_OUTPUTS = ("close_probability", "expected_days")
+
+
+def decode_close_timing(interface: ModelInterface, results: list[Any], protocol: Protocol, name: str) -> CloseTiming:
+    if not set(SURVIVAL_OUTPUTS) <= set(interface.outputs):
+        raise ServingError(f"model '{name}' is not a survival model (outputs {interface.outputs}); use predict()")
+    arrays = concatenated(results, list(SURVIVAL_OUTPUTS))
+    edges = tuple(json.loads(interface.parameters.get("bin_edges", "[]")))
+    served_by = answered_by(results[0], protocol, name) if results else (name, "")
+    return CloseTiming(
+        close_probability=arrays["close_probability"].reshape(-1, max(len(edges) - 1, 1)),
+        expected_days=arrays["expected_days"].reshape(-1),
+        bin_edges=edges,
+        model_name=served_by[0],
+        model_version=served_by[1],
+    )
+
+
+def forecast_inputs(history: Any, calendar: Any, series: Any) -> dict[str, np.ndarray]:
+    return {"history": np.asarray(history), "calendar": np.asarray(calendar), "series": np.asarray(series)}
