@@ -1,6 +1,6 @@
 """Triton Python-backend identity model: answers each request with one of its own input tensors.
 
-Why it exists: the load harness (`fulqrun_ml.serving.bench`) serves it next to a real model, in the same
+Why it exists: the load harness (`fulqrun_ml.benchmarks.serving`) serves it next to a real model, in the same
 server, with the same inputs, batching and instance settings, so the difference between the two is
 exactly our validation + onnxruntime work and the rest is Triton's own overhead floor (HTTP/gRPC,
 JSON/protobuf, dynamic batching, the Python stub's shared-memory hop).

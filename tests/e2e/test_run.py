@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fulqrun_ml.cli import run_end_to_end
+from fulqrun_ml.pipelines.end_to_end import run_end_to_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

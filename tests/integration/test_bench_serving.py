@@ -13,8 +13,12 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from fulqrun_ml.benchmarks import loadgen
+from fulqrun_ml.benchmarks.serving import main as bench_main
+from fulqrun_ml.benchmarks.serving import parse_points
+from fulqrun_ml.benchmarks.serving_identity import identity_config
+from fulqrun_ml.benchmarks.serving_report import IDENTITY
 from fulqrun_ml.errors import FulqrunMLError
-from fulqrun_ml.serving import bench, loadgen
 from fulqrun_ml.serving.repository import config_for_version
 
 pytestmark = pytest.mark.integration
@@ -42,7 +46,7 @@ def quick_report(published, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench_serving.json"
     argv = ["--models-dir", str(version.path.parents[1]), "--model", version.name, "--quick", "--out", str(out)]
     argv += ["--points", "1,3,2x4"]
-    assert bench.main(argv) == 0
+    assert bench_main(argv) == 0
     return json.loads(out.read_text()), out
 
 
@@ -64,7 +68,7 @@ def test_every_point_ran_clean_for_model_and_identity(quick_report):
     measured = {(r["model"], r["protocol"], r["concurrency"], r["rows_per_request"]) for r in report["rows"]}
     expected = {
         (model, protocol, c, rows)
-        for model in ("deal_win", bench.IDENTITY)
+        for model in ("deal_win", IDENTITY)
         for protocol in ("http", "grpc")
         for c, rows in ((1, 1), (3, 1), (2, 4))
     }
@@ -85,20 +89,20 @@ def test_targets_and_plot_are_written(quick_report):
 def test_identity_config_mirrors_the_model(published):
     version, _ = published
     model = config_for_version(version, max_batch_size=128, preferred_batch_sizes=(64,))
-    identity = bench.identity_config(model, "value")
+    identity = identity_config(model, "value")
     parsed = text_format.Parse(identity.to_pbtxt(), pb.ModelConfig())
     assert parsed.backend == "python" and parsed.max_batch_size == 128
     assert [i.name for i in parsed.input] == [i.name for i in model.inputs]
     assert [o.name for o in parsed.output] == [model.outputs[0].name]
     assert parsed.parameters["echo_input"].string_value == "value"
     with pytest.raises(FulqrunMLError, match="'nope' is not an input"):
-        bench.identity_config(model, "nope")
+        identity_config(model, "nope")
 
 
 @pytest.mark.parametrize("text", ["", "0", "64x0", "abc", "1,x2"])
 def test_bad_sweep_points_are_refused(text):
     with pytest.raises(FulqrunMLError):
-        bench.parse_points(text)
+        parse_points(text)
 
 
 def test_open_file_limit_is_raised_as_far_as_allowed():

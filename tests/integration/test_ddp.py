@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from fulqrun_ml.datamodules.tabular import BatchDictDataset
 from fulqrun_ml.datamodules.loaders import batch_loader
+from fulqrun_ml.datamodules.tabular import BatchDictDataset
 from tests.conftest import TINY_DATA
 
 

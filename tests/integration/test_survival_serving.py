@@ -1,9 +1,9 @@
 """A close-timing survival model served by a real Triton (bundled tritonserver, Python backend, onnxruntime).
 
-The version is trained (tiny data, one epoch) and published by the real exporter; the repository is written by
-the `fulqrun-ml serve` path (`cli.build_repositories` with the real serve config), so what is tested is what
-the command serves: both outputs equal onnxruntime on the published graph, over HTTP and gRPC, the bin edges
-reach the client, the reasons endpoint explains P(closed within the horizon), and a bad field is named.
+The version is trained (tiny data, one epoch) and published by the real exporter; the repository is written by the
+`fulqrun-ml serve` path (`serving.deploy.build_repositories` with the real serve config), so what is tested is what
+the command serves: both outputs equal onnxruntime on the published graph, over HTTP and gRPC, the bin edges reach
+the client, the reasons endpoint explains P(closed within the horizon), and a bad field is named.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from fulqrun_ml.cli import build_repositories, compose_config
 from fulqrun_ml.errors import FieldValidationError, ServingError
 from fulqrun_ml.export.onnx_export import raw_feeds
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.project import compose_config
 from fulqrun_ml.serving.client import AsyncTritonPredictionClient, TritonPredictionClient
+from fulqrun_ml.serving.deploy import build_repositories
 from fulqrun_ml.serving.server import TritonServer
 from fulqrun_ml.training.train import train
 

@@ -29,7 +29,7 @@ def test_objects_instantiate_from_config(compose_train, tmp_path):
     assert isinstance(task, BinaryClassificationTask)
     optimizer = task.configure_optimizers()
     assert isinstance(optimizer, torch.optim.AdamW)
-    out = task(torch.zeros(7, 4), torch.zeros(7, 2, dtype=torch.long))
+    out = task(continuous=torch.zeros(7, 4), categorical=torch.zeros(7, 2, dtype=torch.long))
     assert out.shape == (7,)
 
 

@@ -49,7 +49,10 @@ def test_forecasts_scale_with_the_series():
         for block in net.blocks:
             block.body[0].weight[:, -1] = 0.0  # the log1p(scale) column is the last context input
     torch.testing.assert_close(
-        net(history=history, calendar=calendar, series=series) * 1000, net(history=history * 1000, calendar=calendar, series=series), rtol=1e-4, atol=1e-2
+        net(history=history, calendar=calendar, series=series) * 1000,
+        net(history=history * 1000, calendar=calendar, series=series),
+        rtol=1e-4,
+        atol=1e-2,
     )
 
 

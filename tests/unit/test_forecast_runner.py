@@ -107,8 +107,8 @@ def test_export_refuses_an_unfinished_run(tmp_path):
 
 
 def test_leaderboard_times_the_graph_and_renders_rows(forecast_run):
-    from fulqrun_ml.forecasting.export import export_forecaster_onnx, load_calibrated_forecaster
     from fulqrun_ml.benchmarks.forecast_study import onnx_microseconds_per_row, render_forecast_markdown
+    from fulqrun_ml.forecasting.export import export_forecaster_onnx, load_calibrated_forecaster
 
     run_dir = Path(forecast_run["run_dir"])
     graph = export_forecaster_onnx(load_calibrated_forecaster(run_dir)).SerializeToString()

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from fulqrun_ml.datamodules.tabular import SPLITS, DealWinDataModule
 from fulqrun_ml.data.simulator import simulate_crm
 from fulqrun_ml.data.snapshots import deal_win_snapshots, snapshot_dates
+from fulqrun_ml.datamodules.tabular import SPLITS, DealWinDataModule
 from fulqrun_ml.features.audit import LeakageError
 from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule, LengthBucketBatchSampler, audit_sequences
 from fulqrun_ml.sequence.events import PADDING, UNKNOWN, SequenceDataError, SequenceVocabulary, build_sequences

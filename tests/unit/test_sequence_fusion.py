@@ -80,7 +80,9 @@ def test_ablation_is_exactly_the_mlp_and_shares_the_fused_models_tabular_start()
     mlp = MLP(N_CONT, CARDS, SMALL["hidden_dims"], dropout=0.3).eval()
     with torch.no_grad():
         assert torch.equal(ablation(continuous=cont, categorical=cat, **seq), mlp(continuous=cont, categorical=cat))
-        assert torch.equal(ablation(continuous=cont, categorical=cat), ablation(continuous=cont, categorical=cat, **seq))  # sequences are ignored
+        assert torch.equal(
+            ablation(continuous=cont, categorical=cat), ablation(continuous=cont, categorical=cat, **seq)
+        )  # sequences are ignored
     full = fused()
     for name, value in ablation.state_dict().items():
         assert torch.equal(full.state_dict()[name], value), name

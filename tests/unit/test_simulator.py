@@ -138,9 +138,9 @@ def test_vectorised_uuids_match_the_standard_library():
     import random
     import uuid
 
-    from fulqrun_ml.data.simulator import _uuids
+    from fulqrun_ml.data.uuids import seeded_uuids
 
     expected_rng, rng = random.Random(99), random.Random(99)
     expected = [str(uuid.UUID(int=expected_rng.getrandbits(128), version=4)) for _ in range(500)]
-    assert _uuids(rng, 500) == expected and _uuids(rng, 0) == []
+    assert seeded_uuids(rng, 500) == expected and seeded_uuids(rng, 0) == []
     assert rng.getrandbits(64) == expected_rng.getrandbits(64)  # the generator is left where the loop leaves it

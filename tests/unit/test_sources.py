@@ -11,15 +11,8 @@ import pytest
 
 from fulqrun_ml.data.contract import TABLE_COLUMNS, CRMTables
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
-from fulqrun_ml.data.sources import (
-    ColumnKind,
-    DirectorySource,
-    SimulatorSource,
-    SourceError,
-    TableSource,
-    infer_column_kind,
-    write_crm_directory,
-)
+from fulqrun_ml.data.sources import DirectorySource, SimulatorSource, SourceError, write_crm_directory
+from fulqrun_ml.data.user_tables import ColumnKind, TableSource, infer_column_kind
 from fulqrun_ml.data.validation import CRMValidationError, validate_crm
 
 SIM_ARGS = {"n_opportunities": 50, "n_companies": 12, "n_reps": 6, "seed": 4}

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from fulqrun_ml.data.snapshots import deal_win_snapshots, open_deals_as_of, snapshot_dates
-from fulqrun_ml.datamodules.survival import SurvivalSnapshotDataModule
 from fulqrun_ml.data.survival_snapshots import close_timing_survival_snapshots
+from fulqrun_ml.datamodules.survival import SurvivalSnapshotDataModule
 from fulqrun_ml.datamodules.task_builders import CloseTimingSurvivalBuilder
 
 HORIZON = 91

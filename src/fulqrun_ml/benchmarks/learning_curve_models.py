@@ -98,6 +98,15 @@ class FitRecorder(pl.Callback):
         }
 
 
+def trainer_duration(seconds: float) -> str:
+    """Lightning's `max_time` as "DD:HH:MM:SS" (a dict would reach the Trainer as a DictConfig, which it
+    does not read), rounded up to whole seconds."""
+    minutes, secs = divmod(int(np.ceil(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days:02d}:{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
 def mlp_config(out: Path, settings: MLPSettings, seed: int) -> DictConfig:
     """`task=deal_win model=mlp` as `fulqrun-ml train` composes it, with the study's caps as overrides."""
     overrides = [
@@ -110,7 +119,7 @@ def mlp_config(out: Path, settings: MLPSettings, seed: int) -> DictConfig:
         "trainer.enable_progress_bar=false",
         "++trainer.enable_model_summary=false",
         f"trainer.max_epochs={settings.max_epochs}",
-        f"++trainer.max_time={{seconds:{settings.max_seconds}}}",
+        f"++trainer.max_time='{trainer_duration(settings.max_seconds)}'",
         f"callbacks.early_stopping.patience={settings.patience}",
         f"task.module.optimizer.lr={settings.lr}",
         f"task.module.optimizer.weight_decay={settings.weight_decay}",

@@ -40,13 +40,12 @@ import numpy as np
 import pandas as pd
 
 from fulqrun_ml.data.calendar import (
-    calendar_dates,
     holidays_between,
-    is_holiday,
-    is_weekend,
     roll_to_business_day,
 )
 from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.simulator_touches import TouchDays, simulate_deal_touches, simulate_leads
+from fulqrun_ml.data.uuids import seeded_uuids
 from fulqrun_ml.data.vocabulary import MEDDPICC_FIELDS, OPEN_STAGES, PEAK_STAGE_OF, STAGE_DEFAULT_PROBABILITY
 
 INDUSTRY_EFFECT = {
@@ -69,24 +68,8 @@ COUNTRIES = {
 # P(a lost deal leaves after stage k), k over OPEN_STAGES.
 EXIT_STAGE_PROBS = np.array([0.35, 0.30, 0.20, 0.15])
 MEAN_STAGE_DAYS = np.array([12.0, 18.0, 20.0, 14.0])
-LEAD_SOURCE_EFFECT = {"web": -0.2, "referral": 0.8, "event": 0.2, "outbound": -0.5, "partner": 0.5}
-# Share of the touches that would fall on a weekend that still happen (holidays keep none).
-WEEKEND_TOUCH_SHARE = 0.1
-# P(inbound) = sigmoid(base + 0.8 * quality + type effect) for calls, emails and meetings.
-INBOUND_BASE = {"opportunity": -1.2, "lead": -1.0}
-INBOUND_TYPE_EFFECT = {"call": -0.3, "email": 0.3, "meeting": 0.0}
 FIRST_NAMES = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo")
 LAST_NAMES = ("Silva", "Okafor", "Novak", "Tanaka", "Berg", "Haddad", "Kowalski", "Moreau")
-
-
-@dataclass(frozen=True)
-class _TouchDays:
-    """What touch generation needs beyond the main stream: the calendar, the side generator, the rate scale."""
-
-    start_ts: pd.Timestamp
-    holidays: np.ndarray
-    side_rng: np.random.Generator
-    activity_rate: float
 
 
 @dataclass(frozen=True)
@@ -104,39 +87,6 @@ def oracle_win_probability(true_win_probability: np.ndarray, stage_index: np.nda
     s = survival[np.asarray(stage_index, dtype=int)]
     p = np.asarray(true_win_probability, dtype=float)
     return p / (p + (1.0 - p) * s)
-
-
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-# Where the 32 hex digits of a UUID go in its 36-character text form (the rest are dashes).
-_UUID_DIGIT_SLOTS = np.r_[0:8, 9:13, 14:18, 19:23, 24:36]
-
-
-def _uuids(rng: random.Random, n: int) -> list[str]:
-    """n version-4 UUID strings, exactly `str(uuid.UUID(int=rng.getrandbits(128), version=4))` n times.
-
-    Hand-vectorised because the per-row loop was the simulator's bottleneck at 1M+ rows (~2 s per million,
-    20M activities). numpy's MT19937 is the same generator as `random.Random`, so we copy `rng`'s state
-    into it, draw 4n raw 32-bit words (what getrandbits(128) consumes, least significant word first),
-    hand the advanced state back to `rng`, and format the hex in bulk: ids stay identical for a seed.
-    """
-    version, internal, gauss_next = rng.getstate()
-    bits = np.random.MT19937()
-    bits.state = {
-        "bit_generator": "MT19937",
-        "state": {"key": np.array(internal[:-1], dtype=np.uint32), "pos": internal[-1]},
-    }
-    words = bits.random_raw(4 * n).astype(np.uint32).reshape(n, 4)[:, ::-1].copy()  # most significant first
-    advanced = bits.state["state"]
-    rng.setstate((version, (*(int(k) for k in advanced["key"]), int(advanced["pos"])), gauss_next))
-    words[:, 1] = (words[:, 1] & np.uint32(0xFFFF0FFF)) | np.uint32(0x00004000)  # version 4
-    words[:, 2] = (words[:, 2] & np.uint32(0x3FFFFFFF)) | np.uint32(0x80000000)  # RFC 4122 variant
-    raw = words.astype(">u4").view(np.uint8).reshape(n, 16)
-    digits = np.empty((n, 32), dtype=np.uint8)
-    digits[:, 0::2] = _HEX_DIGITS[raw >> 4]
-    digits[:, 1::2] = _HEX_DIGITS[raw & 15]
-    text = np.full((n, 36), ord("-"), dtype=np.uint8)
-    text[:, _UUID_DIGIT_SLOTS] = digits
-    return text.view("S36").ravel().astype(str).tolist()
 
 
 def _days(values: np.ndarray) -> pd.TimedeltaIndex:
@@ -165,13 +115,13 @@ def simulate_crm(
     extracted_at = start_ts + pd.Timedelta(days=days)
     holidays = holidays_between(start_ts, extracted_at)
 
-    org_id = _uuids(id_rng, 1)[0]
+    org_id = seeded_uuids(id_rng, 1)[0]
     organizations = pd.DataFrame({"id": [org_id], "name": [organization_name], "created_at": [start_ts]})
 
     # Reps and managers
     n_managers = max(1, n_reps // 6)
-    manager_ids = _uuids(id_rng, n_managers)
-    rep_ids = _uuids(id_rng, n_reps)
+    manager_ids = seeded_uuids(id_rng, n_managers)
+    rep_ids = seeded_uuids(id_rng, n_reps)
     manager_region = rng.choice(REGIONS, size=n_managers)
     rep_manager = rng.integers(0, n_managers, size=n_reps)
     users = pd.DataFrame(
@@ -189,7 +139,7 @@ def simulate_crm(
     rep_region = np.array([manager_region[m] for m in rep_manager])
 
     # Companies
-    company_ids = _uuids(id_rng, n_companies)
+    company_ids = seeded_uuids(id_rng, n_companies)
     industries = rng.choice(list(INDUSTRY_EFFECT), size=n_companies)
     sizes = rng.choice(list(SIZE_EFFECT), size=n_companies, p=[0.5, 0.35, 0.15])
     employees = np.array([int(rng.integers(*SIZE_EMPLOYEES[s])) for s in sizes])
@@ -213,7 +163,7 @@ def simulate_crm(
     last = rng.choice(LAST_NAMES, size=n_companies)
     contacts = pd.DataFrame(
         {
-            "id": _uuids(id_rng, n_companies),
+            "id": seeded_uuids(id_rng, n_companies),
             "company_id": company_ids,
             "title": rng.choice(["VP Sales", "CFO", "CTO", "Head of Ops", "Director IT"], size=n_companies),
             "email": [
@@ -227,7 +177,7 @@ def simulate_crm(
 
     # Opportunities: latent quality, true probability, outcome, stage walk
     n = n_opportunities
-    opp_ids = _uuids(id_rng, n)
+    opp_ids = seeded_uuids(id_rng, n)
     company_idx = rng.integers(0, n_companies, size=n)
     rep_idx = rng.integers(0, n_reps, size=n)
     created_days = rng.uniform(0, days - 20, size=n)
@@ -291,8 +241,8 @@ def simulate_crm(
         }
     )
 
-    touch_days = _TouchDays(start_ts, holidays, side_rng, activity_rate)
-    activities = _activities(
+    touch_days = TouchDays(start_ts, holidays, side_rng, activity_rate)
+    activities = simulate_deal_touches(
         rng,
         id_rng,
         org_id,
@@ -308,7 +258,7 @@ def simulate_crm(
         touch_days,
     )
     n_leads = n_opportunities if n_leads is None else n_leads
-    leads, lead_acts, lead_latent = _leads(
+    leads, lead_acts, lead_latent = simulate_leads(
         rng, id_rng, org_id, n_leads, company_ids, rep_ids, rep_skill, rep_effort, days, touch_days
     )
     activities = pd.concat([activities, lead_acts], ignore_index=True).sort_values("day", kind="stable")
@@ -375,73 +325,6 @@ def _quarter_end_push(close_day: np.ndarray, stage_start_day: np.ndarray, start_
     return np.where((days_into_quarter < 10) & (pushed > stage_start_day), pushed, close_day)
 
 
-def _leads(
-    rng: np.random.Generator,
-    id_rng: random.Random,
-    org_id: str,
-    n: int,
-    company_ids: list[str],
-    rep_ids: list[str],
-    rep_skill: np.ndarray,
-    rep_effort: np.ndarray,
-    days: int,
-    touch_days: _TouchDays,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Leads, their touches and their latent truth (see the story, points 6-8)."""
-    start_ts = touch_days.start_ts
-    ids = _uuids(id_rng, n)
-    source = rng.choice(list(LEAD_SOURCE_EFFECT), size=n, p=[0.35, 0.15, 0.15, 0.25, 0.10])
-    rep = rng.integers(0, len(rep_ids), size=n)
-    q = rng.normal(0.0, 1.0, size=n)
-    logit = -1.1 + 1.2 * q + np.array([LEAD_SOURCE_EFFECT[s] for s in source]) + 0.3 * rep_skill[rep]
-    p_convert = 1.0 / (1.0 + np.exp(-logit))
-    converted = rng.uniform(size=n) < p_convert
-    created = rng.uniform(0, days - 10, size=n)
-    decided = created + np.where(converted, rng.gamma(3.0, 8.0, n), rng.gamma(2.0, 15.0, n))
-    known = decided <= days
-    status = np.where(
-        ~known, np.where(rng.uniform(size=n) < 0.5, "new", "contacted"), np.where(converted, "converted", "unqualified")
-    )
-    has_company = rng.uniform(size=n) < 0.7
-    company = np.where(has_company, np.asarray(company_ids, dtype=object)[rng.integers(0, len(company_ids), n)], None)
-    leads = pd.DataFrame(
-        {
-            "id": ids,
-            "organization_id": org_id,
-            "company_id": company,
-            "source": source,
-            "status": status,
-            # The CRM's rule-based score, rewritten when the status changes: final values, no history.
-            "score": np.clip(np.round(50 + 15 * q + rng.normal(0, 10, n) + 30 * (status == "converted")), 0, 100),
-            "assigned_to": np.asarray(rep_ids, dtype=object)[rep],
-            "created_at": start_ts + _days(created),
-            "updated_at": start_ts + _days(np.where(known, decided, created)),
-        }
-    )
-    end = np.minimum(decided, days)
-    counts = rng.poisson(touch_days.activity_rate * 0.15 * np.exp(0.5 * q) * rep_effort[rep] * (end - created))
-    lead = np.repeat(np.arange(n), counts)
-    day = created[lead] + rng.uniform(size=lead.size) * (end - created)[lead]
-    types = rng.choice(["call", "email", "meeting", "task"], size=lead.size, p=[0.35, 0.45, 0.1, 0.1])
-    worked = _on_working_days(touch_days, day)
-    lead, day, types = lead[worked], day[worked], types[worked]
-    direction = _directions(touch_days.side_rng, types, INBOUND_BASE["lead"] + 0.8 * q[lead])
-    acts = _activity_frame(
-        id_rng,
-        org_id,
-        "lead",
-        np.asarray(ids, dtype=object)[lead],
-        np.asarray(rep_ids, dtype=object)[rep[lead]],
-        types,
-        day,
-        direction,
-    )
-    latent = pd.DataFrame(
-        {"lead_id": ids, "true_conversion_probability": p_convert, "latent_quality": q, "converted": converted}
-    )
-    return leads, acts, latent
-
-
 def inject_dirt(tables: CRMTables, rate: float = 0.02, seed: int = 0) -> CRMTables:
     """The mess of a real export, for validation to catch: missing values, duplicate rows, category typos,
     late-arriving updates (updated_at before created_at) and PII (emails, phones) in free text."""
@@ -488,102 +371,3 @@ def _meddpicc_text(
         out[field] = [t if f else None for t, f in zip(text, filled, strict=False)]
     out["meddpicc_score"] = list(np.round(100 * filled_count / len(MEDDPICC_FIELDS)).astype(int))
     return out
-
-
-def _activities(
-    rng: np.random.Generator,
-    id_rng: random.Random,
-    org_id: str,
-    opp_ids: list[str],
-    rep_ids: list[str],
-    rep_idx: np.ndarray,
-    rep_effort: np.ndarray,
-    z: np.ndarray,
-    created_days: np.ndarray,
-    close_day: np.ndarray,
-    enter_day: np.ndarray,
-    days: int,
-    touch_days: _TouchDays,
-) -> pd.DataFrame:
-    """Touches on each deal between creation and close (or extraction), as a Poisson process, thinned on
-    days off; each with a direction."""
-    end = np.minimum(close_day, days)
-    rate = touch_days.activity_rate * 0.22 * np.exp(0.6 * z) * rep_effort[rep_idx]
-    counts = rng.poisson(rate * (end - created_days))
-    deal = np.repeat(np.arange(len(opp_ids)), counts)
-    day = created_days[deal] + rng.uniform(size=deal.size) * (end - created_days)[deal]
-    stage_at = (enter_day[deal] <= day[:, None]).sum(axis=1) - 1
-    # Type mix: meetings grow with deal quality and stage; calls and emails fill the rest.
-    meeting_w = np.exp(-1.2 + 0.7 * z[deal] + 0.35 * stage_at)
-    weights = np.stack(
-        [
-            np.full(deal.size, 1.0),
-            np.full(deal.size, 1.4),
-            meeting_w,
-            np.full(deal.size, 0.4),
-            np.full(deal.size, 0.3),
-        ],
-        axis=1,
-    )
-    cum = np.cumsum(weights / weights.sum(1, keepdims=True), axis=1)
-    type_idx = (rng.uniform(size=deal.size)[:, None] > cum).sum(axis=1)
-    types = np.array(["call", "email", "meeting", "task", "note"])[type_idx]
-    worked = _on_working_days(touch_days, day)
-    deal, day, types = deal[worked], day[worked], types[worked]
-    direction = _directions(touch_days.side_rng, types, INBOUND_BASE["opportunity"] + 0.8 * z[deal])
-    order = np.lexsort((day, deal))
-    deal, day, types, direction = deal[order], day[order], types[order], direction[order]
-    return _activity_frame(
-        id_rng,
-        org_id,
-        "opportunity",
-        np.asarray(opp_ids, dtype=object)[deal],
-        np.asarray(rep_ids, dtype=object)[rep_idx[deal]],
-        types,
-        day,
-        direction,
-    )
-
-
-def _on_working_days(touch_days: _TouchDays, day: np.ndarray) -> np.ndarray:
-    """Which touches happen: none on holidays, WEEKEND_TOUCH_SHARE of those on weekends, all others."""
-    dates = calendar_dates(touch_days.start_ts, day)
-    weekend_kept = touch_days.side_rng.uniform(size=day.size) < WEEKEND_TOUCH_SHARE
-    return ~is_holiday(dates, touch_days.holidays) & (~is_weekend(dates) | weekend_kept)
-
-
-def _directions(side_rng: np.random.Generator, types: np.ndarray, base_logit: np.ndarray) -> np.ndarray:
-    """inbound / outbound per touch: calls, emails and meetings are inbound with P = sigmoid(base_logit + type
-    effect); tasks and notes are the rep's own work, so outbound."""
-    effect = pd.Series(types, dtype=object).map(INBOUND_TYPE_EFFECT).to_numpy(dtype=np.float64)
-    inbound = side_rng.uniform(size=len(types)) < 1.0 / (1.0 + np.exp(-(base_logit + effect)))
-    return np.where(inbound & ~np.isnan(effect), "inbound", "outbound").astype(object)
-
-
-def _activity_frame(
-    id_rng: random.Random,
-    org_id: str,
-    related_type: str,
-    related_ids: np.ndarray,
-    created_by: np.ndarray,
-    types: np.ndarray,
-    day: np.ndarray,
-    direction: np.ndarray,
-) -> pd.DataFrame:
-    """Completed touches in the contract's `activities` columns (`day` becomes `created_at` later)."""
-    counterpart = "prospect" if related_type == "lead" else "customer"
-    return pd.DataFrame(
-        {
-            "id": _uuids(id_rng, len(types)),
-            "organization_id": org_id,
-            "type": types,
-            "status": "completed",
-            "subject": [f"{t} with {counterpart}" for t in types],
-            "description": None,
-            "related_type": related_type,
-            "related_id": related_ids,
-            "created_by": created_by,
-            "direction": direction,
-            "day": day,
-        }
-    )

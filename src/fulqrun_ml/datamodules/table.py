@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from fulqrun_ml.data.sources import ColumnKind, SourceError, TableSource, UserTable
+from fulqrun_ml.data.sources import SourceError
+from fulqrun_ml.data.user_tables import ColumnKind, TableSource, UserTable
 from fulqrun_ml.datamodules.tabular import SPLITS, TabularDataModuleBase, dataset_hash
 from fulqrun_ml.features.spec import CategoricalFeature, FeatureSpec, NumericFeature
 from fulqrun_ml.features.target import TargetScaling

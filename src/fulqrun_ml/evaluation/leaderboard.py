@@ -1,58 +1,50 @@
-"""The model leaderboard: per task, every neural backbone and every baseline scored on one time-based holdout.
+"""The model leaderboard's sections: per task kind, how rows are combined over seeds, compared and rendered.
 
-Each neural model is trained by the real entry point (`training.train.train` on the composed
-`experiment=<task>_<model>` config, no logger) and loaded back from its run directory; the task's *kind*
-decides the rest of its section. A small registry (`SECTION_KINDS`) maps a kind to its holdout loader, row
-evaluators, target check and Markdown renderer (`leaderboard_kinds.SectionKind`):
+Nothing here trains: `fulqrun_ml.benchmarks.leaderboard` trains every backbone (one run per seed) through the
+real entry point and hands the scored fits to `build_section`, which
+- combines the fits of one row (the seeds of a network, or of a LightGBM setting that samples) into its
+  seed-mean with a 95% t-interval per metric (`combine`);
+- chooses the best network and the best baseline on the *validation* metric (`val_<metric>`);
+- adds to every row the paired bootstrap interval of its holdout difference to the best baseline, and to every
+  network its intervals against every baseline and reference (`leaderboard_stats`);
+- and checks the kind's targets on those intervals.
+A small registry (`SECTION_KINDS`) maps a task kind to its `leaderboard_kinds.SectionKind`:
   binary      `leaderboard_binary.py`: AUC, PR-AUC, log loss, Brier, ECE, thresholded metrics; LightGBM,
-              logistic regression, rep / oracle
+              logistic regression, rep / oracle; the calibration methods compared on validation
   regression  `leaderboard_regression.py`: MAE, RMSE, R², concordance; LightGBM regressor, ridge, stage median
   survival    `leaderboard_survival.py`: Harrell's C, integrated Brier, NLL, ECE, MAE of the median; LightGBM
               as a logistic-hazard model, Kaplan-Meier per stage and pooled
-Another kind is one more module with those five functions and one more entry in `SECTION_KINDS`.
-The forecaster and the sequence fusion have their own (long) benchmarks; their committed reports are merged
-into the same board by `external_sections.py` rather than re-run here.
+Another kind is one more module and one more entry in `SECTION_KINDS`. The forecaster and the sequence fusion
+have their own (long) benchmarks; their committed reports are merged into the same board by
+`external_sections.py` rather than re-run.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+import numpy as np
 
-from fulqrun_ml.datamodules.tabular import TabularDataModuleBase
 from fulqrun_ml.evaluation.external_sections import render_external_markdown
 from fulqrun_ml.evaluation.leaderboard_binary import BINARY
-from fulqrun_ml.evaluation.leaderboard_kinds import Holdout, LeaderboardError, NeuralRun, SectionKind
+from fulqrun_ml.evaluation.leaderboard_kinds import Holdout, LeaderboardError, Scored, SectionKind
 from fulqrun_ml.evaluation.leaderboard_regression import REGRESSION
-from fulqrun_ml.evaluation.leaderboard_survival import SURVIVAL
-from fulqrun_ml.evaluation.lightgbm_baseline import LIGHTGBM_SETTINGS
-from fulqrun_ml.export.package import load_trained_net
-from fulqrun_ml.features.spec import FittedFeatureSpec
-from fulqrun_ml.machine import machine_info
-from fulqrun_ml.project import CONFIG_DIR, git_commit
-from fulqrun_ml.training.train import datamodule_override, train
-
-log = logging.getLogger(__name__)
-DEFAULT_TASKS = (
-    "deal_win",
-    "lead_conversion",
-    "account_expansion",
-    "account_churn",
-    "close_timing",
-    "close_timing_survival",
+from fulqrun_ml.evaluation.leaderboard_stats import (
+    BOOTSTRAP_SEED,
+    CONFIDENCE,
+    RESAMPLES,
+    bootstrap_counts,
+    paired_difference,
+    select_best,
+    t_interval,
 )
-NEURAL_MODELS = ("mlp", "mlp_plr", "ft_transformer", "tabm")
+from fulqrun_ml.evaluation.leaderboard_survival import SURVIVAL
+
 # Task kind -> its section on the board. Add a kind here (and nowhere else in this file).
 SECTION_KINDS: dict[str, SectionKind] = {kind.name: kind for kind in (BINARY, REGRESSION, SURVIVAL)}
+# Combined over seeds by the largest value (a parity gap is a worst case), every other number by the mean.
+WORST_CASE_KEYS = frozenset({"export_parity_max_abs_diff", "export_parity_expected_days"})
 
 
 def section_kind(kind: str, task: str | None = None) -> SectionKind:
@@ -66,137 +58,104 @@ def section_kind(kind: str, task: str | None = None) -> SectionKind:
     return SECTION_KINDS[kind]
 
 
-def compose_experiment(
-    model: str, output_dir: Path, overrides: Sequence[str] = (), task: str = "deal_win"
-) -> DictConfig:
-    """`experiment=<task>_<model>` composed from the real configs, no experiment logger, quiet trainer."""
-    if not (CONFIG_DIR / "experiment" / f"{task}_{model}.yaml").is_file():
-        raise LeaderboardError(f"task '{task}', model '{model}': no configs/experiment/{task}_{model}.yaml")
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"experiment={task}_{model}",
-                "logger=none",
-                f"paths.output_dir={output_dir}",
-                "trainer.enable_progress_bar=false",
-                *overrides,
-            ],
-        )
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
 
 
-def load_holdout(cfg: DictConfig) -> Holdout:
-    """Build the dataset once, as `train` does (same datamodule class), for the baselines (and, binary, the
-    validation-side thresholds).
-
-    A snapshot task's kind is known before the (slow) set-up, so a task without a section fails at once, by
-    name; a user table's kind is inferred from its target during set-up, so it is looked up again after."""
-    datamodule: TabularDataModuleBase = instantiate(cfg.data, **datamodule_override(cfg.task))
-    section_kind(datamodule.target_kind, cfg.task.name)
-    datamodule.setup("fit")
-    return section_kind(datamodule.target_kind, cfg.task.name).load_holdout(datamodule, cfg.task)
-
-
-def train_neural(
-    model: str, holdout: Holdout, workdir: Path, overrides: Sequence[str] = (), task: str = "deal_win"
-) -> NeuralRun:
-    """Train one experiment with the real entry point and load its network back, as export would."""
-    cfg = compose_experiment(model, workdir / task / model, overrides, task)
-    summary = train(cfg)
-    if summary["data_hash"] != holdout.data_hash:
-        raise LeaderboardError(
-            f"task '{task}', model '{model}': trained on data {summary['data_hash']}, "
-            f"leaderboard holdout is {holdout.data_hash}"
-        )
-    run_dir = Path(summary["run_dir"])
-    spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
-    return NeuralRun(
-        model=model,
-        run_dir=run_dir,
-        spec=spec,
-        net=load_trained_net(run_dir, spec),
-        summary=summary,
-        optimizer=OmegaConf.to_container(cfg.task.module.optimizer, resolve=True),
-    )
+def _merge(key: str, values: list[Any]) -> Any:
+    """One field over seeds: numbers by mean (parity by max), dicts key by key, anything else (and a value every
+    seed shares, which keeps its type: parameter counts, row counts) as the first."""
+    if all(v == values[0] for v in values[1:]):
+        return values[0]
+    if all(_number(v) for v in values):
+        return float(max(values)) if key in WORST_CASE_KEYS else float(np.mean(values))
+    if all(isinstance(v, dict) for v in values) and all(v.keys() == values[0].keys() for v in values):
+        return {k: _merge(k, [v[k] for v in values]) for k in values[0]}
+    return values[0]
 
 
-def run_task(
+def combine(fits: Sequence[Scored], kind: SectionKind) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """One row from the fits of one model (one per seed): metrics as seed-means, each of the kind's interval
+    metrics and the validation metric with its t-interval and per-seed values; and the fits' predictions."""
+    rows = [f.row for f in fits]
+    if len(rows) == 1:
+        return dict(rows[0]), [fits[0].predictions]
+    row = {key: _merge(key, [r.get(key) for r in rows]) for key in rows[0]}
+    row.pop("seed", None)
+    row["seeds"] = [r.get("seed") for r in rows]
+    tracked = [m for m in (*kind.interval_metrics, f"val_{kind.metric}") if all(_number(r.get(m)) for r in rows)]
+    row["interval"] = {m: t_interval([r[m] for r in rows]) for m in tracked}
+    row["per_seed"] = [{"seed": r.get("seed"), **{m: r[m] for m in tracked}} for r in rows]
+    return row, [f.predictions for f in fits]
+
+
+def group_fits(fits: Sequence[Scored]) -> list[list[Scored]]:
+    """Fits grouped by row name, in the order names first appear."""
+    groups: dict[str, list[Scored]] = {}
+    for fit in fits:
+        groups.setdefault(fit.row["name"], []).append(fit)
+    return list(groups.values())
+
+
+def compare(
+    kind: SectionKind,
+    holdout: Holdout,
+    entries: Sequence[tuple[dict[str, Any], list[np.ndarray]]],
+    resamples: int = RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows with their paired bootstrap intervals, and what was chosen on validation.
+
+    Every row is rescored on the same resamples of the holdout rows (`kind.resample`); a network gets the
+    interval of its difference to every baseline and reference (`paired[name][metric]`), every other row its
+    difference to the best baseline. The best baseline is the fitted baseline (not a reference column) with
+    the best validation metric."""
+    rows = [row for row, _ in entries]
+    counts = bootstrap_counts(holdout.sizes.get("test_rows") or len(holdout.frames["test"]), resamples, seed)
+    resampled = {row["name"]: kind.resample(predictions, holdout, counts) for row, predictions in entries}
+    best_baseline = select_best([r for r in rows if r["kind"] == "baseline"], kind.metric, kind.greater_is_better)
+    best_neural = select_best([r for r in rows if r["kind"] == "neural"], kind.metric, kind.greater_is_better)
+    for row in rows:
+        if row["kind"] == "neural":
+            others = [r["name"] for r in rows if r["kind"] != "neural"]
+        else:
+            others = [best_baseline["name"]] if best_baseline and best_baseline is not row else []
+        row["paired"] = {
+            other: {m: paired_difference(v, resampled[other][m]) for m, v in resampled[row["name"]].items()}
+            for other in others
+        }
+    selection = {
+        "metric": f"val_{kind.metric}",
+        "best_neural": best_neural["name"] if best_neural else None,
+        "best_baseline": best_baseline["name"] if best_baseline else None,
+    }
+    return rows, selection
+
+
+def build_section(
+    kind: SectionKind,
+    holdout: Holdout,
+    fits: Sequence[Scored],
     task: str,
-    workdir: Path,
-    models: Sequence[str] = NEURAL_MODELS,
-    overrides: Sequence[str] = (),
-    lightgbm_settings: dict[str, dict[str, Any]] | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
 ) -> dict[str, Any]:
-    """One task's section: every model and baseline trained and scored on that task's one split."""
-    started = datetime.now(UTC)
-    t0 = time.perf_counter()
-    # Every experiment of a task composes the same data config; the first one defines the holdout.
-    cfg = compose_experiment(models[0] if models else NEURAL_MODELS[0], workdir / task / "data", overrides, task)
-    holdout = load_holdout(cfg)
-    kind = section_kind(holdout.kind, task)
-    rows = []
-    for model in models:
-        log.info("leaderboard %s: training %s", task, model)
-        rows.append(kind.evaluate_neural(train_neural(model, holdout, workdir, overrides, task), holdout))
-    settings = LIGHTGBM_SETTINGS if lightgbm_settings is None else lightgbm_settings
-    rows += kind.evaluate_baselines(holdout, settings, int(cfg.seed))
+    """A section's rows, choices, intervals and targets from every fit of every model (no timing or data facts;
+    the benchmark adds those)."""
+    entries = [combine(group, kind) for group in group_fits(fits)]
+    rows, selection = compare(kind, holdout, entries, resamples, seed)
     return {
-        "task": task,
         "kind": kind.name,
-        "generated_at": started.isoformat(timespec="seconds"),
-        "wall_seconds": round(time.perf_counter() - t0, 1),
-        "seed": int(cfg.seed),
-        "horizon_days": int(cfg.data.horizon_days),
-        "data": {
-            "source": OmegaConf.to_container(cfg.data.source, resolve=True),
-            "data_hash": holdout.data_hash,
-            "sizes": holdout.sizes,
-            "split": "by as_of time with embargo: train < val < test (holdout)",
-        },
+        "metric": kind.metric,
         "rows": rows,
+        "selection": selection,
+        "bootstrap": {
+            "resamples": resamples,
+            "seed": seed,
+            "confidence": CONFIDENCE,
+            "method": "paired percentile bootstrap over holdout rows; seeded rows are seed-means per resample",
+        },
         "targets": kind.target_check(rows, task),
-    }
-
-
-def run_leaderboard(
-    workdir: Path,
-    models: Sequence[str] = NEURAL_MODELS,
-    overrides: Sequence[str] = (),
-    lightgbm_settings: dict[str, dict[str, Any]] | None = None,
-    tasks: Sequence[str] = DEFAULT_TASKS,
-    models_by_task: dict[str, Sequence[str]] | None = None,
-) -> dict[str, Any]:
-    """Train and score every model and baseline per task; returns the board as plain data (a section per task).
-
-    `models_by_task` overrides `models` for a task (e.g. a run that drops one slow backbone on one task)."""
-    workdir = Path(workdir)
-    started = datetime.now(UTC)
-    t0 = time.perf_counter()
-    load_before = machine_info()["load_average_1m_5m_15m"]
-    sections = {
-        task: run_task(task, workdir, (models_by_task or {}).get(task, models), overrides, lightgbm_settings)
-        for task in tasks
-    }
-    return {
-        "tasks": list(tasks),
-        "generated_at": started.isoformat(timespec="seconds"),
-        "wall_seconds": round(time.perf_counter() - t0, 1),
-        "git_commit": git_commit(),
-        "overrides": list(overrides),
-        "machine": {**machine_info(), "load_average_at_start": load_before},
-        "notes": [
-            "Every metric is on the time-based holdout (test split); binary best-F1 thresholds are chosen on "
-            "validation.",
-            "Binary neural rows are calibrated on censoring-weighted validation rows (temperature, Platt or isotonic, "
-            "as the run chose and exports); ece_uncalibrated is before it; ece_noise_floor is the ECE a perfectly "
-            "calibrated model with the same scores would show on these rows.",
-            "Regression rows are in the label's units; LightGBM and ridge learn the networks' scaled target and are "
-            "decoded with the same scaling; the neural rows are timed and parity-checked on the exported "
-            "`prediction` graph.",
-            "train_seconds: neural = Lightning fit (train + validation loops, early stopping); LightGBM, linear = fit.",
-            "Timings come from a shared CPU with other work running (see load averages); compare within a run.",
-        ],
-        "sections": sections,
     }
 
 
@@ -206,7 +165,8 @@ def render_markdown(board: dict[str, Any]) -> str:
         "# Leaderboard",
         "",
         f"Generated {board['generated_at']} at commit `{board['git_commit']}` ({board['wall_seconds']} s); "
-        f"tasks: {', '.join(board['tasks'])}. Every number is on a time-based holdout.",
+        f"tasks: {', '.join(board['tasks'])}. Every number is on a time-based holdout; every choice is made on "
+        "validation.",
         "",
     ]
     for section in board["sections"].values():
@@ -223,16 +183,3 @@ def render_markdown(board: dict[str, Any]) -> str:
         f"{machine['load_average_at_start']}, at end {machine['load_average_1m_5m_15m']}."
     )
     return "\n".join(lines) + "\n"
-
-
-def write_leaderboard(board: dict[str, Any], reports_dir: Path) -> tuple[Path, Path]:
-    """reports/leaderboard.json and .md, each written to a temp file and renamed (complete or absent)."""
-    reports_dir = Path(reports_dir)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    paths = (reports_dir / "leaderboard.json", reports_dir / "leaderboard.md")
-    contents = (json.dumps(board, indent=2, default=str) + "\n", render_markdown(board))
-    for path, text in zip(paths, contents, strict=True):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return paths

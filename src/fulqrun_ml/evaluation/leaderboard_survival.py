@@ -16,6 +16,7 @@ Baselines on the same split:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,23 +29,37 @@ from fulqrun_ml.evaluation.leaderboard_kinds import (
     Holdout,
     LeaderboardError,
     NeuralRun,
+    Scored,
     SectionKind,
+    comparison,
     cost_cells,
     fmt,
     holdout_from,
-    met,
+    mean_cell,
+    paired_cell,
     parity_cell,
     reference_row,
     section_intro,
     table_lines,
 )
-from fulqrun_ml.evaluation.lightgbm_baseline import fit_lightgbm, lightgbm_microseconds_per_row, lightgbm_size
+from fulqrun_ml.evaluation.leaderboard_stats import (
+    judge_difference,
+    select_best,
+    weighted_concordance,
+    weighted_mean,
+)
+from fulqrun_ml.evaluation.lightgbm_baseline import (
+    fit_lightgbm,
+    lightgbm_microseconds_per_row,
+    lightgbm_size,
+    seeds_for,
+)
 from fulqrun_ml.export.onnx_export import check_parity, export_survival_onnx
 from fulqrun_ml.tasks.kaplan_meier import StageKaplanMeier
 from fulqrun_ml.tasks.survival import CLOSE_PROBABILITY, EXPECTED_DAYS, predict_curves
-from fulqrun_ml.tasks.survival_grid import bin_index, validate_bin_edges
+from fulqrun_ml.tasks.survival_grid import bin_index, restricted_mean, validate_bin_edges
 from fulqrun_ml.tasks.survival_holdout import evaluate_survival_run, load_survival_record
-from fulqrun_ml.tasks.survival_metrics import survival_report
+from fulqrun_ml.tasks.survival_metrics import harrell_concordance, survival_report
 
 # Report keys copied into a row (the per-edge Brier scores stay in the run's metrics.json).
 ROW_METRICS = (
@@ -60,6 +75,7 @@ ROW_METRICS = (
     "n",
     "n_events",
 )
+INTERVAL_METRICS = ("concordance", "integrated_brier", "nll", "mae_median_days")
 
 
 def survival_holdout(datamodule: TabularDataModuleBase, task_cfg: DictConfig | None = None) -> Holdout:
@@ -80,27 +96,39 @@ def _row_metrics(report: dict[str, Any]) -> dict[str, Any]:
     return {key: report[key] for key in ROW_METRICS if key in report}
 
 
-def _score(cdf: np.ndarray, holdout: Holdout) -> dict[str, Any]:
-    test = holdout.frames["test"]
-    durations, events = test["duration_days"].to_numpy(dtype=np.float64), test["label"].to_numpy() > 0.5
-    return _row_metrics(survival_report(cdf, durations, events, _edges(holdout)))
+def _truth(holdout: Holdout, split: str) -> tuple[np.ndarray, np.ndarray]:
+    frame = holdout.frames[split]
+    return frame["duration_days"].to_numpy(dtype=np.float64), frame["label"].to_numpy() > 0.5
 
 
-def evaluate_neural(run: NeuralRun, holdout: Holdout) -> dict[str, Any]:
+def _val_concordance(val_cdf: np.ndarray, holdout: Holdout) -> float:
+    """Harrell's C of a curve set on the validation split: what the board chooses on."""
+    return harrell_concordance(restricted_mean(val_cdf, _edges(holdout)), *_truth(holdout, "val"))
+
+
+def _score(cdf: np.ndarray, holdout: Holdout, val_cdf: np.ndarray) -> dict[str, Any]:
+    """Holdout metrics of a curve set plus its validation concordance."""
+    report = survival_report(cdf, *_truth(holdout, "test"), _edges(holdout))
+    return {**_row_metrics(report), "val_concordance": _val_concordance(val_cdf, holdout)}
+
+
+def evaluate_neural(run: NeuralRun, holdout: Holdout) -> Scored:
     """Score (as exported, temperature inside), export, parity-check both outputs and time what the run publishes."""
     record = load_survival_record(run.run_dir)
     if tuple(float(e) for e in record["bin_edges"]) != holdout.bin_edges:
         raise LeaderboardError(f"model '{run.model}': run grid {record['bin_edges']} != task grid {holdout.bin_edges}")
-    test = holdout.frames["test"]
+    val, test = holdout.frames["val"], holdout.frames["test"]
     metrics = evaluate_survival_run(run.run_dir, test)["model"]
     temperature = record["calibration"]["temperature"]
     cdf, expected = predict_curves(run.net, run.spec.encode(test), record["bin_edges"], temperature)
+    val_cdf, _ = predict_curves(run.net, run.spec.encode(val), record["bin_edges"], temperature)
     graph = export_survival_onnx(run.net, run.spec, record["bin_edges"], temperature)
     parity = check_parity(graph, cdf.reshape(-1), run.spec, test, output=CLOSE_PROBABILITY)
     parity_days = check_parity(graph, expected, run.spec, test, output=EXPECTED_DAYS)
-    return {
+    row = {
         **run.common_row(),
         **_row_metrics(metrics),
+        "val_concordance": _val_concordance(val_cdf, holdout),
         "hazard_temperature": temperature,
         "inference_us_per_row": onnx_microseconds_per_row(
             graph, run.spec, test, outputs=(CLOSE_PROBABILITY, EXPECTED_DAYS)
@@ -108,6 +136,7 @@ def evaluate_neural(run: NeuralRun, holdout: Holdout) -> dict[str, Any]:
         "export_parity_max_abs_diff": parity,
         "export_parity_expected_days": parity_days,
     }
+    return Scored(row, np.asarray(cdf, dtype=np.float64))
 
 
 def person_period(
@@ -141,7 +170,7 @@ def hazard_curve(hazards: np.ndarray) -> np.ndarray:
     return 1.0 - np.cumprod(1.0 - hazards, axis=1)
 
 
-def evaluate_lightgbm(name: str, params: dict[str, Any], holdout: Holdout, seed: int) -> dict[str, Any]:
+def evaluate_lightgbm(name: str, params: dict[str, Any], holdout: Holdout, seed: int) -> Scored:
     edges = _edges(holdout)
     n_bins = len(edges) - 1
 
@@ -150,14 +179,18 @@ def evaluate_lightgbm(name: str, params: dict[str, Any], holdout: Holdout, seed:
         durations = frame["duration_days"].to_numpy(dtype=np.float64)
         return person_period(holdout.arrays[split], durations, frame["label"].to_numpy(), edges)
 
+    def curves(split: str) -> np.ndarray:
+        return hazard_curve(fit.predict(every_bin(holdout.arrays[split], n_bins)).reshape(-1, n_bins))
+
     fit = fit_lightgbm(expanded("train"), expanded("val"), params, seed, kind="binary")
+    cdf = curves("test")
     test_rows = every_bin(holdout.arrays["test"], n_bins)
-    hazards = fit.predict(test_rows).reshape(-1, n_bins)
     per_deal = lightgbm_microseconds_per_row(fit, {k: v[: 50 * n_bins] for k, v in test_rows.items()}, n_bins)
-    return {
+    row = {
         "name": name,
         "kind": "baseline",
-        **_score(hazard_curve(hazards), holdout),
+        "seed": seed,
+        **_score(cdf, holdout, curves("val")),
         "train_seconds": fit.fit_seconds,
         "parameters": None,
         **lightgbm_size(fit),
@@ -166,47 +199,79 @@ def evaluate_lightgbm(name: str, params: dict[str, Any], holdout: Holdout, seed:
         "inference_runtime": f"lightgbm native predict on encoded rows x {n_bins} bins (no preprocessing, 1 thread)",
         "params": {"objective": "binary (logistic hazard, person-period)", **params},
     }
+    return Scored(row, cdf)
 
 
-def evaluate_kaplan_meier(holdout: Holdout) -> list[dict[str, Any]]:
+def evaluate_kaplan_meier(holdout: Holdout) -> list[Scored]:
     km = StageKaplanMeier.fit(holdout.frames["train"], _edges(holdout))
-    test = holdout.frames["test"]
+    val, test = holdout.frames["val"], holdout.frames["test"]
+    stage, pooled = km.predict(test), km.predict_pooled(len(test))
     return [
-        reference_row("km_stage", _score(km.predict(test), holdout)),
-        reference_row("km_pooled", _score(km.predict_pooled(len(test)), holdout)),
+        Scored(reference_row("km_stage", _score(stage, holdout, km.predict(val))), stage),
+        Scored(reference_row("km_pooled", _score(pooled, holdout, km.predict_pooled(len(val)))), pooled),
     ]
 
 
 def evaluate_baselines(
-    holdout: Holdout, lightgbm_settings: dict[str, dict[str, Any]], seed: int
-) -> list[dict[str, Any]]:
-    rows = [evaluate_lightgbm(name, params, holdout, seed) for name, params in lightgbm_settings.items()]
+    holdout: Holdout, lightgbm_settings: dict[str, dict[str, Any]], seeds: Sequence[int]
+) -> list[Scored]:
+    rows = [
+        evaluate_lightgbm(name, params, holdout, seed)
+        for name, params in lightgbm_settings.items()
+        for seed in seeds_for(params, seeds)
+    ]
     return rows + evaluate_kaplan_meier(holdout)
 
 
+def brier_per_row(cdf: np.ndarray, holdout: Holdout) -> np.ndarray:
+    """Each row's Brier score of P(closed by e_k), averaged over the edges: their mean is the integrated Brier."""
+    durations, events = _truth(holdout, "test")
+    closed = events[:, None] & (durations[:, None] <= _edges(holdout)[None, 1:])
+    return ((np.asarray(cdf, dtype=np.float64) - closed) ** 2).mean(axis=1)
+
+
+def resample(predictions: Sequence[np.ndarray], holdout: Holdout, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Harrell's C (on expected days) and the integrated Brier per bootstrap resample, averaged over seeds."""
+    durations, events = _truth(holdout, "test")
+    expected = [restricted_mean(cdf, _edges(holdout)) for cdf in predictions]
+    brier = np.mean([brier_per_row(cdf, holdout) for cdf in predictions], axis=0)
+    return {
+        "concordance": weighted_concordance(expected, durations, events, counts),
+        "integrated_brier": weighted_mean(brier, counts),
+    }
+
+
 def target_check(rows: list[dict[str, Any]], task: str = "close_timing_survival") -> dict[str, Any]:
-    """Best neural (highest concordance) against the best LightGBM and Kaplan-Meier per stage, on C and Brier."""
-    neural = [r for r in rows if r["kind"] == "neural"]
-    if not neural:
+    """Best neural (highest *validation* concordance) against the best LightGBM (also by validation) and
+    Kaplan-Meier per stage, on C and integrated Brier, each judged on its paired bootstrap interval."""
+    best = select_best([r for r in rows if r["kind"] == "neural"], "concordance", greater_is_better=True)
+    if best is None:
         return {}
-    best = max(neural, key=lambda r: r["concordance"])
     result: dict[str, Any] = {
+        "chosen_on": "val_concordance",
         "best_neural": best["name"],
+        "best_neural_val_concordance": best["val_concordance"],
         "best_neural_concordance": best["concordance"],
+        "best_neural_concordance_ci95": ((best.get("interval") or {}).get("concordance") or {}).get("ci95"),
         "best_neural_integrated_brier": best["integrated_brier"],
     }
     for label, candidates in (
         ("lightgbm", [r for r in rows if r["name"].startswith("lightgbm")]),
         ("km_stage", [r for r in rows if r["name"] == "km_stage"]),
     ):
-        if candidates:
-            other = max(candidates, key=lambda r: r["concordance"])
+        other = select_best(candidates, "concordance", greater_is_better=True)
+        if other is not None:
+            c, brier = comparison(best, other, "concordance"), comparison(best, other, "integrated_brier")
             result[label] = {
                 "name": other["name"],
                 "concordance": other["concordance"],
                 "integrated_brier": other["integrated_brier"],
-                "beaten_on_concordance": best["concordance"] >= other["concordance"],
-                "beaten_on_brier": best["integrated_brier"] <= other["integrated_brier"],
+                "concordance_diff": c["diff"],
+                "concordance_diff_ci95": c["ci95"],
+                "integrated_brier_diff": brier["diff"],
+                "integrated_brier_diff_ci95": brier["ci95"],
+                "beaten_on_concordance": judge_difference(c["ci95"], greater_is_better=True),
+                "beaten_on_brier": judge_difference(brier["ci95"], greater_is_better=False),
             }
     return result
 
@@ -215,6 +280,8 @@ HEADER = [
     "model",
     "kind",
     "Harrell's C",
+    "val C",
+    "Δ C vs best baseline",
     "integrated Brier",
     "NLL",
     "ECE 30 d",
@@ -225,20 +292,28 @@ HEADER = [
 ]
 
 
+def _interval(ci: list[float]) -> str:
+    return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+
 def render_markdown(section: dict[str, Any]) -> list[str]:
-    """One survival task's table (highest concordance first) plus its target checks."""
+    """One survival task's table (highest holdout concordance first, for reading; choices are made on
+    validation concordance) plus its target checks with their intervals."""
+    best_baseline = section["selection"]["best_baseline"]
     cells = []
     for r in sorted(section["rows"], key=lambda r: -r["concordance"]):
         cells.append(
             [
                 r["name"],
                 r["kind"],
-                fmt(r["concordance"]),
-                fmt(r["integrated_brier"]),
-                fmt(r["nll"], 3),
+                mean_cell(r, "concordance"),
+                fmt(r.get("val_concordance")),
+                paired_cell(r, best_baseline, "concordance"),
+                mean_cell(r, "integrated_brier"),
+                mean_cell(r, "nll", 3),
                 fmt(r.get("ece_30d")),
                 fmt(r.get("ece_horizon")),
-                fmt(r["mae_median_days"], 2),
+                mean_cell(r, "mae_median_days", 2),
                 *cost_cells(r),
                 parity_cell(r),
             ]
@@ -251,25 +326,34 @@ def render_markdown(section: dict[str, Any]) -> list[str]:
         "",
         *table_lines(HEADER, cells),
     ]
-    targets = section["targets"]
-    lines += ["", f"Targets ({section['task']}):", ""]
+    t = section["targets"]
+    lines += [
+        "",
+        f"Targets ({section['task']}; best neural {t.get('best_neural')} chosen on validation concordance):",
+        "",
+    ]
     for key in ("lightgbm", "km_stage"):
-        if key in targets:
-            other = targets[key]
+        if key in t:
+            o = t[key]
             lines.append(
-                f"- Best neural vs {other['name']}: C {targets['best_neural_concordance']:.4f} vs "
-                f"{other['concordance']:.4f} ({met(other['beaten_on_concordance'])}), integrated Brier "
-                f"{targets['best_neural_integrated_brier']:.4f} vs {other['integrated_brier']:.4f} "
-                f"({met(other['beaten_on_brier'])})."
+                f"- Best neural vs {o['name']}: C {t['best_neural_concordance']:.4f} vs {o['concordance']:.4f}, "
+                f"Δ {o['concordance_diff']:+.4f} {_interval(o['concordance_diff_ci95'])} "
+                f"({o['beaten_on_concordance']}); integrated Brier {t['best_neural_integrated_brier']:.4f} vs "
+                f"{o['integrated_brier']:.4f}, Δ {o['integrated_brier_diff']:+.4f} "
+                f"{_interval(o['integrated_brier_diff_ci95'])} ({o['beaten_on_brier']})."
             )
     return [*lines, ""]
 
 
 SURVIVAL = SectionKind(
     name="survival",
+    metric="concordance",
+    greater_is_better=True,
+    interval_metrics=INTERVAL_METRICS,
     load_holdout=survival_holdout,
     evaluate_neural=evaluate_neural,
     evaluate_baselines=evaluate_baselines,
+    resample=resample,
     target_check=target_check,
     render_markdown=render_markdown,
 )

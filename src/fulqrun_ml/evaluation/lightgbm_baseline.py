@@ -9,7 +9,7 @@ networks learn), like the networks' early stopping on validation.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,6 +38,21 @@ LIGHTGBM_SETTINGS: dict[str, dict[str, Any]] = {
 OBJECTIVES = {"binary": "binary", "regression": "regression"}
 MAX_ROUNDS = 5000
 EARLY_STOPPING_ROUNDS = 100
+
+
+def seeds_for(params: dict[str, Any], seeds: Sequence[int]) -> list[int]:
+    """The seeds a setting is fitted with: every seed when it draws at random (row bagging with a frequency,
+    column sampling, extra trees), else only the first: under `deterministic=True` such a fit is the same model
+    whatever its seed, so more fits would only repeat it."""
+
+    def below_one(*keys: str) -> bool:
+        return any(float(params.get(key, 1.0)) < 1.0 for key in keys)
+
+    bagging = below_one("subsample", "bagging_fraction") and any(
+        int(params.get(key, 0)) > 0 for key in ("subsample_freq", "bagging_freq")
+    )
+    columns = below_one("colsample_bytree", "feature_fraction", "feature_fraction_bynode")
+    return list(seeds) if bagging or columns or params.get("extra_trees") else list(seeds[:1])
 
 
 @dataclass

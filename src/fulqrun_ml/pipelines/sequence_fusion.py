@@ -26,8 +26,8 @@ from fulqrun_ml.data.snapshots import WEIGHT_COLUMN
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule
 from fulqrun_ml.sequence.export import export_sequence_run
-from fulqrun_ml.sequence.task import predict_sequence_logits
-from fulqrun_ml.tasks.calibration import CALIBRATION_METHODS, calibrator_from_record, fit_calibration
+from fulqrun_ml.sequence.task import predict_sequence_logits, predict_sequence_probabilities
+from fulqrun_ml.tasks.calibration import CALIBRATION_METHODS, fit_calibration
 from fulqrun_ml.tasks.metrics import binary_report
 from fulqrun_ml.training.pipeline import Arm, Capabilities, Evaluation, FittedArm, Pipeline
 
@@ -146,11 +146,6 @@ def calibrated_holdout(
     val = datamodule.frames["val"]
     weights = val[WEIGHT_COLUMN].to_numpy() if WEIGHT_COLUMN in val else None
     val_logits = predict_sequence_logits(net, {**spec.encode(val), **datamodule.sequences["val"]})
-    record = fit_calibration(method or "temperature", val_logits, val["label"].to_numpy(), len(val), weights)
-    test_logits = predict_sequence_logits(
-        net, {**spec.encode(datamodule.frames["test"]), **datamodule.sequences["test"]}
-    )
-    logits = torch.from_numpy(test_logits).reshape(-1, 1)
-    with torch.no_grad():
-        calibrated = calibrator_from_record(record)(logits).reshape(-1).numpy()
-    return record, calibrated, torch.sigmoid(logits).reshape(-1).numpy()
+    record = fit_calibration(method or "temperature", val_logits, val["label"].to_numpy(), split="val", weights=weights)
+    test = {**spec.encode(datamodule.frames["test"]), **datamodule.sequences["test"]}
+    return record, predict_sequence_probabilities(net, test, record), predict_sequence_probabilities(net, test)

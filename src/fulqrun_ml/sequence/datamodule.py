@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from fulqrun_ml.data.contract import CRMTables
-from fulqrun_ml.datamodules.tabular import SPLITS, DealWinDataModule
 from fulqrun_ml.data.simulator import SimulatedCRM
+from fulqrun_ml.datamodules.tabular import SPLITS, DealWinDataModule
 from fulqrun_ml.features.audit import LeakageError
 from fulqrun_ml.sequence.events import SequenceVocabulary, build_sequences, real_events
 
@@ -63,15 +63,30 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     Random batches almost always hold one long history, which makes every batch cost max_len; here rows are
     shuffled, cut into chunks of `bucket_batches` batches, each chunk sorted by length and split into batches,
     and the batches shuffled again (the usual bucket iterator). Randomness comes from torch's global generator,
-    which Lightning seeds and the RNG checkpoint callback saves, so runs and resumes stay reproducible."""
+    which Lightning seeds and the RNG checkpoint callback saves, so runs and resumes stay reproducible.
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, bucket_batches: int = 50) -> None:
+    Under DDP (`world_size` > 1) every process draws the same batch order (Lightning seeds all ranks alike) and
+    keeps every world_size-th batch, the last few repeated so all processes run the same number of steps."""
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        shuffle: bool,
+        bucket_batches: int = 50,
+        world_size: int = 1,
+        rank: int = 0,
+    ) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.bucket_batches = bucket_batches
+        self.world_size, self.rank = world_size, rank
 
     def __len__(self) -> int:
+        return -(-self._n_batches() // self.world_size)
+
+    def _n_batches(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -85,6 +100,9 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             batches += [rows[i : i + self.batch_size].tolist() for i in range(0, len(rows), self.batch_size)]
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches)).tolist()]
+        if self.world_size > 1:
+            padded = batches + batches[: len(self) * self.world_size - len(batches)]
+            batches = padded[self.rank :: self.world_size]
         yield from batches
 
 
@@ -116,7 +134,10 @@ class DealWinSequenceDataModule(DealWinDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         lengths = (self.sequences[split]["event_type"] != 0).sum(axis=1)
-        sampler = LengthBucketBatchSampler(lengths, self.batch_size, shuffle)
+        trainer = self.trainer
+        world_size = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
+        rank = int(trainer.global_rank) if world_size > 1 else 0
+        sampler = LengthBucketBatchSampler(lengths, self.batch_size, shuffle, world_size=world_size, rank=rank)
         return DataLoader(self._datasets[split], sampler=sampler, batch_size=None)
 
     def sequence_inputs(self, tables: CRMTables, index: pd.DataFrame) -> dict[str, np.ndarray]:

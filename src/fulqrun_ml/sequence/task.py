@@ -6,12 +6,15 @@ a tabular run differ only in what the network sees.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fulqrun_ml.tasks.binary import BinaryClassificationTask
+from fulqrun_ml.tasks.calibration import calibrator_from_record
 
 TABULAR_INPUTS = ("continuous", "categorical")
 SEQUENCE_INPUTS = ("event_type", "channel", "delta_days", "age_days", "direction")
@@ -55,8 +58,10 @@ def predict_sequence_logits(net: nn.Module, arrays: dict[str, np.ndarray], batch
 
 
 def predict_sequence_probabilities(
-    net: nn.Module, arrays: dict[str, np.ndarray], temperature: float = 1.0
+    net: nn.Module, arrays: dict[str, np.ndarray], calibration: dict[str, Any] | None = None
 ) -> np.ndarray:
-    """Calibrated probabilities sigmoid(logit / T); the PyTorch side of the export parity check."""
-    logits = torch.from_numpy(predict_sequence_logits(net, arrays))
-    return torch.sigmoid(logits / torch.tensor(temperature, dtype=torch.float32)).numpy()
+    """Probabilities through the run's calibration record (none: the raw sigmoid); the PyTorch side of the
+    export parity check."""
+    logits = torch.from_numpy(predict_sequence_logits(net, arrays)).reshape(-1, 1)
+    with torch.no_grad():
+        return calibrator_from_record(calibration)(logits).reshape(-1).numpy()

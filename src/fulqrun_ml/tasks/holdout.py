@@ -1,9 +1,9 @@
 """Holdout evaluation of a trained backbone, one function per target kind, shared by every tabular task.
 
 Binary: calibration (temperature, Platt or isotonic) is fitted on the validation split (censoring-weighted;
-the record's `fitted_on` hashes the labels and weights it received), then the model, the model before calibration and every baseline column (rep, oracle, ...) are scored on the
-test split by the same metric code. Regression: the model's predictions (decoded to the task's units) next
-to each baseline.
+the record's `fitted_on` hashes the labels and weights it received), then the model, the model before
+calibration and every baseline column (rep, oracle, ...) are scored on the test split by the same metric code.
+Regression: the model's predictions (decoded to the task's units) next to each baseline.
 """
 
 from __future__ import annotations

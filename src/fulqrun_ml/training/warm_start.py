@@ -43,7 +43,7 @@ class ParentModel:
     version: ModelVersion
     net_state: dict[str, torch.Tensor]
     net_config: dict[str, Any]
-    spec: FittedFeatureSpec
+    spec: FittedFeatureSpec | None  # None for models without one (forecasters)
 
     @property
     def lineage(self) -> dict[str, Any]:
@@ -69,7 +69,7 @@ def load_parent(models_dir: Path, init_from: str) -> ParentModel:
         chosen = get_version(models_dir, name, version)
     except FulqrunMLError as exc:
         raise WarmStartError(f"init_from={init_from}: {exc}") from exc
-    missing = [f for f in (NET_STATE_FILE, NET_CONFIG_FILE, FEATURE_SPEC_FILE) if not (chosen.path / f).is_file()]
+    missing = [f for f in (NET_STATE_FILE, NET_CONFIG_FILE) if not (chosen.path / f).is_file()]
     if missing:
         raise WarmStartError(
             f"init_from={init_from}: version {chosen.version} has no {', '.join(missing)} (published before warm "
@@ -79,12 +79,14 @@ def load_parent(models_dir: Path, init_from: str) -> ParentModel:
         version=chosen,
         net_state=torch.load(chosen.path / NET_STATE_FILE, weights_only=True),
         net_config=json.loads((chosen.path / NET_CONFIG_FILE).read_text()),
-        spec=FittedFeatureSpec.load(chosen.path / FEATURE_SPEC_FILE),
+        spec=FittedFeatureSpec.load(spec_path) if (spec_path := chosen.path / FEATURE_SPEC_FILE).is_file() else None,
     )
 
 
-def check_feature_compatibility(parent: FittedFeatureSpec, child: FittedFeatureSpec, init_from: str) -> None:
+def check_feature_compatibility(parent: FittedFeatureSpec | None, child: FittedFeatureSpec, init_from: str) -> None:
     """Refuse unless features and vocabularies are identical (see the module docstring for why)."""
+    if parent is None:
+        raise WarmStartError(f"init_from={init_from}: the parent has no feature spec, this run has one")
     problems = []
     parent_numeric = [(f.name, f.log1p) for f in parent.spec.numeric]
     child_numeric = [(f.name, f.log1p) for f in child.spec.numeric]
