@@ -1,6 +1,8 @@
-"""The `fulqrun-ml` commands as a user runs them: train -> export (x2) -> models promote -> serve ->
-serve rollback on the live server -> SIGTERM stops it cleanly."""
+"""The `fulqrun-ml` commands as a user runs them: train -> export (x2; a plain export picks the newest run of its
+task, deal_win, from the run records) -> reproduce -> models promote -> serve -> serve rollback on the live server
+-> SIGTERM stops it cleanly."""
 
+import json
 import os
 import signal
 import subprocess
@@ -41,8 +43,13 @@ def test_train_export_promote_serve_rollback_from_the_command_line(tmp_path):
 
     tiny = ["data.source.n_opportunities=1200", "data.source.n_companies=200", "trainer.max_epochs=1", "logger=none"]
     cli("train", *tiny)
-    assert len(list((tmp_path / "logs" / "deal_win" / "runs").glob("*/run_info.json"))) == 1
-    assert "published deal_win v1" in cli("export")
+    (run_info,) = (tmp_path / "logs" / "deal_win" / "runs").glob("*/run_info.json")
+    # A newer finished run of another task must not be what a plain `export` (task deal_win) picks.
+    decoy = tmp_path / "logs" / "lead_conversion" / "runs" / "newer"
+    decoy.mkdir(parents=True)
+    (decoy / "run_info.json").write_text(json.dumps({**json.loads(run_info.read_text()), "task": "lead_conversion"}))
+    out = cli("export")
+    assert f"newest finished deal_win run: {run_info.parent}" in out and "published deal_win v1" in out
     assert "published deal_win v2" in cli("export")
     assert "identical" in cli("reproduce", "deal_win", "1")  # retrained from lineage: same data, same metrics
     cli("models", "promote", "deal_win", "1")
@@ -82,6 +89,14 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
     )
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
+    out = subprocess.run(
+        [*CLI, "export", "--task", "lead_conversion"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "FULQRUN_ROOT": str(tmp_path)},
+    )
+    assert out.returncode == 2 and "no finished lead_conversion run" in out.stderr
     out = subprocess.run(
         [*CLI, "serve", "version=7"],
         capture_output=True,

@@ -37,7 +37,7 @@ def served(compose_train, tmp_path_factory):
     root = tmp_path_factory.mktemp("survival_serving")
     cfg = compose_train(
         root / "run",
-        "experiment=close_timing_survival_mlp",
+        "task=close_timing_survival", "model=mlp",
         "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false",
         "logger=none",

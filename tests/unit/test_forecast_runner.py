@@ -36,7 +36,7 @@ def forecast_run(tmp_path_factory, compose_train) -> dict:
 def test_task_picks_series_data_and_a_tabular_model_is_refused(tmp_path):
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["task=revenue_forecast", f"paths.output_dir={tmp_path}", "logger=none"])
-    assert cfg.task.runner == "fulqrun_ml.forecasting.runner.run"
+    assert cfg.task.pipeline._target_ == "fulqrun_ml.pipelines.forecast.ForecastPipeline"
     assert cfg.data._target_.endswith("RevenueForecastDataModule")
     cfg.data.source.n_opportunities = 600
     cfg.data.level = "organization"
@@ -65,8 +65,9 @@ def test_run_dir_holds_backtest_calibration_and_lineage(forecast_run):
         assert sum(m["model"]["cells"] for m in by_level.values()) == np.isfinite(data["target"]).sum()
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["task"] == "revenue_forecast" and info["model"] == "nbeats" and info["data_hash"]
-    assert info["net_config"]["ensemble"] == 2 and len(info["member_epochs"]) == 2
-    assert (run_dir / "checkpoints" / "member_1").is_dir()  # members do not overwrite each other's checkpoints
+    assert info["net_config"]["ensemble"] == 2 and len(info["extra"]["member_epochs"]) == 2
+    assert info["kind"] == "forecast" and info["pipeline"] == "fulqrun_ml.pipelines.forecast.ForecastPipeline"
+    assert (run_dir / "member_1" / "checkpoints").is_dir()  # members do not overwrite each other's checkpoints
     assert info["wandb_run_id"] and any((run_dir / "wandb").glob("offline-run-*"))
     assert info["wandb_artifacts"]["model"] == f"revenue_forecast-nbeats:run-{info['wandb_run_id']}"
     windows = info["data_window"]

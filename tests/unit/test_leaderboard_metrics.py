@@ -13,13 +13,9 @@ from fulqrun_ml.evaluation.external_sections import (
     render_external_markdown,
     sequence_section,
 )
-from fulqrun_ml.evaluation.leaderboard import (
-    LeaderboardError,
-    compose_experiment,
-    render_markdown,
-    run_leaderboard,
-    write_leaderboard,
-)
+from fulqrun_ml.benchmarks.leaderboard import compose_run, run_leaderboard, write_leaderboard
+from fulqrun_ml.evaluation.leaderboard import render_markdown
+from fulqrun_ml.evaluation.leaderboard_kinds import LeaderboardError
 from fulqrun_ml.evaluation.scoring import holdout_scores
 from fulqrun_ml.tasks.metrics import MetricInputError, accuracy_at, best_f1_threshold, lift_at, pr_auc
 
@@ -128,34 +124,47 @@ def write_external_reports(reports: Path) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 def test_leaderboard_runs_end_to_end_on_tiny_data(tmp_path):
-    """One tiny model per task plus every baseline: a section per task with its own reference rows, honest
-    parity and real timings, and the merged forecast/sequence sections in the same report."""
+    """One tiny model per task (two seeds on deal win) plus every baseline: a section per task with its own
+    reference rows, seed intervals, paired intervals, honest parity and real timings, choices made on
+    validation, and the merged forecast/sequence sections in the same report."""
     tiny = ["data.source.n_opportunities=1500", "data.source.n_companies=300", "data.source.n_reps=10"]
-    board = run_leaderboard(
-        tmp_path / "runs",
-        models=["mlp"],
-        overrides=[*tiny, "trainer.max_epochs=1", "task.compare_lightgbm=null"],
-        lightgbm_settings={"lightgbm_default": {}},
-        tasks=["deal_win", "lead_conversion"],
-    )
-    assert list(board["sections"]) == ["deal_win", "lead_conversion"]
+    overrides = [*tiny, "trainer.max_epochs=1", "task.compare_lightgbm=null"]
+    settings = {"lightgbm_default": {}}
+    runs = tmp_path / "runs"
+    deal = run_leaderboard(runs, ["mlp"], overrides, settings, ["deal_win"], seeds=[0, 1], resamples=200)
+    lead = run_leaderboard(runs, ["mlp"], overrides, settings, ["lead_conversion"], seeds=[0], resamples=200)
+    board = {**deal, "tasks": ["deal_win", "lead_conversion"], "sections": {**deal["sections"], **lead["sections"]}}
     deal, lead = board["sections"]["deal_win"], board["sections"]["lead_conversion"]
     rows = {r["name"]: r for r in deal["rows"]}
     assert set(rows) == {"mlp", "lightgbm_default", "logistic_regression", "rep", "oracle"}
     for row in [*deal["rows"], *lead["rows"]]:
         assert 0 <= row["auc"] <= 1 and 0 <= row["ece"] <= 1 and row["lift_at_10pct"] > 0, row["name"]
         assert 0 < row["ece_noise_floor"] < 0.2, row["name"]  # ~sqrt(p(1-p)/rows per bin) on a tiny holdout
+        assert 0 <= row["val_auc"] <= 1, row["name"]  # what the board chooses on
     mlp = rows["mlp"]
+    assert mlp["seeds"] == [0, 1] and [s["seed"] for s in mlp["per_seed"]] == [0, 1]
+    assert mlp["auc"] == pytest.approx(np.mean([s["auc"] for s in mlp["per_seed"]]))
+    lo, hi = mlp["interval"]["auc"]["ci95"]
+    assert lo <= mlp["auc"] <= hi
     assert mlp["export_parity_max_abs_diff"] <= 1e-5 and mlp["parameters"] > 0 and mlp["train_seconds"] > 0
     assert mlp["inference_us_per_row"]["batch_1"] > mlp["inference_us_per_row"]["batch_1024"] > 0
-    assert rows["lightgbm_default"]["trees"] >= 1
-    assert deal["targets"]["auc_ratio_to_oracle"] == pytest.approx(mlp["auc"] / rows["oracle"]["auc"])
+    assert mlp["calibration"] == "platt" and mlp["calibration_fitted_on"]["split"] == "val"
+    assert mlp["calibration_fitted_on"]["rows"] == deal["data"]["sizes"]["val_rows"]
+    assert set(mlp["calibration_cv"]) == {"temperature", "platt", "isotonic"}
+    assert rows["lightgbm_default"]["trees"] >= 1 and "seeds" not in rows["lightgbm_default"]  # deterministic: one fit
+    assert set(mlp["paired"]) == {"lightgbm_default", "logistic_regression", "rep", "oracle"}
+    best_baseline = max(("lightgbm_default", "logistic_regression"), key=lambda n: rows[n]["val_auc"])
+    assert deal["selection"]["best_baseline"] == best_baseline and deal["bootstrap"]["resamples"] == 200
+    targets = deal["targets"]
+    assert targets["auc_ratio_to_oracle"] == pytest.approx(mlp["auc"] / rows["oracle"]["auc"], rel=1e-4)
+    assert targets["beats_lightgbm"] in ("met", "not met", "inconclusive")
+    assert targets["calibration_choice"]["configured"] == "platt"
     # Lead conversion: a different dataset, no rep probability, the simulator's lead oracle; only the
     # "best neural >= LightGBM" target applies to it.
     lead_rows = {r["name"]: r for r in lead["rows"]}
     assert set(lead_rows) == {"mlp", "lightgbm_default", "logistic_regression", "oracle"}
     assert lead["data"]["data_hash"] != deal["data"]["data_hash"] and lead["horizon_days"] == 60
-    assert lead_rows["mlp"]["n"] == lead["data"]["sizes"]["test_rows"]
+    assert lead_rows["mlp"]["n"] == lead["data"]["sizes"]["test_rows"] and lead_rows["mlp"]["seed"] == 0
     assert "beats_lightgbm" in lead["targets"] and "auc_ratio_to_oracle" not in lead["targets"]
     assert "ece_met" not in lead["targets"]
 
@@ -169,6 +178,7 @@ def test_leaderboard_runs_end_to_end_on_tiny_data(tmp_path):
     assert "## deal_win" in markdown and "## lead_conversion" in markdown
     assert all(f"| {name} |" in markdown for name in [*rows, *lead_rows])
     assert "forecast_leaderboard.json" in markdown and "sequence_fusion.json" in markdown
+    assert "training seeds 0, 1" in markdown and "Calibration chosen on validation" in markdown
 
 
 def test_external_sections_carry_numbers_provenance_and_targets(tmp_path):
@@ -197,9 +207,9 @@ def test_external_sections_name_the_missing_file_or_field(tmp_path):
         forecast_section(broken)
 
 
-def test_unknown_model_is_named():
+def test_unknown_model_or_task_is_named():
     with pytest.raises(LeaderboardError, match="no_such_model"):
-        compose_experiment("no_such_model", Path("unused"))
+        compose_run("deal_win", "no_such_model", Path("unused"), 0)
     with pytest.raises(LeaderboardError, match="no_such_task"):
-        compose_experiment("mlp", Path("unused"), task="no_such_task")
+        compose_run("no_such_task", "mlp", Path("unused"), 0)
     assert callable(render_markdown)

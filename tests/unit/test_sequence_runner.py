@@ -1,4 +1,4 @@
-"""`train task=deal_win_sequence`: the runner end to end on tiny data, then ONNX export with parity and publishing."""
+"""`train task=deal_win_sequence`: the sequence-fusion pipeline end to end on tiny data, then ONNX export with parity and publishing."""
 
 import json
 from pathlib import Path
@@ -22,8 +22,8 @@ from fulqrun_ml.sequence.export import (
     fusion_probabilities,
     sequence_fields,
 )
-from fulqrun_ml.sequence.runner import SequenceRunConfigError
 from fulqrun_ml.sequence.task import predict_sequence_probabilities
+from fulqrun_ml.training.pipeline import PipelineConfigError
 from fulqrun_ml.training.train import train
 
 MAX_LEN = 12
@@ -88,7 +88,7 @@ def test_saved_weights_reproduce_the_reported_metrics(sequence_run):
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
     with np.load(run_dir / "holdout_sequences.npz") as stored:
         arrays = {**spec.encode(holdout), **{k: stored[k] for k in stored.files}}
-    probs = predict_sequence_probabilities(net, arrays, float(load_calibration(run_dir)["temperature"]))
+    probs = predict_sequence_probabilities(net, arrays, load_calibration(run_dir))
     from fulqrun_ml.tasks.metrics import binary_report
 
     assert binary_report(probs, holdout["label"].to_numpy())["auc"] == pytest.approx(
@@ -124,7 +124,7 @@ def test_onnx_graph_matches_pytorch_for_any_batch_and_length(sequence_run, publi
     run_dir = Path(sequence_run["run_dir"])
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
     vocab = SequenceVocabulary.load(version.path / "sequence_vocab.json")
-    temperature = float(load_calibration(version.path)["temperature"])
+    calibration = load_calibration(version.path)
     net = load_trained_net(run_dir, spec)
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
     with np.load(run_dir / "holdout_sequences.npz") as stored:
@@ -134,7 +134,7 @@ def test_onnx_graph_matches_pytorch_for_any_batch_and_length(sequence_run, publi
     names = [i.name for i in graph.graph.input]
     assert names == [*spec.spec.names, *sequence_fields(vocab)]
     assert [o.name for o in graph.graph.output] == ["probability"]
-    torch_probs = predict_sequence_probabilities(net, {**spec.encode(holdout), **sequences}, temperature)
+    torch_probs = predict_sequence_probabilities(net, {**spec.encode(holdout), **sequences}, calibration)
     assert check_fusion_parity(graph, torch_probs, spec, holdout, sequences) == pytest.approx(parity)
     assert parity <= PARITY_ATOL
     with pytest.raises(ExportParityError):
@@ -142,7 +142,7 @@ def test_onnx_graph_matches_pytorch_for_any_batch_and_length(sequence_run, publi
     # Shorter sequences (fewer left-padding columns) and single rows give the same answers.
     for n, length in ((1, MAX_LEN), (5, 4), (len(holdout), 1)):
         short = {k: v[:n, -length:] for k, v in sequences.items()}
-        expected = predict_sequence_probabilities(net, {**spec.encode(holdout.head(n)), **short}, temperature)
+        expected = predict_sequence_probabilities(net, {**spec.encode(holdout.head(n)), **short}, calibration)
         got = fusion_probabilities(graph, spec, holdout.head(n), short)
         assert got.shape == (n,) and np.max(np.abs(got - expected)) <= PARITY_ATOL
     with pytest.raises(FulqrunMLError, match="age_days"):
@@ -170,10 +170,12 @@ def test_export_publishes_a_complete_version(published):
     assert inputs["event_type"]["dtype"] == "int64" and inputs["age_days"]["shape"] == ["batch", "length"]
     assert json.loads((version.path / "metrics.json").read_text())["export_parity_max_abs_diff"] == parity
     lineage = json.loads((version.path / "lineage.json").read_text())
-    assert lineage["sequence"]["max_len"] == MAX_LEN and lineage["data_hash"] == stored.metadata["data_hash"]
+    assert lineage["extra"]["sequence"]["max_len"] == MAX_LEN and lineage["data_hash"] == stored.metadata["data_hash"]
 
 
-def test_runner_refuses_a_model_without_sequence_inputs(compose_train, tmp_path):
+def test_pipeline_refuses_a_model_without_sequence_inputs(compose_train, tmp_path):
     cfg = compose_train(tmp_path / "run", "task=deal_win_sequence", "model=mlp", "logger=none")
-    with pytest.raises(SequenceRunConfigError, match="model=sequence_fusion"):
+    with pytest.raises(
+        PipelineConfigError, match="model=mlp is a tabular backbone; task=deal_win_sequence trains sequence"
+    ):
         train(cfg)

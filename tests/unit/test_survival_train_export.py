@@ -10,7 +10,6 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from fulqrun_ml.export.onnx_export import raw_feeds
 from fulqrun_ml.export.package import export_run, load_trained_net
@@ -18,7 +17,7 @@ from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.tasks.survival import predict_curves
 from fulqrun_ml.tasks.survival_grid import SurvivalConfigError
 from fulqrun_ml.tasks.survival_holdout import evaluate_survival_run
-from fulqrun_ml.training.train import datamodule_override, monitored, train
+from fulqrun_ml.training.train import train
 
 FAST = ["trainer.max_epochs=2", "trainer.enable_progress_bar=false", "logger=none"]
 
@@ -26,7 +25,7 @@ FAST = ["trainer.max_epochs=2", "trainer.enable_progress_bar=false", "logger=non
 @pytest.fixture(scope="module")
 def survival_run(compose_train, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("survival")
-    cfg = compose_train(root / "run", "experiment=close_timing_survival_mlp", *FAST, f"paths.root_dir={root}")
+    cfg = compose_train(root / "run", "task=close_timing_survival", "model=mlp", *FAST, f"paths.root_dir={root}")
     return train(cfg)
 
 
@@ -72,22 +71,22 @@ def test_export_parity_and_curve_shape(survival_run, tmp_path):
 
 
 def test_bad_grid_is_refused_before_any_data_is_built(compose_train, tmp_path):
-    cfg = compose_train(tmp_path / "run", "experiment=close_timing_survival_mlp", *FAST, "task.bin_edges=[0,14,7,91]")
+    cfg = compose_train(
+        tmp_path / "run", "task=close_timing_survival", "model=mlp", *FAST, "task.bin_edges=[0,14,7,91]"
+    )
     with pytest.raises(SurvivalConfigError, match=r"task.bin_edges: edges must be sorted ascending"):
         train(cfg)
-    cfg = compose_train(tmp_path / "run", "experiment=close_timing_survival_mlp", *FAST, "task.bin_edges=[0,7,100]")
+    cfg = compose_train(tmp_path / "run", "task=close_timing_survival", "model=mlp", *FAST, "task.bin_edges=[0,7,100]")
     with pytest.raises(SurvivalConfigError, match=r"edge 100 lies beyond task.horizon_days=91"):
         train(cfg)
 
 
-def test_callbacks_watching_a_metric_survival_never_logs_fall_back_to_val_loss():
-    default = OmegaConf.create({"_target_": "x", "monitor": "val/auc", "mode": "max"})
-    assert (monitored(default, "survival").monitor, monitored(default, "survival").mode) == ("val/loss", "min")
-    chosen = OmegaConf.create({"_target_": "x", "monitor": "val/concordance", "mode": "max"})
-    assert monitored(chosen, "survival").monitor == "val/concordance"
-    task = OmegaConf.create({"datamodule": "fulqrun_ml.datamodules.survival.SurvivalSnapshotDataModule"})
-    assert datamodule_override(task) == {"_target_": task.datamodule}
-    assert datamodule_override(OmegaConf.create({"name": "deal_win"})) == {}
+def test_a_callback_without_a_monitor_watches_the_validation_nll_of_a_survival_run(survival_run):
+    from fulqrun_ml.pipelines.tabular import TabularPipeline
+
+    assert TabularPipeline().default_monitor("survival") == ("val/loss", "min")
+    config = survival_run["config"]
+    assert config["task"]["monitor"] == config["callbacks"]["early_stopping"]["monitor"] == "val/loss"
 
 
 def test_bulk_scoring_writes_one_column_per_bin_and_the_expected_days(survival_run, tmp_path):

@@ -45,7 +45,7 @@ def test_lead_conversion_run_has_binary_metrics_isotonic_calibration_and_lightgb
     calibration = json.loads((run_dir / "calibration.json").read_text())
     assert calibration["method"] == "isotonic" and calibration["fitted_on"] == "val"
     assert (run_dir / "open_leads.parquet").is_file() and (run_dir / "plots" / "calibration.png").is_file()
-    assert lead_run["target_kind"] == "binary" and lead_run["leakage_audit"]["violations"] == 0
+    assert lead_run["kind"] == "binary" and lead_run["extra"]["leakage_audit"]["violations"] == 0
 
 
 def test_lead_conversion_exports_isotonic_probability_graph(lead_run, tmp_path):
@@ -64,7 +64,7 @@ def test_close_timing_run_is_a_regression_against_stage_medians(close_timing_run
     for report in metrics.values():
         assert set(report) >= REGRESSION_KEYS and report["rmse"] >= report["mae"] > 0
     assert (run_dir / "target.json").is_file() and not (run_dir / "calibration.json").exists()
-    assert close_timing_run["target_kind"] == "regression"
+    assert close_timing_run["kind"] == "regression"
     assert metrics["model"]["concordance"] > 0.55  # it ranks deals by time to close better than chance
 
 

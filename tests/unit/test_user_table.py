@@ -76,7 +76,7 @@ def binary_run(tmp_path_factory) -> dict:
 def test_binary_table_trains_beats_chance_and_sits_next_to_lightgbm(binary_run):
     run_dir = Path(binary_run["run_dir"])
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert binary_run["target_kind"] == "binary" and set(metrics) >= {"model", "lightgbm"}
+    assert binary_run["kind"] == "binary" and set(metrics) >= {"model", "lightgbm"}
     assert metrics["model"]["n"] == metrics["lightgbm"]["n"] == binary_run["sizes"]["test_rows"]  # same split
     assert metrics["model"]["auc"] > 0.75 and metrics["lightgbm"]["auc"] > 0.7
 
@@ -109,7 +109,7 @@ def test_regression_table_reports_rmse_against_lightgbm(tmp_path):
     generated_table(seed=1, regression=True).to_parquet(path, index=False)
     summary = train(compose_table(tmp_path / "run", path, "model=mlp", "data.time_col=signup"))
     metrics = summary["metrics"]
-    assert summary["target_kind"] == "regression" and set(metrics) == {"model", "lightgbm"}
+    assert summary["kind"] == "regression" and set(metrics) == {"model", "lightgbm"}
     # Well above predicting the mean (R^2 = 0), though the later test period extrapolates the signup trend.
     assert metrics["model"]["r2"] > 0.4 and metrics["lightgbm"]["r2"] > 0.4
     assert metrics["model"]["rmse"] < 1.3 * metrics["lightgbm"]["rmse"]

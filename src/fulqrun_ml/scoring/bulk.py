@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -42,7 +43,7 @@ import pyarrow.parquet as pq
 
 from fulqrun_ml.errors import FieldValidationError, FulqrunMLError
 from fulqrun_ml.features.spec import FittedFeatureSpec, validate_frame
-from fulqrun_ml.registry.store import ModelVersion
+from fulqrun_ml.registry.store import METADATA_FILE, ModelVersion
 
 log = logging.getLogger(__name__)
 DEFAULT_CHUNK_ROWS = 131_072
@@ -144,11 +145,9 @@ def _feeds(table: pa.Table, frame: pd.DataFrame, spec: FittedFeatureSpec) -> dic
     return feeds
 
 
-def _output_columns(session: ort.InferenceSession, version_dir: Path) -> dict[str, list[str]]:
+def _output_columns(session: ort.InferenceSession, edges: Sequence[float] | None) -> dict[str, list[str]]:
     """Graph output -> its table column(s): `[N]` / `[N, 1]` outputs keep their name, a `[N, K]` output becomes
-    K columns, named by the survival bin edges where the version has them (`close_probability_7d`, ...)."""
-    survival = version_dir / "survival.json"
-    edges = json.loads(survival.read_text())["bin_edges"] if survival.is_file() else None
+    K columns, named by the bin edges the version's metadata declares (`close_probability_7d`, ...)."""
     columns = {}
     for output in session.get_outputs():
         width = output.shape[1] if len(output.shape) == 2 and isinstance(output.shape[1], int) else 1
@@ -159,6 +158,12 @@ def _output_columns(session: ort.InferenceSession, version_dir: Path) -> dict[st
         else:
             columns[output.name] = [f"{output.name}_{k}" for k in range(width)]
     return columns
+
+
+def _read_metadata(version_dir: Path) -> dict[str, Any]:
+    """A version directory's metadata.json; a bare directory (model.onnx + feature_spec.json) has none."""
+    path = version_dir / METADATA_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _check_schema(dataset: ds.Dataset, spec: FittedFeatureSpec, keep: Sequence[str], outputs: list[str]) -> None:
@@ -196,6 +201,7 @@ def score_table(
     core). `model_file` swaps in another graph of the same version (e.g. the ORT-optimised or INT8 one
     from `fulqrun_ml.export.optimize`)."""
     version_dir = version.path if isinstance(version, ModelVersion) else Path(version)
+    metadata = version.metadata if isinstance(version, ModelVersion) else _read_metadata(version_dir)
     spec = FittedFeatureSpec.load(version_dir / "feature_spec.json")
     input_path, output_path = Path(input_path), Path(output_path)
     if chunk_rows < 1:
@@ -209,7 +215,7 @@ def score_table(
     dataset = _dataset(input_path, categorical)
     features = spec.spec.names
     session = create_session(model_file or version_dir / "model.onnx")
-    output_columns = _output_columns(session, version_dir)
+    output_columns = _output_columns(session, metadata.get("bin_edges"))
     output_names = [c for cols in output_columns.values() for c in cols]
     keep = list(keep_columns) if keep_columns is not None else [c for c in dataset.schema.names if c not in features]
     _check_schema(dataset, spec, keep, output_names)
