@@ -35,18 +35,32 @@ def test_ddp_shards_are_disjoint_cover_every_row_and_reshuffle_each_epoch():
     assert single == list(range(103))
 
 
+DDP_RUNS = {  # pipeline -> overrides and the headline number its two processes must still reach
+    "tabular": ([], lambda m: m["model"]["auc"] > 0.6),
+    "sequence_fusion": (
+        ["task=deal_win_sequence", "model=sequence_fusion", "task.sequence.max_len=16", "task.sequence.ablation=false"],
+        lambda m: m["model"]["auc"] > 0.6,
+    ),
+    "forecast": (
+        ["task=revenue_forecast", "model=nbeats", "data.level=organization", "model.ensemble=2"],
+        lambda m: 0 < m["organization"]["model"]["wape"] < 1,
+    ),
+}
+
+
 @pytest.mark.slow
-def test_ddp_training_on_two_cpu_processes(tmp_path):
+@pytest.mark.parametrize("pipeline", sorted(DDP_RUNS))
+def test_ddp_training_on_two_cpu_processes(pipeline, tmp_path):
+    overrides, good_enough = DDP_RUNS[pipeline]
     out = tmp_path / "run"
     command = [
         sys.executable, "-m", "fulqrun_ml.cli", "train", "trainer=ddp", "trainer.accelerator=cpu",
         "trainer.devices=2", "trainer.precision=32-true", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
-        "logger=none", f"paths.output_dir={out}", f"paths.root_dir={tmp_path}", *TINY_DATA,
+        "logger=none", f"paths.output_dir={out}", f"paths.root_dir={tmp_path}", *TINY_DATA, *overrides,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     info = json.loads((out / "run_info.json").read_text())
-    assert info["world_size"] == 2
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["model"]["auc"] > 0.6
+    assert info["world_size"] == 2 and info["pipeline"].endswith(pipeline.title().replace("_", "") + "Pipeline")
+    assert good_enough(json.loads((out / "metrics.json").read_text()))
     assert "ddp" in json.dumps(info["config"]["trainer"])

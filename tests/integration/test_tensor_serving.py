@@ -35,6 +35,7 @@ from fulqrun_ml.forecasting.export import export_forecast_run, onnx_quantiles
 from fulqrun_ml.forecasting.windows import CALENDAR_FEATURES
 from fulqrun_ml.models.sequence_fusion import SequenceFusion
 from fulqrun_ml.project import compose_config
+from fulqrun_ml.registry.run_record import RunRecord
 from fulqrun_ml.sequence.events import SequenceVocabulary
 from fulqrun_ml.sequence.export import export_sequence_run, fusion_probabilities, sequence_fields
 from fulqrun_ml.serving.client import AsyncTritonPredictionClient, TritonPredictionClient
@@ -48,7 +49,28 @@ GROUPS = ["organization:acme", "region:emea", "region:amer"]  # series index 1..
 MAX_LEN = 6
 VOCAB = {"event_type": ["call", "email", "meeting"], "channel": ["phone", "web"], "direction": ["in", "out"]}
 TOL = 1e-5
-LINEAGE = {"data_hash": "0123456789abcdef", "git_commit": "test", "wandb_run_id": None}
+
+
+def save_record(run: Path, pipeline: str, task: str, kind: str, net_config: dict, **extra: object) -> None:
+    """The run record a finished run of this pipeline leaves (export reads nothing else about the run)."""
+    RunRecord(
+        pipeline=f"fulqrun_ml.pipelines.{pipeline}",
+        task=task,
+        kind=kind,
+        model=net_config["_target_"].rsplit(".", 1)[-1],
+        run_dir=str(run),
+        net_config=net_config,
+        config={},
+        data_hash="0123456789abcdef",
+        git_commit="test",
+        seed=0,
+        epochs=0,
+        best_checkpoint="",
+        sizes={},
+        data_window={},
+        seconds={},
+        extra=dict(extra),
+    ).save(run)
 
 
 def forecast_run_dir(root: Path) -> tuple[Path, dict[str, np.ndarray]]:
@@ -76,7 +98,6 @@ def forecast_run_dir(root: Path) -> tuple[Path, dict[str, np.ndarray]]:
         "net_config.json": net_config,
         "conformal.json": conformal,
         "series_index.json": {"levels": ["organization", "region"], "freq": "W", "groups": GROUPS},
-        "run_info.json": {"task": "revenue_forecast", "net_config": net_config, **LINEAGE},
     }
     for name, payload in files.items():
         (run / name).write_text(json.dumps(payload))
@@ -87,6 +108,7 @@ def forecast_run_dir(root: Path) -> tuple[Path, dict[str, np.ndarray]]:
         "series": rng.integers(0, len(GROUPS) + 1, n).astype(np.int64),
     }
     np.savez(run / "backtest.npz", **windows)
+    save_record(run, "forecast.ForecastPipeline", "revenue_forecast", "forecast", net_config)
     return run, windows
 
 
@@ -138,8 +160,7 @@ def sequence_run_dir(root: Path) -> tuple[Path, pd.DataFrame, dict[str, np.ndarr
     np.savez(run / "holdout_sequences.npz", **sequences)
     holdout.to_parquet(run / "holdout.parquet")
     (run / "metrics.json").write_text(json.dumps({"model": {"auc": 0.5}}))
-    info = {"task": "deal_win_sequence", "net_config": net_config, "sequence": {"max_len": MAX_LEN}, **LINEAGE}
-    (run / "run_info.json").write_text(json.dumps(info))
+    save_record(run, "sequence_fusion.SequenceFusionPipeline", "deal_win_sequence", "binary", net_config)
     return run, holdout, sequences
 
 

@@ -103,7 +103,7 @@ def test_export_matches_pytorch_and_publishes(forecast_run, tmp_path):
 
 
 def test_export_refuses_an_unfinished_run(tmp_path):
-    with pytest.raises(FulqrunMLError, match="missing"):
+    with pytest.raises(FulqrunMLError, match="not a finished training run"):
         export_forecast_run(tmp_path, tmp_path / "models")
 
 

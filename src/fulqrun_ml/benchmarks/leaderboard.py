@@ -1,5 +1,6 @@
-"""The model leaderboard benchmark: per task, every tabular backbone (several seeds) and every baseline, scored
-on one time-based holdout, with intervals; `fulqrun-ml bench models` and `scripts/bench_models.py` run `main`.
+"""The model leaderboard: every tabular backbone (several seeds) and every baseline per task, with intervals.
+
+`fulqrun-ml bench models` and `scripts/bench_models.py` run `main`; each task's rows share one time-based holdout.
 
     fulqrun-ml bench models                                      # every board task, every tabular backbone
     fulqrun-ml bench models --tasks close_timing --models mlp
@@ -177,7 +178,8 @@ def run_task(
     """One task's section: every backbone (once per seed) and every baseline on that task's one split."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    cfg = compose_run(task, "mlp", workdir / task / "data", seeds[0], overrides)  # the data config is the task's
+    # The data config is the task's, so any backbone composes the dataset every run of the section shares.
+    cfg = compose_run(task, (models or discover_backbones())[0], workdir / task / "data", seeds[0], overrides)
     holdout, datamodule = load_holdout(cfg)
     kind = section_kind(holdout.kind, task)
     models = discover_backbones(kind.name) if models is None else models
@@ -265,7 +267,7 @@ def models_by_task(tasks: list[str], models: list[str] | None, skips: list[str])
         if task not in by_task:
             raise SystemExit(f"--skip {skip!r}: expected task:model with task in {tasks}")
         if by_task[task] is None:
-            by_task[task] = discover_backbones(compose_run(task, "mlp", Path("unused"), 0).task.get("kind"))
+            by_task[task] = discover_backbones(compose_run(task, discover_backbones()[0], Path("unused"), 0).task.kind)
         if model not in by_task[task]:
             raise SystemExit(f"--skip {skip!r}: model must be one of {by_task[task]}")
         by_task[task].remove(model)

@@ -27,7 +27,10 @@ def batch_loader(dataset: Dataset, batch_size: int, shuffle: bool, trainer: Any 
     """Batches of row lists; with a multi-process trainer, this process's disjoint share of the rows.
 
     DistributedSampler pads the last share with a few repeated rows so every process runs the same number of
-    steps (DDP needs that); evaluation metrics are synchronised across processes by torchmetrics."""
+    steps (DDP needs that); evaluation metrics are synchronised across processes by torchmetrics.
+
+    A shuffled (training) epoch whose last batch would hold a single row drops that row: batch-normalising
+    backbones (ResNet) cannot train on one row, and one row of an epoch changes nothing else."""
     world_size = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
     if world_size > 1:
         rows = DistributedSampler(
@@ -35,7 +38,8 @@ def batch_loader(dataset: Dataset, batch_size: int, shuffle: bool, trainer: Any 
         )
     else:
         rows = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-    return DataLoader(dataset, sampler=EpochBatchSampler(rows, batch_size, drop_last=False), batch_size=None)
+    drop_last = shuffle and len(rows) % batch_size == 1
+    return DataLoader(dataset, sampler=EpochBatchSampler(rows, batch_size, drop_last=drop_last), batch_size=None)
 
 
 class SplitBatchDataModule(pl.LightningDataModule):

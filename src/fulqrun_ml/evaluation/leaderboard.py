@@ -111,7 +111,7 @@ def compare(
     difference to the best baseline. The best baseline is the fitted baseline (not a reference column) with
     the best validation metric."""
     rows = [row for row, _ in entries]
-    counts = bootstrap_counts(holdout.sizes.get("test_rows") or len(holdout.frames["test"]), resamples, seed)
+    counts = bootstrap_counts(len(holdout.frames["test"]), resamples, seed)
     resampled = {row["name"]: kind.resample(predictions, holdout, counts) for row, predictions in entries}
     best_baseline = select_best([r for r in rows if r["kind"] == "baseline"], kind.metric, kind.greater_is_better)
     best_neural = select_best([r for r in rows if r["kind"] == "neural"], kind.metric, kind.greater_is_better)

@@ -45,7 +45,7 @@ class ForecastPipeline(Pipeline):
     families: ClassVar[tuple[str, ...]] = ("forecast",)
 
     def capabilities(self, kind: str) -> Capabilities:
-        return Capabilities(calibration=("cqr",), default_calibration="cqr")
+        return Capabilities(calibration=("cqr",), default_calibration="cqr", ddp_unused_parameters=True)
 
     def build_datamodule(self, cfg: DictConfig) -> RevenueForecastDataModule:
         return instantiate(cfg.data)

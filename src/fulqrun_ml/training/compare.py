@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fulqrun_ml.registry.alias_state import read_alias_state
+from fulqrun_ml.registry.run_record import RunRecord, finished_runs
 from fulqrun_ml.registry.store import get_version, list_versions
 from fulqrun_ml.training.wandb_offline import offline_runs
 
@@ -64,14 +65,13 @@ def collect_runs(log_dir: Path, models_dir: Path, task: str | None = None, tag: 
     """One row per finished training run under `log_dir` (sweep trials included)."""
     registry = _registry_index(models_dir)
     rows = []
-    for info_file in sorted(Path(log_dir).rglob("run_info.json")):
-        run_dir = info_file.parent
-        info = json.loads(info_file.read_text())
+    for run_dir in finished_runs(log_dir, task):
+        info = RunRecord.load(run_dir).to_dict()
         metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
         runs = offline_runs(run_dir / "wandb") if (run_dir / "wandb").is_dir() else []
         wandb_run = next((r for r in runs if r.run_id == info.get("wandb_run_id")), None)
         tags = wandb_run.tags if wandb_run else []
-        if (task and info.get("task") != task) or (tag and tag not in tags):
+        if tag and tag not in tags:
             continue
         model = metrics.get("model", {})
         row = {

@@ -37,6 +37,9 @@ class Capabilities:
     resume: bool = True
     warm_start: bool = True
     ddp: bool = True
+    # Networks with parameters a step may leave without gradient (an N-BEATS block's unused backcast) need DDP
+    # to look for them, at some cost per step; the others skip that search.
+    ddp_unused_parameters: bool = False
     calibration: tuple[str, ...] = ()  # the `task.calibration` values it can apply (empty: the kind has none)
     default_calibration: str | None = None
 

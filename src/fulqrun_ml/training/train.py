@@ -107,6 +107,7 @@ def train(
                 loggers if main else [],
                 extra_callbacks if main else [],
                 parent if main else None,
+                trainer_overrides(cfg, capabilities),
             )
             fitted.append(result)
             if main:
@@ -211,6 +212,13 @@ def check_capabilities(cfg: DictConfig, capabilities: Capabilities, kind: str) -
         raise PipelineConfigError(f"trainer=ddp: {who} does not support data-parallel training")
 
 
+def trainer_overrides(cfg: DictConfig, capabilities: Capabilities) -> dict[str, Any]:
+    """What the pipeline needs changed in the configured trainer (DDP's unused-parameter search)."""
+    if cfg.trainer.get("strategy") == "ddp" and capabilities.ddp_unused_parameters:
+        return {"strategy": "ddp_find_unused_parameters_true"}
+    return {}
+
+
 def build_callbacks(
     cfg: DictConfig, pipeline: Pipeline, kind: str, checkpoint_dir: Path, extra: list[pl.Callback]
 ) -> list[pl.Callback]:
@@ -237,6 +245,7 @@ def fit_arm(
     loggers: list[Any],
     extra_callbacks: list[pl.Callback] | None,
     parent: Any,
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[FittedArm, pl.Trainer, str | None]:
     """Train one arm (or load it, when a resumed run had finished it) and test its best checkpoint."""
     pl.seed_everything(arm.seed, workers=True)
@@ -247,7 +256,7 @@ def fit_arm(
     arm_dir = out / arm.subdir if arm.subdir else out
     callbacks = build_callbacks(cfg, pipeline, kind, arm_dir / "checkpoints", list(extra_callbacks or []))
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, default_root_dir=str(arm_dir), logger=loggers or False, callbacks=callbacks
+        cfg.trainer, default_root_dir=str(arm_dir), logger=loggers or False, callbacks=callbacks, **(overrides or {})
     )
     done = arm_dir / ARM_DONE_FILE
     resumed = arm_checkpoint(cfg.get("ckpt_path"), arm, trainer)
