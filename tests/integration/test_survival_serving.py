@@ -37,7 +37,8 @@ def served(compose_train, tmp_path_factory):
     root = tmp_path_factory.mktemp("survival_serving")
     cfg = compose_train(
         root / "run",
-        "task=close_timing_survival", "model=mlp",
+        "task=close_timing_survival",
+        "model=mlp",
         "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false",
         "logger=none",

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve
 
-from fulqrun_ml.benchmarks.leaderboard import compose_run, run_leaderboard, write_leaderboard
-from fulqrun_ml.evaluation.external_sections import (
+from fulqrun_ml.benchmarks.external_sections import (
     ExternalReportError,
     forecast_section,
     render_external_markdown,
     sequence_section,
 )
-from fulqrun_ml.evaluation.leaderboard import render_markdown
-from fulqrun_ml.evaluation.leaderboard_kinds import LeaderboardError
+from fulqrun_ml.benchmarks.leaderboard import compose_run, run_leaderboard, write_leaderboard
+from fulqrun_ml.benchmarks.leaderboard_board import render_markdown
+from fulqrun_ml.benchmarks.leaderboard_kinds import LeaderboardError
 from fulqrun_ml.evaluation.scoring import holdout_scores
 from fulqrun_ml.tasks.metrics import MetricInputError, accuracy_at, best_f1_threshold, lift_at, pr_auc
 

@@ -22,9 +22,9 @@ from fulqrun_ml.benchmarks.leaderboard import (
     run_leaderboard,
     write_leaderboard,
 )
+from fulqrun_ml.benchmarks.leaderboard_board import SECTION_KINDS, render_markdown, section_kind
+from fulqrun_ml.benchmarks.leaderboard_kinds import Holdout, LeaderboardError, SectionKind
 from fulqrun_ml.evaluation import leaderboard_regression
-from fulqrun_ml.evaluation.leaderboard import SECTION_KINDS, render_markdown, section_kind
-from fulqrun_ml.evaluation.leaderboard_kinds import Holdout, LeaderboardError, SectionKind
 from fulqrun_ml.evaluation.lightgbm_baseline import LIGHTGBM_SETTINGS
 from fulqrun_ml.export.onnx_export import PARITY_ATOL, PARITY_RTOL
 from fulqrun_ml.features.target import TargetScaling

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from fulqrun_ml.evaluation.leaderboard_stats import (
+from fulqrun_ml.benchmarks.leaderboard_stats import (
     INCONCLUSIVE,
     MET,
     NOT_MET,

@@ -1,4 +1,4 @@
-"""`train task=deal_win_sequence`: the sequence-fusion pipeline end to end on tiny data, then ONNX export with parity and publishing."""
+"""`train task=deal_win_sequence`: the sequence-fusion pipeline end to end on tiny data, then export and publish."""
 
 import json
 from pathlib import Path

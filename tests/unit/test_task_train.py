@@ -43,7 +43,7 @@ def test_lead_conversion_run_has_binary_metrics_isotonic_calibration_and_lightgb
         assert set(metrics[who]) >= BINARY_KEYS and metrics[who]["n"] == lead_run["sizes"]["test_rows"]
     assert metrics["oracle"]["auc"] > 0.65 and metrics["model"]["auc"] > 0.55 and metrics["lightgbm"]["auc"] > 0.55
     calibration = json.loads((run_dir / "calibration.json").read_text())
-    assert calibration["method"] == "isotonic" and calibration["fitted_on"] == "val"
+    assert calibration["method"] == "isotonic" and calibration["fitted_on"]["split"] == "val"
     assert (run_dir / "open_leads.parquet").is_file() and (run_dir / "plots" / "calibration.png").is_file()
     assert lead_run["kind"] == "binary" and lead_run["extra"]["leakage_audit"]["violations"] == 0
 

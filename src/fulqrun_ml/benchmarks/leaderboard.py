@@ -12,11 +12,11 @@ The backbones are discovered, not listed: every `configs/model/*.yaml` whose `fa
 task keeps those whose class takes `n_outputs`), so a new backbone is on every section with no edit here. Each
 network is trained by the real entry point, `train(cfg)` on `task=<task> model=<model> seed=<s> logger=none`,
 once per seed, on one dataset built once per task; it is loaded back from its run directory, exported,
-parity-checked and timed by its section kind (`evaluation/leaderboard_*.py`). LightGBM (default + tuned, the
+parity-checked and timed by its section kind (`benchmarks/leaderboard_*.py`). LightGBM (default + tuned, the
 tuned one once per seed because it samples), a linear model and the task's reference columns are scored on the
 same split. Rows report the mean and 95% t-interval over seeds and a paired bootstrap interval of the
 difference to the best baseline; the best network and baseline are chosen on validation
-(`evaluation/leaderboard.py::build_section`). The forecaster's and the sequence fusion's results are merged from
+(`benchmarks/leaderboard_board.py::build_section`). The forecaster's and the sequence fusion's results are merged from
 their committed reports unless --forecast / --sequence re-run them first.
 Writes reports/leaderboard.json and reports/leaderboard.md.
 """
@@ -38,16 +38,16 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from fulqrun_ml.benchmarks import sequence_study
-from fulqrun_ml.benchmarks.forecast_study import run_forecast_leaderboard, write_forecast_leaderboard
-from fulqrun_ml.evaluation.external_sections import (
+from fulqrun_ml.benchmarks.external_sections import (
     FORECAST_REPORT,
     SEQUENCE_REPORT,
     forecast_section,
     sequence_section,
 )
-from fulqrun_ml.evaluation.leaderboard import build_section, render_markdown, section_kind
-from fulqrun_ml.evaluation.leaderboard_kinds import Holdout, LeaderboardError, NeuralRun
-from fulqrun_ml.evaluation.leaderboard_stats import RESAMPLES
+from fulqrun_ml.benchmarks.forecast_study import run_forecast_leaderboard, write_forecast_leaderboard
+from fulqrun_ml.benchmarks.leaderboard_board import build_section, render_markdown, section_kind
+from fulqrun_ml.benchmarks.leaderboard_kinds import Holdout, LeaderboardError, NeuralRun
+from fulqrun_ml.benchmarks.leaderboard_stats import RESAMPLES
 from fulqrun_ml.evaluation.lightgbm_baseline import LIGHTGBM_SETTINGS
 from fulqrun_ml.export.package import load_trained_net
 from fulqrun_ml.features.spec import FittedFeatureSpec

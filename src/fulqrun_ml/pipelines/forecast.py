@@ -36,6 +36,7 @@ from fulqrun_ml.forecasting.task import predict_quantiles
 from fulqrun_ml.models.forecaster import ForecastEnsemble
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.training.pipeline import Arm, Capabilities, Evaluation, FittedArm, Pipeline
+from fulqrun_ml.training.warm_start import warm_start
 
 WAPE_REDUCTION_TARGET = 0.35
 COVERAGE_TARGET = (0.77, 0.83)
@@ -75,15 +76,13 @@ class ForecastPipeline(Pipeline):
             cfg.task.module, net=net, quantiles=quantiles, min_scale=float(cfg.model.net.get("min_scale", 1.0))
         )
 
-    def warm_start(self, net: nn.Module, arm: Arm, parent: Any, init_from: str) -> None:
+    def warm_start(self, net: nn.Module, net_config: dict[str, Any], arm: Arm, parent: Any, init_from: str) -> None:
         """Member i starts from the parent's member i (a one-member parent seeds every member)."""
-        from fulqrun_ml.training.warm_start import warm_start
-
         index = 0 if arm.name == "model" else int(arm.name.removeprefix("member_"))
         prefix = f"members.{index}."
         state = {k.removeprefix(prefix): v for k, v in parent.net_state.items() if k.startswith(prefix)}
         member = dataclasses.replace(parent, net_state=state or parent.net_state)
-        warm_start(net, member, parent.net_config, init_from)
+        warm_start(net, member, net_config, init_from)
 
     def compatibility_spec(self, datamodule: RevenueForecastDataModule) -> Any:
         return None  # a forecaster has no feature spec; the series embedding's shape is checked by the weights

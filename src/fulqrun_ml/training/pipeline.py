@@ -5,7 +5,7 @@ DDP ranks, calibration dispatch and the run record. A pipeline supplies only wha
 the networks it trains ("arms": the model, ensemble members, an ablation), its LightningModule, its evaluation,
 its extra run files, its exporter and its headline. It is chosen by `_target_` in the task config
 (`task.pipeline`), and recorded by class path in the run record so export and everything downstream find the
-same plugin again. The shape follows `evaluation/leaderboard_kinds.SectionKind`: a small object per kind.
+same plugin again. The shape follows `benchmarks/leaderboard_kinds.SectionKind`: a small object per kind.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch import nn
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.models import backbone_family
 from fulqrun_ml.registry.store import ModelVersion
+from fulqrun_ml.training.warm_start import warm_start
 
 
 class PipelineConfigError(FulqrunMLError, ValueError):
@@ -126,11 +127,9 @@ class Pipeline(ABC):
         """(metric, mode) for checkpoint/early-stopping callbacks whose config leaves `monitor` unset."""
         return {"binary": ("val/log_loss", "min"), "regression": ("val/rmse", "min")}.get(kind, ("val/loss", "min"))
 
-    def warm_start(self, net: nn.Module, arm: Arm, parent: Any, init_from: str) -> None:
+    def warm_start(self, net: nn.Module, net_config: dict[str, Any], arm: Arm, parent: Any, init_from: str) -> None:
         """Copy a parent version's weights into an arm's network (train() loads and checks the parent)."""
-        from fulqrun_ml.training.warm_start import warm_start
-
-        warm_start(net, parent, parent.net_config, init_from)
+        warm_start(net, parent, net_config, init_from)
 
     @abstractmethod
     def evaluate(

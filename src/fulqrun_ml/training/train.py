@@ -251,7 +251,7 @@ def fit_arm(
     pl.seed_everything(arm.seed, workers=True)
     net, net_config = arm.build()
     if parent is not None:
-        pipeline.warm_start(net, arm, parent, cfg.init_from)
+        pipeline.warm_start(net, net_config, arm, parent, cfg.init_from)
     module = pipeline.build_module(cfg, net, datamodule, kind)
     arm_dir = out / arm.subdir if arm.subdir else out
     callbacks = build_callbacks(cfg, pipeline, kind, arm_dir / "checkpoints", list(extra_callbacks or []))

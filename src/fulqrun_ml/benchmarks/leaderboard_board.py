@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from fulqrun_ml.evaluation.external_sections import render_external_markdown
-from fulqrun_ml.evaluation.leaderboard_binary import BINARY
-from fulqrun_ml.evaluation.leaderboard_kinds import Holdout, LeaderboardError, Scored, SectionKind
-from fulqrun_ml.evaluation.leaderboard_regression import REGRESSION
-from fulqrun_ml.evaluation.leaderboard_stats import (
+from fulqrun_ml.benchmarks.external_sections import render_external_markdown
+from fulqrun_ml.benchmarks.leaderboard_binary import BINARY
+from fulqrun_ml.benchmarks.leaderboard_kinds import Holdout, LeaderboardError, Scored, SectionKind
+from fulqrun_ml.benchmarks.leaderboard_regression import REGRESSION
+from fulqrun_ml.benchmarks.leaderboard_stats import (
     BOOTSTRAP_SEED,
     CONFIDENCE,
     RESAMPLES,
@@ -39,7 +39,7 @@ from fulqrun_ml.evaluation.leaderboard_stats import (
     select_best,
     t_interval,
 )
-from fulqrun_ml.evaluation.leaderboard_survival import SURVIVAL
+from fulqrun_ml.benchmarks.leaderboard_survival import SURVIVAL
 
 # Task kind -> its section on the board. Add a kind here (and nowhere else in this file).
 SECTION_KINDS: dict[str, SectionKind] = {kind.name: kind for kind in (BINARY, REGRESSION, SURVIVAL)}
@@ -53,7 +53,7 @@ def section_kind(kind: str, task: str | None = None) -> SectionKind:
         who = f"task '{task}': " if task else ""
         raise LeaderboardError(
             f"{who}kind '{kind}' has no leaderboard section; registered kinds: {', '.join(sorted(SECTION_KINDS))} "
-            "(add one to evaluation/leaderboard.py::SECTION_KINDS)"
+            "(add one to benchmarks/leaderboard_board.py::SECTION_KINDS)"
         )
     return SECTION_KINDS[kind]
 

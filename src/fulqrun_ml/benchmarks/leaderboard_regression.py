@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from fulqrun_ml.datamodules.tabular import TabularDataModuleBase
-from fulqrun_ml.evaluation.latency import onnx_microseconds_per_row
-from fulqrun_ml.evaluation.leaderboard_kinds import (
+from fulqrun_ml.benchmarks.graph_latency import onnx_microseconds_per_row
+from fulqrun_ml.benchmarks.leaderboard_kinds import (
     COST_HEADER,
     Holdout,
     LeaderboardError,
@@ -37,7 +36,8 @@ from fulqrun_ml.evaluation.leaderboard_kinds import (
     section_intro,
     table_lines,
 )
-from fulqrun_ml.evaluation.leaderboard_stats import judge_difference, select_best, weighted_mean
+from fulqrun_ml.benchmarks.leaderboard_stats import judge_difference, select_best, weighted_mean
+from fulqrun_ml.datamodules.tabular import TabularDataModuleBase
 from fulqrun_ml.evaluation.lightgbm_baseline import (
     fit_lightgbm,
     lightgbm_microseconds_per_row,

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from fulqrun_ml.data.snapshots import WEIGHT_COLUMN
-from fulqrun_ml.evaluation.latency import onnx_microseconds_per_row
-from fulqrun_ml.evaluation.leaderboard_calibration import calibration_choice, cross_fitted_calibration
-from fulqrun_ml.evaluation.leaderboard_kinds import (
+from fulqrun_ml.benchmarks.graph_latency import onnx_microseconds_per_row
+from fulqrun_ml.benchmarks.leaderboard_calibration import calibration_choice, cross_fitted_calibration
+from fulqrun_ml.benchmarks.leaderboard_kinds import (
     COST_HEADER,
     Holdout,
     NeuralRun,
@@ -35,12 +34,13 @@ from fulqrun_ml.evaluation.leaderboard_kinds import (
     section_intro,
     table_lines,
 )
-from fulqrun_ml.evaluation.leaderboard_stats import (
+from fulqrun_ml.benchmarks.leaderboard_stats import (
     judge_difference,
     judge_threshold,
     select_best,
     weighted_auc,
 )
+from fulqrun_ml.data.snapshots import WEIGHT_COLUMN
 from fulqrun_ml.evaluation.lightgbm_baseline import (
     fit_lightgbm,
     lightgbm_microseconds_per_row,
