@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
+from fulqrun_ml.benchmarks import leaderboard_regression
 from fulqrun_ml.benchmarks.leaderboard import (
     DEFAULT_TASKS,
     compose_run,
@@ -24,7 +25,6 @@ from fulqrun_ml.benchmarks.leaderboard import (
 )
 from fulqrun_ml.benchmarks.leaderboard_board import SECTION_KINDS, render_markdown, section_kind
 from fulqrun_ml.benchmarks.leaderboard_kinds import Holdout, LeaderboardError, SectionKind
-from fulqrun_ml.evaluation import leaderboard_regression
 from fulqrun_ml.evaluation.lightgbm_baseline import LIGHTGBM_SETTINGS
 from fulqrun_ml.export.onnx_export import PARITY_ATOL, PARITY_RTOL
 from fulqrun_ml.features.target import TargetScaling

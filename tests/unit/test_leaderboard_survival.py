@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from fulqrun_ml.benchmarks import leaderboard_survival
 from fulqrun_ml.benchmarks.leaderboard import compose_run, load_holdout, run_leaderboard
 from fulqrun_ml.benchmarks.leaderboard_board import render_markdown
-from fulqrun_ml.evaluation import leaderboard_survival
 from fulqrun_ml.evaluation.lightgbm_baseline import LIGHTGBM_SETTINGS
 from fulqrun_ml.tasks.kaplan_meier import StageKaplanMeier
 from fulqrun_ml.tasks.survival_metrics import survival_report

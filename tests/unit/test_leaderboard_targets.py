@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from fulqrun_ml.benchmarks import leaderboard_binary, leaderboard_regression, leaderboard_survival
 from fulqrun_ml.benchmarks.leaderboard_board import build_section, combine
 from fulqrun_ml.benchmarks.leaderboard_calibration import calibration_choice, cross_fitted_calibration
 from fulqrun_ml.benchmarks.leaderboard_kinds import Holdout, Scored
 from fulqrun_ml.benchmarks.leaderboard_stats import INCONCLUSIVE, MET, NOT_MET
-from fulqrun_ml.evaluation import leaderboard_binary, leaderboard_regression, leaderboard_survival
 
 N = 3000
 RNG = np.random.default_rng(0)
