@@ -64,8 +64,10 @@ def test_survival_and_regression_cards_use_their_own_columns_and_baselines():
         "km_stage": {"concordance": 0.690, "integrated_brier": 0.1177},
     }
     metadata = {"target_kind": "survival", "task": "close_timing_survival", "calibration": {"temperature": 1.017}}
-    lineage = {"config": {"data": {"horizon_days": 91}}}
+    task = {"card": {"intended_use": "When will this deal close?", "label": "days to close, censored at {h} days"}}
+    lineage = {"config": {"data": {"horizon_days": 91}, "task": task}}
     card = render_model_card(metadata, survival, lineage)
+    assert "## Intended use\n\nWhen will this deal close?" in card  # the task config describes itself
     assert "| Harrell's C |" in card and "| Kaplan-Meier per stage (baseline) | 0.6900 | 0.1177 |" in card
     assert "label = days to close, censored at 91 days" in card and "T = 1.0170" in card
     assert "Does **not** beat its baseline (Kaplan-Meier per stage (baseline))" in card  # 0.683 <= 0.690

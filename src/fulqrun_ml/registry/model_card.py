@@ -39,34 +39,10 @@ BASELINES = {
     "lightgbm": "LightGBM on the same split (reference)",
     "oracle": "oracle: latent truth (ceiling)",
 }
-INTENDED_USE = {
-    "deal_win": (
-        "Estimates the probability that an open opportunity closes **won** within the label horizon, from what "
-        "the CRM knew on the scoring date (point-in-time features). Use it to rank a pipeline, to focus reps' "
-        "time, and as an input to revenue forecasts, next to the rep's own probability."
-    ),
-    "lead_conversion": "Estimates the probability that an undecided lead converts within the label horizon.",
-    "account_expansion": "Estimates the probability that a customer account wins another deal within the horizon.",
-    "account_churn": "Estimates the probability that a customer account wins no further deal within the horizon.",
-    "close_timing": (
-        "Predicts how many days an open opportunity needs to close, for deals that close within the horizon; "
-        "it says nothing about deals that stay open longer (the survival model covers those)."
-    ),
-    "close_timing_survival": (
-        "Predicts when an open opportunity closes (won or lost): the probability that it is closed by the end of "
-        "each week of the horizon, and the expected days to close (deals still open at the horizon count as the "
-        "horizon)."
-    ),
-}
-# What a row's label is, per task: formatted with the data config's horizon.
-LABEL_TEXT = {
-    "deal_win": "closed won within {h} days",
-    "lead_conversion": "converted within {h} days",
-    "account_expansion": "another won deal within {h} days",
-    "account_churn": "no further won deal within {h} days",
-    "close_timing": "days to close, for deals closing within {h} days",
-    "close_timing_survival": "days to close, censored at {h} days",
-}
+# The task config's `card` block (`intended_use`, `label` with {h} for the horizon), read from the version's
+# lineage: a task describes itself where it is declared, so no code here knows task names.
+DEFAULT_INTENDED_USE = "A model of the FulQrun ML platform; see the task config."
+DEFAULT_LABEL = "the task's label within {h} days"
 OUT_OF_SCOPE = (
     "Not for judging, ranking or paying individual reps or contacts, and not for automated decisions without a "
     "person in the loop. Scores are only meaningful for deals that resemble the training window's."
@@ -93,17 +69,18 @@ def write_model_card(version_dir: Path) -> Path:
 def render_model_card(metadata: dict[str, Any], metrics: dict[str, Any], lineage: dict[str, Any]) -> str:
     name, version = metadata.get("name", "model"), metadata.get("version", "?")
     task = metadata.get("task") or lineage.get("task") or NOT_RECORDED
+    card = task_card(lineage)
     sections = [
         f"# Model card: {name} v{version}",
         f"Task `{task}`, backbone `{lineage.get('model') or NOT_RECORDED}`, published "
         f"{metadata.get('published_at', NOT_RECORDED)}. Generated from this version's metadata, metrics and "
         "lineage at publish time; do not edit by hand.",
         "## Intended use\n\n"
-        + INTENDED_USE.get(task, "A model of the FulQrun ML platform; see the task config.")
+        + str(card.get("intended_use") or DEFAULT_INTENDED_USE)
         + "\n\n"
         + OUT_OF_SCOPE,
         "## Inputs and output\n\n" + _inputs(metadata),
-        "## Data\n\n" + _data(lineage, task),
+        "## Data\n\n" + _data(lineage, str(card.get("label") or DEFAULT_LABEL)),
         "## Holdout metrics\n\n" + _metrics_table(metrics, metadata.get("target_kind", "binary")),
         "## Calibration\n\n" + _calibration(metrics, metadata, lineage),
         "## Export parity\n\n" + _parity(metrics, metadata),
@@ -127,7 +104,12 @@ def _inputs(metadata: dict[str, Any]) -> str:
     )
 
 
-def _data(lineage: dict[str, Any], task: str = "deal_win") -> str:
+def task_card(lineage: dict[str, Any]) -> dict[str, Any]:
+    """The `card` block of the task config the version was trained with (empty when not recorded)."""
+    return ((lineage.get("config") or {}).get("task") or {}).get("card") or {}
+
+
+def _data(lineage: dict[str, Any], label: str = DEFAULT_LABEL) -> str:
     data_cfg = (lineage.get("config") or {}).get("data") or {}
     source = data_cfg.get("source") or {}
     lines = []
@@ -138,7 +120,7 @@ def _data(lineage: dict[str, Any], task: str = "deal_win") -> str:
         lines.append(
             f"- Snapshots every {data_cfg.get('snapshot_every_days', '?')} days after a "
             f"{data_cfg.get('warmup_days', '?')}-day warm-up; label = "
-            + LABEL_TEXT.get(task, "the task's label within {h} days").format(h=data_cfg.get("horizon_days", "?"))
+            + label.format(h=data_cfg.get("horizon_days", "?"))
             + f"; time-based split (val {data_cfg.get('val_fraction', '?')}, "
             f"test {data_cfg.get('test_fraction', '?')}) with an embargo between training labels and validation."
         )
