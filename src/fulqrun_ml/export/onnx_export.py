@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -70,27 +71,39 @@ def output_name(target: TargetScaling | None) -> str:
     return OUTPUT_NAME if target is None else PREDICTION_OUTPUT
 
 
-def _torch_to_onnx(wrapper: nn.Module, spec: FittedFeatureSpec, outputs: list[str]) -> onnx.ModelProto:
-    """torch.onnx.export (dynamo) of a wrapper taking (continuous, categorical), dynamic batch axis."""
-    example = (
-        torch.zeros(2, len(spec.spec.numeric), dtype=torch.float32),
-        torch.zeros(2, len(spec.spec.categorical), dtype=torch.int64),
-    )
-    batch = torch.export.Dim("batch", min=1, max=1_000_000)
+def torch_to_onnx(
+    module: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_shapes: tuple[Any, ...],
+) -> onnx.ModelProto:
+    """torch.onnx.export (dynamo) of any wrapper into one self-contained graph: the one place every exporter
+    (tabular, survival, sequence fusion, forecaster) turns a module into ONNX."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "net.onnx"
         torch.onnx.export(
-            wrapper,
+            module,
             example,
             str(path),
-            input_names=["continuous", "categorical"],
-            output_names=outputs,
-            dynamic_shapes=({0: batch}, {0: batch}),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
             dynamo=True,
             external_data=False,  # small models: one self-contained file travels more safely
             verbose=False,
         )
         return onnx.load(str(path))
+
+
+def _torch_to_onnx(wrapper: nn.Module, spec: FittedFeatureSpec, outputs: list[str]) -> onnx.ModelProto:
+    """A wrapper taking (continuous, categorical), dynamic batch axis."""
+    example = (
+        torch.zeros(2, len(spec.spec.numeric), dtype=torch.float32),
+        torch.zeros(2, len(spec.spec.categorical), dtype=torch.int64),
+    )
+    batch = torch.export.Dim("batch", min=1, max=1_000_000)
+    return torch_to_onnx(wrapper, example, ["continuous", "categorical"], outputs, ({0: batch}, {0: batch}))
 
 
 def export_survival_onnx(

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pandas as pd
 import torch
 from hydra.utils import instantiate
@@ -56,6 +58,21 @@ TARGET_FILE = "target.json"
 
 # Files a tabular run must hold besides its record (registry/run_record.py).
 RUN_FILES = ("net_state.pt", "feature_spec.json", "holdout.parquet", "metrics.json")
+
+
+def finished_run(
+    run_dir: Path, required: tuple[str, ...], refused: dict[str, Any] | None = None, what: str = "run"
+) -> RunRecord:
+    """The record of a finished run holding `required` files, for any exporter. `refused` are the export options
+    this kind of run cannot take (--optimize/--quantize/--tensorrt for non-tabular graphs): any set is an error
+    naming it, before anything is loaded."""
+    if asked := sorted(k for k, v in (refused or {}).items() if v):
+        raise FulqrunMLError(f"{', '.join(asked)}: apply to tabular models, not to a {what}")
+    record = RunRecord.load(run_dir)
+    missing = [name for name in required if not (Path(run_dir) / name).is_file()]
+    if missing:
+        raise FulqrunMLError(f"{run_dir} is not a finished {what} (missing {', '.join(missing)})")
+    return record
 
 
 def load_trained_net(run_dir: Path, spec: FittedFeatureSpec) -> torch.nn.Module:
@@ -103,10 +120,7 @@ def export_run(
     run_dir = Path(run_dir)
     if tensorrt and (reason := tensorrt_unavailable_reason()):
         raise TensorRTUnavailableError(f"--tensorrt: cannot build a TensorRT engine here: {reason}")
-    record = RunRecord.load(run_dir)
-    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
-    if missing:
-        raise FulqrunMLError(f"{run_dir} is not a finished training run (missing {', '.join(missing)})")
+    record = finished_run(run_dir, RUN_FILES, what="training run")
     if record.kind == "survival":
         if optimize or quantize or tensorrt:
             raise FulqrunMLError("--optimize/--quantize/--tensorrt apply to binary tasks, not to a survival run")
@@ -135,17 +149,9 @@ def export_run(
     metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
     metrics["export_parity_max_abs_diff"] = parity
 
-    def write(tmp: Path) -> None:
-        (tmp / "model.onnx").write_bytes(graph.SerializeToString())
-        shutil.copy(run_dir / "feature_spec.json", tmp / "feature_spec.json")
-        shutil.copy(run_dir / "net_state.pt", tmp / "net_state.pt")
-        (tmp / "net_config.json").write_text(json.dumps(record.net_config, indent=2))
+    def variants(tmp: Path) -> None:
         if calibration is not None:
             (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
-        if target is not None:
-            shutil.copy(run_dir / TARGET_FILE, tmp / TARGET_FILE)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (tmp / "lineage.json").write_text(json.dumps(record.lineage(), indent=2, default=str))
         if optimize or quantize:
             report = optimize_onnx(tmp / "model.onnx", spec, holdout, tmp, "label", quantize, max_auc_drop=max_auc_drop)
             report["source"] = "model.onnx"  # paths relative to the version, not the staging directory
@@ -162,14 +168,14 @@ def export_run(
     else:
         headline = {"holdout_auc": metrics["model"]["auc"]}
     metadata = {
-        **record_metadata(record),
         "inputs": raw_inputs(spec),
         "outputs": [{"name": output, "dtype": "float32"}],
         "parity_max_abs_diff": parity,
         "calibration": calibration,
         **headline,
     }
-    return publish_version(models_dir, name, write, metadata), parity
+    copies = ("feature_spec.json", "net_state.pt", *((TARGET_FILE,) if target is not None else ()))
+    return publish_run(models_dir, name, run_dir, record, graph, copies, metrics, metadata, variants), parity
 
 
 def export_survival_run(run_dir: Path, models_dir: Path, name: str | None = None) -> tuple[ModelVersion, float]:
@@ -190,18 +196,9 @@ def export_survival_run(run_dir: Path, models_dir: Path, name: str | None = None
     metrics["export_parity_max_abs_diff"] = parity
     metrics["export_parity_expected_days_max_abs_diff"] = parity_days
 
-    def write(tmp: Path) -> None:
-        (tmp / "model.onnx").write_bytes(graph.SerializeToString())
-        for file in ("feature_spec.json", "net_state.pt", SURVIVAL_FILE):
-            shutil.copy(run_dir / file, tmp / file)
-        (tmp / "net_config.json").write_text(json.dumps(record.net_config, indent=2))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (tmp / "lineage.json").write_text(json.dumps(record.lineage(), indent=2, default=str))
-
     n_bins = len(survival["bin_edges"]) - 1
     model = metrics["model"]
     metadata = {
-        **record_metadata(record),
         "inputs": raw_inputs(spec),
         "outputs": [
             {"name": CLOSE_PROBABILITY, "dtype": "float32", "shape": [-1, n_bins]},
@@ -216,7 +213,37 @@ def export_survival_run(run_dir: Path, models_dir: Path, name: str | None = None
         "holdout_integrated_brier": model["integrated_brier"],
         "holdout_mae_median_days": model["mae_median_days"],
     }
-    return publish_version(models_dir, name or record.task, write, metadata), parity
+    copies = ("feature_spec.json", "net_state.pt", SURVIVAL_FILE)
+    return publish_run(models_dir, name, run_dir, record, graph, copies, metrics, metadata), parity
+
+
+def publish_run(
+    models_dir: Path,
+    name: str | None,
+    run_dir: Path,
+    record: RunRecord,
+    graph: onnx.ModelProto,
+    copies: tuple[str, ...],
+    metrics: dict[str, Any],
+    metadata: dict[str, Any],
+    extra: Callable[[Path], None] | None = None,
+) -> ModelVersion:
+    """The version directory every exporter publishes, atomically (registry/store.py): the graph, the run files
+    it `copies` from the run directory, the network's constructor config, metrics (with parity) and lineage from
+    the run record; `extra(staging_dir)` adds what only one kind has. `metadata` is completed with the record's
+    task, pipeline and kind. `name` defaults to the run's task."""
+
+    def write(tmp: Path) -> None:
+        (tmp / "model.onnx").write_bytes(graph.SerializeToString())
+        for file in copies:
+            shutil.copy(run_dir / file, tmp / file)
+        (tmp / "net_config.json").write_text(json.dumps(record.net_config, indent=2))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (tmp / "lineage.json").write_text(json.dumps(record.lineage(), indent=2, default=str))
+        if extra is not None:
+            extra(tmp)
+
+    return publish_version(models_dir, name or record.task, write, {**record_metadata(record), **metadata})
 
 
 def record_metadata(record: RunRecord) -> dict[str, Any]:

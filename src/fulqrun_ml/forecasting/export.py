@@ -14,8 +14,6 @@ metrics.json (backtest + parity), lineage.json; the registry adds metadata.json 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +22,13 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from fulqrun_ml.errors import ExportParityError, FulqrunMLError
-from fulqrun_ml.export.package import record_metadata
+from fulqrun_ml.errors import ExportParityError
+from fulqrun_ml.export.onnx_export import torch_to_onnx
+from fulqrun_ml.export.package import finished_run, publish_run
 from fulqrun_ml.forecasting.build import build_forecaster
 from fulqrun_ml.forecasting.windows import CALENDAR_FEATURES
 from fulqrun_ml.models.forecaster import ConformalForecaster
-from fulqrun_ml.registry.run_record import RunRecord
-from fulqrun_ml.registry.store import ModelVersion, publish_version
+from fulqrun_ml.registry.store import ModelVersion
 
 INPUT_NAMES = ("history", "calendar", "series")
 OUTPUT_NAME = "quantiles"
@@ -59,20 +57,7 @@ def export_forecaster_onnx(model: ConformalForecaster) -> onnx.ModelProto:
         torch.ones(2, dtype=torch.int64),
     )
     batch = torch.export.Dim("batch", min=1, max=1_000_000)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "forecaster.onnx"
-        torch.onnx.export(
-            model,
-            example,
-            str(path),
-            input_names=list(INPUT_NAMES),
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-        graph = onnx.load(str(path))
+    graph = torch_to_onnx(model, example, list(INPUT_NAMES), [OUTPUT_NAME], ({0: batch}, {0: batch}, {0: batch}))
     onnx.checker.check_model(graph)
     return graph
 
@@ -111,12 +96,7 @@ def export_forecast_run(
     """Export, check parity on the run's backtest windows, publish. Returns the version and the parity.
     `options` (--optimize/--quantize/--tensorrt) apply to tabular graphs and are refused by name."""
     run_dir = Path(run_dir)
-    if asked := sorted(k for k, v in options.items() if v):
-        raise FulqrunMLError(f"{', '.join(asked)}: apply to tabular models, not to a forecasting run")
-    record = RunRecord.load(run_dir)
-    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
-    if missing:
-        raise FulqrunMLError(f"{run_dir} is not a finished forecasting run (missing {', '.join(missing)})")
+    record = finished_run(run_dir, RUN_FILES, options, "forecasting run")
     model = load_calibrated_forecaster(run_dir)
     graph = export_forecaster_onnx(model)
     with np.load(run_dir / "backtest.npz") as data:
@@ -126,16 +106,8 @@ def export_forecast_run(
     metrics["export_parity_max_rel_diff"] = parity
     conformal = json.loads((run_dir / "conformal.json").read_text())
 
-    def write(tmp: Path) -> None:
-        (tmp / "model.onnx").write_bytes(graph.SerializeToString())
-        for file in ("net_state.pt", "net_config.json", "conformal.json", "series_index.json"):
-            shutil.copy(run_dir / file, tmp / file)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (tmp / "lineage.json").write_text(json.dumps(record.lineage(), indent=2, default=str))
-
     net_config = record.net_config
     metadata = {
-        **record_metadata(record),
         "inputs": [
             {"name": "history", "dtype": "float32", "shape": [-1, net_config["lookback"]]},
             {"name": "calendar", "dtype": "float32", "shape": [-1, net_config["horizon"], len(CALENDAR_FEATURES)]},
@@ -155,4 +127,5 @@ def export_forecast_run(
         },
         "parity_max_rel_diff": parity,
     }
-    return publish_version(models_dir, name or record.task, write, metadata), parity
+    copies = ("net_state.pt", "conformal.json", "series_index.json")
+    return publish_run(models_dir, name, run_dir, record, graph, copies, metrics, metadata), parity

@@ -75,10 +75,7 @@ def render_model_card(metadata: dict[str, Any], metrics: dict[str, Any], lineage
         f"Task `{task}`, backbone `{lineage.get('model') or NOT_RECORDED}`, published "
         f"{metadata.get('published_at', NOT_RECORDED)}. Generated from this version's metadata, metrics and "
         "lineage at publish time; do not edit by hand.",
-        "## Intended use\n\n"
-        + str(card.get("intended_use") or DEFAULT_INTENDED_USE)
-        + "\n\n"
-        + OUT_OF_SCOPE,
+        "## Intended use\n\n" + str(card.get("intended_use") or DEFAULT_INTENDED_USE) + "\n\n" + OUT_OF_SCOPE,
         "## Inputs and output\n\n" + _inputs(metadata),
         "## Data\n\n" + _data(lineage, str(card.get("label") or DEFAULT_LABEL)),
         "## Holdout metrics\n\n" + _metrics_table(metrics, metadata.get("target_kind", "binary")),

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +30,11 @@ from fulqrun_ml.export.onnx_export import (
     isotonic_parity_atol,
     merge_with_preprocessing,
     raw_feeds,
+    torch_to_onnx,
 )
-from fulqrun_ml.export.package import load_calibration, load_trained_net, raw_inputs, record_metadata
+from fulqrun_ml.export.package import finished_run, load_calibration, load_trained_net, publish_run, raw_inputs
 from fulqrun_ml.features.spec import FittedFeatureSpec
-from fulqrun_ml.registry.run_record import RunRecord
-from fulqrun_ml.registry.store import ModelVersion, publish_version
+from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.sequence.events import TIME_FIELDS, SequenceVocabulary
 from fulqrun_ml.sequence.task import predict_sequence_probabilities
 from fulqrun_ml.tasks.calibration import calibrator_from_record
@@ -83,20 +81,7 @@ def export_fusion_network(
     seq_len = torch.export.Dim("length", min=1, max=vocabulary.max_len)
     # torch.export groups *sequences into one element, so their shapes come as one nested tuple.
     dynamic = ({0: batch}, {0: batch}, tuple({0: batch, 1: seq_len} for _ in fields))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "net.onnx"
-        torch.onnx.export(
-            wrapper,
-            example,
-            str(path),
-            input_names=["continuous", "categorical", *fields],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=dynamic,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-        return onnx.load(str(path))
+    return torch_to_onnx(wrapper, example, ["continuous", "categorical", *fields], [OUTPUT_NAME], dynamic)
 
 
 def export_fusion_onnx(
@@ -153,12 +138,7 @@ def export_sequence_run(
     """Export a finished sequence run, check parity on its holdout, publish `models/<name>/<version>/`.
     `options` (--optimize/--quantize/--tensorrt) apply to tabular graphs and are refused by name."""
     run_dir = Path(run_dir)
-    if asked := sorted(k for k, v in options.items() if v):
-        raise FulqrunMLError(f"{', '.join(asked)}: apply to tabular models, not to a sequence-fusion run")
-    record = RunRecord.load(run_dir)
-    missing = [f for f in SEQUENCE_RUN_FILES if not (run_dir / f).is_file()]
-    if missing:
-        raise FulqrunMLError(f"{run_dir} is not a finished sequence training run (missing {', '.join(missing)})")
+    record = finished_run(run_dir, SEQUENCE_RUN_FILES, options, "sequence-fusion run")
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     vocabulary = SequenceVocabulary.load(run_dir / "sequence_vocab.json")
     net = load_trained_net(run_dir, spec)
@@ -177,21 +157,11 @@ def export_sequence_run(
     metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
     metrics["export_parity_max_abs_diff"] = parity
 
-    def write(tmp: Path) -> None:
-        (tmp / "model.onnx").write_bytes(graph.SerializeToString())
-        for file in ("feature_spec.json", "sequence_vocab.json", "net_state.pt"):
-            shutil.copy(run_dir / file, tmp / file)
-        (tmp / "net_config.json").write_text(json.dumps(record.net_config, indent=2))
-        (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (tmp / "lineage.json").write_text(json.dumps(record.lineage(), indent=2, default=str))
-
     sequence_inputs = [
         {"name": f, "dtype": "float32" if f in TIME_FIELDS else "int64", "shape": ["batch", "length"]}
         for f in sequence_fields(vocabulary)
     ]
     metadata = {
-        **record_metadata(record),
         "inputs": raw_inputs(spec) + sequence_inputs,
         "outputs": [{"name": OUTPUT_NAME, "dtype": "float32"}],
         "holdout_auc": metrics["model"]["auc"],
@@ -199,4 +169,5 @@ def export_sequence_run(
         "calibration": calibration,
         "sequence": {"max_len": vocabulary.max_len, "vocabulary_file": "sequence_vocab.json"},
     }
-    return publish_version(models_dir, name or record.task, write, metadata), parity
+    copies = ("feature_spec.json", "sequence_vocab.json", "net_state.pt", "calibration.json")
+    return publish_run(models_dir, name, run_dir, record, graph, copies, metrics, metadata), parity
