@@ -72,6 +72,12 @@ class SequenceFusionPipeline(Pipeline):
             arms.append(Arm(ABLATION_DIR, int(cfg.seed), ABLATION_DIR, builder(False)))
         return arms
 
+    def warm_start(self, net: nn.Module, net_config: dict[str, Any], arm: Arm, parent: Any, init_from: str) -> None:
+        """The fused model starts from the parent's; the ablation starts fresh, as in any run, because a published
+        version holds only the fused network and the ablation measures what the sequence adds from the same start."""
+        if arm.name == "model":
+            super().warm_start(net, net_config, arm, parent, init_from)
+
     def build_module(self, cfg: DictConfig, net: nn.Module, datamodule: DealWinSequenceDataModule, kind: str) -> Any:
         return instantiate(cfg.task.module, net=net)
 

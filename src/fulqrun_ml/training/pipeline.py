@@ -128,7 +128,8 @@ class Pipeline(ABC):
         return {"binary": ("val/log_loss", "min"), "regression": ("val/rmse", "min")}.get(kind, ("val/loss", "min"))
 
     def warm_start(self, net: nn.Module, net_config: dict[str, Any], arm: Arm, parent: Any, init_from: str) -> None:
-        """Copy a parent version's weights into an arm's network (train() loads and checks the parent)."""
+        """Copy a parent version's weights into an arm's network (train() loads and checks the parent, and asks
+        for every arm: a pipeline whose other arms have no counterpart in the parent leaves them as they are)."""
         warm_start(net, parent, net_config, init_from)
 
     @abstractmethod

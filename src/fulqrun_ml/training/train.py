@@ -106,7 +106,7 @@ def train(
                 out,
                 loggers if main else [],
                 extra_callbacks if main else [],
-                parent if main else None,
+                parent,
                 trainer_overrides(cfg, capabilities),
             )
             fitted.append(result)
