@@ -7,7 +7,7 @@
 2. On a newer extract (`data.source.days=820`: the same CRM simulator, 90 days later) it trains, interleaved
    `--repeats` times so machine noise hits both alike:
      warm   `init_from=deal_win@1`, `trainer.max_epochs=--warm-epochs` (fine-tuning)
-     full   from scratch with the default trainer (max 25 epochs, early stopping)
+     full   from scratch with the task's recipe (at most 40 epochs, early stopping patience 8 on val/log_loss)
 3. Scores the unchanged parent (its ONNX graph, as served) on the newer holdout: the "no update" baseline.
 
 Times are wall-clock of `train()` (`total`: data build + fit + evaluation) and of `trainer.fit` alone
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             "parent_window_days": args.parent_days,
             "new_window_days": args.new_days,
             "warm_start": f"init_from=deal_win@{parent.version}, trainer.max_epochs={args.warm_epochs}",
-            "full_retrain": "from scratch, default trainer (max_epochs 25, early stopping patience 5)",
+            "full_retrain": "from scratch, the task's recipe (max_epochs 40, patience 8 on val/log_loss)",
             "repeats": args.repeats,
             "logger": "none (W&B off for both, so only training is timed)",
         },
