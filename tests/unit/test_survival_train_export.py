@@ -39,6 +39,9 @@ def test_train_writes_model_and_km_metrics_and_the_grid(survival_run):
     assert metrics["km_pooled"]["concordance"] == 0.5  # one curve for everyone ranks nobody
     record = json.loads((run_dir / "survival.json").read_text())
     assert record["bin_edges"] == list(range(0, 92, 7)) and record["calibration"]["temperature"] > 0
+    fitted_on = record["calibration"]["fitted_on"]  # the hazard temperature saw the validation rows only
+    assert fitted_on["split"] == "val" and fitted_on["rows"] == survival_run["sizes"]["val_rows"]
+    assert survival_run["calibration"] == record["calibration"]  # the run record says the same
     assert survival_run["net_config"]["n_outputs"] == 13
     # The leaderboard's entry point reproduces metrics.json from the run directory and the holdout alone.
     holdout = pd.read_parquet(run_dir / "holdout.parquet")

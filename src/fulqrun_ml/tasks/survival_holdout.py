@@ -24,6 +24,7 @@ from scipy.optimize import minimize_scalar
 from torch import nn
 
 from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.tasks.calibration import rows_hash
 from fulqrun_ml.tasks.holdout import HoldoutEvaluation
 from fulqrun_ml.tasks.kaplan_meier import StageKaplanMeier
 from fulqrun_ml.tasks.survival import logistic_hazard_nll, predict_curves, predict_hazard_logits
@@ -85,7 +86,12 @@ def evaluate_survival(
     record = {
         "bin_edges": [float(e) for e in edges],
         "horizon_days": float(edges[-1]),
-        "calibration": {"method": "temperature", "temperature": temperature},
+        "calibration": {
+            "method": "temperature",
+            "temperature": temperature,
+            # What the fit saw: the validation rows' (duration, event) pairs, hashed like every calibrator's rows.
+            "fitted_on": {"split": "val", "rows": len(val), "hash": rows_hash(np.column_stack([d_val, ev_val]))},
+        },
         "kaplan_meier": km.to_record(),
         "outputs": {"close_probability": "P(closed by the end of bin k), [N, K]", "expected_days": "[N]"},
     }

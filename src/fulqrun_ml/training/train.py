@@ -24,6 +24,7 @@ resumed run is bit-identical to an uninterrupted one. Warm start: `init_from=<mo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -167,7 +168,7 @@ def train(
             "fit": round(t_fit - t_data, 3),
             "total": round(time.perf_counter() - t_start, 3),
         }
-        record = _replace(record, wandb_artifacts=artifacts, seconds=seconds)
+        record = dataclasses.replace(record, wandb_artifacts=artifacts, seconds=seconds)
         record.save(out)
         log.info("holdout %s", pipeline.headline(metrics))
         return {**record.to_dict(), "metrics": metrics}
@@ -175,12 +176,6 @@ def train(
         # Always close W&B runs, also on failure, so offline files are complete and syncable.
         if wandb.run is not None:
             wandb.finish()
-
-
-def _replace(record: RunRecord, **changes: Any) -> RunRecord:
-    from dataclasses import replace
-
-    return replace(record, **changes)
 
 
 def dispatch_calibration(cfg: DictConfig, capabilities: Capabilities, kind: str) -> str | None:
