@@ -45,13 +45,21 @@ from fulqrun_ml.tasks.binary import BinaryClassificationTask  # noqa: E402
 
 SEQUENCE_MODEL = "sequence_fusion"
 SEQUENCE_MAX_LEN = 32  # as configs/experiment/deal_win_sequence_fusion.yaml
-BACKBONES = ("mlp", "mlp_plr", "ft_transformer", "tabm", SEQUENCE_MODEL)
+# Every tabular backbone the model group declares (`family: tabular`, as the leaderboard finds them), plus the fusion.
+BACKBONES = (
+    *sorted(
+        p.stem
+        for p in (REPO / "configs" / "model").glob("*.yaml")
+        if yaml.safe_load(p.read_text()).get("family") == "tabular"
+    ),
+    SEQUENCE_MODEL,
+)
 INFERENCE_BATCHES = (1, 1024)
 
 
 def net_kwargs(model_name: str) -> tuple[str, dict[str, Any]]:
     """The backbone's class path and constructor arguments from its Hydra model YAML."""
-    config = yaml.safe_load((REPO / "configs" / "model" / f"{model_name}.yaml").read_text())["net"]
+    config = dict(yaml.safe_load((REPO / "configs" / "model" / f"{model_name}.yaml").read_text())["net"])
     return config.pop("_target_"), config
 
 
