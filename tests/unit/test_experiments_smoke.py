@@ -27,7 +27,7 @@ from fulqrun_ml.tasks.binary import predict_probabilities
 from fulqrun_ml.tasks.regression import predict_values
 from fulqrun_ml.tasks.survival import predict_curves
 from fulqrun_ml.tasks.survival_holdout import load_survival_record
-from fulqrun_ml.training.train import train
+from fulqrun_ml.training.train import build_pipeline, train
 
 # data=table needs a user's file: tests/unit/test_user_table.py trains that task.
 USER_FILE_TASKS = {"table"}
@@ -110,7 +110,16 @@ def test_every_task_outside_the_product_is_smoke_run_by_an_experiment():
     assert set(TASKS) - set(TABULAR_TASKS) - USER_FILE_TASKS <= overridden
 
 
-def smoke_train(compose_train, tmp_path: Path, *overrides: str) -> tuple[DictConfig, dict]:
+@pytest.fixture(scope="module")
+def built_data() -> dict[str, object]:
+    """One built dataset per task, shared by its backbones: the data a task composes does not depend on the model,
+    and building it (simulation, snapshots, features) costs more than a fast_dev_run."""
+    return {}
+
+
+def smoke_train(
+    compose_train, tmp_path: Path, *overrides: str, cache: dict[str, object] | None = None
+) -> tuple[DictConfig, dict]:
     cfg = compose_train(
         Path(tmp_path) / "run",
         *overrides,
@@ -121,14 +130,19 @@ def smoke_train(compose_train, tmp_path: Path, *overrides: str) -> tuple[DictCon
     )
     if cfg.task.get("compare_lightgbm"):
         cfg.task.compare_lightgbm = None  # LightGBM is covered in test_task_train.py; here only the networks run
-    summary = train(cfg)
+    datamodule = None
+    if cache is not None:
+        if cfg.task.name not in cache:
+            cache[cfg.task.name] = build_pipeline(cfg).build_datamodule(cfg)
+        datamodule = cache[cfg.task.name]
+    summary = train(cfg, datamodule=datamodule)
     assert (Path(summary["run_dir"]) / "run_info.json").is_file() and summary["metrics"]
     return cfg, summary
 
 
 @pytest.mark.parametrize(("task", "model"), PAIRS)
-def test_task_model_pair_smoke_trains(task, model, compose_train, tmp_path):
-    cfg, summary = smoke_train(compose_train, tmp_path, f"task={task}", f"model={model}")
+def test_task_model_pair_smoke_trains(task, model, compose_train, tmp_path, built_data):
+    cfg, summary = smoke_train(compose_train, tmp_path, f"task={task}", f"model={model}", cache=built_data)
     check_tabular_run(cfg, summary)
 
 

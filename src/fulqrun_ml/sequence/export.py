@@ -169,5 +169,9 @@ def export_sequence_run(
         "calibration": calibration,
         "sequence": {"max_len": vocabulary.max_len, "vocabulary_file": "sequence_vocab.json"},
     }
-    copies = ("feature_spec.json", "sequence_vocab.json", "net_state.pt", "calibration.json")
-    return publish_run(models_dir, name, run_dir, record, graph, copies, metrics, metadata), parity
+
+    def write_calibration(tmp: Path) -> None:  # as applied (a run from before calibration records has T = 1)
+        (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
+
+    copies = ("feature_spec.json", "sequence_vocab.json", "net_state.pt")
+    return publish_run(models_dir, name, run_dir, record, graph, copies, metrics, metadata, write_calibration), parity
