@@ -135,8 +135,7 @@ def check_fusion_parity(
 def export_sequence_run(
     run_dir: Path, models_dir: Path, name: str | None = None, **options: Any
 ) -> tuple[ModelVersion, float]:
-    """Export a finished sequence run, check parity on its holdout, publish `models/<name>/<version>/`.
-    `options` (--optimize/--quantize/--tensorrt) apply to tabular graphs and are refused by name."""
+    """Export a finished sequence run (tabular-only `options` refused), check parity on its holdout, publish."""
     run_dir = Path(run_dir)
     record = finished_run(run_dir, SEQUENCE_RUN_FILES, options, "sequence-fusion run")
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
