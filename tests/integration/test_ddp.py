@@ -38,11 +38,17 @@ def test_ddp_shards_are_disjoint_cover_every_row_and_reshuffle_each_epoch():
 DDP_RUNS = {  # pipeline -> overrides and the headline number its two processes must still reach
     "tabular": ([], lambda m: m["model"]["auc"] > 0.6),
     "sequence_fusion": (
-        ["task=deal_win_sequence", "model=sequence_fusion", "task.sequence.max_len=16", "task.sequence.ablation=false"],
+        [
+            "task=deal_win_sequence",
+            "model=sequence_fusion",
+            "task.sequence.max_len=16",
+            "task.sequence.ablation=false",
+            "data.source.n_opportunities=900",
+        ],
         lambda m: m["model"]["auc"] > 0.6,
     ),
     "forecast": (
-        ["task=revenue_forecast", "model=nbeats", "data.level=organization", "model.ensemble=2"],
+        ["task=revenue_forecast", "model=nbeats", "data.level=organization", "model.ensemble=2", "model.net.hidden=32"],
         lambda m: 0 < m["organization"]["model"]["wape"] < 1,
     ),
 }

@@ -135,8 +135,6 @@ def test_init_from_starts_every_arm_from_the_parent(reference, tmp_path, compose
     ("overrides", "method"),
     [
         (["task=deal_win", "task.calibration=isotonic"], "isotonic"),
-        (["task=deal_win_sequence", "model=sequence_fusion", "task.sequence.max_len=16", "task.calibration=platt",
-          "task.sequence.ablation=false"], "platt"),
         (["task=deal_win_sequence", "model=sequence_fusion", "task.sequence.max_len=16", "task.calibration=isotonic",
           "task.sequence.ablation=false"], "isotonic"),
     ],

@@ -72,6 +72,7 @@ def test_run_directory_metrics_and_lineage(sequence_run):
     assert metrics["sequence_gain"]["auc"] == pytest.approx(metrics["model"]["auc"] - metrics["tabular_only"]["auc"])
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["task"] == "deal_win_sequence" and len(info["data_hash"]) == 16 and info["wandb_run_id"]
+    assert info["calibration"]["method"] == "platt"  # the task config's choice, applied to both arms and exported
     net_config = info["net_config"]
     assert net_config["use_sequence"] is True and net_config["max_len"] == MAX_LEN
     assert net_config["n_event_types"] == 7 and net_config["n_channels"] == 6  # 5 types / 4 channels + pad + unknown
