@@ -150,8 +150,6 @@ def export_run(
     metrics["export_parity_max_abs_diff"] = parity
 
     def variants(tmp: Path) -> None:
-        if calibration is not None:
-            (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
         if optimize or quantize:
             report = optimize_onnx(tmp / "model.onnx", spec, holdout, tmp, "label", quantize, max_auc_drop=max_auc_drop)
             report["source"] = "model.onnx"  # paths relative to the version, not the staging directory
@@ -175,7 +173,10 @@ def export_run(
         **headline,
     }
     copies = ("feature_spec.json", "net_state.pt", *((TARGET_FILE,) if target is not None else ()))
-    return publish_run(models_dir, name, run_dir, record, graph, copies, metrics, metadata, variants), parity
+    version = publish_run(
+        models_dir, name, run_dir, record, graph, copies, metrics, metadata, variants, calibration=calibration
+    )
+    return version, parity
 
 
 def export_survival_run(run_dir: Path, models_dir: Path, name: str | None = None) -> tuple[ModelVersion, float]:
@@ -227,11 +228,13 @@ def publish_run(
     metrics: dict[str, Any],
     metadata: dict[str, Any],
     extra: Callable[[Path], None] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """The version directory every exporter publishes, atomically (registry/store.py): the graph, the run files
     it `copies` from the run directory, the network's constructor config, metrics (with parity) and lineage from
-    the run record; `extra(staging_dir)` adds what only one kind has. `metadata` is completed with the record's
-    task, pipeline and kind. `name` defaults to the run's task."""
+    the run record; `calibration` (the record the graph applies) becomes calibration.json; `extra(staging_dir)`
+    adds what only one kind has. `metadata` is completed with the record's task, pipeline and kind. `name`
+    defaults to the run's task."""
 
     def write(tmp: Path) -> None:
         (tmp / "model.onnx").write_bytes(graph.SerializeToString())
@@ -240,6 +243,8 @@ def publish_run(
         (tmp / "net_config.json").write_text(json.dumps(record.net_config, indent=2))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (tmp / "lineage.json").write_text(json.dumps(record.lineage(), indent=2, default=str))
+        if calibration is not None:
+            (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
         if extra is not None:
             extra(tmp)
 

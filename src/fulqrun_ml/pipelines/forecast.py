@@ -144,18 +144,20 @@ class ForecastPipeline(Pipeline):
             "member_epochs": [f.epochs for f in fitted],
             "parameters": sum(p.numel() for p in net.parameters()),
             "baseline_fit_forecast_seconds": baseline_seconds,  # refitted at every origin, over all test windows
+        }
+        artifacts = {
+            "conformal": conformal,
             "backtest": {k: test[k] for k in ("history", "calendar", "series", "target", "origin")}
             | {"forecast": forecasts["model"]},
         }
-        extra["conformal"] = conformal
         summary = {k: conformal[k] for k in ("method", "interval", "per_horizon", "fitted_on", "windows")}
-        return Evaluation(metrics, net, net_config, summary, None, extra)
+        return Evaluation(metrics, net, net_config, summary, None, extra, artifacts)
 
     def write_artifacts(self, out: Path, datamodule: RevenueForecastDataModule, evaluation: Evaluation) -> None:
-        (out / "conformal.json").write_text(json.dumps(evaluation.extra.pop("conformal"), indent=2))
+        (out / "conformal.json").write_text(json.dumps(evaluation.artifacts["conformal"], indent=2))
         index = {"levels": datamodule.levels, "freq": datamodule.freq, "groups": datamodule.panel.groups}
         (out / "series_index.json").write_text(json.dumps(index, indent=2))
-        np.savez_compressed(out / "backtest.npz", **evaluation.extra.pop("backtest"))
+        np.savez_compressed(out / "backtest.npz", **evaluation.artifacts["backtest"])
 
     def data_window(self, datamodule: RevenueForecastDataModule) -> dict[str, dict[str, Any]]:
         return {s: datamodule.split_window(s) for s in datamodule.origins}

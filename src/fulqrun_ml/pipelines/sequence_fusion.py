@@ -97,6 +97,7 @@ class SequenceFusionPipeline(Pipeline):
             "model_uncalibrated": binary_report(raw, labels),
         }
         scores = {"model": probs}
+        artifacts: dict[str, Any] = {}
         extra: dict[str, Any] = {
             "sequence": {"max_len": datamodule.max_len, "vocabulary": datamodule.vocabulary.sizes},
             "leakage_audit": datamodule.leakage_audit,
@@ -106,7 +107,7 @@ class SequenceFusionPipeline(Pipeline):
             _, tab_probs, _ = calibrated_holdout(ablation.net, datamodule, calibration)
             metrics["tabular_only"] = binary_report(tab_probs, labels)
             scores["tabular_only"] = tab_probs
-            extra["ablation"] = {"net": ablation.net, "net_config": ablation.net_config}
+            artifacts["ablation"] = {"net": ablation.net, "net_config": ablation.net_config}
         for who, column in datamodule.baseline_columns.items():
             metrics[who] = binary_report(holdout[column].to_numpy(), labels)
             scores[who] = holdout[column].to_numpy()
@@ -114,7 +115,7 @@ class SequenceFusionPipeline(Pipeline):
             metrics["sequence_gain"] = {
                 k: metrics["model"][k] - metrics["tabular_only"][k] for k in ("auc", "log_loss", "ece", "brier")
             }
-        return Evaluation(metrics, fitted[0].net, fitted[0].net_config, record, scores, extra)
+        return Evaluation(metrics, fitted[0].net, fitted[0].net_config, record, scores, extra, artifacts)
 
     def write_artifacts(self, out: Path, datamodule: DealWinSequenceDataModule, evaluation: Evaluation) -> None:
         datamodule.spec.save(out / "feature_spec.json")
@@ -123,7 +124,7 @@ class SequenceFusionPipeline(Pipeline):
         np.savez_compressed(out / "holdout_sequences.npz", **datamodule.sequences["test"])
         datamodule.open_deals.to_parquet(out / "open_deals.parquet", index=False)
         np.savez_compressed(out / "open_deals_sequences.npz", **datamodule.open_deal_sequences)
-        ablation = evaluation.extra.pop("ablation", None)
+        ablation = evaluation.artifacts.get("ablation")
         if ablation is not None:
             (out / ABLATION_DIR).mkdir(exist_ok=True)
             torch.save(ablation["net"].state_dict(), out / ABLATION_DIR / "net_state.pt")

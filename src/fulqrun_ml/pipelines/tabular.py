@@ -88,9 +88,10 @@ class TabularPipeline(Pipeline):
     ) -> Evaluation:
         net, net_config = fitted[0].net, fitted[0].net_config
         extra: dict[str, Any] = {"leakage_audit": datamodule.leakage_audit}
+        artifacts: dict[str, Any] = {}
         if kind == "survival":
             evaluation, record = evaluate_survival(net, datamodule.spec, datamodule.frames, survival_edges(cfg.task))
-            extra["survival"] = record
+            artifacts["survival"] = record
         elif kind == "regression":
             evaluation = evaluate_regression(
                 net, datamodule.spec, datamodule.target_scaling, datamodule.frames, datamodule.baseline_columns
@@ -111,12 +112,13 @@ class TabularPipeline(Pipeline):
             calibration=evaluation.calibration,
             scores=evaluation.scores if kind == "binary" else None,
             extra=extra,
+            artifacts=artifacts,
         )
 
     def write_artifacts(self, out: Path, datamodule: TabularDataModuleBase, evaluation: Evaluation) -> None:
         datamodule.spec.save(out / "feature_spec.json")
-        if "survival" in evaluation.extra:  # the hazard temperature lives here, with the grid it applies to
-            (out / SURVIVAL_FILE).write_text(json.dumps(evaluation.extra.pop("survival"), indent=2))
+        if "survival" in evaluation.artifacts:  # the hazard temperature lives here, with the grid it applies to
+            (out / SURVIVAL_FILE).write_text(json.dumps(evaluation.artifacts["survival"], indent=2))
         if datamodule.target_scaling is not None:
             datamodule.target_scaling.save(out / "target.json")
         datamodule.frames["test"].drop(columns=["split"], errors="ignore").to_parquet(

@@ -169,8 +169,7 @@ def export_sequence_run(
         "sequence": {"max_len": vocabulary.max_len, "vocabulary_file": "sequence_vocab.json"},
     }
 
-    def write_calibration(tmp: Path) -> None:  # as applied (a run from before calibration records has T = 1)
-        (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
-
     copies = ("feature_spec.json", "sequence_vocab.json", "net_state.pt")
-    return publish_run(models_dir, name, run_dir, record, graph, copies, metrics, metadata, write_calibration), parity
+    # The calibration as applied (a run from before calibration records exports T = 1).
+    version = publish_run(models_dir, name, run_dir, record, graph, copies, metrics, metadata, calibration=calibration)
+    return version, parity

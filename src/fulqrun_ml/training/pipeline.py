@@ -75,6 +75,8 @@ class Evaluation:
     calibration: dict[str, Any] | None = None
     scores: dict[str, np.ndarray] | None = None  # binary: holdout scores per who, for plots and W&B
     extra: dict[str, Any] = field(default_factory=dict)  # pipeline facts for the run record
+    # What only `write_artifacts` turns into run files (backtest arrays, an ablation's weights, ...); never recorded.
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
 
 class Pipeline(ABC):

@@ -72,7 +72,8 @@ def train(
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    datamodule = datamodule or pipeline.build_datamodule(cfg)
+    if datamodule is None:
+        datamodule = pipeline.build_datamodule(cfg)
     datamodule.setup("fit")
     kind = pipeline.target_kind(cfg, datamodule)
     capabilities = pipeline.capabilities(kind)
