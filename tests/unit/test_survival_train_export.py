@@ -45,7 +45,8 @@ def test_train_writes_model_and_km_metrics_and_the_grid(survival_run):
     assert survival_run["net_config"]["n_outputs"] == 13
     # The leaderboard's entry point reproduces metrics.json from the run directory and the holdout alone.
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
-    again = evaluate_survival_run(run_dir, holdout)
+    spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
+    again = evaluate_survival_run(run_dir, holdout, load_trained_net(run_dir, spec), spec)
     for who in ("model", "km_stage", "km_pooled"):
         assert again[who]["concordance"] == pytest.approx(metrics[who]["concordance"], abs=1e-9)
         assert again[who]["integrated_brier"] == pytest.approx(metrics[who]["integrated_brier"], rel=1e-5)

@@ -3,7 +3,7 @@
 Every row is a set of curves P(closed by the end of bin k) on the same time-based holdout, scored by the one
 `tasks.survival_metrics.survival_report`: Harrell's C, integrated Brier, NLL, ECE at 30 days and at the horizon,
 MAE of the predicted median. Networks are scored as they ship (hazard temperature inside, through
-`tasks.survival_holdout.evaluate_survival_run`), exported, parity-checked on both graph outputs and timed.
+`tasks.survival_holdout.evaluate_survival_curves`), exported, parity-checked on both graph outputs and timed.
 
 Baselines on the same split:
 - Kaplan-Meier per stage and pooled, fitted on the training split (the survival analog of a stage median);
@@ -58,7 +58,7 @@ from fulqrun_ml.export.onnx_export import check_parity, export_survival_onnx
 from fulqrun_ml.tasks.kaplan_meier import StageKaplanMeier
 from fulqrun_ml.tasks.survival import CLOSE_PROBABILITY, EXPECTED_DAYS, predict_curves
 from fulqrun_ml.tasks.survival_grid import bin_index, restricted_mean, validate_bin_edges
-from fulqrun_ml.tasks.survival_holdout import evaluate_survival_run, load_survival_record
+from fulqrun_ml.tasks.survival_holdout import evaluate_survival_curves, load_survival_record
 from fulqrun_ml.tasks.survival_metrics import harrell_concordance, survival_report
 
 # Report keys copied into a row (the per-edge Brier scores stay in the run's metrics.json).
@@ -118,9 +118,9 @@ def evaluate_neural(run: NeuralRun, holdout: Holdout) -> Scored:
     if tuple(float(e) for e in record["bin_edges"]) != holdout.bin_edges:
         raise LeaderboardError(f"model '{run.model}': run grid {record['bin_edges']} != task grid {holdout.bin_edges}")
     val, test = holdout.frames["val"], holdout.frames["test"]
-    metrics = evaluate_survival_run(run.run_dir, test)["model"]
     temperature = record["calibration"]["temperature"]
     cdf, expected = predict_curves(run.net, run.spec.encode(test), record["bin_edges"], temperature)
+    metrics = evaluate_survival_curves(record, cdf, test)["model"]
     val_cdf, _ = predict_curves(run.net, run.spec.encode(val), record["bin_edges"], temperature)
     graph = export_survival_onnx(run.net, run.spec, record["bin_edges"], temperature)
     parity = check_parity(graph, cdf.reshape(-1), run.spec, test, output=CLOSE_PROBABILITY)

@@ -5,9 +5,9 @@ logistic-hazard NLL and exported inside the graph. One scalar cannot reorder row
 and it cannot break monotonicity of the curve; it only sharpens or flattens every bin's hazard, which is where
 an over-confident network is usually off.
 
-`evaluate_survival_run` scores a finished run directory on any frame of holdout rows with everything it needs
-read from the run (weights, FeatureSpec, survival.json: edges, temperature, the training split's KM curves), so
-the leaderboard can call it without the training data.
+`evaluate_survival_run` scores a finished run's network on any frame of holdout rows with everything else it
+needs read from the run (survival.json: edges, temperature, the training split's KM curves), so the leaderboard
+can call it without the training data.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import instantiate
 from scipy.optimize import minimize_scalar
 from torch import nn
 
@@ -105,24 +104,18 @@ def load_survival_record(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def load_run_backbone(run_dir: Path, spec: FittedFeatureSpec) -> nn.Module:
-    """The run's backbone from run_info.json's net_config and net_state.pt (export's `load_trained_net`, which
-    tasks may not import: the import contracts keep export downstream of tasks)."""
-    info = json.loads((run_dir / "run_info.json").read_text())
-    net = instantiate(
-        info["net_config"], n_continuous=len(spec.spec.numeric), cardinalities=spec.cardinalities, _convert_="all"
-    )
-    net.load_state_dict(torch.load(run_dir / "net_state.pt", weights_only=True))
-    return net.eval()
-
-
-def evaluate_survival_run(run_dir: Path, holdout: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """The metric dict of a finished survival run on `holdout` rows (raw features + label + duration_days +
-    stage_index): model (calibrated as exported) and both KM baselines fitted on that run's training split."""
-    run_dir = Path(run_dir)
-    record = load_survival_record(run_dir)
+def evaluate_survival_curves(record: dict[str, Any], cdf: np.ndarray, holdout: pd.DataFrame) -> dict[str, dict]:
+    """Curves a run's network gave on `holdout` rows (raw features + label + duration_days + stage_index), scored
+    next to both KM baselines fitted on that run's training split (read from its survival.json `record`)."""
     edges = np.asarray(record["bin_edges"], dtype=np.float64)
-    spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
-    net = load_run_backbone(run_dir, spec)
-    cdf, _ = predict_curves(net, spec.encode(holdout), edges, record["calibration"]["temperature"])
     return score_curves(cdf, StageKaplanMeier.from_record(record["kaplan_meier"], edges), holdout, edges)
+
+
+def evaluate_survival_run(
+    run_dir: Path, holdout: pd.DataFrame, net: nn.Module, spec: FittedFeatureSpec
+) -> dict[str, dict[str, Any]]:
+    """The metric dict of a finished survival run's network (loaded by the caller, e.g. with export's
+    `load_trained_net`) on `holdout` rows: model (calibrated as exported) and both KM baselines."""
+    record = load_survival_record(Path(run_dir))
+    cdf, _ = predict_curves(net, spec.encode(holdout), record["bin_edges"], record["calibration"]["temperature"])
+    return evaluate_survival_curves(record, cdf, holdout)
