@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# System packages the integration tests use: wrk (HTTP load generator) and a PostgreSQL server.
+# System packages the integration tests use: wrk (HTTP load generator), a PostgreSQL server and Redis.
 # Idempotent; tests also install what is missing themselves, this just does it once up front.
 set -euo pipefail
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -35,6 +35,16 @@ from fulqrun_ml.training.reproduce import reproduce_version
 from fulqrun_ml.training.train import train
 
 # `fulqrun-ml bench <name>` -> fulqrun_ml.benchmarks.<module>.main(argv)
+# Pass-through command groups that parse their own options: `fulqrun-ml <group> ...` -> <module>.main(argv).
+COMMAND_GROUPS = {
+    "online": (
+        "fulqrun_ml.online.commands",
+        "the real-time feature store: redis | materialise | backfill | stream | skew",
+    ),
+    "monitor": ("fulqrun_ml.monitoring.commands", "production monitoring: drift | performance | alerts | simulate"),
+    "governance": ("fulqrun_ml.monitoring.governance", "`governance report <model> <version>`: compliance report"),
+    "experiment": ("fulqrun_ml.monitoring.experiments", "A/B experiments: assign | analyse | simulate"),
+}
 BENCHMARKS = {"models": "leaderboard", "serve": "serving", "score": "scoring", "incremental": "incremental"}
 DEFAULT_EXPORT_TASK = "deal_win"
 
@@ -148,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_predict.add_argument("--model", default="deal_win")
     p_predict.add_argument("--protocol", choices=["http", "grpc"], default="http")
     sub.add_parser("run", help="the whole spine end to end with a report (train overrides follow)")
+    for group, (_module, group_help) in COMMAND_GROUPS.items():
+        sub.add_parser(group, add_help=False, help=group_help)
     return parser
 
 
@@ -185,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if reproduction.identical else 1
         elif args.command == "score":
             return score_main(rest)
+        elif args.command in COMMAND_GROUPS:
+            return int(importlib.import_module(COMMAND_GROUPS[args.command][0]).main(rest) or 0)
     except FulqrunMLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
