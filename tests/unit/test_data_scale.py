@@ -18,12 +18,12 @@ import pytest
 
 from fulqrun_ml.data import snapshots, task_snapshots
 from fulqrun_ml.data import snapshots_duckdb as sql_snapshots
-from fulqrun_ml.data.contract import TABLE_COLUMNS, CRMTables
+from fulqrun_ml.data.contract import HISTORY_COLUMNS, TABLE_COLUMNS, CRMTables
 from fulqrun_ml.data.crm_duckdb import CRMDatabase, DuckDBSettings, open_crm
 from fulqrun_ml.data.simulator_scale import iter_latent, read_manifest, read_sharded_crm, write_simulated_crm
 from fulqrun_ml.data.sources import write_crm_directory
 from fulqrun_ml.data.validation import validate_crm
-from fulqrun_ml.features.audit import LeakageError
+from fulqrun_ml.features.audit import CURRENT_VALUE_SUFFIX, LeakageError
 from fulqrun_ml.features.crm_scale_build import build_crm_datasets
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES, KEYS, compute_deal_features
 from fulqrun_ml.features.deal_features_duckdb import (
@@ -79,6 +79,7 @@ def crm(request: pytest.FixtureRequest, sharded: Path, floored: Path, tmp_path: 
 
 def _read_flat(directory: Path) -> CRMTables:
     frames = {name: pd.read_parquet(directory / f"{name}.parquet") for name in TABLE_COLUMNS}
+    frames |= {name: pd.read_parquet(directory / f"{name}.parquet") for name in HISTORY_COLUMNS}
     frames["activities"]["direction"] = "unknown"  # what validation fills in for an export without it
     stamp = pd.read_json(directory / "crm_export.json", typ="series")["extracted_at"]
     return CRMTables(**frames, extracted_at=pd.Timestamp(stamp))
@@ -146,6 +147,10 @@ def test_deal_win_snapshots_and_every_feature_match_pandas(crm):
 
     got_sources = _sorted(source_times_frame(db, name), KEYS)
     for column in sources.columns.drop(KEYS):
+        if column.endswith(CURRENT_VALUE_SUFFIX):  # the audit's "current value, not point-in-time" flags
+            expected_flags = _sorted(sources, KEYS)[column].astype(bool)
+            pd.testing.assert_series_equal(got_sources[column].astype(bool), expected_flags, check_dtype=False)
+            continue
         expected_times = pd.to_datetime(_sorted(sources, KEYS)[column], utc=True)
         pd.testing.assert_series_equal(pd.to_datetime(got_sources[column], utc=True), expected_times, check_dtype=False)
     assert audit_leakage(db, name)["violations"] == 0

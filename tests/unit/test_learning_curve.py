@@ -138,7 +138,10 @@ def test_latent_split_matches_the_simulator_story() -> None:
     """latent_rest_logit (true logit - 1.3 z) minus the company and value effects is the rep's skill term:
     constant per rep. A wrong z weight would leave z in it and break this."""
     crm = simulate_crm(n_opportunities=400, n_reps=6, n_companies=80, seed=2)
-    opps, companies = crm.tables.opportunities, crm.tables.companies.set_index("id")
+    opps = crm.tables.opportunities
+    # Win odds read each company's original record (the first version in its history), not today's row.
+    history = crm.tables.company_history.sort_values("valid_from")
+    companies = history.drop_duplicates("company_id", keep="first").set_index("company_id")
     frame = pd.DataFrame({"opportunity_id": opps["id"], "stage_index": 0})
     rest = attach_truth(frame, crm.latent)["latent_rest_logit"].to_numpy()
     company = companies.loc[opps["company_id"]]

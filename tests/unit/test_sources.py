@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fulqrun_ml.data.contract import TABLE_COLUMNS, CRMTables
+from fulqrun_ml.data.contract import HISTORY_COLUMNS, TABLE_COLUMNS, CRMTables
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
 from fulqrun_ml.data.sources import DirectorySource, SimulatorSource, SourceError, write_crm_directory
 from fulqrun_ml.data.user_tables import ColumnKind, TableSource, infer_column_kind
@@ -39,13 +39,15 @@ def test_directory_round_trip_is_identical(simulated, tmp_path, fmt):
     tables = simulated.tables
     write_crm_directory(tables, tmp_path, fmt)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [*(f"{name}.{fmt}" for name in TABLE_COLUMNS), "crm_export.json"]
+        [*(f"{name}.{fmt}" for name in (*TABLE_COLUMNS, *HISTORY_COLUMNS)), "crm_export.json"]
     )
     source = DirectorySource(tmp_path)
     loaded = source()
     assert loaded.extracted_at == tables.extracted_at and source.report is not None and source.report.ok
     for name in TABLE_COLUMNS:
         pd.testing.assert_frame_equal(loaded.table(name), tables.table(name), check_exact=True, obj=name)
+    for name in HISTORY_COLUMNS:  # the slowly changing attributes travel with the export
+        pd.testing.assert_frame_equal(loaded.history(name), tables.history(name), check_exact=True, obj=name)
 
 
 def test_csv_timestamps_are_parsed_as_utc(simulated, tmp_path):

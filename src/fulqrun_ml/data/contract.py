@@ -21,10 +21,31 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {name: table.columns for name, table
 # (and fills its empty cells) with it, so an export from before the column existed still loads.
 OPTIONAL_COLUMN_DEFAULTS: dict[str, dict[str, str]] = {"activities": {"direction": UNKNOWN_DIRECTION}}
 
+# Slowly changing attributes, kept SCD type-2 style: one row per version of an entity's tracked fields, valid
+# from `valid_from` until that entity's next row. Why: the CRM overwrites these fields in place, so the
+# `companies` / `users` rows hold today's values, which a past snapshot must not read. Optional: an export
+# without them loads with empty tables, and the feature builders then fall back to the current row, flagged
+# "current value, not point-in-time" by the leakage audit (`features/audit.py`, `data/history.py`).
+HISTORY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "company_history": ("company_id", "industry", "size", "annual_revenue", "employee_count", "country", "valid_from"),
+    "user_history": ("user_id", "region", "valid_from"),
+}
+# History table -> (the table whose rows it versions, keyed there by `id`; the history's own key column).
+HISTORY_OF: dict[str, tuple[str, str]] = {
+    "company_history": ("companies", "company_id"),
+    "user_history": ("users", "user_id"),
+}
+
 
 def empty_table(name: str) -> pd.DataFrame:
     """A table with the contract's columns and no rows: what a source holds for a table the CRM lacks."""
     return pd.DataFrame({column: pd.Series(dtype=object) for column in TABLE_COLUMNS[name]})
+
+
+def empty_history(name: str) -> pd.DataFrame:
+    """A history table with no rows (a CRM that records no versions): builders read the current rows."""
+    columns = {column: pd.Series(dtype=object) for column in HISTORY_COLUMNS[name]}
+    return pd.DataFrame(columns | {"valid_from": pd.Series(dtype="datetime64[us, UTC]")})
 
 
 @dataclass(frozen=True)
@@ -33,7 +54,8 @@ class CRMTables:
 
     `extracted_at` matters for point-in-time work: deals still open at that moment have no label yet.
     `leads` defaults to an empty table so sources without leads (the skeleton simulator, older exports)
-    still construct a complete CRM; every table named in TABLE_COLUMNS is always present.
+    still construct a complete CRM; every table named in TABLE_COLUMNS is always present. The history tables
+    (HISTORY_COLUMNS) default to empty for the same reason: sources and callers that predate them still work.
     """
 
     organizations: pd.DataFrame
@@ -45,6 +67,8 @@ class CRMTables:
     stage_history: pd.DataFrame
     extracted_at: pd.Timestamp
     leads: pd.DataFrame = field(default_factory=lambda: empty_table("leads"))
+    company_history: pd.DataFrame = field(default_factory=lambda: empty_history("company_history"))
+    user_history: pd.DataFrame = field(default_factory=lambda: empty_history("user_history"))
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in TABLE_COLUMNS:
@@ -54,3 +78,12 @@ class CRMTables:
     def frames(self) -> dict[str, pd.DataFrame]:
         """Every table by name, in TABLE_COLUMNS order."""
         return {name: self.table(name) for name in TABLE_COLUMNS}
+
+    def history(self, name: str) -> pd.DataFrame:
+        if name not in HISTORY_COLUMNS:
+            raise KeyError(f"unknown history table '{name}'; the contract has {list(HISTORY_COLUMNS)}")
+        return getattr(self, name)
+
+    def history_frames(self) -> dict[str, pd.DataFrame]:
+        """Every history table by name (empty ones included), in HISTORY_COLUMNS order."""
+        return {name: self.history(name) for name in HISTORY_COLUMNS}

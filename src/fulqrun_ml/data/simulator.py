@@ -19,6 +19,12 @@ The story (deliberately small for the walking skeleton; the data-layer issue gro
    or are disqualified; touches on leads (related_type "lead") arrive at a rate growing with q.
 8. Direction: a call, email or meeting is inbound (the customer reached out) with probability growing with
    the deal's z (the lead's q); tasks and notes are the rep's own work (outbound). Signal about z again.
+9. Slowly changing attributes (`simulator_history.py`): firmographic updates, industry reclassifications and
+   rep territory transfers over time, kept in `company_history` / `user_history`; the `companies` / `users`
+   rows hold the values at extraction. Win odds read each company's original record, so the changes carry
+   no outcome signal; they exist so that reading today's row for a past snapshot is detectably wrong.
+10. Drift (`simulator_drift.py`, optional): a known change (downturn, industry mix, price increase, new product
+    line) applied to deals created after an onset day, for scoring monitors against a known onset.
 
 Holiday thinning and direction draw from a second generator seeded from `seed`, so adding them left the
 main stream (and every other column's draws) where it was. `activity_rate` scales both touch rates
@@ -44,6 +50,8 @@ from fulqrun_ml.data.calendar import (
     roll_to_business_day,
 )
 from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.simulator_drift import DriftScenario
+from fulqrun_ml.data.simulator_history import simulate_company_history, simulate_user_history
 from fulqrun_ml.data.simulator_touches import TouchDays, simulate_deal_touches, simulate_leads
 from fulqrun_ml.data.uuids import seeded_uuids
 from fulqrun_ml.data.vocabulary import MEDDPICC_FIELDS, OPEN_STAGES, PEAK_STAGE_OF, STAGE_DEFAULT_PROBABILITY
@@ -103,6 +111,7 @@ def simulate_crm(
     n_leads: int | None = None,
     activity_rate: float = 1.0,
     organization_name: str = "Simulated Org",
+    drift: DriftScenario | None = None,
 ) -> SimulatedCRM:
     """Generate a deterministic CRM: same arguments, same tables, byte for byte."""
     if activity_rate <= 0:
@@ -183,8 +192,14 @@ def simulate_crm(
     created_days = rng.uniform(0, days - 20, size=n)
     value = np.round(rng.lognormal(np.log(40_000), 0.9, size=n), 2)
     z = rng.normal(0.0, 1.0, size=n)
+    drift_shift, drifted = np.zeros(n), np.zeros(n, dtype=bool)
+    if drift is not None:  # its own generator: without drift, every draw is what it always was
+        company_idx, value, drift_shift, drifted = drift.apply(
+            np.random.default_rng([seed, 3]), created_days, company_idx, value, industries
+        )
     logit = (
-        -0.4
+        drift_shift
+        - 0.4
         + 1.3 * z
         + 0.6 * rep_skill[rep_idx]
         + np.array([INDUSTRY_EFFECT[i] for i in industries[company_idx]])
@@ -274,9 +289,14 @@ def simulate_crm(
             "latent_quality": z,
             "exit_stage_index": exit_stage,
             "won": won,
+            "drifted": drifted,
             "rep_region": rep_region[rep_idx],
         }
     )
+    # Own generator, drawn last: the changes leave every other table (and the main stream) as it was.
+    history_rng = np.random.default_rng([seed, 2])
+    companies, company_history = simulate_company_history(companies, list(INDUSTRY_EFFECT), extracted_at, history_rng)
+    users, user_history = simulate_user_history(users, REGIONS, start_ts, extracted_at, history_rng)
     tables = CRMTables(
         organizations=organizations,
         users=users,
@@ -287,6 +307,8 @@ def simulate_crm(
         stage_history=stage_history,
         extracted_at=extracted_at,
         leads=leads,
+        company_history=company_history,
+        user_history=user_history,
     )
     return SimulatedCRM(tables=tables, latent=latent, lead_latent=lead_latent)
 

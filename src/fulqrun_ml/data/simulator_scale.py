@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fulqrun_ml.data.contract import TABLE_COLUMNS, CRMTables
+from fulqrun_ml.data.contract import HISTORY_COLUMNS, TABLE_COLUMNS, CRMTables
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, Kind
 from fulqrun_ml.data.simulator import simulate_crm
 
@@ -138,6 +138,9 @@ def read_sharded_crm(directory: str | Path) -> CRMTables:
         name: pd.concat([pd.read_parquet(f) for f in table_files(directory, name)], ignore_index=True)
         for name in TABLE_COLUMNS
     }
+    for name in HISTORY_COLUMNS:  # optional: directories written before history existed have none
+        if table_files(directory, name):
+            frames[name] = pd.concat([pd.read_parquet(f) for f in table_files(directory, name)], ignore_index=True)
     return CRMTables(**frames, extracted_at=pd.Timestamp(manifest["extracted_at"]))
 
 
@@ -155,6 +158,8 @@ def _write_shard(out: Path, index: int, kwargs: dict[str, Any]) -> dict[str, int
     for name, frame in crm.tables.frames().items():
         _write_part(_canonical_times(name, frame), out / name, index)
         counts[name] = len(frame)
+    for name, frame in crm.tables.history_frames().items():  # not counted: the manifest counts contract tables
+        _write_part(frame, out / name, index)
     _write_part(crm.latent, out / "latent" / "opportunities", index)
     if crm.lead_latent is not None:
         _write_part(crm.lead_latent, out / "latent" / "leads", index)

@@ -26,7 +26,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from fulqrun_ml.data.contract import TABLE_COLUMNS, CRMTables, empty_table
+from fulqrun_ml.data.contract import HISTORY_COLUMNS, TABLE_COLUMNS, CRMTables, empty_table
+from fulqrun_ml.data.contract_versions import COLUMN_ALIASES
+from fulqrun_ml.data.history import coerce_history
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, POSTGRES_TYPE, TableContract
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
 from fulqrun_ml.data.validation import OnError, QuarantineFormat, ValidationReport, validate_crm
@@ -126,6 +128,13 @@ class DirectorySource(CRMSource[CRMTables]):
         if not self.path.is_dir():
             raise SourceError(f"CRM export directory {self.path} does not exist")
         frames = {name: self._read_table(name) for name in TABLE_COLUMNS}
+        # History tables are optional: without them builders read the current rows, flagged by the audit.
+        for name in HISTORY_COLUMNS:
+            formats = [self.format] if self.format else ["parquet", "csv"]
+            files = [self.path / f"{name}.{fmt}" for fmt in formats if (self.path / f"{name}.{fmt}").is_file()]
+            if files:
+                raw = pd.read_csv(files[0], dtype=str) if files[0].suffix == ".csv" else pd.read_parquet(files[0])
+                frames[name] = coerce_history(name, raw)
         return CRMTables(**frames, extracted_at=self._extracted_at())
 
     def _read_table(self, name: str) -> pd.DataFrame:
@@ -173,7 +182,8 @@ def write_crm_directory(tables: CRMTables, path: str | Path, format: FileFormat 
     clashes = [out / f"{name}.{other}" for name in TABLE_COLUMNS if (out / f"{name}.{other}").exists()]
     if clashes:
         raise SourceError(f"{out} already holds {[c.name for c in clashes]}; write {format} to another directory")
-    for name, frame in tables.frames().items():
+    history = {name: frame for name, frame in tables.history_frames().items() if len(frame)}
+    for name, frame in {**tables.frames(), **history}.items():
         file = out / f"{name}.{format}"
         if format == "parquet":
             frame.to_parquet(file, index=False)
@@ -197,7 +207,9 @@ DSN_ENV = "FULQRUN_CRM_DSN"
 class PostgresSource(CRMSource[CRMTables]):
     """The CRM's own PostgreSQL tables (e.g. Supabase), read in one read-only, repeatable-read
     transaction, so every table comes from the same snapshot. Only the contract's columns are selected
-    (other columns may hold PII). `extracted_at` defaults to that transaction's start (`now()`)."""
+    (other columns may hold PII). `extracted_at` defaults to that transaction's start (`now()`).
+    `snapshot`: an id from `pg_export_snapshot()` in a transaction still open elsewhere; the read then sees
+    exactly that transaction's snapshot (the CDC worker reads the CRM and its pending outbox consistently)."""
 
     def __init__(
         self,
@@ -207,8 +219,10 @@ class PostgresSource(CRMSource[CRMTables]):
         on_error: OnError = "fail",
         quarantine_dir: str | Path | None = None,
         quarantine_format: QuarantineFormat = "parquet",
+        snapshot: str | None = None,
     ) -> None:
         super().__init__(on_error, quarantine_dir, quarantine_format)
+        self.snapshot = snapshot
         # Taken from the environment when not given, so a password never sits in a config, log or W&B run.
         self.dsn = dsn or os.environ.get(DSN_ENV)
         if not self.dsn:
@@ -225,6 +239,8 @@ class PostgresSource(CRMSource[CRMTables]):
             conn.read_only = True
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             with conn.transaction():
+                if self.snapshot is not None:
+                    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot)))
                 conn.execute("SET LOCAL TIME ZONE 'UTC'")
                 started = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
                 existing = _existing_columns(conn, self.schema)
@@ -235,9 +251,13 @@ class PostgresSource(CRMSource[CRMTables]):
                             frames[name] = empty_table(name)
                             continue
                         raise SourceError(f"table '{self.schema}.{name}' does not exist in the database")
-                    columns = [c for c in TABLE_COLUMNS[name] if c in existing[name]]
+                    selected = _selected_columns(name, existing[name])
+                    columns = list(selected)
                     query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
-                        sql.SQL(", ").join(map(sql.Identifier, columns)),
+                        sql.SQL(", ").join(
+                            sql.SQL("{} AS {}").format(sql.Identifier(source), sql.Identifier(column))
+                            for column, source in selected.items()
+                        ),
                         sql.Identifier(self.schema, name),
                         sql.SQL(", ").join(map(sql.Identifier, CRM_SCHEMAS[name].key)),
                     )
@@ -245,6 +265,18 @@ class PostgresSource(CRMSource[CRMTables]):
                     frames[name] = _frame_from_rows(rows, columns)
         extracted_at = pd.Timestamp(self.extracted_at) if self.extracted_at is not None else pd.Timestamp(started)
         return CRMTables(**frames, extracted_at=extracted_at)
+
+
+def _selected_columns(table: str, existing: set[str]) -> dict[str, str]:
+    """Contract column -> the database column holding it: itself, or a declared alias (a renamed column that
+    an older CRM schema still has; contract_versions.COLUMN_ALIASES). Columns with neither are left out."""
+    aliases = COLUMN_ALIASES.get(table, {})
+    selected = {}
+    for column in TABLE_COLUMNS[table]:
+        source = column if column in existing else next((a for a in aliases.get(column, ()) if a in existing), None)
+        if source is not None:
+            selected[column] = source
+    return selected
 
 
 def _existing_columns(conn: Any, schema: str) -> dict[str, set[str]]:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from fulqrun_ml.data.contract import OPTIONAL_COLUMN_DEFAULTS, TABLE_COLUMNS, CRMTables
+from fulqrun_ml.data.contract_versions import apply_aliases
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, Reason, TableContract
 from fulqrun_ml.data.table_checks import Problem, check_table, is_missing, record_id, show_value
 from fulqrun_ml.errors import DataContractError
@@ -193,8 +194,11 @@ def _as_frame(tables: CRMTables, name: str) -> pd.DataFrame | None:
 
 
 def _with_optional_columns(name: str, frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    """The frame with each optional column present and its empty cells set to the "not recorded" value, so an
-    export made before the column existed (or a CRM that leaves it blank) loads instead of failing."""
+    """The frame with renamed columns under their canonical names and each optional column present, its empty
+    cells set to the "not recorded" value, so an export made before a rename or before the column existed (or a
+    CRM that leaves it blank) loads instead of failing."""
+    if frame is not None:
+        frame = apply_aliases(name, frame)  # renamed columns (contract_versions.COLUMN_ALIASES) load by either name
     defaults = OPTIONAL_COLUMN_DEFAULTS.get(name, {})
     if frame is None or not defaults:
         return frame

@@ -27,6 +27,7 @@ from fulqrun_ml.datamodules.loaders import SplitBatchDataModule
 from fulqrun_ml.datamodules.task_builders import DealWinBuilder, SnapshotTaskBuilder, TargetKind
 from fulqrun_ml.features.audit import audit_point_in_time
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES
+from fulqrun_ml.features.recompute_audit import recompute_audit
 from fulqrun_ml.features.spec import FeatureSpec, FittedFeatureSpec
 from fulqrun_ml.features.target import TargetScaling
 
@@ -140,6 +141,9 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         keys = [builder.entity, "as_of"]
         features, source_times = builder.features(tables, snapshots, with_sources=True)
         self.leakage_audit = audit_point_in_time(source_times, self.feature_spec.names)
+        # The check that does not trust the builders: a small sample recomputed from the CRM cut at as_of.
+        recomputed = recompute_audit(tables, features, builder.features, builder.entity, self.feature_spec.names)
+        self.leakage_audit.update(recomputed.summary())
         frame = snapshots.merge(features, on=keys)
         oracle = builder.oracle(loaded, frame, self.horizon_days) if isinstance(loaded, SimulatedCRM) else None
         if oracle is not None:
@@ -149,6 +153,8 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         self.data_hash = dataset_hash(frame.drop(columns=[ORACLE_COLUMN], errors="ignore"))
         # After the hash: weights are derived from the rows, not data (calibration fits with them).
         frame[WEIGHT_COLUMN] = split.censoring_weights(frame, frame["split"])
+        for column, values in builder.group_columns(tables, frame).items():  # fairness groups, not features
+            frame[column] = values
         frames = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
         self.frames = builder.fit_baselines(frames)
         self.baseline_columns = dict(builder.baselines())

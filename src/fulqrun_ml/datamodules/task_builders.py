@@ -34,6 +34,17 @@ from fulqrun_ml.features.lead_features import LEAD_FEATURES, compute_lead_featur
 from fulqrun_ml.features.spec import FeatureSpec
 
 TargetKind = Literal["binary", "regression", "survival"]
+# The owning rep's days in the CRM at as_of (users.created_at): a group attribute for the fairness evaluation
+# (evaluation/fairness.py bands it into `rep_tenure`), added after the data hash and never a model feature.
+REP_TENURE_COLUMN = "rep_tenure_days"
+
+
+def rep_tenure_days(tables: CRMTables, rep_ids: pd.Series, as_of: pd.Series) -> np.ndarray:
+    """Days between each rep joining (users.created_at) and the row's as_of; NaN where the rep is unknown."""
+    joined = pd.to_datetime(tables.users.drop_duplicates("id").set_index("id")["created_at"], utc=True)
+    start = joined.reindex(rep_ids.to_numpy()).to_numpy()
+    delta = pd.to_datetime(as_of, utc=True).to_numpy() - start
+    return pd.to_timedelta(delta).total_seconds().to_numpy() / 86400.0
 
 
 class SnapshotTaskBuilder(ABC):
@@ -75,6 +86,10 @@ class SnapshotTaskBuilder(ABC):
         """The best possible score given the simulator's latent truth (None where the story has none)."""
         return None
 
+    def group_columns(self, tables: CRMTables, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Columns that describe who a row concerns for the fairness evaluation, not features (none by default)."""
+        return {}
+
     @abstractmethod
     def scoring_rows(self, tables: CRMTables, horizon_days: int) -> pd.DataFrame:
         """The entities serving would score at extraction time, with their features."""
@@ -96,6 +111,10 @@ class DealWinBuilder(SnapshotTaskBuilder):
 
     def baselines(self) -> dict[str, str]:
         return {"rep": "rep_probability"}
+
+    def group_columns(self, tables: CRMTables, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        owner = tables.opportunities.drop_duplicates("id").set_index("id")["assigned_to"]
+        return {REP_TENURE_COLUMN: rep_tenure_days(tables, owner.reindex(frame["opportunity_id"]), frame["as_of"])}
 
     def oracle(self, loaded: SimulatedCRM, frame: pd.DataFrame, horizon_days: int) -> np.ndarray:
         truth = loaded.latent.set_index("opportunity_id")["true_win_probability"].reindex(frame["opportunity_id"])

@@ -11,6 +11,7 @@ exports the single raw-columns ONNX graph, checks parity on the holdout, and pub
   survival.json       survival: bin edges, the hazard temperature inside the graph, the training KM curves
                       (outputs `close_probability` [N, K] and `expected_days` [N]; parity checked on both)
   metrics.json        holdout metrics (model, rep, oracle) and export parity
+  fairness.json       binary: holdout metrics by region, industry, company size, rep tenure; gaps; mitigation
   lineage.json        config, data hash and window, git commit, W&B run id and artifacts, parent version
                       (warm start), source run dir
   net_state.pt        the backbone's weights and
@@ -33,6 +34,7 @@ import pandas as pd
 import torch
 from hydra.utils import instantiate
 
+from fulqrun_ml.data.contract_versions import contract_fingerprint
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.export.onnx_export import (
     PARITY_ATOL,
@@ -47,6 +49,7 @@ from fulqrun_ml.export.optimize import MAX_AUC_DROP, OPTIMIZED_FILE, QUANTIZED_F
 from fulqrun_ml.export.tensorrt import TensorRTUnavailableError, export_tensorrt, tensorrt_unavailable_reason
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.features.target import TargetScaling
+from fulqrun_ml.registry.fairness_gate import FAIRNESS_FILE
 from fulqrun_ml.registry.run_record import RunRecord
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 from fulqrun_ml.tasks.binary import predict_probabilities
@@ -245,10 +248,17 @@ def publish_run(
         (tmp / "lineage.json").write_text(json.dumps(record.lineage(), indent=2, default=str))
         if calibration is not None:
             (tmp / "calibration.json").write_text(json.dumps(calibration, indent=2))
+        if fairness is not None:
+            (tmp / FAIRNESS_FILE).write_text(json.dumps(fairness, indent=2))
         if extra is not None:
             extra(tmp)
 
-    return publish_version(models_dir, name or record.task, write, {**record_metadata(record), **metadata})
+    # Binary runs carry fairness.json (evaluation/fairness.py); its gap summary goes into metadata.json, where the
+    # registry's promote gate and the model card read it.
+    fairness_path = Path(run_dir) / FAIRNESS_FILE
+    fairness = json.loads(fairness_path.read_text()) if fairness_path.is_file() else None
+    recorded = {"fairness": fairness["summary"]} if fairness else {}
+    return publish_version(models_dir, name or record.task, write, {**record_metadata(record), **metadata, **recorded})
 
 
 def record_metadata(record: RunRecord) -> dict[str, Any]:
@@ -261,6 +271,9 @@ def record_metadata(record: RunRecord) -> dict[str, Any]:
         "data_hash": record.data_hash,
         "git_commit": record.git_commit,
         "wandb_run_id": record.wandb_run_id,
+        # The CRM contract the model reads (data/contract_versions.py): warm starts and serving refuse a
+        # version whose contract the running one cannot read, naming what broke.
+        "contract": contract_fingerprint(),
     }
 
 

@@ -3,7 +3,9 @@
 For each (company_id, as_of) row, only what the CRM knew at as_of is read: the company's firmographics,
 its closed deals (closes in stage history stamped by as_of), its deals open at as_of (created by then and
 not yet closed), and touches on its deals stamped by as_of. Deal values are fixed at creation, so they may
-be read; stages come from stage history only.
+be read; stages come from stage history only. Firmographics are read as of as_of from `company_history`
+(`data/history.py`), flagged "current value" for the audit where the export has none. Aggregates over possibly
+no rows report the company row anchoring them when they read none, so a NaT source time always fails the audit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import numpy as np
 import pandas as pd
 
 from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.history import attributes_as_of
+from fulqrun_ml.features.audit import current_value_column
+from fulqrun_ml.features.deal_features import as_float, newest
 from fulqrun_ml.features.spec import CategoricalFeature, FeatureSpec, NumericFeature
 
 ACCOUNT_FEATURES = FeatureSpec(
@@ -38,6 +43,9 @@ ACCOUNT_FEATURES = FeatureSpec(
 DAY = pd.Timedelta(days=1)
 KEYS = ["company_id", "as_of"]
 CLOSED = ("closed_won", "closed_lost")
+# Which source rows each feature reads, for the audit. Groups: company (company_history at as_of, else the
+# companies row), closes (stage_history closes of its deals), pipeline (its deals created by as_of and their
+# stage changes), activities (touches on its deals). Every ACCOUNT_FEATURES name is here.
 FEATURE_SOURCE = {
     **dict.fromkeys(["employee_count", "annual_revenue", "industry", "company_size", "country"], "company"),
     **dict.fromkeys(
@@ -69,6 +77,7 @@ def compute_account_features(
 
 def _features_at(tables: CRMTables, company_ids: np.ndarray, as_of: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
     companies = tables.companies.set_index("id").loc[company_ids]
+    firmographics = attributes_as_of(tables, "company_history", company_ids, as_of)
     opps = tables.opportunities[tables.opportunities["company_id"].isin(company_ids)]
     opps = opps[opps["created_at"] <= as_of]
     opp_company = opps.set_index("id")["company_id"]
@@ -109,23 +118,26 @@ def _features_at(tables: CRMTables, company_ids: np.ndarray, as_of: pd.Timestamp
     since_touch = np.where(np.isnan(since_touch), tenure, since_touch)  # never touched: as long as a customer
 
     pipeline_time = pd.concat([by_open["created_at"].max(), newest_open_change], axis=1).max(axis=1)
+    created = pd.to_datetime(companies["created_at"], utc=True).to_numpy()
     group_times = {
-        "company": companies["created_at"].to_numpy(),
-        "closes": closes.groupby("company_id")["changed_at"].max().reindex(company_ids).to_numpy(),
-        "pipeline": pipeline_time.reindex(company_ids).to_numpy(),
-        "activities": by_act["created_at"].max().reindex(company_ids).to_numpy(),
+        "company": firmographics.source_time,
+        "closes": newest(closes.groupby("company_id")["changed_at"].max().reindex(company_ids).to_numpy(), created),
+        "pipeline": newest(pipeline_time.reindex(company_ids).to_numpy(), created),
+        "activities": newest(by_act["created_at"].max().reindex(company_ids).to_numpy(), created),
     }
+    current = ~firmographics.point_in_time
     source_times = pd.DataFrame(
         {"company_id": company_ids, "as_of": as_of}
         | {name: group_times[group] for name, group in FEATURE_SOURCE.items()}
+        | {current_value_column(n): current for n, g in FEATURE_SOURCE.items() if g == "company"}
     )
     recent = acts[acts["created_at"] > as_of - 90 * DAY].groupby("company_id").size()
     features = pd.DataFrame(
         {
             "company_id": company_ids,
             "as_of": as_of,
-            "employee_count": companies["employee_count"].to_numpy(dtype=np.float64),
-            "annual_revenue": companies["annual_revenue"].to_numpy(dtype=np.float64),
+            "employee_count": as_float(firmographics.values["employee_count"]),
+            "annual_revenue": as_float(firmographics.values["annual_revenue"]),
             "wins_total": per_company(by_win.size()),
             "losses_total": per_company(closes[closes["to_stage"] == "closed_lost"].groupby("company_id").size()),
             "won_value_total": per_company(by_win["value"].sum()),
@@ -135,9 +147,9 @@ def _features_at(tables: CRMTables, company_ids: np.ndarray, as_of: pd.Timestamp
             "open_pipeline_value": per_company(by_open["value"].sum()),
             "activities_last_90d": per_company(recent),
             "days_since_last_activity": np.nan_to_num(since_touch, nan=0.0),
-            "industry": companies["industry"].astype(str).to_numpy(),
-            "company_size": companies["size"].astype(str).to_numpy(),
-            "country": companies["country"].astype(str).to_numpy(),
+            "industry": firmographics.values["industry"].astype(str).to_numpy(),
+            "company_size": firmographics.values["size"].astype(str).to_numpy(),
+            "country": firmographics.values["country"].astype(str).to_numpy(),
         }
     )
     return features, source_times

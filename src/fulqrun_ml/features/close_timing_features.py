@@ -2,8 +2,9 @@
 
 Deals are pushed to close on the last day of a quarter (the quarter-end push), so how many days remain in
 the quarter at as_of says much about how long an open deal has left; nothing about a deal's win odds needs
-it, which is why it is not a deal-win feature. It is computed from as_of alone (the calendar), so its source
-time for the leakage audit is as_of itself.
+it, which is why it is not a deal-win feature. It is computed from as_of alone (the calendar): it is declared
+`READS_NOTHING_TIMESTAMPED` in FEATURE_SOURCE, and the source time it reports is as_of itself (never NaT, so
+the audit passes it even where the caller does not pass the declarations).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import pandas as pd
 
 from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.features.audit import CURRENT_VALUE_SUFFIX, READS_NOTHING_TIMESTAMPED
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES, compute_deal_features
+from fulqrun_ml.features.deal_features import FEATURE_SOURCE as DEAL_FEATURE_SOURCE
 from fulqrun_ml.features.spec import FeatureSpec, NumericFeature
 
 CLOSE_TIMING_FEATURES = FeatureSpec(
@@ -21,6 +24,9 @@ CLOSE_TIMING_FEATURES = FeatureSpec(
     ),
     categorical=DEAL_WIN_FEATURES.categorical,
 )
+
+# Which source rows each feature reads (for the audit): the deal-win declarations plus the calendar feature.
+FEATURE_SOURCE = {**DEAL_FEATURE_SOURCE, "days_to_quarter_end": READS_NOTHING_TIMESTAMPED}
 
 
 def days_to_quarter_end(as_of: pd.Series) -> pd.Series:
@@ -40,4 +46,5 @@ def compute_close_timing_features(
     if sources is None:
         return features[columns]
     sources = sources.assign(days_to_quarter_end=sources["as_of"])  # the calendar: known at as_of
-    return features[columns], sources[columns]
+    flags = [c for c in sources.columns if c.endswith(CURRENT_VALUE_SUFFIX)]
+    return features[columns], sources[[*columns, *flags]]

@@ -4,7 +4,13 @@
 CRM knew *at* as_of: only stage-history rows, activities and closed deals with timestamps <= as_of are read,
 and only opportunity fields that are fixed at creation (value, company, rep). Fields that the CRM
 overwrites without history (stage, probability, MEDDPICC text, close_date) are never read from the
-opportunities table, since their stored values may come from after as_of.
+opportunities table, since their stored values may come from after as_of. Company firmographics and the
+rep's region change over time: they are read as of as_of from `company_history` / `user_history`
+(`data/history.py`); without history the current row is read and flagged "current value" for the audit.
+
+Source times (for `features/audit.py`): an aggregate over possibly no rows (touches, the rep's closes)
+reports the newest row it read or, when there is none, the row that anchors it (the deal, the rep), so a
+missing time (NaT) always means a real problem and fails the audit.
 
 Serving uses the same function with as_of = now, so training and serving share one definition.
 """
@@ -15,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.history import attributes_as_of
 from fulqrun_ml.data.snapshots import stage_as_of
+from fulqrun_ml.features.audit import current_value_column
 from fulqrun_ml.features.spec import CategoricalFeature, FeatureSpec, NumericFeature
 
 DEAL_WIN_FEATURES = FeatureSpec(
@@ -52,6 +60,9 @@ DAY = pd.Timedelta(days=1)
 
 
 # Which source rows each feature reads; `source_times` reports the newest timestamp of each, for the audit.
+# Groups: deal_created (the opportunity row's fixed fields), stage (stage_history), activities (touches on the
+# deal), company (company_history at as_of, else the companies row), rep_user (user_history at as_of, else the
+# users row), rep_record (closes in stage_history of the rep's deals). Every DEAL_WIN_FEATURES name is here.
 FEATURE_SOURCE = {
     "value": "deal_created",
     "deal_age_days": "deal_created",
@@ -77,6 +88,8 @@ FEATURE_SOURCE = {
     "rep_closed_deals": "rep_record",
 }
 KEYS = ["opportunity_id", "as_of"]
+# The groups whose values may come from a current row (no history at as_of): their features get a flag column.
+VERSIONED_GROUPS = ("company", "rep_user")
 
 
 def compute_deal_features(
@@ -103,8 +116,9 @@ def compute_deal_features(
 def _features_at(tables: CRMTables, opportunity_ids: np.ndarray, as_of: pd.Timestamp) -> pd.DataFrame:
     opps = tables.opportunities.set_index("id").loc[opportunity_ids]
     stages = stage_as_of(tables.stage_history, as_of).reindex(opportunity_ids)
-    companies = tables.companies.set_index("id").loc[opps["company_id"]]
-    region = tables.users.set_index("id")["region"].reindex(opps["assigned_to"]).to_numpy()
+    companies = attributes_as_of(tables, "company_history", opps["company_id"].to_numpy(), as_of)
+    reps = attributes_as_of(tables, "user_history", opps["assigned_to"].to_numpy(), as_of)
+    firmographics = companies.values
 
     acts = tables.activities
     acts = acts[(acts["created_at"] <= as_of) & acts["related_id"].isin(opportunity_ids)]
@@ -122,17 +136,23 @@ def _features_at(tables: CRMTables, opportunity_ids: np.ndarray, as_of: pd.Times
 
     age_days = (as_of - opps["created_at"]).dt.total_seconds().to_numpy() / 86400.0
     rep_wins, rep_closed, rep_last_close = _rep_record(tables, as_of, opps["assigned_to"].to_numpy())
+    deal_created = pd.to_datetime(opps["created_at"], utc=True).to_numpy()
+    rep_created = pd.to_datetime(
+        tables.users.drop_duplicates("id").set_index("id")["created_at"].reindex(opps["assigned_to"]), utc=True
+    ).to_numpy()
     group_times = {
-        "deal_created": opps["created_at"].to_numpy(),
+        "deal_created": deal_created,
         "stage": stages["stage_entered_at"].to_numpy(),
-        "activities": by_deal["created_at"].max().reindex(opportunity_ids).to_numpy(),
-        "company": companies["created_at"].to_numpy(),
-        "rep_user": tables.users.set_index("id")["created_at"].reindex(opps["assigned_to"]).to_numpy(),
-        "rep_record": rep_last_close,
+        "activities": newest(by_deal["created_at"].max().reindex(opportunity_ids).to_numpy(), deal_created),
+        "company": companies.source_time,
+        "rep_user": reps.source_time,
+        "rep_record": newest(rep_last_close, rep_created),
     }
+    current = {"company": ~companies.point_in_time, "rep_user": ~reps.point_in_time}
     source_times = pd.DataFrame(
         {"opportunity_id": opportunity_ids, "as_of": as_of}
         | {name: group_times[group] for name, group in FEATURE_SOURCE.items()}
+        | {current_value_column(n): current[g] for n, g in FEATURE_SOURCE.items() if g in VERSIONED_GROUPS}
     )
     last_touch = by_deal["created_at"].max().reindex(opportunity_ids)
     since_last = ((as_of - last_touch).dt.total_seconds() / 86400.0).to_numpy()
@@ -155,18 +175,32 @@ def _features_at(tables: CRMTables, opportunity_ids: np.ndarray, as_of: pd.Times
             "inbound_total": per_deal(inbound.groupby("related_id").size()),
             "activities_per_week": 7.0 * activities_total / np.maximum(age_days, 1.0),
             "days_since_last_activity": since_last,
-            "employee_count": companies["employee_count"].to_numpy(dtype=np.float64),
-            "annual_revenue": companies["annual_revenue"].to_numpy(dtype=np.float64),
+            "employee_count": as_float(firmographics["employee_count"]),
+            "annual_revenue": as_float(firmographics["annual_revenue"]),
             "rep_win_rate": (rep_wins + REP_PRIOR_WINS) / (rep_closed + REP_PRIOR_DEALS),
             "rep_closed_deals": rep_closed,
             "stage": stages["stage"].to_numpy(),
-            "industry": companies["industry"].to_numpy(),
-            "company_size": companies["size"].to_numpy(),
-            "region": region,
-            "country": companies["country"].to_numpy(),
+            "industry": firmographics["industry"].to_numpy(),
+            "company_size": firmographics["size"].to_numpy(),
+            "region": reps.values["region"].to_numpy(),
+            "country": firmographics["country"].to_numpy(),
         }
     )
     return features, source_times
+
+
+def newest(times: np.ndarray, anchor: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """Per row, the later of the newest row read (NaT: none was read) and the time of the row anchoring it."""
+    both = pd.DataFrame(
+        {"read": pd.to_datetime(pd.Series(times), utc=True), "anchor": pd.to_datetime(pd.Series(anchor), utc=True)}
+    )
+    return both.max(axis=1).array
+
+
+def as_float(values: pd.Series) -> np.ndarray:
+    """A numeric attribute (object dtype after the as-of lookup) as float64; missing values become NaN, text
+    that is not a number raises (validated data never has it)."""
+    return pd.to_numeric(values).to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _rep_record(tables: CRMTables, as_of: pd.Timestamp, reps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

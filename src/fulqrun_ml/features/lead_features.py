@@ -5,6 +5,9 @@ owner, creation time, company link), touches on the lead stamped at or before as
 leads decided by as_of, and the company's firmographics if the company existed by then. The lead's
 `status`, `score` and `updated_at` are rewritten in place without history (their stored values come from
 after as_of), so they are never features; `updated_at` is used only for leads already decided at as_of.
+Firmographics and the owner's region are read as of as_of from the history tables (`data/history.py`), and
+flagged "current value" for the audit where the export has none. Aggregates over possibly no rows report the
+row anchoring them (the lead, the owner) when they read none, so a NaT source time always fails the audit.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import numpy as np
 import pandas as pd
 
 from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.history import attributes_as_of
+from fulqrun_ml.features.audit import current_value_column
+from fulqrun_ml.features.deal_features import as_float, newest
 from fulqrun_ml.features.spec import CategoricalFeature, FeatureSpec, NumericFeature
 
 LEAD_FEATURES = FeatureSpec(
@@ -54,7 +60,10 @@ ACTIVITY_FEATURES = (
     "activities_per_week",
     "days_since_last_activity",
 )
-# Which source rows each feature reads; their newest timestamp per row feeds the leakage audit.
+# Which source rows each feature reads; their newest timestamp per row feeds the leakage audit. Groups:
+# lead_created (the lead's fixed fields), activities (touches on the lead), company (company_history at as_of,
+# else the companies row; the lead row itself when no company is known), rep_user (user_history at as_of, else
+# the users row), rep_record (the owner's leads decided by as_of). Every LEAD_FEATURES name is here.
 FEATURE_SOURCE = {
     "lead_age_days": "lead_created",
     "source": "lead_created",
@@ -66,6 +75,7 @@ FEATURE_SOURCE = {
     "rep_lead_conversion_rate": "rep_record",
     "rep_leads_decided": "rep_record",
 }
+VERSIONED_GROUPS = ("company", "rep_user")
 
 
 def compute_lead_features(
@@ -109,24 +119,32 @@ def _features_at(tables: CRMTables, lead_ids: np.ndarray, as_of: pd.Timestamp) -
     since_last = np.where(np.isnan(since_last), age_days, since_last)
 
     # A company counts only if it existed at as_of; otherwise the lead looks company-less, as it did then.
-    companies = tables.companies.set_index("id").reindex(leads["company_id"])
-    known = companies["created_at"].notna().to_numpy() & (companies["created_at"] <= as_of).to_numpy()
+    company_ids = leads["company_id"].to_numpy()
+    created = pd.to_datetime(tables.companies.drop_duplicates("id").set_index("id")["created_at"], utc=True)
+    created = created.reindex(company_ids)
+    known = created.notna().to_numpy() & (created <= as_of).to_numpy()
+    companies = attributes_as_of(tables, "company_history", company_ids, as_of)
 
     def firmographic(column: str, missing: float | str) -> np.ndarray:
-        values = companies[column].to_numpy(dtype=object)
+        values = companies.values[column].to_numpy(dtype=object)
         return np.where(known, values, missing)
 
-    users = tables.users.set_index("id")
+    reps = attributes_as_of(tables, "user_history", leads["assigned_to"].to_numpy(), as_of)
+    rep_created = tables.users.drop_duplicates("id").set_index("id")["created_at"].reindex(leads["assigned_to"])
     rate, decided, record_time = _rep_record(tables, as_of, leads["assigned_to"].to_numpy())
+    lead_created = pd.to_datetime(leads["created_at"], utc=True).to_numpy()
     group_times = {
-        "lead_created": leads["created_at"].to_numpy(),
-        "activities": last_touch.to_numpy(),
-        "company": np.where(known, companies["created_at"].to_numpy(), np.datetime64("NaT")),
-        "rep_user": users["created_at"].reindex(leads["assigned_to"]).to_numpy(),
-        "rep_record": record_time,
+        "lead_created": lead_created,
+        "activities": newest(last_touch.to_numpy(), lead_created),
+        "company": np.where(known, companies.source_time, lead_created),
+        "rep_user": reps.source_time,
+        "rep_record": newest(record_time, rep_created.to_numpy()),
     }
+    current = {"company": known & ~companies.point_in_time, "rep_user": ~reps.point_in_time}
     source_times = pd.DataFrame(
-        {"lead_id": lead_ids, "as_of": as_of} | {name: group_times[group] for name, group in FEATURE_SOURCE.items()}
+        {"lead_id": lead_ids, "as_of": as_of}
+        | {name: group_times[group] for name, group in FEATURE_SOURCE.items()}
+        | {current_value_column(n): current[g] for n, g in FEATURE_SOURCE.items() if g in VERSIONED_GROUPS}
     )
     features = pd.DataFrame(
         {
@@ -140,8 +158,8 @@ def _features_at(tables: CRMTables, lead_ids: np.ndarray, as_of: pd.Timestamp) -
             "meetings_total": type_total("meeting"),
             "activities_per_week": 7.0 * activities_total / np.maximum(age_days, 1.0),
             "days_since_last_activity": since_last,
-            "employee_count": firmographic("employee_count", 0.0).astype(np.float64),
-            "annual_revenue": firmographic("annual_revenue", 0.0).astype(np.float64),
+            "employee_count": as_float(pd.Series(firmographic("employee_count", 0.0))),
+            "annual_revenue": as_float(pd.Series(firmographic("annual_revenue", 0.0))),
             "rep_lead_conversion_rate": rate,
             "rep_leads_decided": decided,
             "source": leads["source"].astype(str).to_numpy(),
@@ -149,7 +167,7 @@ def _features_at(tables: CRMTables, lead_ids: np.ndarray, as_of: pd.Timestamp) -
             "industry": firmographic("industry", "none").astype(str),
             "company_size": firmographic("size", "none").astype(str),
             "country": firmographic("country", "none").astype(str),
-            "region": users["region"].reindex(leads["assigned_to"]).astype(str).to_numpy(),
+            "region": reps.values["region"].astype(str).to_numpy(),
         }
     )
     return features, source_times

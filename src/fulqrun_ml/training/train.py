@@ -38,6 +38,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from fulqrun_ml.data.contract_versions import check_compatible
 from fulqrun_ml.project import git_commit
 from fulqrun_ml.registry.run_record import RunRecord
 from fulqrun_ml.training.checkpointing import LAST_CHECKPOINT, RNGStateCheckpoint, resolve_ckpt_path
@@ -84,6 +85,7 @@ def train(
     parent = None
     if cfg.get("init_from"):
         parent = load_parent(Path(cfg.paths.models_dir), cfg.init_from)
+        check_compatible(parent.version.metadata.get("contract"), f"init_from={cfg.init_from}")
         spec = pipeline.compatibility_spec(datamodule)
         if spec is not None:
             check_feature_compatibility(parent.spec, spec, cfg.init_from)
