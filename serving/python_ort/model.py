@@ -17,9 +17,18 @@ fields for the last column of the first output (the probability; for survival, P
 horizon)), each field's effect measured by feature ablation against the training baseline (the field set to a
 typical value: numeric mean, most frequent category). The same computation as captum's FeatureAblation
 on the PyTorch model, which a test checks.
+
+With the config parameter `prediction_log_dir` (the prediction log, set by `fulqrun_ml.serving.deploy` from
+configs/serving/*.yaml) every answered request is appended to this instance's spool file before its response
+is returned, by `prediction_spool.py` (copied next to this file): the declared feature columns (categoricals
+outside the training vocabulary scrubbed), the outputs, the request id and the batch's latency. Requests
+refused for a bad field are not logged: they are not predictions. If the record cannot be written, the
+request gets an error instead of an answer, so no answered prediction is missing from the log.
 """
 
+import importlib.util
 import json
+import time
 from operator import attrgetter
 from pathlib import Path
 
@@ -36,6 +45,15 @@ def decode_utf8(array):
     LabelEncoder silently maps every value to "unknown"). `map(bytes.decode)` is ~10x faster than numpy's
     char.decode, the largest cost of this backend before, and raises UnicodeDecodeError the same way."""
     return np.fromiter(map(bytes.decode, array.ravel()), dtype=object, count=array.size).reshape(array.shape)
+
+
+def load_spool_module():
+    """prediction_spool.py from this version directory, loaded by path (the stub's sys.path does not have it)."""
+    path = Path(__file__).with_name("prediction_spool.py")
+    spec = importlib.util.spec_from_file_location("fulqrun_prediction_spool", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class RequestError(Exception):
@@ -76,6 +94,13 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(
             str(version_dir / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        self.spool = None
+        if parameters.get("prediction_log_dir", {}).get("string_value"):
+            self.log = load_spool_module()
+            self.spool = self.log.spool_from_config(config, args)
+            self.log_head = {"model": args["model_name"], "version": int(args["model_version"])}
+            vocabularies = spec.get("vocabularies", {})
+            self.vocabularies = {name: frozenset(vocabularies.get(name, ())) for name in self.categorical}
 
     def _arrays(self, request):
         """Structural checks for one request (presence, dtype, shape); values are checked on the merged batch.
@@ -132,6 +157,7 @@ class TritonPythonModel:
         return None
 
     def execute(self, requests):
+        started = time.perf_counter()
         responses = [None] * len(requests)
         valid = []  # (request index, numeric, categorical, rows)
         for i, request in enumerate(requests):
@@ -173,12 +199,36 @@ class TritonPythonModel:
                     outputs.append(pb_utils.Tensor("reasons", reasons[start : start + rows]))
                 responses[i] = pb_utils.InferenceResponse(output_tensors=outputs)
                 start += rows
+            if self.spool is not None:
+                self._log_predictions(requests, valid, feeds, results, started, responses)
         except Exception as exc:  # never crash the stub: report the failure to each caller
             message = f"inference failed: {type(exc).__name__}: {exc}"
             for i, *_ in valid:
                 if responses[i] is None:
                     responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
         return responses
+
+    def _log_predictions(self, requests, valid, feeds, results, started, responses):
+        """Append one line per answered request to the spool, in one write, before the responses go out.
+
+        A failed write turns those answers into errors: the client retries, and nothing was acknowledged
+        that the log does not hold."""
+        try:
+            log = self.log
+            inputs = {name: log.encode_column(feeds[name]) for name in self.numeric}
+            for name in self.categorical:
+                inputs[name] = log.scrub_categorical(feeds[name].ravel().tolist(), self.vocabularies[name])
+            outputs = {name: log.encode_column(r) for name, r in zip(self.output_names, results, strict=True)}
+            answered = []  # [request id, rows, entity ids]: the batch's rows, request by request
+            for i, _, _, rows in valid:
+                request_id, entity_ids = log.request_identity(requests[i], rows)
+                answered.append([request_id, rows, entity_ids])
+            head = dict(self.log_head, time=log.utc_now(), latency_ms=round((time.perf_counter() - started) * 1e3, 3))
+            self.spool.write(log.batch_line(head, answered, inputs, outputs))
+        except Exception as exc:
+            error = pb_utils.TritonError(f"prediction log unavailable: {type(exc).__name__}: {exc}")
+            for i, *_ in valid:
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=error)
 
     def _drop_bad_requests(self, valid, feeds, bad, responses):
         """Answer requests holding a bad row with an error naming the field; keep the rest of the batch."""
@@ -232,3 +282,5 @@ class TritonPythonModel:
 
     def finalize(self):
         self.session = None
+        if self.spool is not None:
+            self.spool.close()

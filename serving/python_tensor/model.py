@@ -19,9 +19,16 @@ such as vocabulary or series index ranges, max batch), so a bad request gets an 
 the other requests of the dynamic batch are still answered. Valid requests with the same non-batch shapes are
 concatenated and scored in one onnxruntime call (sequences of different lengths are scored separately rather
 than re-padded, so a served answer is exactly what onnxruntime gives for that request alone).
+
+With the config parameter `prediction_log_dir` every answered request is appended to this instance's spool
+file before the responses are returned (`prediction_spool.py`, copied next to this file; the same format and
+guarantees as the python-ort backend, one line per request): every input tensor, except string inputs without
+a training vocabulary in feature_spec.json (never logged); strings outside the vocabulary are scrubbed.
 """
 
+import importlib.util
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +45,15 @@ def decode_utf8(array):
     silently maps every value to "unknown"). Same as serving/python_ort/model.py: each template is copied
     alone into a version directory, so the few lines are repeated rather than imported."""
     return np.fromiter(map(bytes.decode, array.ravel()), dtype=object, count=array.size).reshape(array.shape)
+
+
+def load_spool_module():
+    """prediction_spool.py from this version directory, loaded by path (the stub's sys.path does not have it)."""
+    path = Path(__file__).with_name("prediction_spool.py")
+    spec = importlib.util.spec_from_file_location("fulqrun_prediction_spool", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class RequestError(Exception):
@@ -132,6 +148,14 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(
             str(version_dir / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        self.spool = None
+        if parameters.get("prediction_log_dir", {}).get("string_value"):
+            self.log = load_spool_module()
+            self.spool = self.log.spool_from_config(config, args)
+            self.log_head = {"model": args["model_name"], "version": int(args["model_version"])}
+            features = version_dir / "feature_spec.json"
+            vocabularies = json.loads(features.read_text()).get("vocabularies", {}) if features.is_file() else {}
+            self.vocabularies = {name: frozenset(values) for name, values in vocabularies.items()}
         graph_inputs = {i.name for i in self.session.get_inputs()}
         if graph_inputs != self.names:  # a spec that does not describe the graph is a build bug: fail the load
             raise ValueError(f"{SPEC_FILE} inputs {sorted(self.names)} != model.onnx inputs {sorted(graph_inputs)}")
@@ -162,6 +186,7 @@ class TritonPythonModel:
         return feeds, rows, key
 
     def execute(self, requests):
+        started = time.perf_counter()
         responses = [None] * len(requests)
         groups = {}  # shape key -> [(request index, feeds, rows)]
         for i, request in enumerate(requests):
@@ -175,12 +200,40 @@ class TritonPythonModel:
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
                 continue
             groups.setdefault(key, []).append((i, feeds, rows))
+        answered = []  # (request index, feeds, rows, outputs) for the prediction log
         for members in groups.values():
-            self._run(members, responses)
+            self._run(members, responses, answered if self.spool is not None else None)
+        if answered:
+            self._log_predictions(requests, answered, started, responses)
         return responses
 
-    def _run(self, members, responses):
-        """One onnxruntime call for requests of the same shapes; each caller gets its rows back."""
+    def _log_predictions(self, requests, answered, started, responses):
+        """One line per answered request, one write for the batch, before the responses go out; a failed
+        write turns those answers into errors, so nothing is acknowledged that the log does not hold."""
+        try:
+            log = self.log
+            head = dict(self.log_head, time=log.utc_now(), latency_ms=round((time.perf_counter() - started) * 1e3, 3))
+            lines = []
+            for i, feeds, rows, outputs in answered:
+                inputs = {}
+                for name, array in feeds.items():
+                    if array.dtype == object:
+                        if name not in self.vocabularies:
+                            continue  # a string with no training vocabulary: never logged
+                        inputs[name] = log.scrub_categorical(array.ravel().tolist(), self.vocabularies[name])
+                    else:
+                        inputs[name] = log.encode_column(array)
+                request_id, entity_ids = log.request_identity(requests[i], rows)
+                lines.append(log.batch_line(head, [[request_id, rows, entity_ids]], inputs, outputs))
+            self.spool.write(b"".join(lines))
+        except Exception as exc:
+            error = pb_utils.TritonError(f"prediction log unavailable: {type(exc).__name__}: {exc}")
+            for i, *_ in answered:
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+    def _run(self, members, responses, answered=None):
+        """One onnxruntime call for requests of the same shapes; each caller gets its rows back (and, when
+        `answered` is a list, its inputs and outputs are added to it for the prediction log)."""
         try:
             if len(members) == 1:
                 feeds = members[0][1]
@@ -188,12 +241,18 @@ class TritonPythonModel:
                 feeds = {name: np.concatenate([m[1][name] for m in members]) for name in members[0][1]}
             results = self.session.run([name for name, _ in self.outputs], feeds)
             start = 0
-            for i, _, rows in members:
-                tensors = [
-                    pb_utils.Tensor(name, np.ascontiguousarray(result[start : start + rows]).astype(_dtype(kind)))
-                    for (name, kind), result in zip(self.outputs, results, strict=True)
+            for i, member_feeds, rows in members:
+                arrays = [
+                    np.ascontiguousarray(result[start : start + rows]).astype(_dtype(kind))
+                    for (_, kind), result in zip(self.outputs, results, strict=True)
                 ]
+                tensors = [pb_utils.Tensor(name, a) for (name, _), a in zip(self.outputs, arrays, strict=True)]
                 responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
+                if answered is not None:
+                    outputs = {
+                        name: self.log.encode_column(a) for (name, _), a in zip(self.outputs, arrays, strict=True)
+                    }
+                    answered.append((i, member_feeds, rows, outputs))
                 start += rows
         except Exception as exc:  # never crash the stub: report the failure to each caller
             message = f"inference failed: {type(exc).__name__}: {exc}"
@@ -204,6 +263,8 @@ class TritonPythonModel:
 
     def finalize(self):
         self.session = None
+        if self.spool is not None:
+            self.spool.close()
 
 
 def _dtype(triton_type):

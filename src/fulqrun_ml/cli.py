@@ -4,6 +4,7 @@ fulqrun-ml train [hydra overrides | -m hparams_search=...]   train + evaluate; w
 fulqrun-ml export [--run-dir DIR | --task TASK]              ONNX (+ parity) -> models/<name>/<version>/
 fulqrun-ml serve [overrides]                                 serve the production alias with Triton until Ctrl-C
 fulqrun-ml predict --input FILE [--url ...]                  score JSON-lines, CSV or Parquet records through Triton
+fulqrun-ml predict --ids a,b,c|FILE [--url ...]              score entities by id (features from the online store)
 fulqrun-ml run [train overrides]                             all of the above on the embedded default, with a report
 """
 
@@ -29,7 +30,7 @@ from fulqrun_ml.registry.commands import default_models_dir, models_main
 from fulqrun_ml.registry.run_record import finished_runs
 from fulqrun_ml.scoring.command import main as score_main
 from fulqrun_ml.serving.deploy import serve_until_stopped, sync_live_server
-from fulqrun_ml.serving.predict import predict_file
+from fulqrun_ml.serving.predict import predict_file, predict_ids
 from fulqrun_ml.training.compare import compare_main
 from fulqrun_ml.training.reproduce import reproduce_version
 from fulqrun_ml.training.train import train
@@ -152,8 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_reproduce.add_argument("--models-dir", default=default_models_dir())
     sub.add_parser("bench", add_help=False, help=f"`bench {'|'.join(BENCHMARKS)}`: reports/*.json")
     sub.add_parser("score", add_help=False, help="score a whole Parquet/CSV table offline with onnxruntime")
-    p_predict = sub.add_parser("predict", help="score records (JSON lines, CSV or Parquet) through Triton")
-    p_predict.add_argument("--input", required=True)
+    p_predict = sub.add_parser(
+        "predict", help="score records (JSON lines, CSV or Parquet), or entities by id (--ids), through Triton"
+    )
+    source = p_predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="records to score")
+    source.add_argument(
+        "--ids", help="ids to score through <model>_by_id (features from the online store): a,b,c or a file"
+    )
     p_predict.add_argument("--url", default="127.0.0.1:8000")
     p_predict.add_argument("--model", default="deal_win")
     p_predict.add_argument("--protocol", choices=["http", "grpc"], default="http")
@@ -181,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             _serve(rest)
         elif args.command == "predict":
-            for line in predict_file(Path(args.input), args.url, args.model, args.protocol):
+            if args.ids is not None:
+                lines = predict_ids(args.ids, args.url, args.model, args.protocol)
+            else:
+                lines = predict_file(Path(args.input), args.url, args.model, args.protocol)
+            for line in lines:
                 print(line)
         elif args.command == "run":
             run_end_to_end(rest)

@@ -51,7 +51,12 @@ def test_repository_layout_for_each_variant(published, tmp_path, variant):
     parsed = text_format.Parse((model_dir / "config.pbtxt").read_text(), pb.ModelConfig())
     files = sorted(p.name for p in (model_dir / str(version.version)).iterdir())
     if variant == "python-ort":
-        assert parsed.backend == "python" and files == ["feature_spec.json", "model.onnx", "model.py"]
+        assert parsed.backend == "python" and files == [
+            "feature_spec.json",
+            "model.onnx",
+            "model.py",
+            "prediction_spool.py",
+        ]
     else:
         assert parsed.platform == "onnxruntime_onnx" and files == ["feature_spec.json", "model.onnx"]
         assert parsed.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
@@ -169,7 +174,14 @@ def test_builder_writes_the_tensor_backend_and_its_spec(sequence_model, tmp_path
     config = config_for_version(sequence_model, "python-tensor")
     model_dir = TritonRepositoryBuilder(tmp_path / "repo").add(sequence_model, config)
     files = sorted(p.name for p in (model_dir / "1").iterdir())
-    assert files == ["feature_spec.json", "model.onnx", "model.py", "sequence_vocab.json", "serving_spec.json"]
+    assert files == [
+        "feature_spec.json",
+        "model.onnx",
+        "model.py",
+        "prediction_spool.py",
+        "sequence_vocab.json",
+        "serving_spec.json",
+    ]
     assert "serving_spec.json" in (model_dir / "1" / "model.py").read_text()
     assert json.loads((model_dir / "1" / "serving_spec.json").read_text()) == serving_spec(sequence_model)
 

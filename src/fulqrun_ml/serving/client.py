@@ -4,8 +4,9 @@ Tensor-input models go through the same clients: `predict_forecast(history, cale
 typed `Forecast` ([B, H, Q] quantiles with their levels), the sequence-fusion model takes its records plus
 `sequences={"event_type": [B, L], ...}` in `predict` / `predict_detailed`, a close-timing survival model answers
 `predict_close_timing(records)` with a typed `CloseTiming` (P(closed by each bin edge) [N, K] and expected days),
-and `infer(arrays)` sends any named arrays and returns every output. Shapes are checked locally against the
-server's model metadata.
+`infer(arrays)` sends any named arrays and returns every output, and `predict_by_id(ids)` scores entities
+by id through `<model>_by_id` (features from the online store) into typed `IdPrediction` rows. Shapes are
+checked locally against the server's model metadata.
 
 Sync (`TritonPredictionClient`) and asyncio (`AsyncTritonPredictionClient`) clients, over HTTP or gRPC.
 They learn input names and types from the server's model metadata, so they carry no feature code: the
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,19 +33,24 @@ import tritonclient.http.aio as httpaio
 from tritonclient.utils import InferenceServerException
 
 from fulqrun_ml.serving.codec import (
+    ID_INPUT,
     CloseTiming,
     Forecast,
+    IdPrediction,
     ModelInterface,
     Prediction,
     Protocol,
     Records,
     RetryPolicy,
     answered_by,
+    by_id_name,
     concatenated,
     decode_close_timing,
     decode_forecast,
+    decode_id_predictions,
     decode_predictions,
     forecast_inputs,
+    id_column,
     is_retryable,
     model_interface,
     raise_for_server_error,
@@ -78,6 +84,7 @@ class TritonPredictionClient:
         else:
             self._client = grpcclient.InferenceServerClient(url=url)
         self._interface: ModelInterface | None = None
+        self._by_id: dict[str, ModelInterface] = {}
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         delays = self.retry.delays()
@@ -93,11 +100,14 @@ class TritonPredictionClient:
     @property
     def interface(self) -> ModelInterface:
         if self._interface is None:
-            as_json = {} if self.protocol == "http" else {"as_json": True}
-            meta = self._call(self._client.get_model_metadata, self.model_name, self.model_version, **as_json)
-            config = self._call(self._client.get_model_config, self.model_name, self.model_version, **as_json)
-            self._interface = model_interface(meta, config if self.protocol == "http" else config["config"])
+            self._interface = self._fetch_interface(self.model_name, self.model_version)
         return self._interface
+
+    def _fetch_interface(self, model: str, version: str) -> ModelInterface:
+        as_json = {} if self.protocol == "http" else {"as_json": True}
+        meta = self._call(self._client.get_model_metadata, model, version, **as_json)
+        config = self._call(self._client.get_model_config, model, version, **as_json)
+        return model_interface(meta, config if self.protocol == "http" else config["config"])
 
     @property
     def inputs(self) -> list[tuple[str, str]]:
@@ -150,6 +160,28 @@ class TritonPredictionClient:
         served_by = answered_by(results[0], self.protocol, self.model_name) if results else (self.model_name, "")
         return decode_forecast(self.interface, arrays, served_by, self.interface.outputs[0])
 
+    def predict_by_id(
+        self, ids: Iterable[str], model: str | None = None, model_version: str = ""
+    ) -> list[IdPrediction]:
+        """Score entities by id through `<model>_by_id` (default: this client's model): features come from the
+        online store, answers are the raw-record endpoint's, per id with its status and the features' as_of.
+        An unknown id is a row with status "unknown" and NaN outputs, not an error; a store outage raises
+        OnlineStoreUnavailableError after the retries."""
+        name = by_id_name(model or self.model_name)
+        if name not in self._by_id:
+            self._by_id[name] = self._fetch_interface(name, model_version)
+        interface = self._by_id[name]
+        column = id_column(ids)
+        outputs = [self._lib.InferRequestedOutput(o) for o in interface.outputs]
+        rows: list[IdPrediction] = []
+        for start in range(0, len(column), interface.max_batch_size):
+            chunk = column[start : start + interface.max_batch_size]
+            tensor = self._lib.InferInput(ID_INPUT, list(chunk.shape), "BYTES")
+            tensor.set_data_from_numpy(chunk)
+            result = self._call(self._client.infer, name, [tensor], model_version=model_version, outputs=outputs)
+            rows += decode_id_predictions(result, chunk, interface.outputs, self.protocol, name)
+        return rows
+
     def close(self) -> None:
         self._client.close()
 
@@ -182,6 +214,7 @@ class AsyncTritonPredictionClient:
         else:
             self._client = grpcaio.InferenceServerClient(url=url)
         self._interface: ModelInterface | None = None
+        self._by_id: dict[str, ModelInterface] = {}
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         delays = self.retry.delays()
@@ -196,11 +229,14 @@ class AsyncTritonPredictionClient:
 
     async def interface(self) -> ModelInterface:
         if self._interface is None:
-            as_json = {} if self.protocol == "http" else {"as_json": True}
-            meta = await self._call(self._client.get_model_metadata, self.model_name, self.model_version, **as_json)
-            config = await self._call(self._client.get_model_config, self.model_name, self.model_version, **as_json)
-            self._interface = model_interface(meta, config if self.protocol == "http" else config["config"])
+            self._interface = await self._fetch_interface(self.model_name, self.model_version)
         return self._interface
+
+    async def _fetch_interface(self, model: str, version: str) -> ModelInterface:
+        as_json = {} if self.protocol == "http" else {"as_json": True}
+        meta = await self._call(self._client.get_model_metadata, model, version, **as_json)
+        config = await self._call(self._client.get_model_config, model, version, **as_json)
+        return model_interface(meta, config if self.protocol == "http" else config["config"])
 
     async def _infer_chunks(self, columns: Mapping[str, np.ndarray], model_version: str | None) -> list[Any]:
         interface = await self.interface()
@@ -244,6 +280,25 @@ class AsyncTritonPredictionClient:
         arrays = concatenated(results, interface.outputs)
         served_by = answered_by(results[0], self.protocol, self.model_name) if results else (self.model_name, "")
         return decode_forecast(interface, arrays, served_by, interface.outputs[0])
+
+    async def predict_by_id(
+        self, ids: Iterable[str], model: str | None = None, model_version: str = ""
+    ) -> list[IdPrediction]:
+        """`TritonPredictionClient.predict_by_id`, awaited."""
+        name = by_id_name(model or self.model_name)
+        if name not in self._by_id:
+            self._by_id[name] = await self._fetch_interface(name, model_version)
+        interface = self._by_id[name]
+        column = id_column(ids)
+        outputs = [self._lib.InferRequestedOutput(o) for o in interface.outputs]
+        rows: list[IdPrediction] = []
+        for start in range(0, len(column), interface.max_batch_size):
+            chunk = column[start : start + interface.max_batch_size]
+            tensor = self._lib.InferInput(ID_INPUT, list(chunk.shape), "BYTES")
+            tensor.set_data_from_numpy(chunk)
+            result = await self._call(self._client.infer, name, [tensor], model_version=model_version, outputs=outputs)
+            rows += decode_id_predictions(result, chunk, interface.outputs, self.protocol, name)
+        return rows
 
     async def close(self) -> None:
         await self._client.close()

@@ -42,6 +42,21 @@ class ServerUnavailableError(ServingError):
     """The server could not be reached or stayed overloaded after every retry."""
 
 
+class OnlineStoreUnavailableError(ServerUnavailableError):
+    """`<model>_by_id` could not read the Redis online store (down or timed out) after every retry; the
+    server itself is up. The message names the store's host:port."""
+
+
+ONLINE_STORE_DOWN = "online store unavailable"
+BY_ID_SUFFIX = "_by_id"
+ID_INPUT = "ids"
+
+
+def by_id_name(model: str) -> str:
+    """`deal_win` -> `deal_win_by_id`, the endpoint that scores by entity id (a name with the suffix is kept)."""
+    return model if model.endswith(BY_ID_SUFFIX) else f"{model}{BY_ID_SUFFIX}"
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One record's answer: calibrated probability, which model version gave it, and optional reasons."""
@@ -99,6 +114,8 @@ def raise_for_server_error(exc: Exception) -> None:
     error = field_error(message or "")
     if error is not None:
         raise error from None
+    if ONLINE_STORE_DOWN in (message or ""):
+        raise OnlineStoreUnavailableError(message[message.index(ONLINE_STORE_DOWN) :]) from None
     if is_retryable(exc):
         raise ServerUnavailableError(f"Triton unavailable: {message}") from None
     raise ServingError(f"Triton error: {message}") from None
@@ -276,3 +293,59 @@ def decode_close_timing(interface: ModelInterface, results: list[Any], protocol:
 
 def forecast_inputs(history: Any, calendar: Any, series: Any) -> dict[str, np.ndarray]:
     return {"history": np.asarray(history), "calendar": np.asarray(calendar), "series": np.asarray(series)}
+
+
+@dataclass(frozen=True)
+class IdPrediction:
+    """One id's answer from `<model>_by_id`: the raw-record endpoint's outputs for the features the online
+    store holds for it, `status` ("ok", "stale": older than the view's TTL, still scored; "unknown": no
+    features, outputs NaN; "invalid": stored features the model refuses, outputs NaN) and `as_of` (the
+    features' ISO time; None when unknown). `outputs` maps each output name to a float (one value per row)
+    or a tuple of floats (a curve)."""
+
+    id: str
+    status: str
+    as_of: str | None
+    outputs: dict[str, float | tuple[float, ...]]
+    model_name: str
+    model_version: str
+
+    @property
+    def probability(self) -> float:
+        """The first output's last value: P(win) for a binary model; NaN when the id was not scored."""
+        first = next(iter(self.outputs.values()), float("nan"))
+        return float(first[-1]) if isinstance(first, tuple) else float(first)
+
+    @property
+    def scored(self) -> bool:
+        return self.status in ("ok", "stale")
+
+
+def id_column(ids: Iterable[str]) -> np.ndarray:
+    """Entity ids as the [N, 1] BYTES column `<model>_by_id` takes; anything but text is refused locally."""
+    values = list(ids)
+    for position, value in enumerate(values):
+        if not isinstance(value, (str, bytes)):
+            raise FieldValidationError("ids", f"expected text ids, got {type(value).__name__} at position {position}")
+    return np.array(values, dtype=np.object_).reshape(-1, 1)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def decode_id_predictions(
+    result: Any, ids: np.ndarray, outputs: list[str], protocol: Protocol, default_name: str
+) -> list[IdPrediction]:
+    """Typed rows, in id order, from one `<model>_by_id` answer (its outputs end with status and as_of)."""
+    name, version = answered_by(result, protocol, default_name)
+    status = result.as_numpy("status").reshape(-1)
+    as_of = result.as_numpy("as_of").reshape(-1)
+    model_outputs = [o for o in outputs if o not in ("status", "as_of")]
+    arrays = {o: result.as_numpy(o).reshape(len(status), -1) for o in model_outputs}
+    rows = []
+    for i, entity in enumerate(ids.reshape(-1)):
+        values = {o: float(a[i, 0]) if a.shape[1] == 1 else tuple(float(v) for v in a[i]) for o, a in arrays.items()}
+        stamp = _text(as_of[i])
+        rows.append(IdPrediction(_text(entity), _text(status[i]), stamp or None, values, name, version))
+    return rows

@@ -28,6 +28,7 @@ from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.export.tensorrt import PLAN_FILE, PREPROCESS_FILE, SEAM
 from fulqrun_ml.registry.aliases import AliasChange
 from fulqrun_ml.registry.store import ModelVersion, get_version
+from fulqrun_ml.serving.by_id import by_id_config
 from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.repository import (
     EnsembleStep,
@@ -58,18 +59,45 @@ def cpu_options(serving: Mapping[str, Any]) -> dict[str, Any]:
         **batching_options(serving),
         "instance_count": int(serving["instance_count"]),
         "ort_intra_op_threads": int(serving["ort_intra_op_threads"]),
+        "prediction_log": prediction_log_options(serving),
+    }
+
+
+def prediction_log_options(serving: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`serving.prediction_log` as `config_for_version` takes it (the backend's spool under <dir>/spool), or
+    None when it is absent or disabled. A relative `dir` is taken from the working directory, like `paths`."""
+    settings = serving.get("prediction_log") or {}
+    if not settings.get("enabled"):
+        return None
+    return {
+        "spool_dir": Path(str(settings["dir"])).resolve() / "spool",
+        "fsync": bool(settings.get("fsync", False)),
+        "rotate_bytes": int(float(settings.get("rotate_mb", 64)) * (1 << 20)),
     }
 
 
 def cpu_serving_configs(version: ModelVersion, serving: Mapping[str, Any]) -> list[TritonModelConfig]:
-    """What this machine serves for a version: the fast endpoint and, for tabular models, `<name>_reasons`."""
+    """What this machine serves for a version: the fast endpoint and, for tabular models, `<name>_reasons`
+    and, when `serving.by_id.enabled`, `<name>_by_id` (last: it calls `<name>`, which must load first)."""
     options = cpu_options(serving)
     if cpu_variant(version) == "python-tensor":
         return [config_for_version(version, "python-tensor", **options)]
-    return [
+    configs = [
         config_for_version(version, "python-ort", **options),
         config_for_version(version, "python-ort", reasons_top_k=int(serving["reasons_top_k"]), **options),
     ]
+    by_id = serving.get("by_id") or {}
+    if by_id.get("enabled"):
+        configs.append(
+            by_id_config(
+                version,
+                str(by_id["redis_url"]),
+                instance_count=int(by_id.get("instance_count") or serving["instance_count"]),
+                socket_timeout_s=float(by_id.get("socket_timeout_s", 0.3)),
+                **batching_options(serving),
+            )
+        )
+    return configs
 
 
 def tensorrt_ensemble_configs(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,17 +35,24 @@ from tritonclient.grpc import model_config_pb2 as pb
 from fulqrun_ml.project import TEMPLATE_DIR
 from fulqrun_ml.registry.store import ModelVersion
 
-Variant = Literal["python-ort", "python-tensor", "onnxruntime", "onnxruntime-cpu", "tensorrt_plan", "ensemble"]
+Variant = Literal[
+    "python-ort", "python-tensor", "python-by-id", "onnxruntime", "onnxruntime-cpu", "tensorrt_plan", "ensemble"
+]
 VARIANTS: tuple[Variant, ...] = (
     "python-ort",
     "python-tensor",
+    "python-by-id",  # `<name>_by_id`: ids -> Redis features -> `<name>` (BLS); composed in serving/by_id.py
     "onnxruntime",
     "onnxruntime-cpu",
     "tensorrt_plan",
     "ensemble",
 )
 # Python-backend variants -> their model.py template directory under TEMPLATE_DIR.
-PYTHON_TEMPLATES = {"python-ort": "python_ort", "python-tensor": "python_tensor"}
+PYTHON_TEMPLATES = {"python-ort": "python_ort", "python-tensor": "python_tensor", "python-by-id": "python_by_id"}
+# The prediction log's spool writer (TEMPLATE_DIR/prediction_spool.py), copied next to every Python model.py;
+# the variants that log (set `prediction_log_dir`) when `config_for_version` is given a `prediction_log`.
+SPOOL_TEMPLATE = "prediction_spool.py"
+LOGGING_VARIANTS = ("python-ort", "python-tensor")
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "onnxruntime-cpu": "onnxruntime_onnx", "tensorrt_plan": "tensorrt_plan"}
 GPU_VARIANTS = ("onnxruntime", "tensorrt_plan")
 DTYPES = {"float32": pb.TYPE_FP32, "string": pb.TYPE_STRING, "int64": pb.TYPE_INT64}
@@ -248,6 +255,7 @@ def config_for_version(
     reasons_top_k: int = 0,
     served_versions: tuple[int, ...] = (),
     tensorrt_accelerator: bool = False,
+    prediction_log: Mapping[str, Any] | None = None,
 ) -> TritonModelConfig:
     """The Triton description of a version, from the inputs/outputs recorded in its metadata.
 
@@ -256,7 +264,10 @@ def config_for_version(
     (forecaster, sequence fusion) take `python-tensor` on CPU hosts; their shapes come from the metadata.
     A forecaster's quantile levels travel as the config parameter `quantiles` (JSON), so clients can label
     the [B, H, Q] output without reading the registry; a survival model's bin edges likewise as `bin_edges`
-    (the right edge of bin k labels `close_probability[:, k]`)."""
+    (the right edge of bin k labels `close_probability[:, k]`).
+
+    `prediction_log` ({"spool_dir", "fsync", "rotate_bytes"}; python-ort and python-tensor) makes the backend
+    append every answered request to a spool file under `spool_dir` (serving/prediction_spool.py)."""
     meta = version.metadata
     tensor_model = is_tensor_model(meta)
     if tensor_model and variant == "python-ort":
@@ -273,6 +284,11 @@ def config_for_version(
         parameters["quantiles"] = json.dumps([float(q) for q in meta["quantiles"]])
     if "bin_edges" in meta:
         parameters["bin_edges"] = json.dumps([float(e) for e in meta["bin_edges"]])
+    if prediction_log and variant in LOGGING_VARIANTS:
+        parameters["prediction_log_dir"] = str(Path(prediction_log["spool_dir"]).resolve())
+        parameters["prediction_log_fsync"] = str(bool(prediction_log.get("fsync", False))).lower()
+        if prediction_log.get("rotate_bytes"):
+            parameters["prediction_log_rotate_bytes"] = str(int(prediction_log["rotate_bytes"]))
     name = version.name
     if reasons_top_k:
         if variant != "python-ort":
@@ -325,6 +341,7 @@ class TritonRepositoryBuilder:
                 shutil.copy2(version.path / source, version_dir / target)
             if config.variant in PYTHON_TEMPLATES:
                 shutil.copy2(TEMPLATE_DIR / PYTHON_TEMPLATES[config.variant] / "model.py", version_dir / "model.py")
+                shutil.copy2(TEMPLATE_DIR / SPOOL_TEMPLATE, version_dir / SPOOL_TEMPLATE)
             if config.variant == "python-tensor":
                 spec = serving_spec(version)
                 _check_interface(spec, config)
