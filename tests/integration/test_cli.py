@@ -52,8 +52,11 @@ def test_train_export_promote_serve_rollback_from_the_command_line(tmp_path):
     assert f"newest finished deal_win run: {run_info.parent}" in out and "published deal_win v1" in out
     assert "published deal_win v2" in cli("export")
     assert "identical" in cli("reproduce", "deal_win", "1")  # retrained from lineage: same data, same metrics
-    cli("models", "promote", "deal_win", "1")
-    cli("models", "promote", "deal_win", "2")
+    # A few-epoch test model fails the default fairness gate (configs/governance/default.yaml); overriding it
+    # also exercises the audited override path.
+    override = ("--override-fairness", "--reason", "tiny test model")
+    cli("models", "promote", "deal_win", "1", *override)
+    cli("models", "promote", "deal_win", "2", *override)
     assert resolve_alias(tmp_path / "models", "deal_win", "production") == 2
     assert "v2" in cli("models", "list", "deal_win")
 

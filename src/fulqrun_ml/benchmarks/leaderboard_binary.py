@@ -18,6 +18,7 @@ import numpy as np
 
 from fulqrun_ml.benchmarks.graph_latency import onnx_microseconds_per_row
 from fulqrun_ml.benchmarks.leaderboard_calibration import calibration_choice, cross_fitted_calibration
+from fulqrun_ml.benchmarks.leaderboard_fairness import FAIRNESS_KEY, fairness_cells, render_fairness
 from fulqrun_ml.benchmarks.leaderboard_kinds import (
     COST_HEADER,
     Holdout,
@@ -63,11 +64,12 @@ INTERVAL_METRICS = ("auc", "pr_auc", "log_loss", "brier", "ece")
 
 
 def scores(val_probs: np.ndarray, test_probs: np.ndarray, holdout: Holdout) -> dict[str, Any]:
-    """Holdout metrics plus the validation AUC the board chooses on."""
+    """Holdout metrics plus the validation AUC the board chooses on, and the holdout's fairness gaps by group."""
     val_labels = holdout.labels("val")
     return {
         **holdout_scores(val_probs, val_labels, test_probs, holdout.labels("test")),
         "val_auc": binary_report(val_probs, val_labels)["auc"],
+        FAIRNESS_KEY: fairness_cells(holdout.frames["test"], test_probs),
     }
 
 
@@ -283,7 +285,7 @@ def render_markdown(section: dict[str, Any]) -> list[str]:
             f"- Calibration chosen on validation ({c['criterion']}): {losses} — picks {c['pick']}; the runs "
             f"used {c['configured']}{differs}."
         )
-    return [*lines, ""]
+    return [*lines, *render_fairness(section), ""]
 
 
 BINARY = SectionKind(

@@ -9,7 +9,7 @@ and its time bins (`task.bin_edges`: the backbone gets one hazard logit per bin)
 Own run files: feature_spec.json, holdout.parquet (the test split: raw features, label, baselines, oracle on
 simulated data), the scoring rows (open_deals.parquet, open_leads.parquet, ...), target.json (regression
 scaling), survival.json (bin edges, hazard temperature, the training split's Kaplan-Meier curves),
-column_types.json (user tables).
+column_types.json (user tables), fairness.json (binary: fairness by group on the holdout, evaluation/fairness.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fulqrun_ml.datamodules.tabular import SPLITS, TabularDataModuleBase
+from fulqrun_ml.evaluation.fairness import FAIRNESS_FILE, holdout_fairness
 from fulqrun_ml.evaluation.lightgbm_baseline import lightgbm_holdout_report
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.models import backbone_family
@@ -100,6 +101,8 @@ class TabularPipeline(Pipeline):
             evaluation = evaluate_binary(
                 net, datamodule.spec, datamodule.frames, datamodule.baseline_columns, calibration
             )
+            # Fairness by group on the holdout (fairness.json; its gap summary goes into the version's metadata).
+            artifacts["fairness"] = holdout_fairness(net, datamodule.spec, datamodule.frames, evaluation.calibration)
         metrics = dict(evaluation.metrics)
         setting = cfg.task.get("compare_lightgbm")
         if setting and kind != "survival":
@@ -121,6 +124,8 @@ class TabularPipeline(Pipeline):
             (out / SURVIVAL_FILE).write_text(json.dumps(evaluation.artifacts["survival"], indent=2))
         if datamodule.target_scaling is not None:
             datamodule.target_scaling.save(out / "target.json")
+        if "fairness" in evaluation.artifacts:
+            (out / FAIRNESS_FILE).write_text(json.dumps(evaluation.artifacts["fairness"], indent=2))
         datamodule.frames["test"].drop(columns=["split"], errors="ignore").to_parquet(
             out / "holdout.parquet", index=False
         )

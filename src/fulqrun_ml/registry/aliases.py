@@ -11,6 +11,12 @@ Rules (kept small on purpose):
 
 Each change returns an `AliasChange`; its `to_version` is what the serving layer should load
 (the CLI reloads Triton with it, the registry itself knows nothing about serving).
+
+Fairness gate: with a `governance` config, promoting to a gated alias (production by default) first compares
+the version's recorded fairness gaps with the configured maxima (`fairness_gate.py`), under the same lock, and
+refuses with `FairnessGateError` naming the group and gap. `override_reason` lets it through; the promote
+record in the audit log then carries `override: fairness`, the reason and the violations it overrode, next to
+who and when.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 from fulqrun_ml.errors import RegistryError
 from fulqrun_ml.registry.alias_state import ALIASES, AliasState, read_alias_state, write_alias_state
 from fulqrun_ml.registry.audit import append_audit, current_actor
+from fulqrun_ml.registry.fairness_gate import FairnessGateError, GovernanceConfig, gate_message, gate_violations
 from fulqrun_ml.registry.locking import model_lock
 from fulqrun_ml.registry.store import get_version
 
@@ -43,14 +50,36 @@ class AliasChange:
 
 
 def promote(
-    models_dir: Path, name: str, version: int | str, alias: str = "production", actor: str | None = None
+    models_dir: Path,
+    name: str,
+    version: int | str,
+    alias: str = "production",
+    actor: str | None = None,
+    governance: GovernanceConfig | None = None,
+    override_reason: str | None = None,
 ) -> AliasChange:
-    """Point `alias` at `version` (a number, "latest" or another alias such as "candidate")."""
+    """Point `alias` at `version` (a number, "latest" or another alias such as "candidate").
+
+    `governance` turns on the fairness gate; `override_reason` (non-empty) overrides a failing gate."""
     if alias not in ALIASES:
         raise RegistryError(f"unknown alias '{alias}'; use one of {list(ALIASES)}")
+    if override_reason is not None and not override_reason.strip():
+        raise RegistryError("--reason: an override of the fairness gate needs a non-empty reason")
     root = Path(models_dir) / name
     with model_lock(root):
-        target = get_version(models_dir, name, version).version  # resolved under the lock
+        chosen = get_version(models_dir, name, version)  # resolved under the lock
+        target = chosen.version
+        details: dict = {}
+        if governance is not None:
+            violations = gate_violations(chosen.metadata, alias, governance)
+            if violations and override_reason is None:
+                raise FairnessGateError(gate_message(name, target, alias, violations, governance.source), violations)
+            if violations:
+                details = {
+                    "override": "fairness",
+                    "reason": override_reason.strip(),
+                    "violations": [v.to_dict() for v in violations],
+                }
         state = read_alias_state(models_dir, name)
         if alias == "archived":
             if state.production == target:
@@ -80,7 +109,7 @@ def promote(
                 archived=tuple(v for v in state.archived if v != target),
             )
             action = "promote"
-        return _commit(models_dir, name, state, new, action, alias, before, target, actor)
+        return _commit(models_dir, name, state, new, action, alias, before, target, actor, details)
 
 
 def rollback(models_dir: Path, name: str, actor: str | None = None) -> AliasChange:
@@ -118,14 +147,24 @@ def _commit(
     before: int | None,
     after: int | None,
     actor: str | None,
+    details: dict | None = None,
 ) -> AliasChange:
-    """Write the new alias state, then the audit record (both under the caller's lock)."""
+    """Write the new alias state, then the audit record (both under the caller's lock); `details` (a gate
+    override) go into the record."""
     root = Path(models_dir) / name
     if new == old:
         # Nothing moved (e.g. promoting the production version again): no write, no audit line.
         return AliasChange(name, alias, before, after, current_actor(actor), action, "")
     write_alias_state(models_dir, name, new)
     record = append_audit(
-        root, action, actor, model=name, alias=alias, from_version=before, to_version=after, aliases=new.to_dict()
+        root,
+        action,
+        actor,
+        model=name,
+        alias=alias,
+        from_version=before,
+        to_version=after,
+        aliases=new.to_dict(),
+        **(details or {}),
     )
     return AliasChange(name, alias, before, after, record["actor"], action, record["at"])

@@ -4,6 +4,10 @@
 optional `on_change(change)` after a real change (not after a no-op): the CLI passes one that makes a live
 Triton serve `change.to_version`, because the registry must not import the serving layer. Errors print as
 `error: ...` and return 2.
+
+`promote` runs the fairness gate of `configs/governance/default.yaml` (or `--governance-config`): a version whose
+recorded group gaps exceed the maxima is refused, naming the group and gap, unless `--override-fairness --reason
+"..."` is given; the override, its reason, who and when go into the audit log with the promotion.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from fulqrun_ml.registry.alias_state import ALIASES, read_alias_state
 from fulqrun_ml.registry.aliases import AliasChange, promote, rollback
 from fulqrun_ml.registry.catalog import list_model_versions, list_models, show_version
 from fulqrun_ml.registry.diff import Change, diff
+from fulqrun_ml.registry.fairness_gate import load_governance_config
 from fulqrun_ml.registry.store import list_versions
 
 OnChange = Callable[[AliasChange], None]
@@ -51,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_promote.add_argument("version", help="number, 'latest' or an alias (e.g. candidate)")
     p_promote.add_argument("--alias", choices=ALIASES, default="production")
     p_promote.add_argument("--actor", help="who is responsible (default: $USER)")
+    p_promote.add_argument(
+        "--governance-config", help="fairness gate settings: a YAML path or a name in configs/governance/"
+    )
+    p_promote.add_argument(
+        "--override-fairness", action="store_true", help="promote despite a failing fairness gate (needs --reason)"
+    )
+    p_promote.add_argument("--reason", help="why the fairness gate is overridden (written to the audit log)")
     p_rollback = sub.add_parser("rollback", help="production returns to the previous production version")
     p_rollback.add_argument("name")
     p_rollback.add_argument("--actor", help="who is responsible (default: $USER)")
@@ -75,7 +87,7 @@ def models_main(argv: list[str], on_change: OnChange | None = None) -> int:
         elif args.action == "show":
             _show(console, models_dir, args.name, args.version, card=args.card, as_json=args.json)
         elif args.action == "promote":
-            _report_change(console, promote(models_dir, args.name, args.version, args.alias, args.actor), on_change)
+            _report_change(console, _promote(models_dir, args), on_change)
         elif args.action == "rollback":
             _report_change(console, rollback(models_dir, args.name, args.actor), on_change)
         elif args.action == "diff":
@@ -84,6 +96,17 @@ def models_main(argv: list[str], on_change: OnChange | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _promote(models_dir: Path, args: argparse.Namespace) -> AliasChange:
+    """`models promote` with the fairness gate; an override without a reason is refused before anything moves."""
+    if args.override_fairness and not (args.reason or "").strip():
+        raise FulqrunMLError('--override-fairness needs --reason "..." (it is written to the audit log)')
+    if args.reason and not args.override_fairness:
+        raise FulqrunMLError("--reason is the reason for --override-fairness; add that flag or drop --reason")
+    governance = load_governance_config(args.governance_config)
+    reason = args.reason if args.override_fairness else None
+    return promote(models_dir, args.name, args.version, args.alias, args.actor, governance, reason)
 
 
 def _num(value: Any) -> str:

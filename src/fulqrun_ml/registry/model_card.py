@@ -1,9 +1,10 @@
 """MODEL_CARD.md, generated into every version at publish time from what the version already records.
 
 Why generated and not written by hand: a card that is derived from `metadata.json`, `metrics.json` and
-`lineage.json` cannot drift from the model it describes, and every version gets one. Sections follow
-the usual model-card outline (intended use, data, metrics with baselines, calibration, lineage, known
-limits); the limits are derived from the numbers (e.g. a model that does not beat the rep's guess says so).
+`lineage.json` (and `fairness.json`) cannot drift from the model it describes, and every version gets one.
+Sections follow the usual model-card outline (intended use, data, metrics with baselines, calibration, fairness
+by group for binary models, lineage, known limits); the limits are derived from the numbers (e.g. a model that
+does not beat the rep's guess says so).
 Missing inputs render as "not recorded" rather than failing, so any published directory gets a card.
 """
 
@@ -12,6 +13,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+from fulqrun_ml.registry.fairness_card import fairness_section
+from fulqrun_ml.registry.fairness_gate import FAIRNESS_FILE
 
 MODEL_CARD_FILE = "MODEL_CARD.md"
 NOT_RECORDED = "not recorded"
@@ -60,13 +64,20 @@ def write_model_card(version_dir: Path) -> Path:
         read_json(version_dir / "metadata.json"),
         read_json(version_dir / "metrics.json"),
         read_json(version_dir / "lineage.json"),
+        read_json(version_dir / FAIRNESS_FILE) or None,
     )
     path = version_dir / MODEL_CARD_FILE
     path.write_text(card, encoding="utf-8")
     return path
 
 
-def render_model_card(metadata: dict[str, Any], metrics: dict[str, Any], lineage: dict[str, Any]) -> str:
+def render_model_card(
+    metadata: dict[str, Any],
+    metrics: dict[str, Any],
+    lineage: dict[str, Any],
+    fairness: dict[str, Any] | None = None,
+) -> str:
+    """The card's Markdown. Binary models (and any version with fairness results) get a Fairness section."""
     name, version = metadata.get("name", "model"), metadata.get("version", "?")
     task = metadata.get("task") or lineage.get("task") or NOT_RECORDED
     card = task_card(lineage)
@@ -80,6 +91,11 @@ def render_model_card(metadata: dict[str, Any], metrics: dict[str, Any], lineage
         "## Data\n\n" + _data(lineage, str(card.get("label") or DEFAULT_LABEL)),
         "## Holdout metrics\n\n" + _metrics_table(metrics, metadata.get("target_kind", "binary")),
         "## Calibration\n\n" + _calibration(metrics, metadata, lineage),
+        *(
+            ["## Fairness\n\n" + fairness_section(fairness, metadata.get("fairness"))]
+            if metadata.get("target_kind", "binary") == "binary" or fairness or metadata.get("fairness")
+            else []
+        ),
         "## Export parity\n\n" + _parity(metrics, metadata),
         "## Lineage\n\n" + _lineage(metadata, lineage),
         "## Known limits\n\n" + "\n".join(f"- {limit}" for limit in known_limits(metrics, lineage)),
