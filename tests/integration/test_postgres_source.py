@@ -16,7 +16,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from fulqrun_ml.data.contract import TABLE_COLUMNS
+from fulqrun_ml.data.contract import HISTORY_OF, TABLE_COLUMNS
 from fulqrun_ml.data.schemas import CRM_SCHEMAS
 from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.sources import PostgresSource, SimulatorSource, SourceError, load_crm_into_postgres
@@ -71,8 +71,9 @@ def test_script_is_idempotent_and_binds_loopback(postgres_cluster):
 def test_load_and_read_back_identical(postgres_dsn, crm):
     tables = crm.tables
     written = load_crm_into_postgres(tables, postgres_dsn, schema="roundtrip")
-    assert written == {name: len(tables.table(name)) for name in written}
-    assert written["leads"] > 0 and written["activities"] > 0
+    frames = {name: tables.table(name) for name in TABLE_COLUMNS} | tables.history_frames()
+    assert written == {name: len(frames[name]) for name in frames}
+    assert written["leads"] > 0 and written["activities"] > 0 and written["company_history"] > 0
 
     source = PostgresSource(postgres_dsn, schema="roundtrip", extracted_at=tables.extracted_at)
     loaded = source()
@@ -80,6 +81,14 @@ def test_load_and_read_back_identical(postgres_dsn, crm):
     for name in TABLE_COLUMNS:
         pd.testing.assert_frame_equal(
             sorted_by_key(loaded.table(name), name), sorted_by_key(tables.table(name), name), check_exact=True, obj=name
+        )
+    for name, frame in tables.history_frames().items():  # the versions point-in-time features read
+        key = HISTORY_OF[name][1]
+        pd.testing.assert_frame_equal(
+            loaded.history(name).sort_values([key, "valid_from"], ignore_index=True),
+            frame.sort_values([key, "valid_from"], ignore_index=True),
+            check_exact=True,
+            obj=name,
         )
     # without an explicit time, extraction is the read transaction's start
     assert PostgresSource(postgres_dsn, schema="roundtrip")().extracted_at > tables.extracted_at

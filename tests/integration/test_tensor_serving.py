@@ -384,7 +384,14 @@ def test_repository_holds_spec_and_gpu_variant(served):
     models, sequence = served["models"], served["sequence"]
     model_dir = models / "triton_repo" / "deal_win_sequence"
     files = sorted(p.name for p in (model_dir / "1").iterdir() if p.is_file())  # not the stub's __pycache__
-    assert files == ["feature_spec.json", "model.onnx", "model.py", "sequence_vocab.json", "serving_spec.json"]
+    assert files == [
+        "feature_spec.json",
+        "model.onnx",
+        "model.py",
+        "prediction_spool.py",
+        "sequence_vocab.json",
+        "serving_spec.json",
+    ]
     spec = json.loads((model_dir / "1" / "serving_spec.json").read_text())
     assert spec["axes"] == {"length": {"max": MAX_LEN}}
     assert [r["name"] for r in spec["inputs"]] == [i["name"] for i in sequence.metadata["inputs"]]

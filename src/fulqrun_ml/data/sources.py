@@ -26,9 +26,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from fulqrun_ml.data.contract import HISTORY_COLUMNS, TABLE_COLUMNS, CRMTables, empty_table
+from fulqrun_ml.data.contract import HISTORY_COLUMNS, HISTORY_OF, TABLE_COLUMNS, CRMTables, empty_table
 from fulqrun_ml.data.contract_versions import COLUMN_ALIASES
-from fulqrun_ml.data.history import coerce_history
+from fulqrun_ml.data.history import INTEGER_FIELDS, NUMBER_FIELDS, coerce_history
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, POSTGRES_TYPE, TableContract
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
 from fulqrun_ml.data.validation import OnError, QuarantineFormat, ValidationReport, validate_crm
@@ -263,6 +263,9 @@ class PostgresSource(CRMSource[CRMTables]):
                     )
                     rows = conn.execute(query).fetchall()
                     frames[name] = _frame_from_rows(rows, columns)
+                for name in HISTORY_COLUMNS:  # optional, as in the file source: absent means no versions kept
+                    if name in existing:
+                        frames[name] = _read_history(conn, self.schema, name)
         extracted_at = pd.Timestamp(self.extracted_at) if self.extracted_at is not None else pd.Timestamp(started)
         return CRMTables(**frames, extracted_at=extracted_at)
 
@@ -328,18 +331,55 @@ def load_crm_into_postgres(
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(schema, name)))
         for name in LOAD_ORDER:
             conn.execute(_create_table_sql(CRM_SCHEMAS[name], schema))
-            frame = clean.table(name)
-            columns = list(TABLE_COLUMNS[name])
-            copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, columns))
-            )
-            values = frame[columns].astype(object)
-            values = values.where(frame[columns].notna(), None)
-            with conn.cursor() as cursor, cursor.copy(copy) as writer:
-                for row in values.itertuples(index=False, name=None):
-                    writer.write_row(row)
-            written[name] = len(frame)
+            written[name] = _copy_rows(conn, schema, name, clean.table(name), list(TABLE_COLUMNS[name]))
+        for name, frame in clean.history_frames().items():
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
+            conn.execute(_create_history_sql(name, schema))
+            written[name] = _copy_rows(conn, schema, name, frame, list(HISTORY_COLUMNS[name]))
     return written
+
+
+def _copy_rows(conn: Any, schema: str, name: str, frame: pd.DataFrame, columns: list[str]) -> int:
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    values = frame[columns].astype(object).where(frame[columns].notna(), None)
+    with conn.cursor() as cursor, cursor.copy(copy) as writer:
+        for row in values.itertuples(index=False, name=None):
+            writer.write_row(row)
+    return len(frame)
+
+
+def _history_column_type(column: str) -> str:
+    if column == "valid_from":
+        return "timestamptz NOT NULL"
+    if column in INTEGER_FIELDS:
+        return "bigint"
+    return "double precision" if column in NUMBER_FIELDS else "text"
+
+
+def _create_history_sql(name: str, schema: str) -> sql.Composed:
+    """A history table: the versioned row's id (a foreign key to it), its attributes, and `valid_from`."""
+    parent, key = HISTORY_OF[name]
+    parts = [
+        sql.SQL("{} uuid NOT NULL REFERENCES {} (id)").format(sql.Identifier(key), sql.Identifier(schema, parent)),
+        *(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_history_column_type(c)))
+            for c in HISTORY_COLUMNS[name]
+            if c != key
+        ),
+        sql.SQL("PRIMARY KEY ({}, valid_from)").format(sql.Identifier(key)),
+    ]
+    return sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, name), sql.SQL(", ").join(parts))
+
+
+def _read_history(conn: Any, schema: str, name: str) -> pd.DataFrame:
+    columns = list(HISTORY_COLUMNS[name])
+    key = HISTORY_OF[name][1]
+    query = sql.SQL("SELECT {} FROM {} ORDER BY {}, valid_from").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(schema, name), sql.Identifier(key)
+    )
+    return coerce_history(name, _frame_from_rows(conn.execute(query).fetchall(), columns))
 
 
 def _create_table_sql(contract: TableContract, schema: str) -> sql.Composed:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+import psutil
 import requests
 
 from fulqrun_ml.errors import ServingError
@@ -175,9 +176,12 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 os.killpg(pgid, signal.SIGKILL)
                 self.process.wait()
-            # Stubs may outlive the server by a moment; make sure none is orphaned.
+            # Stubs may outlive the server by a moment; make sure none is orphaned, and wait until they are
+            # gone: a stub that is still exiting holds its prediction-log spool file's flock, so a shipper
+            # running right after stop() would take the file for one still being written.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
+            wait_for_group_exit(pgid, timeout_s)
         self.process = None
         shutil.rmtree(self._workdir / "backends", ignore_errors=True)
 
@@ -188,3 +192,19 @@ class TritonServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def wait_for_group_exit(pgid: int, timeout_s: float) -> None:
+    """Block until no live (non-zombie) process is left in process group `pgid`; SIGKILL delivery is async."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = False
+        for proc in psutil.process_iter(["status"]):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                    alive = True
+                    break
+        if not alive:
+            return
+        time.sleep(0.02)
+    log.warning("tritonserver: processes of group %d still alive %.0fs after SIGKILL", pgid, timeout_s)
