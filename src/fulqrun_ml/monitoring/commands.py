@@ -5,6 +5,10 @@
     fulqrun-ml monitor alerts --results drift.json perf.json [--webhook-url URL] [--audit-dir DIR]
     fulqrun-ml monitor automations --predictions predictions.parquet [--webhook-url URL] [--audit-dir DIR]
     fulqrun-ml monitor drift-check [--repeats 200]       false-alarm and detection rates of the drift tests
+    fulqrun-ml monitor ship [--interval S]               serving spool -> prediction store (PostgreSQL or Parquet)
+    fulqrun-ml monitor watch [--once] [--metrics-port N]  the monitor loop, Prometheus metrics on 127.0.0.1
+    fulqrun-ml monitor refresh --task deal_win           the daily refresh (cron / systemd timer)
+    fulqrun-ml monitor simulate                          drifting simulated weeks through Triton and the monitor
 
 Thresholds, windows and rules come from configs/monitoring/<--config>.yaml. Subcommands are a registry
 (`SUBCOMMANDS`). A module listed in `PLUGIN_SUBCOMMANDS` (e.g. `monitor simulate`) parses its own options:
@@ -69,6 +73,9 @@ PLUGIN_SUBCOMMANDS = {
         "fulqrun_ml.monitoring.simulate",
         "replay simulated weeks of traffic and outcomes through the monitor",
     ),
+    "ship": ("fulqrun_ml.monitoring.prediction_log", "move the serving spool into the prediction store"),
+    "watch": ("fulqrun_ml.monitoring.watch", "the monitor loop: ship, drift, quality, performance, alerts, metrics"),
+    "refresh": ("fulqrun_ml.monitoring.refresh_command", "one daily refresh: warm start, gates, promote or alert"),
 }
 
 
@@ -216,7 +223,7 @@ def run_performance(args: argparse.Namespace) -> int:
     return 0
 
 
-def _webhook(url: str | None, section: dict[str, Any]) -> WebhookClient | None:
+def webhook_client(url: str | None, section: dict[str, Any]) -> WebhookClient | None:
     if not url:
         return None
     return WebhookClient(
@@ -253,7 +260,7 @@ def run_alerts(args: argparse.Namespace) -> int:
         except (AttributeError, KeyError, TypeError) as exc:  # JSON that is not a `monitor drift|performance` result
             raise MonitoringInputError("--results", f"{file.name}: missing or malformed field {exc}") from exc
     audit_dir = Path(args.audit_dir or section.get("audit_dir") or "monitoring")
-    webhook = _webhook(args.webhook_url or section.get("webhook_url"), section)
+    webhook = webhook_client(args.webhook_url or section.get("webhook_url"), section)
     manager = AlertManager(rules, audit_dir, webhook)
     outcome = manager.evaluate(observations)
     for alert in outcome.fired:
@@ -278,7 +285,7 @@ def run_automations(args: argparse.Namespace) -> int:
     section, alerts = config.get("automations", {}), config.get("alerts", {})
     engine = AutomationEngine(
         automation_rules_from_config(section.get("rules", [])),
-        _webhook(args.webhook_url or section.get("webhook_url"), alerts),
+        webhook_client(args.webhook_url or section.get("webhook_url"), alerts),
         Path(args.audit_dir or alerts.get("audit_dir") or "monitoring"),
     )
     events = engine.replay(read_frame(args.predictions, "--predictions"))

@@ -224,8 +224,8 @@ def store_from_serving_config(path: Path) -> tuple[Path, PredictionStore]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fulqrun_ml.monitoring.prediction_log", description=__doc__)
-    parser.add_argument("command", choices=["ship"])
+    parser = argparse.ArgumentParser(prog="fulqrun-ml monitor ship", description=__doc__)
+    parser.add_argument("command", nargs="?", choices=["ship"], default="ship", help="(the only one; optional)")
     parser.add_argument("--serving-config", default=str(CONFIG_DIR / "serving" / "cpu.yaml"))
     parser.add_argument("--interval", type=float, default=0.0, help="repeat every N seconds (0: one pass)")
     args = parser.parse_args(argv)
