@@ -36,7 +36,7 @@ from fulqrun_ml.machine import machine_info
 from fulqrun_ml.online.store import OnlineStore, as_of_now
 from fulqrun_ml.online.views import view_for_version
 from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
-from fulqrun_ml.registry.store import get_version
+from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.serving.codec import ID_INPUT, by_id_name
 from fulqrun_ml.serving.deploy import cpu_serving_configs
 from fulqrun_ml.serving.repository import TritonRepositoryBuilder
@@ -106,14 +106,28 @@ def compare_by_id_and_record(
     }
 
 
-def _redis(command: str, data_dir: str, *flags: str) -> str:
-    script = REPO_ROOT / "scripts" / "redis.sh"
+def service_script(script: str, command: str, data_dir: str, *flags: str) -> str:
+    """Run scripts/<script> (redis.sh, postgres.sh) `command`; `start` prints the URL/DSN, which is returned."""
+    path = REPO_ROOT / "scripts" / script
     done = subprocess.run(
-        [str(script), command, "--data-dir", data_dir, *flags], capture_output=True, text=True, timeout=300
+        [str(path), command, "--data-dir", data_dir, *flags], capture_output=True, text=True, timeout=600
     )
     if done.returncode != 0 and command == "start":
-        raise RuntimeError(f"scripts/redis.sh start failed: {done.stderr[-800:]}")
+        raise RuntimeError(f"scripts/{script} start failed: {done.stderr[-800:]}")
     return done.stdout.strip()
+
+
+def build_by_id_repository(version: ModelVersion, redis_url: str, repository: Path) -> list[tuple[str, str]]:
+    """`<model>` and `<model>_by_id` (CPU serving config, prediction log off: the measured path is the feature
+    read) in `repository`; returns the model's raw inputs as (name, Triton datatype)."""
+    serving = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "serving" / "cpu.yaml"), resolve=False)
+    assert isinstance(serving, dict)
+    serving["prediction_log"] = {"enabled": False}
+    serving["by_id"] = {"enabled": True, "redis_url": redis_url}
+    for config in cpu_serving_configs(version, serving):
+        if not config.name.endswith("_reasons"):
+            TritonRepositoryBuilder(repository).add(version, config)
+    return [(i["name"], "BYTES" if i["dtype"] == "string" else "FP32") for i in version.metadata["inputs"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,19 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     ids = list(view.open_entities(crm.tables, as_of)[: args.deals]) if view.open_entities else []
     features = view.compute_at(crm.tables, ids, as_of)
     data_dir = f"/tmp/fulqrun-redis-bench-byid-{uuid.uuid4().hex[:8]}"
-    url = _redis("start", data_dir)
+    url = service_script("redis.sh", "start", data_dir)
     try:
         store = OnlineStore(url)
         store.write(view, features.assign(as_of=now))
         store.register(view, version.name, version.version)
-        serving = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "serving" / "cpu.yaml"), resolve=False)
-        serving["prediction_log"] = {"enabled": False}
-        serving["by_id"] = {"enabled": True, "redis_url": url}
         with tempfile.TemporaryDirectory(prefix="fulqrun-bench-byid-") as repo:
-            for config in cpu_serving_configs(version, serving):
-                if not config.name.endswith("_reasons"):
-                    TritonRepositoryBuilder(Path(repo)).add(version, config)
-            inputs = [(i["name"], "BYTES" if i["dtype"] == "string" else "FP32") for i in version.metadata["inputs"]]
+            inputs = build_by_id_repository(version, url, Path(repo))
             with TritonServer(Path(repo)) as server:
                 result = compare_by_id_and_record(
                     server,
@@ -163,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         result["model"] = f"{version.name} v{version.version}"
         result["machine"] = machine_info()
     finally:
-        _redis("stop", data_dir, "--purge")
+        service_script("redis.sh", "stop", data_dir, "--purge")
     text = json.dumps(result, indent=2, default=str)
     print(text)
     if args.out:

@@ -17,6 +17,9 @@ Serving uses the same function with as_of = now, so training and serving share o
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -88,6 +91,7 @@ FEATURE_SOURCE = {
     "rep_closed_deals": "rep_record",
 }
 KEYS = ["opportunity_id", "as_of"]
+CLOSED = ["closed_won", "closed_lost"]
 # The groups whose values may come from a current row (no history at as_of): their features get a flag column.
 VERSIONED_GROUPS = ("company", "rep_user")
 
@@ -206,14 +210,39 @@ def as_float(values: pd.Series) -> np.ndarray:
 def _rep_record(tables: CRMTables, as_of: pd.Timestamp, reps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Wins, closed deals and newest counted close per rep, counting only closes recorded by as_of."""
     closes = tables.stage_history[
-        (tables.stage_history["changed_at"] <= as_of)
-        & tables.stage_history["to_stage"].isin(["closed_won", "closed_lost"])
+        (tables.stage_history["changed_at"] <= as_of) & tables.stage_history["to_stage"].isin(CLOSED)
     ]
     owner = tables.opportunities.set_index("id")["assigned_to"].reindex(closes["opportunity_id"]).to_numpy()
     record = pd.DataFrame(
-        {"rep": owner, "won": (closes["to_stage"] == "closed_won").to_numpy(), "at": closes["changed_at"].to_numpy()}
+        {"rep": owner, "won": (closes["to_stage"] == "closed_won").to_numpy(), "at": closes["changed_at"].array}
     )
     grouped = record.groupby("rep")
     wins = grouped["won"].sum().reindex(reps).fillna(0).to_numpy(dtype=np.float64)
     closed = grouped.size().reindex(reps).fillna(0).to_numpy(dtype=np.float64)
     return wins, closed, grouped["at"].max().reindex(reps).to_numpy()
+
+
+def rows_read_for(tables: CRMTables, opportunity_ids: Iterable[str]) -> CRMTables:
+    """The part of the CRM that `compute_deal_features` reads for these deals, at any as_of: every deal (owners
+    of closes), the deals' own stage history plus every close (the reps' records), the deals' activities, and
+    their companies and reps with their history.
+
+    Why: the stream worker recomputes a few deals per micro-batch, and the builder's scans and group-bys over
+    the whole activity and stage tables dominate that batch. Computing on this slice gives the same values
+    (`tests/unit/test_deal_rows_read.py` compares slice and full CRM on random deals and times, and fails
+    when a table the builder reads is cut too far), so the definition stays the one the training uses."""
+    ids = pd.unique(np.asarray(list(opportunity_ids), dtype=object)).tolist()
+    opps = tables.opportunities
+    chosen = opps[opps["id"].isin(ids)]
+    reps = chosen["assigned_to"].dropna().unique().tolist()
+    companies = chosen["company_id"].dropna().unique().tolist()
+    history = tables.stage_history
+    return dataclasses.replace(
+        tables,
+        stage_history=history[history["opportunity_id"].isin(ids) | history["to_stage"].isin(CLOSED)],
+        activities=tables.activities[tables.activities["related_id"].isin(ids)],
+        companies=tables.companies[tables.companies["id"].isin(companies)],
+        users=tables.users[tables.users["id"].isin(reps)],
+        company_history=tables.company_history[tables.company_history["company_id"].isin(companies)],
+        user_history=tables.user_history[tables.user_history["user_id"].isin(reps)],
+    )

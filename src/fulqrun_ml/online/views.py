@@ -21,6 +21,7 @@ registered model version to the view that can feed it, refusing a model trained 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -77,6 +78,9 @@ class FeatureView:
     ttl: timedelta
     sources: tuple[tuple[str, str], ...] = ()
     open_entities: Callable[[CRMTables, pd.Timestamp], np.ndarray] | None = None
+    # The CRM rows `compute` reads for some entities (a speed-up, not part of the definition: the builder
+    # proves slice == full CRM in its tests, so the version does not include it).
+    rows_read_for: Callable[[CRMTables, Any], CRMTables] | None = None
 
     @property
     def version(self) -> str:
@@ -108,7 +112,7 @@ class FeatureView:
         """The view's features for `entity_ids` at one as_of (through `compute`, the one definition)."""
         ids = np.asarray(list(entity_ids), dtype=object)
         index = pd.DataFrame({self.entity_column: ids, "as_of": pd.Timestamp(as_of)})
-        return self.compute(tables, index)
+        return self.compute(self.rows_read_for(tables, ids) if self.rows_read_for else tables, index)
 
     def describe(self) -> dict[str, Any]:
         """What `fq:views` stores about the view (without the model list, which `store.register` keeps)."""
@@ -132,6 +136,7 @@ DEAL_WIN_VIEW = FeatureView(
     ttl=timedelta(hours=1),
     sources=tuple(sorted(deal_features.FEATURE_SOURCE.items())),
     open_entities=open_deal_ids,
+    rows_read_for=deal_features.rows_read_for,
 )
 LEAD_CONVERSION_VIEW = FeatureView(
     name="lead_conversion_features",
@@ -157,9 +162,7 @@ def with_ttl(view: FeatureView, ttl: timedelta) -> FeatureView:
     """The same view with another TTL (a serving choice: it does not change the version or the keys)."""
     if ttl.total_seconds() <= 0:
         raise FeatureViewError(f"ttl must be positive, got {ttl}")
-    return FeatureView(
-        view.name, view.entity, view.entity_column, view.spec, view.compute, ttl, view.sources, view.open_entities
-    )
+    return dataclasses.replace(view, ttl=ttl)
 
 
 def view_for_version(version_metadata: Mapping[str, Any]) -> FeatureView:
