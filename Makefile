@@ -9,6 +9,7 @@ bootstrap:
 
 run: bootstrap
 	$(BIN)/fulqrun-ml run
+	$(if $(LIVE),$(BIN)/fulqrun-ml online demo)
 
 lint: bootstrap
 	$(BIN)/ruff check src tests scripts serving

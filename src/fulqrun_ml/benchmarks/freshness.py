@@ -38,18 +38,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import psycopg
 
-from fulqrun_ml.benchmarks.freshness_crm import LoadWriter, change_stage, next_open_stage, write_backlog
+from fulqrun_ml.benchmarks.freshness_crm import LoadWriter, write_backlog
 from fulqrun_ml.benchmarks.freshness_plot import plot_freshness
-from fulqrun_ml.benchmarks.serving_by_id import build_by_id_repository, compare_by_id_and_record, service_script
+from fulqrun_ml.benchmarks.serving_by_id import compare_by_id_and_record
 from fulqrun_ml.benchmarks.workload import configure_logging, publish_small_model
-from fulqrun_ml.data.simulator import simulate_crm
-from fulqrun_ml.data.sources import load_crm_into_postgres
 from fulqrun_ml.machine import machine_info
-from fulqrun_ml.online.cdc import cdc_status, install_cdc
-from fulqrun_ml.online.store import OnlineStore, as_of_now
+from fulqrun_ml.online.cdc import cdc_status
+from fulqrun_ml.online.live_update import build_by_id_repository, probe, seed_crm, service_script
+from fulqrun_ml.online.store import OnlineStore
 from fulqrun_ml.online.views import FeatureView, view_for_version
 from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.serving.client import TritonPredictionClient
@@ -107,25 +105,6 @@ class StreamProcess:
             self.process.terminate()
         self.process.wait(timeout=timeout_s)
         return json.loads(self.stats.read_text()) if self.stats.is_file() else {}
-
-
-def probe(
-    conn: psycopg.Connection, client: TritonPredictionClient, deal: str, stage: str, timeout_s: float
-) -> dict[str, Any]:
-    """One stage change on `deal`, then poll its served prediction until it reflects the change."""
-    before = client.predict_by_id([deal])[0]
-    change_stage(conn, deal, next_open_stage(stage))
-    committed = time.time()
-    t0 = time.perf_counter()
-    polls = 0
-    while time.perf_counter() - t0 < timeout_s:
-        row = client.predict_by_id([deal])[0]
-        polls += 1
-        fresh = row.as_of is not None and pd.Timestamp(row.as_of).timestamp() >= committed - 0.001
-        if row.status == "ok" and fresh and row.probability != before.probability:
-            return {"ms": (time.perf_counter() - t0) * 1000.0, "polls": polls, "to_stage": next_open_stage(stage)}
-        time.sleep(0.002)
-    return {"ms": None, "polls": polls, "to_stage": next_open_stage(stage)}
 
 
 def redis_read_ms(store: OnlineStore, view: FeatureView, ids: list[str], n: int) -> list[float]:
@@ -220,15 +199,17 @@ def run(settings: FreshnessSettings, version: ModelVersion, work: Path) -> dict[
     redis_url = service_script("redis.sh", "start", redis_dir)
     worker: StreamProcess | None = None
     try:
-        crm = simulate_crm(settings.opportunities, settings.reps, settings.companies, seed=settings.seed).tables
-        load_crm_into_postgres(crm, dsn)
-        install_cdc(dsn)
-        now = as_of_now()
-        ids = [str(i) for i in view.open_entities(crm, now)] if view.open_entities else []
-        features = view.compute_at(crm, ids, now)
         store = OnlineStore(redis_url)
-        store.write(view, features)
-        store.register(view, version.name, version.version)
+        crm, ids, features = seed_crm(
+            dsn,
+            store,
+            view,
+            version,
+            n_opportunities=settings.opportunities,
+            n_reps=settings.reps,
+            n_companies=settings.companies,
+            seed=settings.seed,
+        )
         stage = crm.opportunities.set_index("id")["stage"].astype(str)
         probe_deals = {d: stage[d] for d in ids[: settings.probe_deals]}
         load_deals = ids[settings.probe_deals :]

@@ -1,5 +1,6 @@
-"""What a CRM writer does to the database during the freshness benchmark: stage changes (the probes), a paced
-stream of new activities (the sustained write load) and a bulk backlog (an outage's worth of writes).
+"""What a CRM writer does to the database during the freshness benchmark besides the probes' stage changes
+(`online/live_update.py`): a paced stream of new activities (the sustained write load) and a bulk backlog (an
+outage's worth of writes).
 
 Why a module of its own: these are the *inputs* of the measurement, the SQL a CRM application runs, stamped
 with the database clock (`clock_timestamp()`), kept apart from the timing logic in `freshness.py`. The load
@@ -16,8 +17,6 @@ from typing import Any
 
 import psycopg
 
-from fulqrun_ml.data.vocabulary import OPEN_STAGES
-
 # One activity row per deal id in the array: what a rep logging a call writes.
 INSERT_ACTIVITIES = (
     "INSERT INTO activities (id, organization_id, type, status, subject, description, related_type, related_id,"
@@ -26,27 +25,6 @@ INSERT_ACTIVITIES = (
     " o.assigned_to, NULL, clock_timestamp(), 'outbound'"
     " FROM unnest(%s::uuid[]) AS d(id) JOIN opportunities o ON o.id = d.id"
 )
-
-
-def next_open_stage(stage: str) -> str:
-    """The stage a probe moves a deal to: the next open stage, or back one from the last (never closed, so the
-    deal stays open and keeps being served)."""
-    k = OPEN_STAGES.index(stage)
-    return OPEN_STAGES[k + 1] if k + 1 < len(OPEN_STAGES) else OPEN_STAGES[k - 1]
-
-
-def change_stage(conn: psycopg.Connection, deal: str, to_stage: str) -> None:
-    """Move `deal` to `to_stage` in one transaction, as the CRM writes it: a stage_history row and the
-    opportunity's stage. Returns once the COMMIT is acknowledged."""
-    with conn.transaction():
-        conn.execute(
-            "INSERT INTO stage_history (opportunity_id, from_stage, to_stage, changed_at)"
-            " SELECT id, stage, %s, clock_timestamp() FROM opportunities WHERE id = %s",
-            (to_stage, deal),
-        )
-        conn.execute(
-            "UPDATE opportunities SET stage = %s, updated_at = clock_timestamp() WHERE id = %s", (to_stage, deal)
-        )
 
 
 def write_backlog(dsn: str, deals: Sequence[str], events: int, chunk: int = 20_000) -> float:

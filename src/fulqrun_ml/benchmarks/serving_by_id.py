@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -26,20 +25,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 from tritonclient.grpc import InferInput
 
 from fulqrun_ml.benchmarks import loadgen
 from fulqrun_ml.benchmarks.serving_measure import measure_point, settle_server
 from fulqrun_ml.data.simulator import simulate_crm
 from fulqrun_ml.machine import machine_info
+from fulqrun_ml.online.live_update import build_by_id_repository, service_script
 from fulqrun_ml.online.store import OnlineStore, as_of_now
 from fulqrun_ml.online.views import view_for_version
-from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
-from fulqrun_ml.registry.store import ModelVersion, get_version
+from fulqrun_ml.project import REPO_ROOT
+from fulqrun_ml.registry.store import get_version
 from fulqrun_ml.serving.codec import ID_INPUT, by_id_name
-from fulqrun_ml.serving.deploy import cpu_serving_configs
-from fulqrun_ml.serving.repository import TritonRepositoryBuilder
 from fulqrun_ml.serving.server import TritonServer
 
 
@@ -104,30 +101,6 @@ def compare_by_id_and_record(
         "goal": 0.7,
         "points": points,
     }
-
-
-def service_script(script: str, command: str, data_dir: str, *flags: str) -> str:
-    """Run scripts/<script> (redis.sh, postgres.sh) `command`; `start` prints the URL/DSN, which is returned."""
-    path = REPO_ROOT / "scripts" / script
-    done = subprocess.run(
-        [str(path), command, "--data-dir", data_dir, *flags], capture_output=True, text=True, timeout=600
-    )
-    if done.returncode != 0 and command == "start":
-        raise RuntimeError(f"scripts/{script} start failed: {done.stderr[-800:]}")
-    return done.stdout.strip()
-
-
-def build_by_id_repository(version: ModelVersion, redis_url: str, repository: Path) -> list[tuple[str, str]]:
-    """`<model>` and `<model>_by_id` (CPU serving config, prediction log off: the measured path is the feature
-    read) in `repository`; returns the model's raw inputs as (name, Triton datatype)."""
-    serving = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "serving" / "cpu.yaml"), resolve=False)
-    assert isinstance(serving, dict)
-    serving["prediction_log"] = {"enabled": False}
-    serving["by_id"] = {"enabled": True, "redis_url": redis_url}
-    for config in cpu_serving_configs(version, serving):
-        if not config.name.endswith("_reasons"):
-            TritonRepositoryBuilder(repository).add(version, config)
-    return [(i["name"], "BYTES" if i["dtype"] == "string" else "FP32") for i in version.metadata["inputs"]]
 
 
 def main(argv: list[str] | None = None) -> int:

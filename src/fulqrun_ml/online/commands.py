@@ -6,6 +6,7 @@
     fulqrun-ml online backfill --task deal_win --start D --end D [--every-days N]   past rows -> history only
     fulqrun-ml online skew --task deal_win [--sample N --seed S --out FILE]   online == offline? exit 1 if not
     fulqrun-ml online redis start|stop|status [--data-dir DIR]     a local throwaway server (scripts/redis.sh)
+    fulqrun-ml online demo [--deals 3]      change deals in a local CRM database, see the served probability change
 
 Defaults come from configs/online/<--config>.yaml; FULQRUN_REDIS_URL overrides its redis_url.
 Exit codes: 0 fine, 1 the skew check failed, 2 bad input or an unreachable service (the message says which).
@@ -307,4 +308,12 @@ SUBCOMMANDS["stream"] = (
     "run the stream worker: CRM changes -> features -> Redis",
     _stream.add_stream_arguments,
     _stream.run_stream,
+)
+
+from fulqrun_ml.online import live_update as _live  # noqa: E402
+
+SUBCOMMANDS["demo"] = (
+    "a live update: change deals in a local CRM database, see their served probability change",
+    _live.add_demo_arguments,
+    _live.run_demo,
 )
