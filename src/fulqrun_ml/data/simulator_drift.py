@@ -2,9 +2,12 @@
 
 Production data moves: the economy turns, the market mix shifts, prices rise, a new product line arrives. A
 monitor's worth is how soon it notices, and how rarely it cries wolf when nothing moved. The simulator applies
-one `DriftScenario` to every deal created on or after `onset_day` (days after the simulation start); deals
-created earlier are untouched, byte for byte, because the scenario draws from its own generator
-(`seed`, 2) and never from the main stream.
+one `DriftScenario` to every deal created on or after `onset_day` (days after the simulation start). The
+scenario draws from its own generator (`seed`, 3), never from the main stream, so deals created earlier keep
+their company, value, rep, outcome and stage history. Their touches do not stay byte for byte: the simulator
+draws every deal's touches from one stream (`simulator_touches.simulate_deal_touches`), so a drift that
+changes later deals' outcomes or values (hence their close days) re-draws everyone's touches from the same
+distribution (measured by `fulqrun-ml monitor simulate`: same rows and stages, other activity counts).
 
 Scenarios (effect sizes are the ground truth `fulqrun-ml monitor simulate` scores against; docs/simulator.md):
 
