@@ -6,6 +6,7 @@ fulqrun-ml serve [overrides]                                 serve the productio
 fulqrun-ml predict --input FILE [--url ...]                  score JSON-lines, CSV or Parquet records through Triton
 fulqrun-ml predict --ids a,b,c|FILE [--url ...]              score entities by id (features from the online store)
 fulqrun-ml run [train overrides]                             all of the above on the embedded default, with a report
+fulqrun-ml optimize territories|assignment [options]         territory design and rep-account assignment (HiGHS)
 """
 
 from __future__ import annotations
@@ -40,11 +41,15 @@ from fulqrun_ml.training.train import train
 COMMAND_GROUPS = {
     "online": (
         "fulqrun_ml.online.commands",
-        "the real-time feature store: redis | materialise | backfill | stream | skew",
+        "the real-time feature store: redis | materialise | backfill | stream | skew | cdc | demo",
     ),
-    "monitor": ("fulqrun_ml.monitoring.commands", "production monitoring: drift | performance | alerts | simulate"),
+    "monitor": (
+        "fulqrun_ml.monitoring.commands",
+        "production monitoring: ship | watch | drift | performance | alerts | automations | simulate | refresh",
+    ),
     "governance": ("fulqrun_ml.monitoring.governance", "`governance report <model> <version>`: compliance report"),
     "experiment": ("fulqrun_ml.monitoring.experiments", "A/B experiments: assign | analyse | simulate"),
+    "optimize": ("fulqrun_ml.optimize.commands", "territories | assignment: HiGHS MILPs on CRM estimates"),
 }
 BENCHMARKS = {"models": "leaderboard", "serve": "serving", "score": "scoring", "incremental": "incremental"}
 DEFAULT_EXPORT_TASK = "deal_win"
