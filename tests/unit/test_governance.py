@@ -13,10 +13,11 @@ import pytest
 from fulqrun_ml.benchmarks.leaderboard_binary import scores
 from fulqrun_ml.benchmarks.leaderboard_fairness import render_fairness
 from fulqrun_ml.benchmarks.leaderboard_kinds import Holdout
-from fulqrun_ml.monitoring.governance import atomic_write_text, card_sections, main, render_html
+from fulqrun_ml.monitoring.governance import card_sections, main, render_html
 from fulqrun_ml.monitoring.governance_sections import deployment_time, scan_artifacts
 from fulqrun_ml.registry.aliases import promote
 from fulqrun_ml.registry.audit import read_audit
+from fulqrun_ml.registry.locking import atomic_write_text
 from fulqrun_ml.registry.store import publish_version
 
 

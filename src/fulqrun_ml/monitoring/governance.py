@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +41,7 @@ from fulqrun_ml.registry.alias_state import read_alias_state
 from fulqrun_ml.registry.audit import current_actor, read_audit
 from fulqrun_ml.registry.commands import default_models_dir
 from fulqrun_ml.registry.fairness_gate import check_fairness, load_governance_config
+from fulqrun_ml.registry.locking import atomic_write_text
 from fulqrun_ml.registry.model_card import read_json, render_model_card
 from fulqrun_ml.registry.store import get_version
 
@@ -247,21 +247,6 @@ def render_html(markdown: str, title: str) -> str:
     """The same report as a standalone HTML page (raw HTML in the Markdown is escaped, not passed through)."""
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
     return HTML_PAGE.format(title=title, body=body)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a temporary sibling, fsync, rename over: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:

@@ -33,11 +33,18 @@ def model_lock(root: Path) -> Iterator[None]:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Replace `path` with `data` as JSON: write a temporary sibling, fsync, rename over, fsync the dir."""
+    """Replace `path` with `data` as JSON (see `atomic_write_text`)."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text`: write a temporary sibling, fsync, rename over, fsync the dir, so readers see
+    the old file or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     try:
-        with open(tmp, "w") as handle:
-            handle.write(json.dumps(data, indent=2, sort_keys=True, default=str))
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
