@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +44,8 @@ from fulqrun_ml.benchmarks.freshness_plot import plot_freshness
 from fulqrun_ml.benchmarks.serving_by_id import compare_by_id_and_record
 from fulqrun_ml.benchmarks.workload import configure_logging, publish_small_model
 from fulqrun_ml.machine import machine_info
-from fulqrun_ml.online.cdc import cdc_status
-from fulqrun_ml.online.live_update import build_by_id_repository, probe, seed_crm, service_script
+from fulqrun_ml.online.cdc import OutboxConsumer, cdc_status
+from fulqrun_ml.online.live_update import build_by_id_repository, local_services, probe, seed_crm
 from fulqrun_ml.online.store import OnlineStore
 from fulqrun_ml.online.views import FeatureView, view_for_version
 from fulqrun_ml.registry.store import ModelVersion, get_version
@@ -205,12 +204,7 @@ def catch_up(
 def run(settings: FreshnessSettings, version: ModelVersion, work: Path) -> dict[str, Any]:
     view = view_for_version({**version.metadata, "name": version.name, "version": version.version})
     task = str(version.metadata["task"])
-    tag = uuid.uuid4().hex[:8]
-    pg_dir, redis_dir = f"/tmp/fulqrun-pg-fresh-{tag}", f"/tmp/fulqrun-redis-fresh-{tag}"
-    dsn = service_script("postgres.sh", "start", pg_dir)
-    redis_url = service_script("redis.sh", "start", redis_dir)
-    worker: StreamProcess | None = None
-    try:
+    with local_services("fresh") as (dsn, redis_url):
         store = OnlineStore(redis_url)
         crm, ids, features = seed_crm(
             dsn,
@@ -226,33 +220,32 @@ def run(settings: FreshnessSettings, version: ModelVersion, work: Path) -> dict[
         probe_deals = {d: stage[d] for d in ids[: settings.probe_deals]}
         load_deals = ids[settings.probe_deals :]
         worker = StreamProcess(dsn, redis_url, task, work / "stream.json")
-        inputs = build_by_id_repository(version, redis_url, work / "repo")
-        with TritonServer(work / "repo") as server:
-            client = TritonPredictionClient(server.grpc_url, version.name, protocol="grpc")
-            levels = measure_levels(settings, dsn, client, store, view, probe_deals, load_deals)
-            by_id = compare_by_id_and_record(
-                server,
-                version.name,
-                ids,
-                features,
-                inputs,
-                concurrency=settings.by_id_concurrency,
-                duration_s=settings.by_id_duration_s,
-                rounds=settings.by_id_rounds,
-            )
-            client.close()
-        stream_stats = worker.stop()
-        worker = None
+        try:
+            inputs = build_by_id_repository(version, redis_url, work / "repo")
+            with TritonServer(work / "repo") as server:
+                client = TritonPredictionClient(server.grpc_url, version.name, protocol="grpc")
+                levels = measure_levels(settings, dsn, client, store, view, probe_deals, load_deals)
+                by_id = compare_by_id_and_record(
+                    server,
+                    version.name,
+                    ids,
+                    features,
+                    inputs,
+                    concurrency=settings.by_id_concurrency,
+                    duration_s=settings.by_id_duration_s,
+                    rounds=settings.by_id_rounds,
+                )
+                client.close()
+        finally:
+            stream_stats = worker.stop()
         outage = catch_up(settings, dsn, redis_url, task, load_deals, work)
         seqs = store.read(view, load_deals, with_meta=True)["seq"]  # the backlog touched only these
-        with psycopg.connect(dsn) as conn:
-            last = conn.execute("SELECT last_value FROM fulqrun_cdc.outbox_seq_seq").fetchone()
-        outage["redis_rows_carry_last_seq"] = bool(last is not None and int(seqs.max()) == int(last[0]))
-    finally:
-        if worker is not None:
-            worker.stop()
-        service_script("redis.sh", "stop", redis_dir, "--purge")
-        service_script("postgres.sh", "stop", pg_dir, "--purge")
+        consumer = OutboxConsumer(dsn)
+        try:
+            last = consumer.watermark()  # the outbox sequence's value: the newest event's seq
+        finally:
+            consumer.close()
+        outage["redis_rows_carry_last_seq"] = int(seqs.max()) == last
     return summarise(settings, version, levels, by_id, outage, stream_stats)
 
 

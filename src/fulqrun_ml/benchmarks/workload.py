@@ -6,7 +6,6 @@ goes through `train()` and the run's own pipeline exporter, so what is benchmark
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.pipelines import load_pipeline
 from fulqrun_ml.project import REPO_ROOT, compose_config
+from fulqrun_ml.registry.run_record import version_holdout_path
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.training.train import train
 
@@ -58,10 +58,8 @@ def benchmark_records(version: ModelVersion, n: int, seed: int = 0) -> pd.DataFr
     records drawn from the fitted FeatureSpec itself (numbers from the training mean/std in the model's
     own scale, categories from the vocabulary), so any published version can be benchmarked."""
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
-    lineage = version.path / "lineage.json"
-    run_dir = json.loads(lineage.read_text()).get("run_dir") if lineage.is_file() else None
-    holdout = Path(run_dir) / "holdout.parquet" if run_dir else None
-    if holdout is not None and holdout.is_file():
+    holdout = version_holdout_path(version.path)
+    if holdout is not None:
         frame = pd.read_parquet(holdout, columns=spec.spec.names)
         return frame.sample(n, replace=len(frame) < n, random_state=seed).reset_index(drop=True)
     rng = np.random.default_rng(seed)

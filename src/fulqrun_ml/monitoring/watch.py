@@ -21,7 +21,6 @@ step: the gauges must persist between cycles for Prometheus to scrape them.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import threading
 import time
@@ -43,6 +42,7 @@ from fulqrun_ml.monitoring.quality import QualityThresholds, ReferenceProfile, q
 from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.registry.commands import default_models_dir
 from fulqrun_ml.registry.locking import atomic_write_json
+from fulqrun_ml.registry.run_record import version_holdout_path
 from fulqrun_ml.registry.store import ModelVersion, get_version
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,8 @@ def reference_rows(version: ModelVersion, path: str | None) -> pd.DataFrame:
     """The drift reference: `path`, or the version's holdout rows with the version's own probabilities."""
     if path:
         return read_frame(path, "--reference")
-    lineage = version.path / "lineage.json"
-    run_dir = json.loads(lineage.read_text()).get("run_dir") if lineage.is_file() else None
-    holdout = Path(run_dir) / "holdout.parquet" if run_dir else None
-    if holdout is None or not holdout.is_file():
+    holdout = version_holdout_path(version.path)
+    if holdout is None:
         raise MonitoringInputError(
             "--reference", f"{version.name} v{version.version}'s training run is not on disk: pass --reference"
         )

@@ -57,10 +57,11 @@ def service_script(script: str, command: str, data_dir: str, *flags: str) -> str
 
 
 @contextmanager
-def local_services(tag: str = "") -> Iterator[tuple[str, str]]:
-    """(PostgreSQL DSN, Redis URL) of throwaway servers on 127.0.0.1, stopped and purged afterwards."""
-    tag = tag or uuid.uuid4().hex[:8]
-    pg_dir, redis_dir = f"/tmp/fulqrun-pg-live-{tag}", f"/tmp/fulqrun-redis-live-{tag}"
+def local_services(purpose: str = "live") -> Iterator[tuple[str, str]]:
+    """(PostgreSQL DSN, Redis URL) of throwaway servers on 127.0.0.1, stopped and purged afterwards; their
+    directories are /tmp/fulqrun-{pg,redis}-<purpose>-<random>."""
+    tag = f"{purpose}-{uuid.uuid4().hex[:8]}"
+    pg_dir, redis_dir = f"/tmp/fulqrun-pg-{tag}", f"/tmp/fulqrun-redis-{tag}"
     try:
         yield service_script("postgres.sh", "start", pg_dir), service_script("redis.sh", "start", redis_dir)
     finally:

@@ -155,3 +155,13 @@ def finished_runs(log_dir: Path | str, task: str | None = None) -> list[Path]:
         if task is None or record.task == task:
             runs.append(path)
     return [p.parent for p in sorted(runs, key=lambda p: p.stat().st_mtime)]
+
+
+def version_holdout_path(version_dir: Path) -> Path | None:
+    """The holdout.parquet of the run a published version was exported from (its lineage's `run_dir`), or
+    None when the version records no run or that run is no longer on disk. Monitors, reports and benchmarks
+    use it as the version's reference rows."""
+    lineage = Path(version_dir) / "lineage.json"
+    run_dir = json.loads(lineage.read_text()).get("run_dir") if lineage.is_file() else None
+    path = Path(run_dir) / "holdout.parquet" if run_dir else None
+    return path if path is not None and path.is_file() else None
