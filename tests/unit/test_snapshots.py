@@ -131,3 +131,26 @@ def test_censoring_weights_give_back_the_label_mix_the_embargo_censors():
     # A horizon-embargoed task: one delay for every row, nothing to re-weight.
     by_horizon = frame.assign(label_time=frame["as_of"] + pd.Timedelta(days=30))
     np.testing.assert_allclose(split.censoring_weights(by_horizon, split.assign(by_horizon)), 1.0)
+
+
+def test_censoring_weights_restore_labels_slower_than_the_validation_period():
+    """Wins take up to 50 days, the validation period is 3 weekly dates (longest window 21 days): no weight can
+    bring back a 30-day win there, so only the training period's delay-label mix restores validation's rate."""
+    rng = np.random.default_rng(1)
+    dates = list(pd.date_range("2025-01-06", periods=40, freq="7D"))
+    rows = []
+    for as_of in dates:
+        delay = rng.integers(1, 50, size=3000)
+        rows.append(pd.DataFrame({"as_of": as_of, "delay": delay, "label": (delay > 15).astype(float)}))
+    frame = pd.concat(rows, ignore_index=True)
+    frame["label_time"] = frame["as_of"] + pd.to_timedelta(frame["delay"], unit="D")
+    split = time_split(dates, 0.075, 0.2)
+    assigned = split.assign(frame)
+    weights = split.censoring_weights(frame, assigned)
+    val = (assigned == "val").to_numpy()
+    weighted = np.average(frame.loc[val, "label"], weights=weights[val])
+    assert abs(weighted - frame["label"].mean()) < 0.02, (weighted, frame["label"].mean())
+    # Labels that are not 0/1 (a regression target) keep the plain inverse-probability weights.
+    days = frame.assign(label=frame["delay"].astype(float))
+    plain = split.censoring_weights(days, assigned)
+    assert np.isclose(plain[val].mean(), 1.0) and not np.allclose(plain[val], weights[val])
