@@ -1,13 +1,15 @@
-"""`fulqrun-ml optimize territories|assignment`: one interface over the solvers (routes and coverage: not yet).
+"""`fulqrun-ml optimize territories|assignment|routes|coverage`: one interface over the solvers.
 
     fulqrun-ml optimize territories [--config territories] [--out DIR] [--set solver.max_moved_share=0.1 ...]
     fulqrun-ml optimize assignment  [--config assignment]  [--crm DIR --locations FILE [--rep-profiles FILE]]
+    fulqrun-ml optimize routes      [--uplift FILE]        (account_id, expected_uplift from recommend)
+    fulqrun-ml optimize coverage    [--predictions FILE]   (opportunity_id, probability from `fulqrun-ml score`)
 
 Without --crm the command runs on the simulator (the config's `data.simulate` block) and its summary adds the
 true revenue from the simulator's known truth. Each command writes `<name>.parquet`, `<name>.geojson`,
-`<name>.png` and `<name>_summary.json` under --out. Errors are FulqrunMLError subclasses naming the field or
-the binding constraint; `fulqrun-ml` prints them and exits 2. `--progress` prints HiGHS's log (incumbent,
-bound, gap over time) during long solves.
+`<name>.png` and `<name>_summary.json` under --out (routes also `routes_baseline.parquet`). Errors are
+FulqrunMLError subclasses naming the field or the binding constraint; `fulqrun-ml` prints them and exits 2.
+`--progress` prints the solver's log (HiGHS: incumbent, bound, gap over time; OR-Tools: its search log).
 """
 
 from __future__ import annotations
@@ -16,18 +18,22 @@ import argparse
 import dataclasses
 import logging
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from fulqrun_ml.data.simulator_geo import true_revenue
+from fulqrun_ml.data.simulator_geo import true_revenue, visiting_hours
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.optimize.assignment import AssignmentConfig, greedy_assignment, solve_assignment, travel_matrix
 from fulqrun_ml.optimize.estimates import fit_skill_model
 from fulqrun_ml.optimize.inputs import OptimizeInputs, crm_inputs, simulated_inputs
 from fulqrun_ml.optimize.outputs import write_outputs
-from fulqrun_ml.optimize.problem import OptimizeError
+from fulqrun_ml.optimize.problem import OptimizeError, check_accounts, check_reps
+from fulqrun_ml.optimize.routes import plan_totals, plan_week
+from fulqrun_ml.optimize.routes_candidates import RouteConfig, read_uplift, visit_candidates
+from fulqrun_ml.optimize.routes_outputs import write_route_outputs
 from fulqrun_ml.optimize.territories import TerritoryConfig, design_territories
 from fulqrun_ml.project import CONFIG_DIR
 
@@ -111,10 +117,40 @@ def run_assignment(inputs: OptimizeInputs, cfg: AssignmentConfig, out: Path) -> 
     return summary
 
 
+def run_routes(inputs: OptimizeInputs, cfg: RouteConfig, out: Path, uplift: Path | None, seed: int = 0) -> dict:
+    """Candidates, OR-Tools weekly routes and the nearest-neighbour baseline under the same limits, compared."""
+    reps = check_reps(inputs.reps)
+    accounts = check_accounts(inputs.accounts, reps)
+    if inputs.world is not None and "open_hour" not in accounts:
+        accounts = accounts.merge(visiting_hours(inputs.world, seed), on="company_id", how="left")
+    candidates = visit_candidates(accounts, inputs.tables, cfg, read_uplift(uplift) if uplift else None)
+    log.info("routes: %d candidate visits over %d reps", len(candidates), candidates["current_rep"].nunique())
+    started = time.perf_counter()
+    plan = plan_week(candidates, reps, cfg)
+    seconds = time.perf_counter() - started
+    baseline = plan_week(candidates, reps, cfg, baseline=True)
+    solved, greedy = plan_totals(plan, candidates, cfg), plan_totals(baseline, candidates, cfg)
+    summary = {"command": "routes", "accounts": len(accounts), "reps": len(reps), "candidates": len(candidates),
+               "value_source": "expected_uplift" if uplift else "potential", "solve_seconds": round(seconds, 3),
+               "travel_km_saving_vs_baseline": 1 - solved["travel_km"] / greedy["travel_km"] if greedy["travel_km"]
+               else 0.0, "value_covered_ratio_vs_baseline": solved["value_covered"] / greedy["value_covered"]
+               if greedy["value_covered"] else float("nan"), "ortools": solved, "nearest_neighbour": greedy,
+               "config": dataclasses.asdict(cfg)}  # fmt: skip
+    summary["outputs"] = write_route_outputs(out, plan, baseline, summary)
+    return summary
+
+
+RUNNERS: dict[str, tuple[type, object]] = {
+    "territories": (TerritoryConfig, run_territories),
+    "assignment": (AssignmentConfig, run_assignment),
+    "routes": (RouteConfig, run_routes),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fulqrun-ml optimize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("command", choices=["territories", "assignment"])
+    parser.add_argument("command", choices=sorted(RUNNERS))
     parser.add_argument("--config", help="configs/optimize/<name>.yaml or a path (default: the command's name)")
     parser.add_argument("--out", default="outputs/optimize", help="output directory (default: %(default)s)")
     parser.add_argument("--crm", help="a CRM export directory (default: the simulator)")
@@ -122,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rep-profiles", help="rep_profiles Parquet/CSV: rep_id, home_latitude, ...")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--progress", action="store_true", help="print the solver's progress log")
+    parser.add_argument("--uplift", help="routes: per-account uplift Parquet/CSV (account_id, expected_uplift)")
     return parser
 
 
@@ -129,12 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run one optimisation; prints the summary's headline numbers and where the outputs are."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     cfg = load_config(args.config or args.command, args.set)
-    kind = TerritoryConfig if args.command == "territories" else AssignmentConfig
+    kind, run = RUNNERS[args.command]
     solver = solver_config(kind, cfg.get("solver", {}), args.progress)
     log.info("optimize %s: building inputs", args.command)
-    inputs = _inputs(args, cfg.get("data", {}))
-    run = run_territories if args.command == "territories" else run_assignment
-    summary = run(inputs, solver, Path(args.out))  # type: ignore[arg-type]
+    data = cfg.get("data", {})
+    inputs = _inputs(args, data)
+    if args.command == "routes":
+        summary = run_routes(inputs, solver, Path(args.out), Path(args.uplift) if args.uplift else None,
+                             int(data.get("geo_seed", 0)))  # type: ignore[arg-type]  # fmt: skip
+    else:
+        summary = run(inputs, solver, Path(args.out))  # type: ignore[operator]
     headline = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     print("\n".join(f"{k}: {v}" for k, v in headline.items()))
     print(f"outputs: {summary['outputs']}")

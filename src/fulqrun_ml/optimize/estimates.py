@@ -96,6 +96,21 @@ def _touch_company(tables: CRMTables) -> pd.Series:
     return company
 
 
+def account_touches(tables: CRMTables) -> pd.DataFrame:
+    """company_id, type, created_at of every activity traceable to an account (routes read the last meeting,
+    coverage the touches in a window; one tracing rule with the workload estimate)."""
+    company = _touch_company(tables)
+    acts = tables.activities
+    keep = company.notna().to_numpy()
+    return pd.DataFrame(
+        {
+            "company_id": company[keep].reset_index(drop=True),
+            "type": acts.loc[keep, "type"].reset_index(drop=True),
+            "created_at": acts.loc[keep, "created_at"].reset_index(drop=True),
+        }
+    )
+
+
 def account_estimates(
     tables: CRMTables,
     deals: pd.DataFrame | None = None,
