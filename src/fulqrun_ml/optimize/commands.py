@@ -27,9 +27,18 @@ from omegaconf import OmegaConf
 from fulqrun_ml.data.simulator_geo import true_revenue, visiting_hours
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.optimize.assignment import AssignmentConfig, greedy_assignment, solve_assignment, travel_matrix
-from fulqrun_ml.optimize.estimates import fit_skill_model
+from fulqrun_ml.optimize.coverage import (
+    CoverageConfig,
+    open_pipeline,
+    read_predictions,
+    white_space,
+    white_space_segments,
+)
+from fulqrun_ml.optimize.coverage_quota import quota_risk
+from fulqrun_ml.optimize.coverage_truth import quota_truth, white_space_truth
+from fulqrun_ml.optimize.estimates import fit_skill_model, segment_win_rates
 from fulqrun_ml.optimize.inputs import OptimizeInputs, crm_inputs, simulated_inputs
-from fulqrun_ml.optimize.outputs import write_outputs
+from fulqrun_ml.optimize.outputs import write_coverage_outputs, write_outputs
 from fulqrun_ml.optimize.problem import OptimizeError, check_accounts, check_reps
 from fulqrun_ml.optimize.routes import plan_totals, plan_week
 from fulqrun_ml.optimize.routes_candidates import RouteConfig, read_uplift, visit_candidates
@@ -140,10 +149,40 @@ def run_routes(inputs: OptimizeInputs, cfg: RouteConfig, out: Path, uplift: Path
     return summary
 
 
+def run_coverage(inputs: OptimizeInputs, cfg: CoverageConfig, out: Path, predictions: Path | None) -> dict:
+    """White space (accounts, segments) and quota risk per territory, ranked; scored against truth on the
+    simulator. Writes coverage.parquet (accounts), coverage_segments.parquet, coverage_territories.parquet."""
+    reps = check_reps(inputs.reps)
+    accounts = check_accounts(inputs.accounts, reps)
+    table = white_space(accounts, inputs.tables, cfg)
+    segments = white_space_segments(table)
+    pipeline = open_pipeline(accounts, inputs.tables, inputs.deals)
+    rates = segment_win_rates(inputs.deals, inputs.tables.companies)
+    territories = quota_risk(pipeline, reps, rates, cfg, read_predictions(predictions) if predictions else None)
+    summary: dict = {"command": "coverage", "accounts": len(accounts), "reps": len(reps),
+                     "white_space_accounts": int(table["white_space"].sum()),
+                     "potential_at_stake": float(table.loc[table["white_space"], "potential_at_stake"].sum()),
+                     "touch_benchmark": float(table["touch_benchmark"].iat[0]), "open_deals": len(pipeline),
+                     "win_rates": "model predictions" if predictions else "shrunk segment x stage",
+                     "territories_below_half_chance": int((territories["p_reach_quota"] < 0.5).sum())}  # fmt: skip
+    top = table[table["white_space"]].head(cfg.top_k)
+    summary["top_accounts"] = top[["rank", "company_id", "current_rep", "potential", "touches", "touch_gap",
+                                   "potential_at_stake"]].to_dict("records")  # fmt: skip
+    summary["top_segments"] = segments.head(cfg.top_k).to_dict("records")
+    summary["territories"] = territories.to_dict("records")
+    if inputs.world is not None and inputs.latent is not None:
+        summary["truth"] = {"white_space": white_space_truth(inputs.world, table, inputs.tables),
+                            "quota": quota_truth(inputs.latent, pipeline, territories)}  # fmt: skip
+    summary["config"] = dataclasses.asdict(cfg)
+    summary["outputs"] = write_coverage_outputs(out, table, segments, territories, reps, summary)
+    return summary
+
+
 RUNNERS: dict[str, tuple[type, object]] = {
     "territories": (TerritoryConfig, run_territories),
     "assignment": (AssignmentConfig, run_assignment),
     "routes": (RouteConfig, run_routes),
+    "coverage": (CoverageConfig, run_coverage),
 }
 
 
@@ -159,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--progress", action="store_true", help="print the solver's progress log")
     parser.add_argument("--uplift", help="routes: per-account uplift Parquet/CSV (account_id, expected_uplift)")
+    parser.add_argument("--predictions", help="coverage: deal-win scores Parquet/CSV (opportunity_id, probability)")
     return parser
 
 
@@ -174,9 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "routes":
         summary = run_routes(inputs, solver, Path(args.out), Path(args.uplift) if args.uplift else None,
                              int(data.get("geo_seed", 0)))  # type: ignore[arg-type]  # fmt: skip
+    elif args.command == "coverage":
+        summary = run_coverage(inputs, solver, Path(args.out), Path(args.predictions) if args.predictions else None)  # type: ignore[arg-type]
     else:
         summary = run(inputs, solver, Path(args.out))  # type: ignore[operator]
-    headline = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    headline = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
     print("\n".join(f"{k}: {v}" for k, v in headline.items()))
     print(f"outputs: {summary['outputs']}")
     return 0

@@ -96,6 +96,23 @@ def _touch_company(tables: CRMTables) -> pd.Series:
     return company
 
 
+def segment_win_rates(deals: pd.DataFrame, companies: pd.DataFrame) -> pd.DataFrame:
+    """Per industry x size segment: wins, deals, the overall rate as prior, the shrunk rate and the prior
+    strength k (one column, the same for every row): a Beta(wins + k prior, deals - wins + k (1 - prior))
+    posterior per segment, which coverage draws from for its quota intervals."""
+    segment = pd.MultiIndex.from_frame(companies[["industry", "size"]])
+    deal_segment = companies.set_index("id")[["industry", "size"]].reindex(deals["company_id"])
+    overall = float(deals["won"].mean()) if len(deals) else 0.0
+    grouped = deals["won"].groupby(pd.MultiIndex.from_frame(deal_segment.reset_index(drop=True))).agg(["sum", "count"])
+    grouped = grouped.reindex(segment.unique(), fill_value=0)
+    rates, k = shrink_rates(grouped["sum"].to_numpy(), grouped["count"].to_numpy(), np.full(len(grouped), overall))
+    return pd.DataFrame(
+        {"wins": grouped["sum"].to_numpy(), "deals": grouped["count"].to_numpy(), "prior": overall, "rate": rates,
+         "strength": k},
+        index=grouped.index,
+    )  # fmt: skip
+
+
 def account_touches(tables: CRMTables) -> pd.DataFrame:
     """company_id, type, created_at of every activity traceable to an account (routes read the last meeting,
     coverage the touches in a window; one tracing rule with the workload estimate)."""
@@ -131,12 +148,7 @@ def account_estimates(
     deals_per_year = shrink_counts(created, years)
 
     segment = pd.MultiIndex.from_frame(companies[["industry", "size"]])
-    deal_segment = companies.set_index("id")[["industry", "size"]].reindex(deals["company_id"])
-    overall = float(deals["won"].mean()) if len(deals) else 0.0
-    grouped = deals["won"].groupby(pd.MultiIndex.from_frame(deal_segment.reset_index(drop=True))).agg(["sum", "count"])
-    grouped = grouped.reindex(segment.unique(), fill_value=0)
-    rates, _ = shrink_rates(grouped["sum"].to_numpy(), grouped["count"].to_numpy(), np.full(len(grouped), overall))
-    segment_rate = pd.Series(rates, index=grouped.index).reindex(segment).to_numpy()
+    segment_rate = segment_win_rates(deals, companies)["rate"].reindex(segment).to_numpy()
     won_value = float(deals.loc[deals["won"], "value"].mean()) if deals["won"].any() else 0.0
 
     acts = tables.activities

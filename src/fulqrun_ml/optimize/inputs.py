@@ -38,6 +38,7 @@ class OptimizeInputs:
     deals: pd.DataFrame
     tables: CRMTables
     world: GeoWorld | None = None
+    latent: pd.DataFrame | None = None  # the simulator's per-deal truth (outcomes of open deals), evaluation only
 
 
 def simulated_inputs(data: dict) -> OptimizeInputs:
@@ -49,7 +50,7 @@ def simulated_inputs(data: dict) -> OptimizeInputs:
     estimates = account_estimates(crm.tables, world.deal_outcomes, int(data.get("window_days", 365)),
                                   data.get("activity_minutes"))  # fmt: skip
     accounts = world.accounts.drop(columns=["industry", "size"]).merge(estimates, on="company_id")
-    return OptimizeInputs(_lock(accounts, data), world.reps.copy(), world.deal_outcomes, crm.tables, world)
+    return OptimizeInputs(_lock(accounts, data), world.reps.copy(), world.deal_outcomes, crm.tables, world, crm.latent)
 
 
 def _read_table(path: Path, field: str) -> pd.DataFrame:

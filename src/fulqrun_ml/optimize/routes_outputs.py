@@ -9,9 +9,6 @@ rep and day, so the map draws lines and the GeoJSON needs LineStrings. Every fil
 from __future__ import annotations
 
 import json
-import os
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -20,20 +17,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from fulqrun_ml.optimize.outputs import publish
 from fulqrun_ml.registry.locking import atomic_write_json, atomic_write_text
 
 DAY_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink")
-
-
-def publish(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary sibling of `path`, then rename it over `path` (complete or absent)."""
-    tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def routes_geojson(plan: pd.DataFrame) -> dict:
