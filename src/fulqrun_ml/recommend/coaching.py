@@ -37,7 +37,8 @@ TRAINING = {
 class CoachingConfig:
     """Fit and suggestion settings (configs/recommend/coaching.yaml)."""
 
-    iterations: int = 4
+    iterations: int = 20  # backfitting rounds at most
+    tolerance: float = 1e-3  # stop when no effect moves more than this (log-odds)
     min_tau2: float = 0.005
     min_confidence: float = 0.8  # P(effect below peers) a suggestion needs
     min_gap_points: float = 0.02  # and a conversion gap of at least this (absolute probability)
@@ -120,16 +121,28 @@ def fit_stage_effects(deals: pd.DataFrame, config: CoachingConfig) -> StageEffec
         glm = sm.GLM(y, x, family=sm.families.Binomial(), offset=b[cell])
         beta = np.asarray(glm.fit().params)
         eta = x @ beta
+        previous = b.copy()
         for _step in range(6):  # Newton on each cell's penalised log-likelihood
             p = _sigmoid(eta + b[cell])
             grad = np.bincount(cell, y - p, n_cells) - b / tau2
             hess = np.bincount(cell, p * (1 - p), n_cells) + 1.0 / tau2
             b = b + grad / hess
+        # "Against peers": each stage's effects average 0 over reps; the stage dummies absorb the shift next round.
+        stage_of_cell = cells % len(OPEN_STAGES)
+        b = (
+            b
+            - (
+                np.bincount(stage_of_cell, b, len(OPEN_STAGES))
+                / np.bincount(stage_of_cell, minlength=len(OPEN_STAGES)).clip(1)
+            )[stage_of_cell]
+        )
         p0 = _sigmoid(eta)
         info = np.bincount(cell, p0 * (1 - p0), n_cells)
         unshrunk = np.bincount(cell, y - p0, n_cells) / np.maximum(info, 1e-9)
         usable = info > 1.0
         tau2 = max(float(np.mean(unshrunk[usable] ** 2 - 1.0 / info[usable])), config.min_tau2) if usable.any() else 1.0
+        if np.max(np.abs(b - previous)) < config.tolerance:
+            break
     p = _sigmoid(eta + b[cell])
     rep_codes, stage_codes = cells // len(OPEN_STAGES), cells % len(OPEN_STAGES)
     table = pd.DataFrame(

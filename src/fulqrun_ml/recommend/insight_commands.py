@@ -90,6 +90,7 @@ def _crm(args: argparse.Namespace) -> CRMTables:
 def run_pricing(args: argparse.Namespace, cfg: dict, out: Path) -> dict:
     """Fit on closed deals, price every open deal; on the simulator, score the prices against the truth."""
     config = model_config(PricingConfig, cfg.get("model", {}))
+    config.discount_cap()  # type: ignore[attr-defined]  # refuse impossible guardrails before any work
     data = cfg.get("data", {})
     world = None
     if args.crm:

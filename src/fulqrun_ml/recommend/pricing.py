@@ -1,12 +1,15 @@
 """Per-deal win-probability-vs-discount curves, monotone by construction, and the expected-revenue optimum.
 
-The model is a bagged LightGBM classifier of `won` on the deal's segment (industry, size, where price is
-negotiated, competitor present), its value, the discount, and the *proxy of why reps discount*
-(`meddpicc_score`: reps discount deals they see slipping; docs/simulator.md "Discounts and price elasticity").
-- **Monotone by construction.** LightGBM's `monotone_constraints` (+1 on `discount`) make every tree, hence
-  every deal's curve, non-decreasing in the discount whatever the other features, at fit time. A post-hoc
-  isotonic fit per deal would only repair one curve at a time and a monotone network would need its own
-  training loop; the constrained GBM keeps the interactions (the elasticity differs by segment) for free.
+A curve model predicts `won` from the deal's segment (industry, size, where price is negotiated, competitor
+present), its value, the discount, and the *proxy of why reps discount* (`meddpicc_score`: reps discount deals
+they see slipping; docs/simulator.md "Discounts and price elasticity"). Two methods, both monotone by construction:
+- `concave_logit` (default, `pricing_concave.py`): a logistic model whose discount term is a non-negative
+  combination of concave hinges per segment: non-decreasing and diminishing returns by its parameterisation.
+- `lightgbm`: LightGBM with `monotone_constraints` (+1 on `discount`), so every tree, hence every deal's curve,
+  is non-decreasing whatever the other features. A post-hoc isotonic fit per deal would only repair one curve at
+  a time; the constrained GBM keeps the interactions for free but learns the effect as steps.
+The benchmark (reports/bench_recommendation_insights.json) measures both; the default is the one with less
+regret there.
 - **Deconfounded by adjustment.** The historical discount is chosen on `meddpicc_score`; conditioning on it
   (`adjust_for`) closes that back door. With `adjust_for: []` the same model is the naive curve, which reads
   "discounted deals lose more" as "discounts do not help" (measured in the benchmark).
@@ -18,16 +21,18 @@ negotiated, competitor present), its value, the discount, and the *proxy of why 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from fulqrun_ml.errors import FieldValidationError
+from fulqrun_ml.recommend.pricing_concave import ConcaveLogit, fit_concave_logit
 
 SEGMENT_FEATURES = ("industry", "size", "discount_stage", "competitor_present")
 CATEGORICAL = ("industry", "size", "discount_stage")
+METHODS = ("concave_logit", "lightgbm")
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,10 @@ class PricingConfig:
     learning_rate: float = 0.05
     num_leaves: int = 8
     min_child_samples: int = 40
+    method: str = "concave_logit"
+    knots: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.3)
+    l2: float = 1.0
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     def discount_cap(self) -> float:
         """The largest discount both guardrails allow (an error naming the guardrail if none is allowed)."""
@@ -108,53 +115,69 @@ def _design(deals: pd.DataFrame, discount: np.ndarray, config: PricingConfig) ->
 
 
 @dataclass
-class PricingModel:
-    """The bootstrap ensemble and the category levels it was fitted on (so scoring encodes identically)."""
+class BoosterCurve:
+    """One bootstrap member of the LightGBM method, with the category levels it was fitted on."""
 
-    boosters: list[lgb.LGBMClassifier]
+    booster: lgb.LGBMClassifier
     config: PricingConfig
     levels: dict[str, list[str]]
 
-    def _frame(self, deals: pd.DataFrame, discount: np.ndarray) -> pd.DataFrame:
-        frame = _design(deals, discount, self.config)
+    def curves(self, deals: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
+        """[deals x grid] P(win) at each discount."""
+        repeated = deals.loc[deals.index.repeat(len(grid))].reset_index(drop=True)
+        frame = _design(repeated, np.tile(grid, len(deals)), self.config)
         for column, levels in self.levels.items():
             frame[column] = pd.Categorical(frame[column].astype(str), categories=levels)
-        return frame
+        return self.booster.predict_proba(frame)[:, 1].reshape(len(deals), len(grid))
+
+
+@dataclass
+class PricingModel:
+    """The bootstrap ensemble (LightGBM boosters or concave logits): each member maps deals to curves."""
+
+    members: list[BoosterCurve | ConcaveLogit]
+    config: PricingConfig
 
     def curves(self, deals: pd.DataFrame, grid: np.ndarray | None = None) -> np.ndarray:
         """[bootstrap x deals x grid] P(win) at each discount of the grid."""
         validate_deals(deals, self.config, training=False)
         grid = self.config.grid() if grid is None else np.asarray(grid, dtype=float)
-        repeated = deals.loc[deals.index.repeat(len(grid))].reset_index(drop=True)
-        frame = self._frame(repeated, np.tile(grid, len(deals)))
-        out = np.stack([b.predict_proba(frame)[:, 1] for b in self.boosters])
-        return out.reshape(len(self.boosters), len(deals), len(grid))
+        deals = deals.reset_index(drop=True)
+        return np.stack([member.curves(deals, grid) for member in self.members])
 
 
-def fit_pricing_model(deals: pd.DataFrame, config: PricingConfig) -> PricingModel:
-    """Fit `n_bootstrap` monotone-constrained LightGBM models on resampled closed deals."""
-    config.discount_cap()
-    validate_deals(deals, config, training=True)
-    deals = deals.reset_index(drop=True)
+def _fit_booster(deals: pd.DataFrame, config: PricingConfig, seed: int) -> BoosterCurve:
     frame = _design(deals, deals["discount"].to_numpy(dtype=float), config)
     levels = {c: sorted(frame[c].astype(str).unique()) for c in CATEGORICAL}
     for column, cats in levels.items():
         frame[column] = pd.Categorical(frame[column].astype(str), categories=cats)
-    y = deals["won"].astype(bool).to_numpy().astype(int)
     constraints = [1 if (c == "discount" and config.monotone) else 0 for c in frame.columns]
+    model = lgb.LGBMClassifier(
+        n_estimators=config.n_estimators, learning_rate=config.learning_rate, num_leaves=config.num_leaves,
+        min_child_samples=config.min_child_samples, monotone_constraints=constraints,
+        monotone_constraints_method="advanced", random_state=seed, n_jobs=1, verbose=-1,
+    )  # fmt: skip
+    model.fit(frame, deals["won"].astype(bool).to_numpy().astype(int))
+    return BoosterCurve(model, config, levels)
+
+
+def fit_pricing_model(deals: pd.DataFrame, config: PricingConfig) -> PricingModel:
+    """Fit `n_bootstrap` monotone curve models (config.method) on resampled closed deals."""
+    config.discount_cap()
+    if config.method not in METHODS:
+        raise FieldValidationError("method", f"unknown pricing method {config.method!r}; known: {list(METHODS)}")
+    validate_deals(deals, config, training=True)
+    deals = deals.reset_index(drop=True)
     rng = np.random.default_rng(config.seed)
-    boosters = []
+    members: list[BoosterCurve | ConcaveLogit] = []
     for b in range(config.n_bootstrap):
-        rows = rng.integers(0, len(frame), len(frame)) if config.n_bootstrap > 1 else np.arange(len(frame))
-        model = lgb.LGBMClassifier(
-            n_estimators=config.n_estimators, learning_rate=config.learning_rate, num_leaves=config.num_leaves,
-            min_child_samples=config.min_child_samples, monotone_constraints=constraints,
-            monotone_constraints_method="advanced", subsample=1.0, colsample_bytree=1.0, random_state=config.seed + b,
-            n_jobs=1, verbose=-1, **config.extra,
-        )  # fmt: skip
-        model.fit(frame.iloc[rows], y[rows])
-        boosters.append(model)
-    return PricingModel(boosters=boosters, config=config, levels=levels)
+        rows = rng.integers(0, len(deals), len(deals)) if config.n_bootstrap > 1 else np.arange(len(deals))
+        sample = deals.iloc[rows].reset_index(drop=True)
+        if config.method == "lightgbm":
+            members.append(_fit_booster(sample, config, config.seed + b))
+        else:
+            members.append(fit_concave_logit(sample, config.adjust_for, config.knots, config.l2, config.monotone))
+    return PricingModel(members=members, config=config)
 
 
 @dataclass(frozen=True)

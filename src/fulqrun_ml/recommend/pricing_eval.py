@@ -5,6 +5,7 @@ the same grid) - true expected revenue at d; 0 is perfect. The models train on c
 time cut and are scored on every deal created after it (the truth exists for open and closed deals alike), so
 no deal is both learnt from and priced. Baselines: no discount, the rep's historical discount (capped to the
 guardrails), a fixed 10 % (capped), and the naive curve (the same model without the confounder proxy).
+Both monotone methods (`concave_logit`, `lightgbm`) are scored, so the default is chosen on measured regret.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from fulqrun_ml.data.simulator_pricing import PricingWorld, true_expected_revenu
 from fulqrun_ml.recommend.pricing import PricingConfig, fit_pricing_model, recommend_discounts
 
 FIXED_DISCOUNT = 0.10
+
+
+def model_variants(config: PricingConfig) -> dict[str, PricingConfig]:
+    """Both monotone methods with the confounder proxy, and the configured method without it (the naive curve)."""
+    return {
+        "concave_logit_adjusted": dataclasses.replace(config, method="concave_logit"),
+        "lightgbm_adjusted": dataclasses.replace(config, method="lightgbm"),
+        f"{config.method}_naive": dataclasses.replace(config, adjust_for=()),
+    }
 
 
 def time_split(deals: pd.DataFrame, train_share: float) -> tuple[np.ndarray, np.ndarray]:
@@ -43,9 +53,8 @@ def evaluate_pricing(world: PricingWorld, config: PricingConfig, train_share: fl
     }
     curves: dict[str, np.ndarray] = {}
     intervals: dict[str, pd.DataFrame] = {}
-    for name, adjust in (("model_adjusted", config.adjust_for), ("model_naive", ())):
-        model = fit_pricing_model(deals.iloc[train], dataclasses.replace(config, adjust_for=tuple(adjust)))
-        rec = recommend_discounts(model, deals.iloc[test])
+    for name, variant in model_variants(config).items():
+        rec = recommend_discounts(fit_pricing_model(deals.iloc[train], variant), deals.iloc[test])
         choices[name] = rec.table["recommended_discount"].to_numpy()
         curves[name] = rec.curve
         intervals[name] = rec.table
@@ -83,10 +92,7 @@ def example_curves(world: PricingWorld, config: PricingConfig, n_deals: int = 4,
     grid = config.grid()
     rows = test[np.linspace(0, len(test) - 1, n_deals).astype(int)]
     out = {"grid": grid.tolist(), "deals": []}
-    fitted = {
-        name: fit_pricing_model(deals.iloc[train], dataclasses.replace(config, adjust_for=tuple(adjust)))
-        for name, adjust in (("adjusted", config.adjust_for), ("naive", ()))
-    }
+    fitted = {name: fit_pricing_model(deals.iloc[train], variant) for name, variant in model_variants(config).items()}
     for row in rows:
         one = deals.iloc[[row]]
         entry = {"segment": "/".join(str(one[c].iloc[0]) for c in ("industry", "size", "discount_stage")),
