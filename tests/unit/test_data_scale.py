@@ -143,7 +143,7 @@ def test_deal_win_snapshots_and_every_feature_match_pandas(crm):
         )
     for feature in DEAL_WIN_FEATURES.categorical:
         assert (got_features[feature.name].astype(str) == features[feature.name].astype(str)).all(), feature.name
-    assert features["activities_last_14d"].sum() > 0 and features["rep_closed_deals"].max() > 0  # not all-zero
+    assert features["activities_last_14d"].sum() > 0 and features["rep_win_rate"].nunique() > 1  # records read
 
     got_sources = _sorted(source_times_frame(db, name), KEYS)
     for column in sources.columns.drop(KEYS):

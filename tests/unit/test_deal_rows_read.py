@@ -47,4 +47,4 @@ def test_a_slice_that_drops_the_reps_other_deals_is_caught(crm):
     good = rows_read_for(crm, deals)
     bad = dataclasses.replace(good, stage_history=good.stage_history[good.stage_history["opportunity_id"].isin(deals)])
     full = features(crm, deals, crm.extracted_at)
-    assert not features(bad, deals, crm.extracted_at)["rep_closed_deals"].equals(full["rep_closed_deals"])
+    assert not features(bad, deals, crm.extracted_at)["rep_win_rate"].equals(full["rep_win_rate"])

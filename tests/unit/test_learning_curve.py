@@ -120,8 +120,6 @@ def test_script_writes_report_with_one_holdout_for_all_sizes(tiny: dict, tmp_pat
         "observed_plus_rest_logistic",
         "observed_plus_meddpicc_logistic",
     }
-    ablation = report["without_time_proxy"]
-    assert ablation["dropped"] == ["rep_closed_deals"] and 0.5 < ablation["lightgbm_tuned"]["auc"] <= 1.0
     # Given only the truth the oracle reads, a logistic regression ranks (almost) like the oracle.
     assert report["ceilings"]["latent_truth_logistic"]["ratio_to_oracle"] > 0.99
     assert out.with_suffix(".png").stat().st_size > 10_000

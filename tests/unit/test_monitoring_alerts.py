@@ -106,6 +106,20 @@ def test_observations_from_monitor_results() -> None:
     assert observed[("performance.estimated_auc", "na")] == (0.8, 120)
 
 
+def test_realised_rules_wait_for_most_outcomes() -> None:
+    """A window scored last week has only its quick closes labelled: an outcome rule with min_labelled_share
+    ignores it until enough outcomes are in, and the share comes from the performance window's counts."""
+    rule = {**RULES[1], "min_labelled_share": 0.9}
+    window = {"window_end": "2026-11-08", "segment": "all", "n": 400, "estimated": {}, "realised": {"auc": 0.6}}
+    early = observations_from_results({"performance": {"windows": [{**window, "n_labelled": 120}]}})
+    late = observations_from_results({"performance": {"windows": [{**window, "n_labelled": 380}]}})
+    assert AlertManager(rules_from_config([rule])).evaluate(early).fired == []
+    assert len(AlertManager(rules_from_config([rule])).evaluate(late).fired) == 1
+    assert len(AlertManager(rules_from_config(RULES)).evaluate(early).fired) == 1  # no share asked: fires
+    with pytest.raises(MonitoringInputError, match=r"alerts\.rules\[0\]\.min_labelled_share"):
+        rules_from_config([{**rule, "min_labelled_share": 1.5}])
+
+
 def _predictions(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["entity_id", "request_id", "predicted_at", "probability"])
 

@@ -36,11 +36,9 @@ import pandas as pd
 
 from fulqrun_ml.benchmarks.learning_curve_models import (
     MODELS,
-    TIME_PROXY_FEATURES,
     MLPSettings,
     ceilings,
     fit_models,
-    without_time_proxy,
 )
 from fulqrun_ml.benchmarks.learning_curve_report import extrapolate
 from fulqrun_ml.data.simulator import oracle_win_probability
@@ -72,7 +70,6 @@ class LearningCurveConfig:
     test_fraction: float = 0.15
     models: tuple[str, ...] = MODELS
     mlp_max_opportunities: int | None = None
-    time_proxy_ablation: bool = True
     mlp: MLPSettings = field(default_factory=MLPSettings)
 
 
@@ -238,12 +235,6 @@ def run_learning_curve(
         log(f"size {size}: {_summary(entry)}")
     ceiling = ceilings(frames, oracle_auc)
     log(f"ceilings: { {k: v['auc'] for k, v in ceiling.items()} }")
-    ablation = without_time_proxy(frames, config.seed, oracle_auc) if config.time_proxy_ablation else None
-    if ablation is not None:
-        log(
-            f"without {TIME_PROXY_FEATURES}: logistic {ablation['logistic']['auc']}, "
-            f"lightgbm {ablation['lightgbm_tuned']['auc']}"
-        )
     return {
         "config": {**asdict(config), "sizes": list(sizes)},
         "target_ratio": TARGET_RATIO,
@@ -260,7 +251,6 @@ def run_learning_curve(
         "target_auc": round(TARGET_RATIO * oracle_auc, 5),
         "curve": curve,
         "ceilings": ceiling,
-        "without_time_proxy": ablation,
         "positive_rate": {split: round(float(frames[split]["label"].mean()), 5) for split in ("train", "val", "test")},
         "extrapolation": extrapolate(curve),
     }

@@ -199,15 +199,6 @@ CEILING_SPECS: dict[str, FeatureSpec] = {
         categorical=DEAL_WIN_FEATURES.categorical,
     ),
 }
-# `rep_closed_deals` counts the rep's closes since the CRM began, so it grows with calendar time: it tells a model
-# *when* a snapshot is. The label-time embargo keeps, at the last training dates, only the deals that closed
-# before validation began - mostly losses - so "late in time" looks like "loses" in training, and the test period
-# (later than any training row) is scored low. The ablation refits without it on the full training split.
-TIME_PROXY_FEATURES = ("rep_closed_deals",)
-WITHOUT_TIME_PROXY = FeatureSpec(
-    numeric=tuple(f for f in DEAL_WIN_FEATURES.numeric if f.name not in TIME_PROXY_FEATURES),
-    categorical=DEAL_WIN_FEATURES.categorical,
-)
 
 
 def ceilings(frames: dict[str, pd.DataFrame], oracle_auc: float) -> dict[str, dict[str, Any]]:
@@ -225,25 +216,3 @@ def ceilings(frames: dict[str, pd.DataFrame], oracle_auc: float) -> dict[str, di
             "features": spec.names,
         }
     return out
-
-
-def without_time_proxy(frames: dict[str, pd.DataFrame], seed: int, oracle_auc: float) -> dict[str, Any]:
-    """Logistic regression and LightGBM on the full training split without TIME_PROXY_FEATURES (see there)."""
-    spec = WITHOUT_TIME_PROXY.fit(frames["train"])
-    encoded = {split: arrays(spec, frames[split]) for split in SPLITS}
-    labels = encoded["test"]["target"]
-    fit = fit_logistic(encoded["train"])
-    gbm = fit_lightgbm(encoded["train"], encoded["val"], LIGHTGBM_SETTINGS["lightgbm_tuned"], seed)
-    gbm_probs = gbm.predict(encoded["test"])
-    return {
-        "dropped": list(TIME_PROXY_FEATURES),
-        "logistic": {
-            **score(fit.predict(encoded["test"]), labels, oracle_auc),
-            "fit_seconds": round(fit.fit_seconds, 3),
-        },
-        "lightgbm_tuned": {
-            **score(gbm_probs, labels, oracle_auc),
-            "fit_seconds": round(gbm.fit_seconds, 3),
-            "mean_prediction": round(float(gbm_probs.mean()), 4),
-        },
-    }

@@ -72,16 +72,6 @@ def plot_learning_curve(report: dict[str, Any], path: str | Path) -> None:
         linewidth=1,
         label=f"0.97 x oracle {report['target_auc']:.4f}",
     )
-    ablation = report.get("without_time_proxy")
-    if ablation:
-        ax.plot(
-            [report["curve"][-1]["opportunities"]],
-            [ablation["lightgbm_tuned"]["auc"]],
-            marker="*",
-            markersize=12,
-            linestyle="none",
-            label=f"LightGBM without {', '.join(ablation['dropped'])}",
-        )
     truth = report["ceilings"].get("observed_plus_z_logistic")
     if truth is not None:
         ax.axhline(
@@ -135,17 +125,6 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["| model | AUC | ratio to oracle | log loss |", "|---|---:|---:|---:|"]
     for name, c in report["ceilings"].items():
         lines.append(f"| {name} | {c['auc']:.4f} | {c['ratio_to_oracle']:.3f} | {c['log_loss']:.4f} |")
-    ablation = report.get("without_time_proxy")
-    if ablation:
-        rates = report.get("positive_rate", {})
-        lines += [
-            "",
-            f"Without the time proxy {', '.join(f'`{f}`' for f in ablation['dropped'])} (full training split): "
-            f"logistic regression {ablation['logistic']['auc']:.4f} (log loss {ablation['logistic']['log_loss']:.4f}), "
-            f"LightGBM {ablation['lightgbm_tuned']['auc']:.4f} (log loss {ablation['lightgbm_tuned']['log_loss']:.4f}, "
-            f"mean prediction {ablation['lightgbm_tuned']['mean_prediction']:.3f}). "
-            f"Positive rate train / val / test: {rates.get('train')} / {rates.get('val')} / {rates.get('test')}.",
-        ]
     lines += ["", "Extrapolated asymptote, AUC(n) = a - b n^-c:", ""]
     for name, e in report["extrapolation"].items():
         if e.get("fitted"):
@@ -195,20 +174,6 @@ def verdict(report: dict[str, Any]) -> list[str]:
             f"({z['ratio_to_oracle']:.3f}); given the rest of the true logit (rep skill + company + value) instead, "
             f"{rest['auc']:.4f} ({rest['ratio_to_oracle']:.3f}); given only the truth and the stage, "
             f"{truth['auc']:.4f} ({truth['ratio_to_oracle']:.3f}). Best CRM-only model at full size: {best:.4f}."
-        )
-    ablation = report.get("without_time_proxy")
-    last_gbm = report["curve"][-1]["models"].get("lightgbm_tuned", {})
-    if ablation and "auc" in last_gbm:
-        without = ablation["lightgbm_tuned"]
-        reading = (
-            "a feature that encodes calendar time, not a lack of data, holds the trees back"
-            if without["auc"] > last_gbm["auc"] + 0.005
-            else "dropping it changes little"
-        )
-        out.append(
-            f"- LightGBM without {', '.join(ablation['dropped'])} at full size: {without['auc']:.4f} "
-            f"(with it: {last_gbm['auc']:.4f}; log loss {without['log_loss']:.4f} vs {last_gbm['log_loss']:.4f}): "
-            f"{reading}."
         )
     if "observed_plus_meddpicc_logistic" in c:
         m = c["observed_plus_meddpicc_logistic"]

@@ -166,7 +166,6 @@ def create_deal_features(
                employee_count::DOUBLE AS employee_count,
                annual_revenue::DOUBLE AS annual_revenue,
                (rep_wins + {REP_PRIOR_WINS!r}) / (rep_closed + {REP_PRIOR_DEALS!r}) AS rep_win_rate,
-               rep_closed::DOUBLE AS rep_closed_deals,
                stage, industry, size AS company_size, region, country,
                deal_created AS source__deal_created, entered_at AS source__stage,
                greatest(coalesce(last_touch, deal_created), deal_created) AS source__activities,

@@ -47,6 +47,10 @@ class AlertRule:
     min_samples: int = 1
     cooldown_hours: float = 168.0
     severity: str = "warning"
+    # Realised-performance rules only: the share of the window's predictions whose outcome is known. Outcomes
+    # known early are the quick closes (mostly losses in the simulator), so a metric on them measures that
+    # selection, not the model: `monitor simulate`'s control raised calibration_decay every week without it.
+    min_labelled_share: float = 0.0
 
     def breached(self, value: float) -> bool:
         return bool(COMPARISONS[self.comparison](value, self.threshold))
@@ -74,6 +78,8 @@ def rules_from_config(rules: Iterable[Mapping[str, Any]]) -> list[AlertRule]:
             raise MonitoringInputError(where, str(exc)) from exc
         if rule.min_samples < 1 or rule.cooldown_hours < 0:
             raise MonitoringInputError(f"{where}.min_samples", "min_samples >= 1 and cooldown_hours >= 0 required")
+        if not 0.0 <= rule.min_labelled_share <= 1.0:
+            raise MonitoringInputError(f"{where}.min_labelled_share", "must be between 0 and 1")
         if rule.name in names:
             raise MonitoringInputError(f"{where}.name", f"duplicate rule name {rule.name!r}")
         names.add(rule.name)
@@ -91,6 +97,7 @@ class Observation:
     at: str
     segment: str = "all"
     window: str = "W-SUN"
+    labelled_share: float = 1.0  # realised performance: labelled / scored rows of the window
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,8 @@ class AlertManager:
         for obs in sorted(observations, key=lambda o: _utc(o.at)):
             for rule in by_metric.get(obs.metric, []):
                 if obs.window != rule.window or obs.n < rule.min_samples or not rule.breached(obs.value):
+                    continue
+                if obs.labelled_share < rule.min_labelled_share:
                     continue
                 alert = Alert(
                     rule.name,
@@ -240,11 +249,9 @@ def observations_from_results(results: Mapping[str, Any], window: str = "W-SUN")
             if value is not None:
                 out.append(Observation(f"performance.estimated_{metric}", float(value), perf["n"], at, segment, window))
         realised = perf.get("realised") or {}
+        share = perf["n_labelled"] / max(int(perf["n"]), 1)
         for metric in ("auc", "log_loss", "brier", "ece", "ece_excess", "win_rate"):
             if realised.get(metric) is not None:
-                out.append(
-                    Observation(
-                        f"performance.{metric}", float(realised[metric]), perf["n_labelled"], at, segment, window
-                    )
-                )
+                value = float(realised[metric])
+                out.append(Observation(f"performance.{metric}", value, perf["n_labelled"], at, segment, window, share))
     return out

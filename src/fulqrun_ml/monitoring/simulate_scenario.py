@@ -48,7 +48,6 @@ NAME = "deal_win"
 OUTCOME_RULES = ("calibration_decay", "auc_drop")
 TRAIN_OVERRIDES = ["logger=none", "trainer.enable_progress_bar=false"]
 EXCLUSION_REASONS = {
-    "rep_closed_deals": "only grows: every rep's count of closed deals rises week after week in any live CRM",
     "rep_win_rate": "a rep-level running record: rows cluster on the reps (one value feeds hundreds of rows), "
     "so the tests' independence fails, and the spread narrows as the records lengthen",
     "region": "the rep's territory: reps transfer regions (data/simulator_history.py) and rows cluster on the "
