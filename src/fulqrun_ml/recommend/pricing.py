@@ -51,7 +51,7 @@ class PricingConfig:
     num_leaves: int = 8
     min_child_samples: int = 40
     method: str = "concave_logit"
-    knots: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.3)
+    knot_quantiles: tuple[float, ...] = (0.25, 0.5, 0.75, 0.95)
     l2: float = 1.0
     seed: int = 0
 
@@ -176,7 +176,9 @@ def fit_pricing_model(deals: pd.DataFrame, config: PricingConfig) -> PricingMode
         if config.method == "lightgbm":
             members.append(_fit_booster(sample, config, config.seed + b))
         else:
-            members.append(fit_concave_logit(sample, config.adjust_for, config.knots, config.l2, config.monotone))
+            members.append(
+                fit_concave_logit(sample, config.adjust_for, config.knot_quantiles, config.l2, config.monotone)
+            )
     return PricingModel(members=members, config=config)
 
 

@@ -6,8 +6,9 @@ tells us more than "non-decreasing": each extra point of discount buys less (dim
 functions min(d, knot) are non-decreasing and concave, so any non-negative combination is too: the curve is
 **monotone and concave by construction** (the bounds of L-BFGS-B, scipy, keep every weight >= 0). The weights
 vary by segment through non-negative one-hot modifiers (industry, size, negotiation stage, competitor), so the
-elasticity is heterogeneous, and every deal's slope is a sum of non-negative terms. The knots are generic (not
-the simulator's scale); a small L2 penalty keeps rare segments near the others.
+elasticity is heterogeneous, and every deal's slope is a sum of non-negative terms. The knots sit at quantiles
+of the logged discounts (not at the simulator's scale): the curve is flat beyond the largest, so it never
+promises a gain where no deal was ever discounted. A small L2 penalty keeps rare segments near the others.
 """
 
 from __future__ import annotations
@@ -18,15 +19,24 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from fulqrun_ml.errors import FulqrunMLError
+from fulqrun_ml.errors import FieldValidationError, FulqrunMLError
 
 CATEGORICAL = ("industry", "size", "discount_stage")
 
 
 def hinges(discount: np.ndarray, knots: np.ndarray) -> np.ndarray:
-    """[n x knots] min(d, knot) / knot: each in [0, 1], so a weight is the log-odds gained once the discount
-    passes its knot and the L2 penalty treats every knot alike."""
-    return np.minimum(discount[:, None], knots[None, :]) / knots[None, :]
+    """[n x knots] min(d, knot): non-decreasing, concave, flat beyond the knot."""
+    return np.minimum(discount[:, None], knots[None, :])
+
+
+def data_knots(discount: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
+    """Knots at quantiles of the logged positive discounts. The largest one bounds the curve: beyond it the model
+    claims no further gain, because no history supports one there (no extrapolation outside the data's support)."""
+    positive = discount[discount > 0]
+    if len(positive) < 10:
+        raise FieldValidationError("discount", f"only {len(positive)} deals carry a discount: no curve can be learnt")
+    knots = np.unique(np.round(np.quantile(positive, quantiles), 4))
+    return knots[knots > 0]
 
 
 @dataclass
@@ -67,7 +77,7 @@ class ConcaveLogit:
 
 
 def fit_concave_logit(
-    deals: pd.DataFrame, adjust_for: tuple[str, ...], knots: tuple[float, ...], l2: float, monotone: bool
+    deals: pd.DataFrame, adjust_for: tuple[str, ...], knot_quantiles: tuple[float, ...], l2: float, monotone: bool
 ) -> ConcaveLogit:
     """Penalised maximum likelihood with the discount weights bounded at 0 (L-BFGS-B)."""
     levels = {c: sorted(deals[c].astype(str).unique()) for c in CATEGORICAL}
@@ -75,7 +85,8 @@ def fit_concave_logit(
     for column in adjust_for:
         values = pd.to_numeric(deals[column]).to_numpy(dtype=float)
         adjust[column] = (float(values.mean()), float(values.std()) or 1.0)
-    empty = ConcaveLogit(levels, adjust, np.asarray(knots, dtype=float), np.zeros(0), np.zeros(0))
+    knots = data_knots(deals["discount"].to_numpy(dtype=float), knot_quantiles)
+    empty = ConcaveLogit(levels, adjust, knots, np.zeros(0), np.zeros(0))
     x = empty._baseline_x(deals)
     modifiers = empty._modifiers(deals)
     hinge = hinges(deals["discount"].to_numpy(dtype=float), empty.knots)
@@ -95,4 +106,4 @@ def fit_concave_logit(
     if not np.all(np.isfinite(result.x)):
         raise FulqrunMLError(f"the concave pricing curve did not converge: {result.message}")
     slopes = result.x[n_base:].reshape(len(knots), modifiers.shape[1])
-    return ConcaveLogit(levels, adjust, empty.knots, result.x[:n_base], slopes)
+    return ConcaveLogit(levels, adjust, knots, result.x[:n_base], slopes)
