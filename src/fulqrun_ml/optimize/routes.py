@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
 from fulqrun_ml.data.simulator_geo import haversine_km
 from fulqrun_ml.optimize.problem import InfeasibleError
-from fulqrun_ml.optimize.routes_candidates import RouteConfig
+from fulqrun_ml.optimize.routes_candidates import RouteConfig, ortools_module
 
 
 @dataclass
@@ -86,6 +85,7 @@ def solve_rep_week(
     empty = RepWeek(rep_id, [[] for _ in range(cfg.days)], [[] for _ in range(cfg.days)], [], [], unreachable)
     if not len(ok):
         return empty
+    pywrapcp, routing_enums_pb2 = ortools_module("pywrapcp"), ortools_module("routing_enums_pb2")
     keep = np.concatenate([[0], ok + 1])  # node 0 = home, then the reachable stops
     km, travel, service = km[np.ix_(keep, keep)], travel[np.ix_(keep, keep)], service[keep]
     cost = np.round(km * cost_per_km * 100.0).astype(np.int64)  # cents: OR-Tools costs are integers

@@ -20,12 +20,13 @@ config; duration from a `visit_minutes` column, else the config's `visit_minutes
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from ortools.constraint_solver import routing_enums_pb2
 
 from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.vocabulary import CLOSED_STAGES
@@ -74,6 +75,7 @@ class RouteConfig:
         for name, (ok, reason) in checks.items():
             if not ok:
                 raise OptimizeError(name, f"{reason}, got {getattr(self, name)}")
+        routing_enums_pb2 = ortools_module("routing_enums_pb2")
         strategies = routing_enums_pb2.FirstSolutionStrategy.Value.keys()
         if self.first_solution_strategy not in strategies:
             raise OptimizeError("first_solution_strategy", f"unknown {self.first_solution_strategy!r}; one of "
@@ -81,6 +83,16 @@ class RouteConfig:
         heuristics = routing_enums_pb2.LocalSearchMetaheuristic.Value.keys()
         if self.metaheuristic not in heuristics:
             raise OptimizeError("metaheuristic", f"unknown {self.metaheuristic!r}; one of {sorted(heuristics)}")
+
+
+def ortools_module(name: str) -> Any:
+    """`ortools.constraint_solver.<name>`, imported when routing runs: OR-Tools is the optional `optimize` extra
+    (scripts/bootstrap installs it), so territories, assignment and coverage work without it."""
+    try:
+        return importlib.import_module(f"ortools.constraint_solver.{name}")
+    except ImportError as exc:
+        raise OptimizeError("ortools", "routes need OR-Tools: pip install 'fulqrun-ml[optimize]' "
+                            "(ortools==9.10.4067)") from exc  # fmt: skip
 
 
 def read_uplift(path: Path) -> pd.Series:
