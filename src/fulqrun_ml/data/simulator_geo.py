@@ -273,10 +273,10 @@ VISITING_HOURS = ((9.0, 17.0, 0.6), (8.0, 12.0, 0.2), (13.0, 18.0, 0.2))
 def visiting_hours(world: GeoWorld, seed: int = 0) -> pd.DataFrame:
     """company_id, open_hour, close_hour per account: when a visit may take place (routes read it).
 
-    Drawn with its own generator (`default_rng([seed, 5])`), after and apart from `simulate_geography`, so
-    every earlier output of this module is unchanged: 60 % office hours 9-17, 20 % mornings 8-12, 20 %
-    afternoons 13-18 (docs/simulator.md)."""
-    rng = np.random.default_rng([seed, 5])
+    Drawn with its own generator (`default_rng([seed, 6])`; 4 is simulate_geography's, 5 simulator_pricing's),
+    after and apart from `simulate_geography`, so every earlier output of this module is unchanged: 60 % office
+    hours 9-17, 20 % mornings 8-12, 20 % afternoons 13-18 (docs/simulator.md)."""
+    rng = np.random.default_rng([seed, 6])
     kind = rng.choice(len(VISITING_HOURS), size=len(world.accounts), p=[share for *_, share in VISITING_HOURS])
     hours = np.array([(start, end) for start, end, _ in VISITING_HOURS])[kind]
     return pd.DataFrame({"company_id": world.accounts["company_id"].to_numpy(), "open_hour": hours[:, 0],
