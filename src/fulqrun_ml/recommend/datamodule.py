@@ -78,7 +78,7 @@ class UpliftDataModule(pl.LightningDataModule):
         self.targets = {"train": dr_pseudo_outcomes(self.nuisance.mu, self.nuisance.e, train.logged_action, train.won)}
         for split in ("val", "test"):
             w = self.worlds[split]
-            mu, e = self.nuisance.outcome(w.states), self.nuisance.propensity(w.states)
+            mu, e = self.nuisance.outcome(w.states, w.logged_action), self.nuisance.propensity(w.states)
             self.targets[split] = dr_pseudo_outcomes(mu, e, w.logged_action, w.won)
         self.frames = {s: self.worlds[s].states for s in SPLITS}
         self.arrays = {s: self.spec.encode(self.frames[s]) for s in SPLITS}
