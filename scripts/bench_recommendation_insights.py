@@ -115,7 +115,7 @@ def plot(path: Path, curves: dict, summary: dict) -> None:
                         summary["pricing"][m]["regret_per_deal"]["ci95"][1] - mean]
                        for m, mean in zip(PRICING_METHODS, means, strict=True)]).T  # fmt: skip
     axes[1].barh(PRICING_METHODS, means, xerr=errors, color="tab:blue", alpha=0.8)
-    axes[1].set_xlabel("regret: true expected revenue lost per deal vs the true optimum ($, 95% CI over seeds)")
+    axes[1].set_xlabel("regret: true expected revenue lost per deal vs the true optimum ($, 95% CI)")
     axes[1].set_title("pricing regret by method")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
