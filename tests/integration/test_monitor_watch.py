@@ -91,8 +91,11 @@ def test_watch_ships_compares_alerts_and_exports_metrics(published, receiver, tm
         thread.join(timeout=30)
     result = json.loads(out.read_text())
     assert result["shipped"]["records"] == ROWS and result["rows"] == ROWS
-    (window,) = result["drift"]["windows"]
+    (window,) = [w for w in result["drift"]["windows"] if w["segment"] == "all"]
     assert window["n_current"] == ROWS
+    # The default config's new-deals cohort runs on the same traffic (deal models carry deal_age_days).
+    assert result["cohorts_skipped"] == []
+    assert {w["segment"] for w in result["drift"]["windows"]} <= {"all", "new_deals"}
     (perf,) = [w for w in result["performance"]["windows"] if w["segment"] == "all"]
     assert perf["n_labelled"] == ROWS and perf["realised"]["auc"] is not None
     fired = {a["rule"] for a in result["alerts"]["fired"]}

@@ -217,7 +217,8 @@ class AlertManager:
 def observations_from_results(results: Mapping[str, Any], window: str = "W-SUN") -> list[Observation]:
     """Observations from the JSON that `monitor drift` / `monitor performance` write.
 
-    drift windows   -> drift.features_drifted, drift.prediction_drifted, drift.psi.<feature> (segment "all")
+    drift windows   -> drift.features_drifted, drift.prediction_drifted, drift.psi.<feature> (segment "all", or
+                       the cohort's name for a cohort's window: monitoring/cohorts.py)
     quality windows -> quality.max_null_rate_excess, quality.issues
     performance     -> performance.<auc|log_loss|brier|ece|ece_excess> per segment (realised windows only),
                        performance.estimated_<auc|accuracy|brier> per segment (CBPE, before labels)
@@ -225,17 +226,19 @@ def observations_from_results(results: Mapping[str, Any], window: str = "W-SUN")
     out: list[Observation] = []
     for report in results.get("drift", {}).get("windows", []):
         at, counted = report["window_end"], [f for f in report["features"] if f["status"] != "insufficient"]
-        n = int(report["n_current"])
-        out.append(Observation("drift.features_drifted", float(len(report["drifted_features"])), n, at, window=window))
+        n, segment = int(report["n_current"]), report.get("segment", "all")
+        out.append(
+            Observation("drift.features_drifted", float(len(report["drifted_features"])), n, at, segment, window)
+        )
         prediction = report.get("prediction")
         if prediction and prediction["status"] != "insufficient":
             out.append(
-                Observation("drift.prediction_drifted", float(report["prediction_drifted"]), n, at, window=window)
+                Observation("drift.prediction_drifted", float(report["prediction_drifted"]), n, at, segment, window)
             )
         for feature in counted:
             for stat in feature["statistics"]:
                 metric = f"drift.{stat['name']}.{feature['feature']}"
-                out.append(Observation(metric, float(stat["statistic"]), n, at, window=window))
+                out.append(Observation(metric, float(stat["statistic"]), n, at, segment, window))
     for report in results.get("quality", {}).get("windows", []):
         at, n = report["window_end"], int(report["n"])
         out.append(

@@ -34,6 +34,7 @@ from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.monitoring.alerts import AlertManager, observations_from_results, rules_from_config
 from fulqrun_ml.monitoring.automations import AutomationEngine, automation_rules_from_config
+from fulqrun_ml.monitoring.cohorts import cohort_reports, cohorts_from_config
 from fulqrun_ml.monitoring.drift import (
     DriftThresholds,
     MonitoringInputError,
@@ -175,18 +176,23 @@ def run_drift(args: argparse.Namespace) -> int:
     else:
         drift = [drift_report(reference, current, **kwargs)]
         quality = [quality_report(current, profile, quality_thresholds)]
+    by_time = time_column if time_column in current.columns else None
+    cohorts = cohort_reports(cohorts_from_config(config), reference, current, by_time, frequency, **kwargs)
     result = {
         "kind": "drift",
         "frequency": frequency,
         "features": {"numeric": numeric, "categorical": categorical, "prediction": prediction},
-        "drift": {"windows": [r.to_dict() for r in drift]},
+        "drift": {"windows": [r.to_dict() for r in [*drift, *cohorts.reports]]},
         "quality": {"windows": [q.to_dict() for q in quality]},
+        "cohorts_skipped": cohorts.skipped,
     }
     for r, q in zip(drift, quality, strict=True):
         flagged = r.drifted_features + (["<prediction>"] if r.prediction and r.prediction.drifted else [])
         print(
             f"window {r.window_start or 'all'}: n={r.n_current} drifted={flagged or 'none'} quality={q.issues or 'ok'}"
         )
+    for r in cohorts.reports:
+        print(f"cohort {r.segment} window {r.window_start or 'all'}: n={r.n_current} drifted={r.drifted_features}")
     write_result(result, args.out)
     return 0
 

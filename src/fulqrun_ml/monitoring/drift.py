@@ -110,6 +110,7 @@ class DriftReport:
     window_start: str | None = None
     window_end: str | None = None
     thresholds: DriftThresholds = field(default_factory=DriftThresholds)
+    segment: str = "all"  # or a cohort's name (monitoring/cohorts.py): alerts key on (rule, segment)
 
     @property
     def drifted_features(self) -> list[str]:
@@ -248,6 +249,7 @@ def drift_report(
     thresholds: DriftThresholds = DriftThresholds(),
     vocabularies: Mapping[str, Sequence[str]] | None = None,
     window: tuple[str | None, str | None] = (None, None),
+    segment: str = "all",
 ) -> DriftReport:
     """Drift of every listed feature (Bonferroni over them) and of the prediction column, for one window."""
     _require_columns(reference, [*numeric, *categorical], "reference")
@@ -265,7 +267,7 @@ def drift_report(
         prediction = numeric_drift(
             prediction_column, reference[prediction_column], current[prediction_column], thresholds, 1, "prediction"
         )
-    return DriftReport(len(current), tuple(features), prediction, window[0], window[1], thresholds)
+    return DriftReport(len(current), tuple(features), prediction, window[0], window[1], thresholds, segment)
 
 
 def spec_columns(fitted: FittedFeatureSpec) -> tuple[list[str], list[str], dict[str, list[str]]]:

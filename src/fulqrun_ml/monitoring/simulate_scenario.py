@@ -25,6 +25,7 @@ from fulqrun_ml.data.simulator_drift import KINDS, DriftScenario
 from fulqrun_ml.data.vocabulary import OPEN_STAGES
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.monitoring.alerts import AlertManager, AlertRule, observations_from_results
+from fulqrun_ml.monitoring.cohorts import cohort_reports, cohorts_from_config
 from fulqrun_ml.monitoring.drift import DriftThresholds, drift_report, spec_columns
 from fulqrun_ml.monitoring.performance import join_outcomes, performance_by_window
 from fulqrun_ml.monitoring.simulate_retrain import (
@@ -148,6 +149,7 @@ def run_scenario(
     watched = ([c for c in numeric if c not in excluded], [c for c in categorical if c not in excluded])
     left_out = ([c for c in numeric if c in excluded], [c for c in categorical if c in excluded])
     thresholds = DriftThresholds.from_config(config.get("drift"))
+    cohorts = cohorts_from_config(config)
     audit = ctx.work / "audit" / kind
     managers = {
         "all_rules": AlertManager(rules, audit_dir=audit / "all"),
@@ -167,11 +169,15 @@ def run_scenario(
             traffic.append(rows)
             window = cal.window(week)
             drift = drift_report(reference, rows, *watched, "probability", thresholds, vocabularies, window)
+            by_cohort = cohort_reports(
+                cohorts, reference, rows, None, numeric=watched[0], categorical=watched[1],
+                prediction_column="probability", thresholds=thresholds, vocabularies=vocabularies, window=window,
+            )  # fmt: skip
             would_flag = drift_report(reference, rows, *left_out, None, thresholds, vocabularies, window)
             known_by = cal.week_end(week)
             joined, _ = join_outcomes(pd.concat(traffic, ignore_index=True), outcomes_known_by(crm.tables, known_by))
             results = {
-                "drift": {"windows": [drift.to_dict()]},
+                "drift": {"windows": [drift.to_dict(), *(r.to_dict() for r in by_cohort.reports)]},
                 "performance": {"windows": [_perf_dict(p, window[1]) for p in performance(joined, config)]},
             }
             observations = observations_from_results(results)
@@ -187,6 +193,8 @@ def run_scenario(
                     "rows": len(rows),
                     "post_onset_share": float((created.reindex(rows["entity_id"]) >= cal.onset).mean()),
                     "drifted_features": drift.drifted_features,
+                    "cohort_drifted_features": {r.segment: r.drifted_features for r in by_cohort.reports},
+                    "cohort_rows": {r.segment: r.n_current for r in by_cohort.reports},
                     "prediction_drifted": bool(drift.prediction and drift.prediction.drifted),
                     "excluded_would_flag": would_flag.drifted_features,
                     "mean_probability": float(rows["probability"].mean()),

@@ -33,6 +33,7 @@ import pandas as pd
 from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.monitoring.alerts import AlertManager, observations_from_results, rules_from_config
+from fulqrun_ml.monitoring.cohorts import cohort_reports, cohorts_from_config
 from fulqrun_ml.monitoring.commands import NOT_FEATURES, load_monitoring_config, read_frame, webhook_client
 from fulqrun_ml.monitoring.drift import DriftThresholds, MonitoringInputError, drift_by_window, spec_columns
 from fulqrun_ml.monitoring.metrics_export import MonitoringMetrics, start_metrics_server
@@ -100,21 +101,22 @@ class Watcher:
         }
         if logged.empty:
             return result
-        drift = drift_by_window(
-            self.reference,
-            logged,
-            PREDICTED_AT,
-            frequency,
+        drift_kwargs: dict[str, Any] = dict(
             numeric=[c for c in self.numeric if c not in NOT_FEATURES],
             categorical=self.categorical,
             prediction_column="probability",
             thresholds=DriftThresholds.from_config(self.config.get("drift")),
             vocabularies=self.vocabularies,
         )
+        drift = drift_by_window(self.reference, logged, PREDICTED_AT, frequency, **drift_kwargs)
+        cohorts = cohort_reports(
+            cohorts_from_config(self.config), self.reference, logged, PREDICTED_AT, frequency, **drift_kwargs
+        )
         quality = quality_by_window(logged, self.profile, PREDICTED_AT, frequency, self.quality_thresholds)
         performance = self._performance(logged, frequency)
         result |= {
-            "drift": {"windows": [r.to_dict() for r in drift]},
+            "drift": {"windows": [r.to_dict() for r in [*drift, *cohorts.reports]]},
+            "cohorts_skipped": cohorts.skipped,
             "quality": {"windows": [q.to_dict() for q in quality]},
             "performance": performance_to_dict(*performance),
         }
