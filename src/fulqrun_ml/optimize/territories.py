@@ -17,8 +17,10 @@ accounts become a few thousand units. The summary says when it aggregated.
 
 The capacity rule lets a rep who is over capacity today stay there (not above): with a disruption cap, forcing
 every overloaded book under capacity at once can be infeasible; the report gives over-capacity hours before
-and after. Contiguity is not a constraint (flow-based contiguity multiplies the model size by the number of
-territories); compactness is the proxy, and the report measures the share of contiguous territories before and after.
+and after. Contiguity is a constraint only with `contiguity: true` (optimize/contiguity.py: each owned unit needs an
+owned grid-cell neighbour closer to the rep's home, so every territory is one 8-connected piece); off by default,
+because today's books are rarely contiguous and a move cap then leaves no feasible plan. The report measures the
+share of contiguous territories before and after either way.
 A time limit returns HiGHS's best incumbent with its MIP gap; when no plan exists, `InfeasibleError` names the
 constraint families whose removal makes the linear relaxation feasible.
 """
@@ -35,11 +37,12 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix, vstack
 
 from fulqrun_ml.data.simulator_geo import haversine_km
+from fulqrun_ml.optimize.contiguity import contiguity_rows
 from fulqrun_ml.optimize.metrics import plan_metrics
 from fulqrun_ml.optimize.problem import InfeasibleError, OptimizeError, check_accounts, check_capacity, check_reps
 
 log = logging.getLogger(__name__)
-FAMILIES = ("balance_tolerance", "capacity_hours", "max_moved_share", "locked")
+FAMILIES = ("balance_tolerance", "capacity_hours", "max_moved_share", "locked", "contiguity")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class TerritoryConfig:
     weight_compactness: float = 0.01
     weight_moved: float = 0.01
     aggregate_above: int = 2000
+    contiguity: bool = False
     time_limit_s: float = 60.0
     mip_rel_gap: float = 0.01
     progress: bool = False
@@ -172,6 +176,10 @@ def _model(
         rows.append(csr_matrix((count * is_current, (np.zeros(n_edges, int), edges)), shape=(1, n_var)))
         lower.append(np.array([(1.0 - cfg.max_moved_share) * total - 1e-9]))
         upper.append(np.array([np.inf]))
+    if cfg.contiguity and "contiguity" not in drop:
+        rows.append(contiguity_rows(unit["cell"], km, u, r, n_var))
+        lower.append(np.full(n_edges, -np.inf))
+        upper.append(np.zeros(n_edges))
     constraint = LinearConstraint(vstack(rows).tocsr(), np.concatenate(lower), np.concatenate(upper))
     ub = np.full(n_var, np.inf)
     ub[:n_edges] = 1.0
@@ -214,7 +222,7 @@ def _diagnose(
         "feasible: loosen that constraint"
         if binding
         else "no territory plan meets every constraint, and no single constraint family explains "
-        "it: several bind together (balance_tolerance, capacity_hours, max_moved_share, locked)"
+        "it: several bind together (balance_tolerance, capacity_hours, max_moved_share, locked, contiguity)"
     )
     return InfeasibleError(binding or list(FAMILIES), reason)
 
@@ -247,6 +255,7 @@ def design_territories(
         w_lat=("w_lat", "sum"),
         w_lon=("w_lon", "sum"),
         w=("w", "sum"),
+        cell=("grid_cell", "first"),
     )
     lat, lon = (unit["w_lat"] / unit["w"]).to_numpy(), (unit["w_lon"] / unit["w"]).to_numpy()
     km = haversine_km(
