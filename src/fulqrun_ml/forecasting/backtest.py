@@ -15,18 +15,18 @@ import numpy as np
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.forecasting.baselines import LocalForecaster
 from fulqrun_ml.forecasting.metrics import forecast_report, seasonal_naive_scale
-from fulqrun_ml.forecasting.windows import SeriesPanel
+from fulqrun_ml.forecasting.windows import SeriesPanel, observed_cells
 
 
 def local_forecasts(
     panel: SeriesPanel, origins: np.ndarray, horizon: int, quantiles: Sequence[float], forecaster: LocalForecaster
 ) -> np.ndarray:
-    """[N, H, Q] in `make_windows` row order (origin-major, then series), each from values[g, :origin + 1]."""
-    rows = [
-        forecaster(panel.values[g, : int(o) + 1].astype(np.float64), horizon, quantiles)
-        for o in origins
-        for g in range(len(panel.groups))
-    ]
+    """[N, H, Q] in `make_windows` row order (`observed_cells`: origin-major, then series), each from the
+    observed part of values[g, :origin + 1] (a series that starts late has NaN before its first period)."""
+    rows = []
+    for o, g in zip(*observed_cells(panel, origins, horizon), strict=True):
+        history = panel.values[g, : int(o) + 1].astype(np.float64)
+        rows.append(forecaster(history[np.isfinite(history)], horizon, quantiles))
     return np.stack(rows).astype(np.float64)
 
 

@@ -48,12 +48,13 @@ def load_calibrated_forecaster(run_dir: Path) -> ConformalForecaster:
     return ConformalForecaster(net, offsets, float(conformal.get("min_scale", 1.0))).eval()
 
 
-def export_forecaster_onnx(model: ConformalForecaster) -> onnx.ModelProto:
-    """torch.export-based ONNX export with a dynamic batch axis on every input."""
+def export_forecaster_onnx(model: ConformalForecaster, n_calendar: int = len(CALENDAR_FEATURES)) -> onnx.ModelProto:
+    """torch.export-based ONNX export with a dynamic batch axis on every input; `n_calendar` is the covariate
+    count (the CRM calendar's 4, or a series table's calendar + known-future + static one-hot columns)."""
     net: Any = model.net
     example = (
         torch.ones(2, net.lookback, dtype=torch.float32),
-        torch.zeros(2, net.horizon, len(CALENDAR_FEATURES), dtype=torch.float32),
+        torch.zeros(2, net.horizon, n_calendar, dtype=torch.float32),
         torch.ones(2, dtype=torch.int64),
     )
     batch = torch.export.Dim("batch", min=1, max=1_000_000)
@@ -98,7 +99,8 @@ def export_forecast_run(
     run_dir = Path(run_dir)
     record = finished_run(run_dir, RUN_FILES, options, "forecasting run")
     model = load_calibrated_forecaster(run_dir)
-    graph = export_forecaster_onnx(model)
+    n_calendar = int(record.net_config.get("n_calendar", len(CALENDAR_FEATURES)))
+    graph = export_forecaster_onnx(model, n_calendar)
     with np.load(run_dir / "backtest.npz") as data:
         windows = {k: data[k] for k in data.files}
     parity = check_forecast_parity(graph, model, windows, model.min_scale)
@@ -110,13 +112,15 @@ def export_forecast_run(
     metadata = {
         "inputs": [
             {"name": "history", "dtype": "float32", "shape": [-1, net_config["lookback"]]},
-            {"name": "calendar", "dtype": "float32", "shape": [-1, net_config["horizon"], len(CALENDAR_FEATURES)]},
+            {"name": "calendar", "dtype": "float32", "shape": [-1, net_config["horizon"], n_calendar]},
             {"name": "series", "dtype": "int64", "shape": [-1]},
         ],
         "outputs": [
             {"name": OUTPUT_NAME, "dtype": "float32", "shape": [-1, net_config["horizon"], len(conformal["quantiles"])]}
         ],
-        "calendar_features": list(CALENDAR_FEATURES),
+        "calendar_features": (json.loads((run_dir / "series_index.json").read_text()).get("table") or {}).get(
+            "covariates", list(CALENDAR_FEATURES)
+        ),
         "quantiles": conformal["quantiles"],
         "interval": conformal["interval"],
         "series": record.extra.get("series"),

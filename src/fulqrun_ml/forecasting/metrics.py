@@ -57,7 +57,10 @@ def seasonal_naive_scale(values: np.ndarray, season: int, end: int) -> np.ndarra
     history = values[:, :end]
     if history.shape[1] <= season:
         raise FulqrunMLError(f"MASE needs more than season={season} periods before the test period")
-    return np.abs(history[:, season:] - history[:, :-season]).mean(axis=1)
+    diff = np.abs(history[:, season:] - history[:, :-season])
+    # nanmean: a user table's series may start late (NaN before); a series with no pair at all gets NaN (skipped).
+    counts = np.isfinite(diff).sum(axis=1)
+    return np.where(counts > 0, np.nansum(diff, axis=1) / np.maximum(counts, 1), np.nan)
 
 
 def forecast_report(

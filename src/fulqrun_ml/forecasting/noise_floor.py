@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from fulqrun_ml.data.contract import CRMTables
-from fulqrun_ml.errors import FulqrunMLError
 
 
 def won_deal_values(tables: CRMTables) -> np.ndarray:
@@ -27,8 +26,8 @@ def compound_poisson_wape_floor(
     mean_revenue: np.ndarray, deal_values: np.ndarray, draws: int = 4000, seed: int = 0
 ) -> float:
     """Pooled WAPE floor over series with the given mean revenue per period [G]."""
-    if len(deal_values) == 0:
-        raise FulqrunMLError("no won deals: the WAPE floor is undefined")
+    if len(deal_values) == 0:  # a user's series table has no deals behind it: the floor is unknown, not zero
+        return float("nan")
     rng = np.random.default_rng(seed)
     rates = np.asarray(mean_revenue, dtype=np.float64) / deal_values.mean()
     error, total = 0.0, 0.0

@@ -39,13 +39,17 @@ def calendar_features(period_start: pd.Series, period_end: pd.Series) -> np.ndar
 
 @dataclass(frozen=True)
 class SeriesPanel:
-    """Every group's revenue on one period grid: values [G, T], calendar [T, C]."""
+    """Every group's revenue on one period grid: values [G, T], calendar [T, C] (or [G, T, C] per series)."""
 
     groups: list[str]
     period_start: pd.DatetimeIndex
     period_end: pd.DatetimeIndex
     values: np.ndarray
     calendar: np.ndarray
+    # A user table's series start and end at different periods (NaN = not observed). With `lookback` set, only
+    # (origin, series) cells whose lookback is fully observed and with an observed target exist, for the network
+    # and the local baselines alike (`observed_cells`); None: every period is observed (the CRM panel).
+    lookback: int | None = None
 
     @property
     def n_periods(self) -> int:
@@ -115,21 +119,39 @@ def split_origins(
     return origins
 
 
-def make_windows(panel: SeriesPanel, origins: np.ndarray, lookback: int, horizon: int) -> dict[str, np.ndarray]:
-    """Arrays for every (origin, series): history [N, L], calendar [N, H, C], series [N] (1-based index),
-    target [N, H] (NaN where the horizon runs past the panel), origin [N]."""
+def observed_cells(panel: SeriesPanel, origins: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(origin [N], series index [N]) of every window, origin-major: all (origin, series) pairs, or with
+    `panel.lookback` set only those whose lookback is observed and with at least one observed target."""
+    origins = np.asarray(origins, dtype=np.int64)
     n_groups = len(panel.groups)
+    o = np.repeat(origins, n_groups)
+    g = np.tile(np.arange(n_groups), len(origins))
+    if panel.lookback is None:
+        return o, g
+    finite = np.isfinite(panel.values)
+    seen = np.concatenate([np.zeros((n_groups, 1)), np.cumsum(finite, axis=1)], axis=1)  # seen[:, t] = count < t
+    full = seen[g, o + 1] - seen[g, np.maximum(o + 1 - panel.lookback, 0)] == panel.lookback
+    last = np.minimum(o + horizon, panel.n_periods - 1)
+    future = seen[g, last + 1] - seen[g, np.minimum(o + 1, panel.n_periods)] > 0
+    keep = full & future
+    return o[keep], g[keep]
+
+
+def make_windows(panel: SeriesPanel, origins: np.ndarray, lookback: int, horizon: int) -> dict[str, np.ndarray]:
+    """Arrays for every (origin, series) of `observed_cells`: history [N, L], calendar [N, H, C], series [N]
+    (1-based index), target [N, H] (NaN where the horizon runs past the panel or the series), origin [N]."""
     origins = np.asarray(origins, dtype=np.int64)
     if len(origins) and (origins.min() < lookback - 1 or origins.max() >= panel.n_periods):
         raise FulqrunMLError(f"window origins must lie in [{lookback - 1}, {panel.n_periods - 1}]")
-    o = np.repeat(origins, n_groups)
-    g = np.tile(np.arange(n_groups), len(origins))
+    o, g = observed_cells(panel, origins, horizon)
     past = o[:, None] + np.arange(-lookback + 1, 1)[None, :]
     future = o[:, None] + np.arange(1, horizon + 1)[None, :]
     inside = future < panel.n_periods
     clipped = np.minimum(future, panel.n_periods - 1)
     target = np.where(inside, panel.values[g[:, None], clipped], np.nan).astype(np.float32)
-    calendar = panel.calendar[clipped]
+    # [T, C]: covariates shared by every series (the CRM calendar); [G, T, C]: per series (a user table's
+    # promotions, its static categoricals), indexed by the window's series as well.
+    calendar = panel.calendar[clipped] if panel.calendar.ndim == 2 else panel.calendar[g[:, None], clipped]
     return {
         "history": panel.values[g[:, None], past].astype(np.float32),
         "calendar": calendar.astype(np.float32),
