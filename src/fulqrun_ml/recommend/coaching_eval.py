@@ -27,7 +27,8 @@ def evaluate_coaching(world: CoachingWorld, config: CoachingConfig) -> dict:
     out: dict = {"tau2_fitted": effects.tau2, "n_cells": len(cells),
                  "deals_per_cell_median": float(cells["n"].median())}  # fmt: skip
     for name, column in ESTIMATES.items():
-        rhos = [stats.spearmanr(g[column], g["truth"]).statistic for _, g in cells.groupby("stage") if len(g) > 2]
-        out[name] = {"spearman_mean_over_stages": float(np.mean(rhos)),
-                     "per_stage": dict(zip(OPEN_STAGES, map(float, rhos), strict=False))}  # fmt: skip
+        rhos = {stage: float(stats.spearmanr(group[column], group["truth"]).statistic)
+                for stage, group in cells.groupby("stage") if len(group) > 2}  # fmt: skip
+        out[name] = {"spearman_mean_over_stages": float(np.mean(list(rhos.values()))),
+                     "per_stage": {stage: rhos[stage] for stage in OPEN_STAGES if stage in rhos}}  # fmt: skip
     return out
