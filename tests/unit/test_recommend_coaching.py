@@ -65,6 +65,12 @@ def test_adjusted_shrunk_effects_track_the_true_skills_better_than_raw_rates(wor
     assert result["adjusted_shrunk"]["spearman_mean_over_stages"] > 0.5
     assert result["adjusted_shrunk"]["spearman_mean_over_stages"] > result["raw_win_rate"]["spearman_mean_over_stages"]
     assert 0.03 < result["tau2_fitted"] < 0.6  # true tau^2 = 0.4^2 = 0.16
+    cells = fit_stage_effects(world.deals, CONFIG).cells
+    negotiation = cells[cells["stage"] == "negotiation"]
+    truth = world.skill_effect.loc[negotiation["rep_id"], "negotiation"].to_numpy()
+    direct = stats.spearmanr(negotiation["effect"], truth).statistic
+    assert result["adjusted_shrunk"]["per_stage"]["negotiation"] == pytest.approx(direct)  # labels match stages
+    assert list(result["adjusted_shrunk"]["per_stage"]) == list(OPEN_STAGES)
 
 
 def _synthetic(n_big: int, n_small: int, seed: int = 0) -> pd.DataFrame:
