@@ -12,7 +12,9 @@ import pytest
 
 from fulqrun_ml.data.simulator import simulate_crm
 from fulqrun_ml.data.simulator_geo import haversine_km, simulate_geography, visiting_hours
+from fulqrun_ml.optimize.commands import run_routes
 from fulqrun_ml.optimize.estimates import account_estimates
+from fulqrun_ml.optimize.inputs import OptimizeInputs
 from fulqrun_ml.optimize.problem import OptimizeError
 from fulqrun_ml.optimize.routes import plan_totals, plan_week
 from fulqrun_ml.optimize.routes_candidates import RouteConfig, read_uplift, visit_candidates
@@ -203,6 +205,12 @@ def test_bad_input_is_named(tmp_path) -> None:
         RouteConfig(day_hours=0)
     with pytest.raises(OptimizeError, match=r"field 'metaheuristic'"):
         RouteConfig(metaheuristic="HILL_CLIMB")
+    located = accounts.merge(account_estimates(crm.tables, world.deal_outcomes).drop(columns="potential"))
+    located.loc[3, "latitude"] = np.nan
+    inputs = OptimizeInputs(located, world.reps, world.deal_outcomes, crm.tables, world)
+    with pytest.raises(OptimizeError, match=r"field 'latitude': 1 accounts have no location"):
+        run_routes(inputs, RouteConfig(), tmp_path / "out", None)
+    assert not (tmp_path / "out").exists()  # refused before anything is written
     pd.DataFrame({"account_id": ["a"], "uplift": [1.0]}).to_csv(tmp_path / "u.csv", index=False)
     with pytest.raises(OptimizeError, match=r"field 'expected_uplift'"):
         read_uplift(tmp_path / "u.csv")
