@@ -133,7 +133,7 @@ class DirectorySource(CRMSource[CRMTables]):
             formats = [self.format] if self.format else ["parquet", "csv"]
             files = [self.path / f"{name}.{fmt}" for fmt in formats if (self.path / f"{name}.{fmt}").is_file()]
             if files:
-                raw = pd.read_csv(files[0], dtype=str) if files[0].suffix == ".csv" else pd.read_parquet(files[0])
+                raw = read_table_file(files[0], name, dtype=str, keep_default_na=True)
                 frames[name] = coerce_history(name, raw)
         return CRMTables(**frames, extracted_at=self._extracted_at())
 
@@ -147,10 +147,7 @@ class DirectorySource(CRMSource[CRMTables]):
                 log.info("no %s file in %s: the CRM is taken to have no %s", name, self.path, name)
                 return empty_table(name)
             raise SourceError(f"table '{name}' is missing: expected {' or '.join(f'{name}.{f}' for f in formats)}")
-        file = found[0]
-        if file.suffix == ".csv":
-            return pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""])
-        return pd.read_parquet(file)
+        return read_table_file(found[0], name, dtype=str, keep_default_na=False, na_values=[""])
 
     def _extracted_at(self) -> pd.Timestamp:
         if self.extracted_at is not None:
@@ -165,6 +162,37 @@ class DirectorySource(CRMSource[CRMTables]):
             f"when was {self.path} extracted? pass extracted_at= (data.source.extracted_at=...) or add {MANIFEST} "
             'with {"extracted_at": "<ISO timestamp>"}'
         )
+
+
+def read_table_file(file: Path, table: str, **csv_options: Any) -> pd.DataFrame:
+    """Read one exported table, turning pandas/pyarrow's raw errors into a SourceError naming the file, the table
+    and (for an undecodable byte) the line, so a user sees what to fix instead of a parser traceback."""
+    try:
+        if file.suffix == ".csv":
+            return pd.read_csv(file, encoding="utf-8", **csv_options)
+        return pd.read_parquet(file)
+    except pd.errors.EmptyDataError:
+        raise SourceError(f"table '{table}' ({file}) is empty: not even a header row") from None
+    except UnicodeDecodeError:
+        raise SourceError(f"table '{table}' ({file}): {_first_bad_byte(file)}; export the file as UTF-8") from None
+    except pd.errors.ParserError as err:
+        raise SourceError(f"table '{table}' ({file}) is not a readable CSV: {err}") from None
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError: not a Parquet file
+        raise SourceError(f"table '{table}' ({file}) cannot be read: {err}") from None
+
+
+def _first_bad_byte(file: Path) -> str:
+    """Where the first non-UTF-8 byte is. pandas' UnicodeDecodeError counts from the start of its read buffer,
+    not the file, so the position is found again here (only on this error path, so reading the file is fine)."""
+    data = file.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        # Line 1 is the header, so line n holds data row n - 2 (0-based), as the contract report counts rows.
+        where = "the header" if line == 1 else f"line {line} (data row {line - 2})"
+        return f"byte 0x{data[err.start]:02x} at offset {err.start} in {where} is not UTF-8"
+    return "the file is not UTF-8"
 
 
 def write_crm_directory(tables: CRMTables, path: str | Path, format: FileFormat = "parquet") -> Path:
