@@ -7,9 +7,10 @@ are false; in the control every alert is.
 
 Why a second, "credited" delay: the first alert after the onset is what an operator sees, but it may have
 nothing to do with the drift (a holiday week moves the predictions in the control too). A detection is
-credited only from a rule that raised no alert in the same seed's control, and a feature-drift alert only
-when a feature the scenario's story moves is among the drifted ones (`STORY_FEATURES`, the truth the
-simulator knows). An analysis device: a live monitor has no control run and no story to compare with.
+credited only from a rule that raised no alert in the same seed's control (in any segment), and a
+feature-drift alert only when a feature the scenario's story moves is among the ones drifted in the alert's
+segment, the whole window or a drift cohort (`STORY_FEATURES`, the truth the simulator knows). An analysis
+device: a live monitor has no control run and no story to compare with.
 
 Intervals over seeds are Student-t 95% intervals of the mean (wide with few seeds; they say how much the
 seed matters, not the monitor's asymptotic accuracy); delays get median, min and max, and the misses.
@@ -76,9 +77,7 @@ def credit_against_control(runs: list[dict[str, Any]]) -> None:
             scored["credited_first_alert"] = first
             scored["credited_delay_days"] = int((_raised(first) - onset).days) if first else None
             feature_credit = first is not None and first["rule"] == "feature_drift"
-            scored["credited_drifted_features"] = (
-                run["weeks"][first["week"] - 1]["drifted_features"] if feature_credit else None
-            )
+            scored["credited_drifted_features"] = _drifted(run, first) if feature_credit else None
 
 
 def _credited(
@@ -86,8 +85,14 @@ def _credited(
 ) -> bool:
     if alert["rule"] in in_control or _raised(alert) <= onset:
         return False
-    drifted = run["weeks"][alert["week"] - 1]["drifted_features"]
-    return alert["rule"] != "feature_drift" or bool(story & set(drifted))
+    return alert["rule"] != "feature_drift" or bool(story & set(_drifted(run, alert)))
+
+
+def _drifted(run: dict[str, Any], alert: dict[str, Any]) -> list[str]:
+    """The features that drifted in the alert's week and segment (the whole window, or a drift cohort's rows)."""
+    week = run["weeks"][alert["week"] - 1]
+    segment = alert.get("segment", "all")
+    return week["drifted_features"] if segment == "all" else week["cohort_drifted_features"].get(segment, [])
 
 
 def interval(values: Sequence[float | None]) -> dict[str, Any]:

@@ -183,7 +183,7 @@ def run_scenario(
             observations = observations_from_results(results)
             for name, manager in managers.items():
                 fired[name] += [
-                    {"week": week, "rule": a.rule, "at": a.at, "value": a.value}
+                    {"week": week, "rule": a.rule, "segment": a.segment, "at": a.at, "value": a.value}
                     for a in manager.evaluate(observations).fired
                 ]
             weeks.append(
