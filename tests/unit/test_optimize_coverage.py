@@ -12,6 +12,7 @@ import pytest
 
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
 from fulqrun_ml.data.simulator_geo import simulate_geography
+from fulqrun_ml.optimize import coverage_quota
 from fulqrun_ml.optimize.coverage import (
     CoverageConfig,
     open_pipeline,
@@ -79,7 +80,9 @@ def tiny_pipeline() -> tuple[pd.DataFrame, pd.DataFrame]:
     return pipeline, reps
 
 
-def test_quota_risk_equals_the_exact_poisson_binomial() -> None:
+@pytest.mark.parametrize("chunk_cells", [4_000_000, 10])  # one chunk, and draws in chunks of 2
+def test_quota_risk_equals_the_exact_poisson_binomial(chunk_cells: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(coverage_quota, "CHUNK_CELLS", chunk_cells)
     pipeline, reps = tiny_pipeline()
     p = pd.Series([0.3, 0.6, 0.45, 0.9], index=["d1", "d2", "d3", "d4"])
     table = quota_risk(pipeline, reps, pd.DataFrame(), CoverageConfig(draws=40000, interval=0.5), p).set_index("rep_id")

@@ -17,14 +17,18 @@ from fulqrun_ml.optimize.coverage import CoverageConfig
 from fulqrun_ml.optimize.estimates import _logit, _sigmoid
 from fulqrun_ml.optimize.problem import OptimizeError
 
+CHUNK_CELLS = 4_000_000  # draws x deals per chunk (float64 probabilities: 32 MB)
 MAX_PRIOR_STRENGTH = 1e4  # shrink_rates' "no between-segment signal": the rate is known as well as the prior
 
 
 def win_probability_draws(
-    pipeline: pd.DataFrame, rates: pd.DataFrame, cfg: CoverageConfig, predictions: pd.Series | None = None
+    pipeline: pd.DataFrame,
+    rates: pd.DataFrame,
+    draws: int,
+    rng: np.random.Generator,
+    predictions: pd.Series | None = None,
 ) -> np.ndarray:
     """[draws x deals] win probabilities: the model's (fixed) or the segment posterior's draws + stage shift."""
-    rng = np.random.default_rng(cfg.seed)
     if predictions is not None:
         p = predictions.reindex(pipeline["opportunity_id"].astype(str)).to_numpy(dtype=float)
         missing = np.isnan(p)
@@ -32,13 +36,13 @@ def win_probability_draws(
             example = pipeline["opportunity_id"].to_numpy()[missing][0]
             raise OptimizeError("opportunity_id", f"{int(missing.sum())} open deals have no prediction in the "
                                 f"predictions file (e.g. {example}); score every open deal")  # fmt: skip
-        return np.broadcast_to(p, (cfg.draws, len(p)))
+        return np.broadcast_to(p, (draws, len(p)))
     strength = float(rates["strength"].iloc[0]) if len(rates) else MAX_PRIOR_STRENGTH
     strength = strength if np.isfinite(strength) else MAX_PRIOR_STRENGTH
     alpha = rates["wins"].to_numpy(dtype=float) + strength * rates["prior"].to_numpy(dtype=float)
     beta = rates["deals"].to_numpy(dtype=float) - rates["wins"].to_numpy(dtype=float)
     beta = beta + strength * (1.0 - rates["prior"].to_numpy(dtype=float))
-    segment_rate = rng.beta(np.clip(alpha, 1e-3, None), np.clip(beta, 1e-3, None), size=(cfg.draws, len(rates)))
+    segment_rate = rng.beta(np.clip(alpha, 1e-3, None), np.clip(beta, 1e-3, None), size=(draws, len(rates)))
     column = rates.index.get_indexer(pd.MultiIndex.from_frame(pipeline[["industry", "size"]]))
     prior = float(rates["prior"].iloc[0]) if len(rates) else 0.5
     draws = np.where(column >= 0, segment_rate[:, np.clip(column, 0, None)], prior)
@@ -54,17 +58,22 @@ def quota_risk(
 ) -> pd.DataFrame:
     """One row per territory: open deals and value, bookings (expected and interval), quota, quota gap (and
     interval), P(reach quota), rank (lowest chance first)."""
-    rng = np.random.default_rng([cfg.seed, 1])
-    p = win_probability_draws(pipeline, rates, cfg, predictions)
-    won = rng.uniform(size=p.shape) < p
     rep_index = pd.Index(reps["rep_id"])
     column = rep_index.get_indexer(pipeline["territory"])
     if (column < 0).any():
         raise OptimizeError("current_rep", "an open deal's account is owned by a rep not in the reps table")
     value = pipeline["value"].to_numpy(dtype=float)
     to_rep = csr_matrix((value, (np.arange(len(pipeline)), column)), shape=(len(pipeline), len(rep_index)))
-    bookings = np.asarray((to_rep.T @ won.T.astype(float)).T)  # [draws x reps]
-    expected = np.asarray(to_rep.T @ p.mean(axis=0)).ravel()
+    # Draws in chunks of at most CHUNK_CELLS draws x deals, so a 50k-account book stays within memory.
+    rate_rng, outcome_rng = np.random.default_rng(cfg.seed), np.random.default_rng([cfg.seed, 1])
+    chunk = max(1, min(cfg.draws, CHUNK_CELLS // max(len(pipeline), 1)))
+    bookings, p_sum = np.empty((cfg.draws, len(rep_index))), np.zeros(len(pipeline))
+    for start in range(0, cfg.draws, chunk):
+        p = win_probability_draws(pipeline, rates, min(chunk, cfg.draws - start), rate_rng, predictions)
+        won = outcome_rng.uniform(size=p.shape) < p
+        bookings[start : start + len(p)] = np.asarray((to_rep.T @ won.T.astype(float)).T)  # [draws x reps]
+        p_sum += p.sum(axis=0)
+    expected = np.asarray(to_rep.T @ (p_sum / cfg.draws)).ravel()
     if cfg.quota is not None:
         quota = np.full(len(rep_index), float(cfg.quota))
         source = "config"
