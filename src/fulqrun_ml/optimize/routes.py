@@ -23,6 +23,7 @@ reported as `unreachable`.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ import pandas as pd
 from fulqrun_ml.data.simulator_geo import haversine_km
 from fulqrun_ml.optimize.problem import InfeasibleError
 from fulqrun_ml.optimize.routes_candidates import RouteConfig, ortools_module
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -205,10 +208,11 @@ def week_rows(week: RepWeek, home: tuple[float, float], stops: pd.DataFrame, cfg
 def plan_week(candidates: pd.DataFrame, reps: pd.DataFrame, cfg: RouteConfig, baseline: bool = False) -> pd.DataFrame:
     """Every rep's week (OR-Tools, or the nearest-neighbour baseline) as one plan table."""
     frames = []
-    for rep in reps.itertuples(index=False):
+    for number, rep in enumerate(reps.itertuples(index=False), start=1):
         stops = candidates[candidates["current_rep"] == rep.rep_id].reset_index(drop=True)
         if stops.empty:
             continue
+        log.info("routes%s: rep %d/%d, %d candidates", " baseline" if baseline else "", number, len(reps), len(stops))
         home = (float(rep.home_latitude), float(rep.home_longitude))
         week = (nearest_neighbour_week(rep.rep_id, home, stops, cfg) if baseline
                 else solve_rep_week(rep.rep_id, home, float(rep.travel_cost_per_km), stops, cfg))  # fmt: skip
