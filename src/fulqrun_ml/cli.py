@@ -60,9 +60,15 @@ def _train(argv: list[str]) -> None:
         print(sweep_report(*sweep_and_register(argv)))
         return
 
+    failures: list[FulqrunMLError] = []
+
     @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
     def entry(cfg: DictConfig) -> float:
-        result = train(cfg)
+        try:
+            result = train(cfg)
+        except FulqrunMLError as exc:  # our errors carry a one-line message: print it, not Hydra's traceback
+            failures.append(exc)
+            return float("nan")
         if "metrics" not in result:  # a DDP worker other than rank 0: rank 0 reports
             return float("nan")
         pipeline = load_pipeline(Path(result["run_dir"]))
@@ -72,6 +78,9 @@ def _train(argv: list[str]) -> None:
 
     sys.argv = ["fulqrun-ml train", *argv]
     entry()
+    if failures:
+        print(f"error: {failures[0]}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _export(args: argparse.Namespace) -> None:

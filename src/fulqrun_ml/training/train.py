@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from fulqrun_ml.data.contract_versions import check_compatible
+from fulqrun_ml.errors import FieldValidationError
 from fulqrun_ml.project import git_commit
 from fulqrun_ml.registry.run_record import RunRecord
 from fulqrun_ml.training.checkpointing import LAST_CHECKPOINT, RNGStateCheckpoint, resolve_ckpt_path
@@ -49,6 +51,8 @@ from fulqrun_ml.training.warm_start import check_feature_compatibility, load_par
 
 log = logging.getLogger(__name__)
 ARM_DONE_FILE = "arm_done.json"
+# What Hydra writes into a run directory before `train` starts: the job log (`<job>.log`) and the config copy.
+HYDRA_START_FILES = frozenset({".hydra", "cli.log", "train.log"})
 
 
 def build_pipeline(cfg: DictConfig) -> Pipeline:
@@ -66,7 +70,50 @@ def train(
     """Train and evaluate one run; returns the run record as a dict plus `metrics`.
 
     `datamodule` lets a study share one built dataset across runs (seeds, settings); otherwise the pipeline
-    builds it from `cfg.data`. `extra_callbacks` reach the model's arm (a sweep's pruning callback)."""
+    builds it from `cfg.data`. `extra_callbacks` reach the model's arm (a sweep's pruning callback).
+
+    A run that fails before writing anything of its own leaves no directory behind (see `remove_empty_run_dir`)."""
+    out = Path(cfg.paths.output_dir)
+    try:
+        return _train(cfg, extra_callbacks, datamodule)
+    except BaseException:
+        remove_empty_run_dir(out)
+        raise
+
+
+def remove_empty_run_dir(out: Path) -> bool:
+    """Delete `out` when it holds nothing but what Hydra writes at start (its job log and `.hydra/` config copy):
+    such a directory is a failed run that looks like a run to `runs` listings and to whoever browses logs/.
+    A directory with anything else (checkpoints to resume from, W&B files) is kept for the post-mortem."""
+    if not out.is_dir() or any(p.name not in HYDRA_START_FILES for p in out.iterdir()):
+        return False
+    shutil.rmtree(out, ignore_errors=True)
+    log.info("removed %s: the run failed before writing anything", out)
+    return True
+
+
+def check_target_varies(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
+    """Refuse a constant training target. Without this a constant numeric column trains as a 'regression' that
+    predicts the constant and exits 0, which looks like success; a constant binary label has no AUC either."""
+    frames = getattr(datamodule, "frames", None)
+    train_rows = frames.get("train") if isinstance(frames, dict) else None
+    if train_rows is None or "label" not in getattr(train_rows, "columns", ()):
+        return  # pipelines without a tabular label (forecast series) check their own targets
+    labels = train_rows["label"].dropna()
+    if len(labels) and labels.nunique() < 2:
+        target = str((cfg.get("data") or {}).get("target") or "label")
+        raise FieldValidationError(
+            target,
+            f"the target is constant ({labels.iloc[0]!r} in all {len(labels)} training rows): there is nothing to "
+            "learn; check the target column and the data window",
+        )
+
+
+def _train(
+    cfg: DictConfig,
+    extra_callbacks: list[pl.Callback] | None,
+    datamodule: pl.LightningDataModule | None,
+) -> dict[str, Any]:
     t_start = time.perf_counter()
     pipeline = build_pipeline(cfg)
     pipeline.check(cfg)
@@ -76,6 +123,7 @@ def train(
     if datamodule is None:
         datamodule = pipeline.build_datamodule(cfg)
     datamodule.setup("fit")
+    check_target_varies(cfg, datamodule)
     kind = pipeline.target_kind(cfg, datamodule)
     capabilities = pipeline.capabilities(kind)
     calibration = dispatch_calibration(cfg, capabilities, kind)
