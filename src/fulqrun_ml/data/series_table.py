@@ -72,7 +72,7 @@ class SeriesTable:
     summing: np.ndarray | None = None  # S [n_nodes, n_bottom] with a hierarchy (groups are the nodes, bottom last)
 
 
-def read_series_table(path: str | Path, spec: SeriesTableSpec) -> pd.DataFrame:
+def read_series_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV / Parquet table (the same reader as `data=table`), with unreadable content named by path."""
     path = Path(str(path))
     try:
@@ -159,7 +159,12 @@ def build_series_table(frame: pd.DataFrame, spec: SeriesTableSpec) -> SeriesTabl
     """Validate and pivot a long table into a `SeriesTable` (bottom series, plus every hierarchy level)."""
     _check_columns(frame, spec)
     frame = frame.copy()
-    frame[spec.time_col] = _parse_time_column(frame[spec.time_col], spec.time_col).dt.tz_localize(None)
+    try:
+        frame[spec.time_col] = _parse_time_column(frame[spec.time_col], spec.time_col).dt.tz_localize(None)
+    except SeriesTableError:
+        raise
+    except SourceError as exc:
+        raise SeriesTableError(f"field '{spec.time_col}': {exc}") from exc
     keys = _series_keys(frame, spec.id_cols)
     target = frame[spec.target]
     if not (pd.api.types.is_numeric_dtype(target) or target.isna().all()):
@@ -246,7 +251,9 @@ def summing_matrix(groups: Sequence[str], depth: int) -> tuple[list[str], list[s
         raise SeriesTableError(f"field 'hierarchy': ids must have {depth} parts joined by '{KEY_SEP}'")
     nodes, levels = [TOTAL], [TOTAL]
     for d in range(1, depth + 1):
-        for node in sorted({KEY_SEP.join(p[:d]) for p in parts}):
+        # the bottom level keeps the input order, so S's last rows are the identity (bottom-up relies on it)
+        level_nodes = [KEY_SEP.join(p) for p in parts] if d == depth else sorted({KEY_SEP.join(p[:d]) for p in parts})
+        for node in level_nodes:
             nodes.append(node)
             levels.append(str(d))
     prefix = [KEY_SEP.join(p) for p in parts]

@@ -158,7 +158,7 @@ class SeriesForecastDataModule(SplitBatchDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._datasets:
             return
-        frame = read_series_table(self.path, self.spec)
+        frame = read_series_table(self.path)
         table = build_series_table(frame, self.spec)
         self.table, self.freq = table, table.freq
         self.covariates = covariates(table)
