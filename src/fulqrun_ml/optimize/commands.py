@@ -38,6 +38,7 @@ from fulqrun_ml.optimize.coverage_quota import quota_risk
 from fulqrun_ml.optimize.coverage_truth import quota_truth, white_space_truth
 from fulqrun_ml.optimize.estimates import fit_skill_model, segment_win_rates
 from fulqrun_ml.optimize.inputs import OptimizeInputs, crm_inputs, simulated_inputs
+from fulqrun_ml.optimize.model_potential import apply_potential, rescale_revenue
 from fulqrun_ml.optimize.outputs import write_coverage_outputs, write_outputs
 from fulqrun_ml.optimize.problem import OptimizeError, check_accounts, check_reps
 from fulqrun_ml.optimize.routes import plan_totals, plan_week
@@ -85,6 +86,7 @@ def run_territories(inputs: OptimizeInputs, cfg: TerritoryConfig, out: Path) -> 
     plan = inputs.accounts.assign(territory_before=inputs.accounts["current_rep"], territory_after=result.owner)
     plan["moved"] = plan["territory_before"] != plan["territory_after"]
     summary = {"command": "territories", "accounts": len(plan), "reps": len(inputs.reps)} | result.summary()
+    summary["potential"] = inputs.potential
     summary["config"] = dataclasses.asdict(cfg)
     summary["outputs"] = write_outputs(out, "territories", plan.drop(columns=["locked"]), inputs.reps,
                                        "territory_before", "territory_after", summary)  # fmt: skip
@@ -96,6 +98,8 @@ def run_assignment(inputs: OptimizeInputs, cfg: AssignmentConfig, out: Path) -> 
     accounts, reps = inputs.accounts, inputs.reps
     model = fit_skill_model(inputs.deals, inputs.tables.companies)
     revenue = model.revenue(reps["rep_id"], accounts)
+    if inputs.potential["source"] == "models":  # the model potential, with the rep's relative skill kept
+        revenue = rescale_revenue(revenue, accounts)
     result = solve_assignment(accounts, reps, revenue, cfg)
     greedy = greedy_assignment(accounts, reps, revenue, cfg)
     rows = {rep: i for i, rep in enumerate(reps["rep_id"])}
@@ -118,6 +122,7 @@ def run_assignment(inputs: OptimizeInputs, cfg: AssignmentConfig, out: Path) -> 
         base = summary["current"]["true_revenue"]
         summary["true_revenue_lift_vs_current"] = summary["optimised"]["true_revenue"] / base - 1
         summary["true_revenue_lift_greedy_vs_current"] = summary["greedy"]["true_revenue"] / base - 1
+    summary["potential"] = inputs.potential
     summary["config"] = dataclasses.asdict(cfg)
     plan = accounts.drop(columns=["locked"]).assign(rep_before=books["current"], rep_after=result.owner)
     plan["moved"] = plan["rep_before"] != plan["rep_after"]
@@ -164,7 +169,8 @@ def run_coverage(inputs: OptimizeInputs, cfg: CoverageConfig, out: Path, predict
                      "potential_at_stake": float(table.loc[table["white_space"], "potential_at_stake"].sum()),
                      "touch_benchmark": float(table["touch_benchmark"].iat[0]), "open_deals": len(pipeline),
                      "win_rates": "model predictions" if predictions else "shrunk segment x stage",
-                     "territories_below_half_chance": int((territories["p_reach_quota"] < 0.5).sum())}  # fmt: skip
+                     "territories_below_half_chance": int((territories["p_reach_quota"] < 0.5).sum()),
+                     "potential": inputs.potential}  # fmt: skip
     top = table[table["white_space"]].head(cfg.top_k)
     summary["top_accounts"] = top[["rank", "company_id", "current_rep", "potential", "touches", "touch_gap",
                                    "potential_at_stake"]].to_dict("records")  # fmt: skip
@@ -199,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--progress", action="store_true", help="print the solver's progress log")
     parser.add_argument("--uplift", help="routes: per-account uplift Parquet/CSV (account_id, expected_uplift)")
     parser.add_argument("--predictions", help="coverage: deal-win scores Parquet/CSV (opportunity_id, probability)")
+    parser.add_argument("--potential", choices=["estimates", "models"], help="account potential: the statistical "
+                        "estimate or the registered deal-win/expansion/churn models (default: config)")  # fmt: skip
+    parser.add_argument("--models-dir", help="the registry root the models are read from (potential.models_dir)")
     return parser
 
 
@@ -210,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     solver = solver_config(kind, cfg.get("solver", {}), args.progress)
     log.info("optimize %s: building inputs", args.command)
     data = cfg.get("data", {})
-    inputs = _inputs(args, data)
+    inputs = apply_potential(_inputs(args, data), cfg.get("potential"), args.potential, args.models_dir)
     if args.command == "routes":
         summary = run_routes(inputs, solver, Path(args.out), Path(args.uplift) if args.uplift else None,
                              int(data.get("geo_seed", 0)))  # type: ignore[arg-type]  # fmt: skip

@@ -15,7 +15,7 @@ The rules when they are absent (docs/optimize.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,8 @@ class OptimizeInputs:
     tables: CRMTables
     world: GeoWorld | None = None
     latent: pd.DataFrame | None = None  # the simulator's per-deal truth (outcomes of open deals), evaluation only
+    # Where `accounts.potential` came from (model_potential.apply_potential): every summary records it.
+    potential: dict = field(default_factory=lambda: {"source": "estimates", "terms": "estimates.account_estimates"})
 
 
 def simulated_inputs(data: dict) -> OptimizeInputs:
