@@ -97,6 +97,16 @@ class TritonPredictionClient:
                 time.sleep(delays[attempt])
         raise AssertionError("unreachable")
 
+    def is_ready(self) -> bool:
+        """Health check that covers the model: the server is ready AND this client's model (version) is. A
+        server-only check said "ready" while the model had been unloaded and every prediction failed."""
+        try:
+            return bool(
+                self._client.is_server_ready() and self._client.is_model_ready(self.model_name, self.model_version)
+            )
+        except (InferenceServerException, ConnectionError, OSError, TimeoutError):
+            return False
+
     @property
     def interface(self) -> ModelInterface:
         if self._interface is None:

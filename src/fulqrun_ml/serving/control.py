@@ -16,11 +16,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from fulqrun_ml.errors import ServingError
 from fulqrun_ml.registry.store import ModelVersion
+from fulqrun_ml.serving.access import KeyedHTTPClient
 from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.codec import Prediction, Records
 from fulqrun_ml.serving.repository import TritonModelConfig, TritonRepositoryBuilder
@@ -29,8 +29,9 @@ from fulqrun_ml.serving.repository import TritonModelConfig, TritonRepositoryBui
 class ModelController:
     """Deploys registry versions into a live server's repository (explicit model control)."""
 
-    def __init__(self, http_url: str, builder: TritonRepositoryBuilder) -> None:
-        self.client = httpclient.InferenceServerClient(url=http_url)
+    def __init__(self, http_url: str, builder: TritonRepositoryBuilder, control_key: str | None = None) -> None:
+        # Every call carries the control key: the server restricts the repository API (serving/access.py).
+        self.client = KeyedHTTPClient(http_url, control_key)
         self.builder = builder
 
     def deploy(self, versions: ModelVersion | Sequence[ModelVersion], config: TritonModelConfig) -> list[int]:

@@ -206,7 +206,8 @@ def serve_until_stopped(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     ports = (int(serving["http_port"]), int(serving["grpc_port"]), int(serving["metrics_port"]))
-    with TritonServer(repo, *ports, explicit_models=model_names) as server:
+    # The gateway answers malformed requests with 400 (Triton 2.51 says 500); see serving/gateway.py.
+    with TritonServer(repo, *ports, explicit_models=model_names, gateway=True) as server:
         announce(
             f"serving {resolved.name} v{resolved.version}: http {server.http_url}  grpc {server.grpc_url}  "
             "(Ctrl-C stops)"

@@ -29,6 +29,9 @@ import psutil
 import requests
 
 from fulqrun_ml.errors import ServingError
+from fulqrun_ml.serving.access import control_key as default_control_key
+from fulqrun_ml.serving.access import restricted_api_flags
+from fulqrun_ml.serving.gateway import InferenceGateway
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
@@ -86,9 +89,18 @@ class TritonServer:
         metrics_port: int | None = None,
         explicit_models: list[str] | None = None,
         log_path: Path | None = None,
+        control_key: str | None = None,
+        gateway: bool = False,
     ) -> None:
         self.model_repository = Path(model_repository)
+        # The model-control/repository API answers only requests with this key (serving/access.py).
+        self.control_key = control_key or default_control_key()
         self.http_port = http_port or free_port()
+        # gateway=True: clients reach `http_port` through InferenceGateway (malformed requests get 400, see
+        # serving/gateway.py) and Triton's own HTTP endpoint listens on another loopback port behind it.
+        self.triton_http_port = free_port() if gateway else self.http_port
+        self.use_gateway = gateway
+        self.gateway: InferenceGateway | None = None
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.explicit_models = explicit_models
@@ -114,12 +126,13 @@ class TritonServer:
             f"--http-address={HOST}",
             f"--grpc-address={HOST}",
             f"--metrics-address={HOST}",
-            f"--http-port={self.http_port}",
+            f"--http-port={self.triton_http_port}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
             "--exit-on-error=true",
             "--strict-readiness=true",
             "--log-verbose=0",
+            *restricted_api_flags(self.control_key),
         ]
         if self.explicit_models is not None:
             cmd.append("--model-control-mode=explicit")
@@ -137,6 +150,8 @@ class TritonServer:
                 start_new_session=True,  # own process group: stop() reaches the backend stubs too
             )
         try:
+            if self.use_gateway:  # a fresh one per start: a stopped gateway's thread cannot run again
+                self.gateway = InferenceGateway(f"{HOST}:{self.triton_http_port}", HOST, self.http_port).start()
             self.wait_ready(timeout_s)
         except BaseException:
             self.stop()
@@ -144,9 +159,25 @@ class TritonServer:
         log.info("Triton ready: http=%s grpc=%s (log %s)", self.http_url, self.grpc_url, self.log_path)
         return self
 
+    def served_models(self) -> list[str]:
+        """The models this server is meant to serve: the explicit list, else every model in the repository."""
+        if self.explicit_models is not None:
+            return list(self.explicit_models)
+        if not self.model_repository.is_dir():
+            return []
+        return sorted(p.name for p in self.model_repository.iterdir() if (p / "config.pbtxt").is_file())
+
     def is_ready(self) -> bool:
+        """Server ready AND every served model ready. Triton's own /v2/health/ready (even with strict readiness)
+        only covers models that are loaded, so a model unloaded behind our back left it answering 200."""
+        base = f"http://{self.http_url}/v2"
         try:
-            return requests.get(f"http://{self.http_url}/v2/health/ready", timeout=1).status_code == 200
+            if requests.get(f"{base}/health/ready", timeout=1).status_code != 200:
+                return False
+            return all(
+                requests.get(f"{base}/models/{name}/ready", timeout=1).status_code == 200
+                for name in self.served_models()
+            )
         except requests.RequestException:
             return False
 
@@ -168,6 +199,9 @@ class TritonServer:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM the whole process group (graceful: in-flight requests finish), SIGKILL if it lingers."""
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
         if self.process is not None and self.process.poll() is None:
             pgid = os.getpgid(self.process.pid)
             os.killpg(pgid, signal.SIGTERM)
