@@ -32,11 +32,13 @@ import numpy as np
 import onnxruntime as ort
 from hydra import compose, initialize_config_dir
 
+from fulqrun_ml.benchmarks.forecast_series_report import render_series_sections
 from fulqrun_ml.evaluation.latency import median_microseconds_per_row
 from fulqrun_ml.forecasting.export import OUTPUT_NAME, export_forecaster_onnx, load_calibrated_forecaster
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.pipelines.forecast import COVERAGE_TARGET, WAPE_REDUCTION_TARGET
 from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
+from fulqrun_ml.registry.locking import atomic_write_text
 from fulqrun_ml.training.train import train
 
 ROW_NAMES = {"model": "nbeats", "model_raw": "nbeats_raw"}
@@ -263,11 +265,20 @@ def render_forecast_markdown(board: dict[str, Any]) -> str:
 
 
 def write_forecast_leaderboard(board: dict[str, Any], reports_dir: Path) -> tuple[Path, Path]:
-    """The board as reports/forecast_leaderboard.json and .md; returns both paths."""
+    """The board as reports/forecast_leaderboard.json and .md, each replaced atomically; returns both paths.
+
+    The report is a dict of sections: the revenue rows at the top level (as before) and `sections` (user tables,
+    hierarchy, from forecast_series_study). A board without `sections` keeps the ones already in the file, so
+    re-running one study never drops another's section."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = reports_dir / "forecast_leaderboard.json", reports_dir / "forecast_leaderboard.md"
-    json_path.write_text(json.dumps(board, indent=2, default=str))
-    md_path.write_text(render_forecast_markdown(board), encoding="utf-8")
+    if "sections" not in board and json_path.is_file():
+        board = {**board, "sections": json.loads(json_path.read_text()).get("sections", {})}
+    if "rows" not in board and json_path.is_file():  # only sections given: keep the revenue rows
+        board = {**json.loads(json_path.read_text()), "sections": board.get("sections", {})}
+    atomic_write_text(json_path, json.dumps(board, indent=2, default=str))
+    markdown = render_forecast_markdown(board) if "rows" in board else "# Forecast leaderboard\n"
+    atomic_write_text(md_path, markdown + "\n" + render_series_sections(board.get("sections", {})))
     return json_path, md_path
 
 

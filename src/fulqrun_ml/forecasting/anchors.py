@@ -7,11 +7,12 @@ d from a KPSS test and (p, q) by AICc (AutoARIMA), and ThetaModel (Theta).
 
 Protocol: like the network (trained once, then rolled forward reading new periods), AutoETS and AutoARIMA choose
 their form and estimate their parameters once per series on the data up to the first test origin, then forecast
-every origin from the data up to it with those parameters (state updated by filtering). Theta's fit is closed
-form and cheap, so it is refitted at every origin. Long seasons (> 24, e.g. 52 weeks) are handled the way Theta
-does for every season: classical decomposition on the history up to the first origin, the non-seasonal model on
-the adjusted series, the forecast re-seasonalised. Quantiles are each model's own Gaussian intervals (ARIMA,
-Theta) or its in-sample errors widened with the horizon (ETS, as `baselines` does), clamped at zero.
+every origin from the data up to it with those parameters (state updated by filtering); so does Theta.
+Seasonality (with two cycles of history) is handled for all three the way Theta does it: classical
+decomposition on the history up to the first origin, the non-seasonal model on the adjusted series, the
+forecast re-seasonalised (statsforecast's AutoETS would drop a 52-week season altogether). Quantiles are each
+model's own Gaussian intervals (ARIMA, Theta) or its in-sample errors widened with the horizon (ETS, as
+`baselines` does), clamped at zero.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.signal import lfilter
 from scipy.stats import norm
 from statsmodels.tsa.arima.model import ARIMA
 from statsmodels.tsa.forecasting.theta import ThetaModel
@@ -119,12 +121,29 @@ def _arima_at(fit: Any, y: np.ndarray, horizon: int, quantiles: Sequence[float])
     return _gaussian(np.asarray(forecast.predicted_mean), np.asarray(forecast.se_mean), quantiles)
 
 
-def _theta_at(y: np.ndarray, horizon: int, quantiles: Sequence[float]) -> np.ndarray:
+def _fit_theta(y: np.ndarray) -> dict[str, float]:
+    """ThetaModel (theta = 2) on the data up to the first origin: its SES alpha, drift b0 and one-step sd."""
     fit = ThetaModel(y, period=1, deseasonalize=False).fit()
-    point = np.asarray(fit.forecast(horizon), dtype=np.float64)
-    # ThetaModel's interval is Gaussian around the forecast: recover its sd from the 80% interval.
-    band = np.asarray(fit.prediction_intervals(horizon, alpha=0.2), dtype=np.float64)
-    sd = (band[:, 1] - band[:, 0]) / (2 * norm.ppf(0.9))
+    band = np.asarray(fit.prediction_intervals(1, alpha=0.2), dtype=np.float64)
+    alpha = float(np.clip(fit.params["alpha"], 1e-6, 1.0))
+    return {
+        "alpha": alpha,
+        "b0": float(fit.params["b0"]),
+        "sd1": float((band[0, 1] - band[0, 0]) / (2 * norm.ppf(0.9))),
+    }
+
+
+def _theta_at(y: np.ndarray, fitted: dict[str, float], horizon: int, quantiles: Sequence[float]) -> np.ndarray:
+    """Theta's forecast with the first-origin parameters: statsmodels' ThetaModel cannot re-filter with fixed
+    parameters and refitting it at every origin dominated the backtest's time, so its closed form (Hyndman &
+    Billah 2003, as ThetaModelResults.forecast_components writes it) is evaluated here on the data up to the origin:
+    0.5 * b0 * (h - 1 + 1/alpha - (1 - alpha)^T / alpha) + the SES level;
+    variance sd1^2 (1 + (h - 1)(1 + (alpha - 1)^2))."""
+    alpha, b0 = fitted["alpha"], fitted["b0"]
+    level = lfilter([alpha], [1.0, alpha - 1.0], y, zi=[(1 - alpha) * y[0]])[0][-1]  # l_t = a y_t + (1 - a) l_{t-1}
+    h = np.arange(1, horizon + 1, dtype=np.float64)
+    point = 0.5 * b0 * (h - 1 + 1 / alpha - (1 - alpha) ** len(y) / alpha) + level
+    sd = fitted["sd1"] * np.sqrt(1 + (h - 1) * (1 + (alpha - 1) ** 2))  # as ThetaModelResults.prediction_intervals
     return _gaussian(point, sd, quantiles)
 
 
@@ -152,7 +171,12 @@ def anchor_forecasts(
 def _fit_series(history: np.ndarray, season: int) -> dict[str, Any]:
     seasonality = fit_seasonality(history, season)
     adjusted = seasonality.adjust(history) if seasonality else history
-    return {"seasonality": seasonality, "ets": _fit_ets(adjusted), "arima": _fit_arima(adjusted)}
+    return {
+        "seasonality": seasonality,
+        "ets": _fit_ets(adjusted),
+        "arima": _fit_arima(adjusted),
+        "theta": _fit_theta(adjusted),
+    }
 
 
 def _forecast_series(
@@ -163,7 +187,7 @@ def _forecast_series(
     raw = {
         "auto_ets": _ets_at(adjusted, fitted["ets"], horizon, quantiles),
         "auto_arima": _arima_at(fitted["arima"], adjusted, horizon, quantiles),
-        "theta": _theta_at(adjusted, horizon, quantiles),
+        "theta": _theta_at(adjusted, fitted["theta"], horizon, quantiles),
     }
     result = {}
     for name, q in raw.items():
