@@ -23,6 +23,7 @@ from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.serving.access import KeyedHTTPClient
 from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.codec import Prediction, Records
+from fulqrun_ml.serving.integrity import verify_repository
 from fulqrun_ml.serving.repository import TritonModelConfig, TritonRepositoryBuilder
 
 
@@ -39,6 +40,7 @@ class ModelController:
         versions = [versions] if isinstance(versions, ModelVersion) else list(versions)
         wanted = tuple(v.version for v in versions)
         self.builder.add(versions, replace(config, served_versions=wanted))
+        verify_repository(self.builder.repository, [config.name])
         try:
             self.client.load_model(config.name)
         except InferenceServerException as exc:

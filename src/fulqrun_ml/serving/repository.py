@@ -34,6 +34,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from fulqrun_ml.project import TEMPLATE_DIR
 from fulqrun_ml.registry.store import ModelVersion
+from fulqrun_ml.serving.integrity import REGISTRY_SIGNATURE, verify_registry_version
 
 Variant = Literal[
     "python-ort", "python-tensor", "python-by-id", "onnxruntime", "onnxruntime-cpu", "tensorrt_plan", "ensemble"
@@ -333,8 +334,11 @@ class TritonRepositoryBuilder:
         for leftover in (staging, retired):
             shutil.rmtree(leftover, ignore_errors=True)
         for version in versions:
+            signature = verify_registry_version(version)  # refuses a tampered or unsigned version when signing is on
             version_dir = staging / str(version.version)
             version_dir.mkdir(parents=True)
+            if signature is not None:
+                shutil.copy2(signature, version_dir / REGISTRY_SIGNATURE)
             for source, target in config.version_files:
                 if not (version.path / source).is_file():
                     raise FileNotFoundError(f"{version.name} v{version.version} has no {source} for {config.name}")

@@ -32,6 +32,7 @@ from fulqrun_ml.errors import ServingError
 from fulqrun_ml.serving.access import control_key as default_control_key
 from fulqrun_ml.serving.access import restricted_api_flags
 from fulqrun_ml.serving.gateway import InferenceGateway
+from fulqrun_ml.serving.integrity import verify_repository
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
@@ -140,6 +141,7 @@ class TritonServer:
         return cmd
 
     def start(self, timeout_s: float = 120.0) -> TritonServer:
+        verify_repository(self.model_repository, self.explicit_models)  # no tampered version is ever loaded
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log_file:
             self.process = subprocess.Popen(
