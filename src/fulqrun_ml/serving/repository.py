@@ -33,6 +33,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from fulqrun_ml.project import TEMPLATE_DIR
+from fulqrun_ml.registry.encryption import SUFFIX, EncryptionError, decrypt_to, encryption_provider
+from fulqrun_ml.registry.keys import ENCRYPTION_KEYS_ENV
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.serving.integrity import REGISTRY_SIGNATURE, verify_registry_version
 
@@ -340,9 +342,7 @@ class TritonRepositoryBuilder:
             if signature is not None:
                 shutil.copy2(signature, version_dir / REGISTRY_SIGNATURE)
             for source, target in config.version_files:
-                if not (version.path / source).is_file():
-                    raise FileNotFoundError(f"{version.name} v{version.version} has no {source} for {config.name}")
-                shutil.copy2(version.path / source, version_dir / target)
+                copy_version_file(version, source, version_dir / target, config.name)
             if config.variant in PYTHON_TEMPLATES:
                 shutil.copy2(TEMPLATE_DIR / PYTHON_TEMPLATES[config.variant] / "model.py", version_dir / "model.py")
                 shutil.copy2(TEMPLATE_DIR / SPOOL_TEMPLATE, version_dir / SPOOL_TEMPLATE)
@@ -356,6 +356,22 @@ class TritonRepositoryBuilder:
         staging.rename(model_dir)
         shutil.rmtree(retired, ignore_errors=True)
         return model_dir
+
+
+def copy_version_file(version: ModelVersion, source: str, target: Path, model: str) -> None:
+    """Copy one registry file into the Triton version directory; a file encrypted at rest (`<source>.enc`,
+    registry/encryption.py) is decrypted into it, since Triton loads plain files."""
+    if (version.path / source).is_file():
+        shutil.copy2(version.path / source, target)
+    elif (version.path / (source + SUFFIX)).is_file():
+        provider = encryption_provider()
+        if provider is None:
+            raise EncryptionError(
+                f"{version.name} v{version.version}: {source} is encrypted; set {ENCRYPTION_KEYS_ENV}"
+            )
+        decrypt_to(version.path / (source + SUFFIX), target, provider)
+    else:
+        raise FileNotFoundError(f"{version.name} v{version.version} has no {source} for {model}")
 
 
 def _check_interface(spec: dict[str, Any], config: TritonModelConfig) -> None:
