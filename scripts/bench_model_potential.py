@@ -36,10 +36,11 @@ from hydra import compose, initialize_config_dir
 from scipy import stats
 
 from fulqrun_ml.data.simulator_geo import true_revenue_matrix
+from fulqrun_ml.datamodules.task_builders import DealWinBuilder
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.optimize.commands import load_config
-from fulqrun_ml.optimize.inputs import simulated_inputs
+from fulqrun_ml.optimize.inputs import OptimizeInputs, simulated_inputs
 from fulqrun_ml.optimize.metrics import coefficient_of_variation
 from fulqrun_ml.optimize.model_potential import apply_potential
 from fulqrun_ml.optimize.territories import TerritoryConfig, design_territories
@@ -86,6 +87,24 @@ def true_cv_reduction(truth_mean: np.ndarray, reps: pd.DataFrame, before: np.nda
     return 1 - cv(after) / cv(before)
 
 
+def open_deals_truth(inputs: OptimizeInputs) -> dict:
+    """The open-deal term in its own domain: per account with open deals, Spearman of (model) sum P(win) x value
+    and (baseline) sum segment win rate x value against the REALISED sum won x value (the simulator's latent
+    outcome of each open deal)."""
+    assert inputs.latent is not None
+    rows = DealWinBuilder().scoring_rows(inputs.tables, 0)
+    latent = inputs.latent.assign(opportunity_id=inputs.latent["opportunity_id"].astype(str))
+    won = latent.set_index("opportunity_id")["won"].reindex(rows["opportunity_id"].astype(str)).fillna(False)
+    company = inputs.tables.opportunities.set_index("id")["company_id"].reindex(rows["opportunity_id"]).to_numpy()
+    rate = inputs.accounts.set_index("company_id")["segment_win_rate"].reindex(company).to_numpy()
+    value = rows["value"].to_numpy(dtype=float)
+    realised = pd.Series(won.to_numpy(dtype=float) * value).groupby(company).sum()
+    baseline = pd.Series(rate * value).groupby(company).sum().reindex(realised.index)
+    model = inputs.accounts.set_index("company_id")["open_deals_value"].reindex(realised.index)
+    return {"accounts": len(realised), "spearman_model": float(stats.spearmanr(model, realised).statistic),
+            "spearman_segment_rate": float(stats.spearmanr(baseline, realised).statistic)}  # fmt: skip
+
+
 def one_seed(seed: int, epochs: int, solver: TerritoryConfig, base: dict) -> tuple[dict, pd.DataFrame]:
     data = base["data"] | {"simulate": base["data"]["simulate"] | {"seed": seed}, "geo_seed": seed}
     with tempfile.TemporaryDirectory(prefix="bench-model-potential-") as tmp:
@@ -109,6 +128,7 @@ def one_seed(seed: int, epochs: int, solver: TerritoryConfig, base: dict) -> tup
                  "potential_report": modelled.potential, "spearman_vs_truth": {}, "territories": {}}  # fmt: skip
     for name, values in potentials.items():
         row["spearman_vs_truth"][name] = float(stats.spearmanr(values, truth_current).statistic)
+    row["open_deals_vs_realised"] = open_deals_truth(modelled)
     for name in ("estimates", "models"):
         book = inputs.accounts.assign(potential=potentials[name])
         result = design_territories(book, inputs.reps, solver)
@@ -180,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                 for key in ("cv_reduction", "moved_fraction", "true_potential_cv_reduction")
             }
             for name in ("estimates", "models")
+        },
+        "open_deals_vs_realised": {
+            k: interval([r["open_deals_vs_realised"][k] for r in runs])
+            for k in ("spearman_model", "spearman_segment_rate")
         },
         "holdout_auc": {t: interval([r["holdout_auc"][t] for r in runs]) for t in TASKS},
         "per_seed": runs,
