@@ -12,8 +12,9 @@ One definition each, so territories and assignment read the same numbers:
   overall rate and the industry's rate predict, so a rep with 5 deals in an industry moves little from the
   prior and one with 60 moves a lot. Expected revenue of rep r on account a = potential of a with the
   segment's win odds shifted by the rep's effect in a's industry.
-The platform's trained deal-win model is not used here (it scores open deals, not rep x account pairs); this is
-the shrunk-history definition the issue allows, and docs/optimize.md says so.
+This is the shrunk-history definition (the default, `potential.source: estimates`). The alternative from the
+platform's trained deal-win, expansion and churn models is `model_potential.py` (`potential.source: models`); it
+falls back to the quantities here, term by term, where a model is not registered.
 """
 
 from __future__ import annotations
