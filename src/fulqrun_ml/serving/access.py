@@ -7,37 +7,58 @@ port, so one anonymous request took a production model offline while `/v2/health
 an error and changes nothing. We restrict the groups that change or expose server state (model repository and
 control, shared memory, tracing, logging, statistics) and leave health, metadata, config and inference open.
 
-The key comes from the environment (`FULQRUN_TRITON_CONTROL_KEY`), so a `fulqrun-ml serve` and a later
-`fulqrun-ml models promote` in another process share it; without it each process draws a random key, which
-closes the control API to everyone but that process's own `ModelController`. The key is never logged: Triton
+The key comes from the environment (`FULQRUN_TRITON_CONTROL_KEY`); without it, from a key file inside the model
+repository (`.control_key`, created once with mode 0600, so only the serving user reads it), which a
+`fulqrun-ml serve` and a later `fulqrun-ml models promote` in another process share; with neither (no
+repository given) each process draws a random key. The key is never logged: Triton
 gets it on its command line (visible to local users through /proc on the serving host; Triton 2.51 has no file
 option), and `redacted_command` is what our logs and errors show.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import tritonclient.http as httpclient
 
 CONTROL_KEY_ENV = "FULQRUN_TRITON_CONTROL_KEY"
+KEY_FILE = ".control_key"
 CONTROL_HEADER = "fulqrun-control-key"  # lower case: gRPC metadata keys must be; Triton reserves "triton-"
 RESTRICTED_APIS = ("model-repository", "shared-memory", "statistics", "trace", "logging")
 _process_key: str | None = None
 
 
-def control_key() -> str:
-    """The key model-control requests must carry: $FULQRUN_TRITON_CONTROL_KEY, else one random key per process."""
+def control_key(repository: Path | None = None) -> str:
+    """The key model-control requests must carry: $FULQRUN_TRITON_CONTROL_KEY, else the repository's key file,
+    else one random key per process."""
     global _process_key
     configured = os.environ.get(CONTROL_KEY_ENV, "").strip()
     if configured:
         return configured
+    if repository is not None:
+        return _repository_key(Path(repository))
     if _process_key is None:
         _process_key = secrets.token_urlsafe(32)
     return _process_key
+
+
+def _repository_key(repository: Path) -> str:
+    """Read `<repository>/.control_key`, creating it owner-only (O_EXCL: two starters agree on one key)."""
+    path = repository / KEY_FILE
+    repository.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    key = path.read_text().strip()
+    if not key:  # a concurrent creator has not written yet, or the file was emptied: never accept an empty key
+        raise OSError(f"control key file {path} is empty")
+    return key
 
 
 def control_headers(key: str | None = None) -> dict[str, str]:

@@ -21,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 from fulqrun_ml.errors import ServingError
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.serving.access import KeyedHTTPClient
+from fulqrun_ml.serving.access import control_key as default_control_key
 from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.codec import Prediction, Records
 from fulqrun_ml.serving.integrity import verify_repository
@@ -32,7 +33,7 @@ class ModelController:
 
     def __init__(self, http_url: str, builder: TritonRepositoryBuilder, control_key: str | None = None) -> None:
         # Every call carries the control key: the server restricts the repository API (serving/access.py).
-        self.client = KeyedHTTPClient(http_url, control_key)
+        self.client = KeyedHTTPClient(http_url, control_key or default_control_key(builder.repository))
         self.builder = builder
 
     def deploy(self, versions: ModelVersion | Sequence[ModelVersion], config: TritonModelConfig) -> list[int]:

@@ -95,7 +95,7 @@ class TritonServer:
     ) -> None:
         self.model_repository = Path(model_repository)
         # The model-control/repository API answers only requests with this key (serving/access.py).
-        self.control_key = control_key or default_control_key()
+        self.control_key = control_key or default_control_key(self.model_repository)
         self.http_port = http_port or free_port()
         # gateway=True: clients reach `http_port` through InferenceGateway (malformed requests get 400, see
         # serving/gateway.py) and Triton's own HTTP endpoint listens on another loopback port behind it.
