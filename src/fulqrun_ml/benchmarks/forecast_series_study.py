@@ -76,7 +76,9 @@ def oracle_wape(table_path: Path, run_dir: Path, spec: SeriesTableSpec, truth: A
     return result
 
 
-def run_one(section: str, seed: int, workdir: Path, max_epochs: int | None, ensemble: int) -> dict[str, Any]:
+def run_one(
+    section: str, seed: int, workdir: Path, max_epochs: int | None, ensemble: int, reuse: bool = False
+) -> dict[str, Any]:
     """Train + backtest + export one (section, seed); its metrics per level, timings and noise floor."""
     fixture = make_series_fixture(n_regions=3, stores_per_region=5, weeks=156, future_weeks=4, seed=seed)
     table = workdir / f"stores_{seed}.csv"
@@ -101,8 +103,14 @@ def run_one(section: str, seed: int, workdir: Path, max_epochs: int | None, ense
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     t0 = time.perf_counter()
-    summary = train(cfg)
-    wall = time.perf_counter() - t0
+    reused = reuse and (run_dir / "run_info.json").is_file() and (run_dir / "metrics.json").is_file()
+    if reused:
+        # a finished run of the same section and seed (e.g. from an interrupted study): read it, do not retrain
+        summary = {**json.loads((run_dir / "run_info.json").read_text())}
+        summary["metrics"] = json.loads((run_dir / "metrics.json").read_text())
+    else:
+        summary = train(cfg)
+    wall = summary["seconds"]["total"] if reused else time.perf_counter() - t0
     model = load_calibrated_forecaster(run_dir)
     n_calendar = int(json.loads((run_dir / "net_config.json").read_text())["n_calendar"])
     graph = export_forecaster_onnx(model, n_calendar).SerializeToString()
@@ -169,14 +177,19 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_sections(
-    sections: Sequence[str], seeds: Sequence[int], workdir: Path | None, max_epochs: int | None, ensemble: int
+    sections: Sequence[str],
+    seeds: Sequence[int],
+    workdir: Path | None,
+    max_epochs: int | None,
+    ensemble: int,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         out = {}
         for section in sections:
-            runs = [run_one(section, seed, root, max_epochs, ensemble) for seed in seeds]
+            runs = [run_one(section, seed, root, max_epochs, ensemble, reuse) for seed in seeds]
             out[section] = {
                 "data": "synthetic store fixture (data/series_fixture.py): 3 regions x 5 stores, 156 weeks, "
                 "holiday + promo known-future, store_type static",
@@ -214,12 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ensemble", type=int, default=3)
     parser.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true", help="read finished runs in --workdir instead of retraining")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
-    result = run_sections(args.sections, args.seeds, args.workdir, args.max_epochs, args.ensemble)
+    result = run_sections(args.sections, args.seeds, args.workdir, args.max_epochs, args.ensemble, args.reuse)
     paths = write_series_sections(result, args.reports_dir)
     sys.stdout.write(render_series_sections(result["sections"]))
     sys.stdout.write(f"\nwrote {', '.join(str(p) for p in paths)}\n")
