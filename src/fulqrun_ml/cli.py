@@ -49,7 +49,14 @@ COMMAND_GROUPS = {
     ),
     "governance": ("fulqrun_ml.monitoring.governance", "`governance report <model> <version>`: compliance report"),
     "experiment": ("fulqrun_ml.monitoring.experiments", "A/B experiments: assign | analyse | simulate"),
-    "optimize": ("fulqrun_ml.optimize.commands", "territories | assignment: HiGHS MILPs on CRM estimates"),
+    "optimize": (
+        "fulqrun_ml.optimize.commands",
+        "territories | assignment | routes | coverage: solvers on CRM estimates",
+    ),
+    "recommend": (
+        "fulqrun_ml.recommend.commands",
+        "next best actions for open deals, and pricing | coaching | strategy insights",
+    ),
 }
 BENCHMARKS = {"models": "leaderboard", "serve": "serving", "score": "scoring", "incremental": "incremental"}
 DEFAULT_EXPORT_TASK = "deal_win"
