@@ -205,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
             k: interval([r["open_deals_vs_realised"][k] for r in runs])
             for k in ("spearman_model", "spearman_segment_rate")
         },
+        "open_deals_model_minus_segment_rate": interval(
+            [
+                r["open_deals_vs_realised"]["spearman_model"] - r["open_deals_vs_realised"]["spearman_segment_rate"]
+                for r in runs
+            ]
+        ),
         "holdout_auc": {t: interval([r["holdout_auc"][t] for r in runs]) for t in TASKS},
         "per_seed": runs,
         "seconds": round(time.perf_counter() - started, 1),
