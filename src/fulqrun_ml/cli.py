@@ -67,14 +67,19 @@ def _train(argv: list[str]) -> None:
         print(sweep_report(*sweep_and_register(argv)))
         return
 
-    failures: list[FulqrunMLError] = []
+    failures: list[BaseException] = []
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
     def entry(cfg: DictConfig) -> float:
         try:
             result = train(cfg)
-        except FulqrunMLError as exc:  # our errors carry a one-line message: print it, not Hydra's traceback
-            failures.append(exc)
+        except Exception as exc:  # our errors carry a one-line message: print it, not Hydra's traceback
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, FulqrunMLError):
+                cause = cause.__cause__  # Hydra wraps what a config node's constructor raised
+            if cause is None:
+                raise
+            failures.append(cause)
             return float("nan")
         if "metrics" not in result:  # a DDP worker other than rank 0: rank 0 reports
             return float("nan")

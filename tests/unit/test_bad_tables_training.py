@@ -67,3 +67,12 @@ def test_cli_prints_the_one_line_error_exits_2_and_leaves_no_run_dir(tmp_path):
     assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
     runs = tmp_path / "logs" / "table" / "runs"
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_cli_unwraps_our_error_from_hydras_instantiation_error(tmp_path):
+    """A data module's constructor refusing the config reaches the user as its own message, not Hydra's wrapper."""
+    args = [str(CLI), "train", "data=table", f"data.path={tmp_path / 'x.csv'}", "data.target=y", "logger=none"]
+    done = subprocess.run([*args, f"paths.root_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "error: data=table trains under task=table" in done.stderr
+    assert "Error in call to target" not in done.stderr and "Traceback" not in done.stderr
