@@ -31,8 +31,8 @@ from fulqrun_ml.data.contract_versions import COLUMN_ALIASES
 from fulqrun_ml.data.history import INTEGER_FIELDS, NUMBER_FIELDS, coerce_history
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, POSTGRES_TYPE, TableContract
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
+from fulqrun_ml.data.source_files import SourceError, read_table_file
 from fulqrun_ml.data.validation import OnError, QuarantineFormat, ValidationReport, validate_crm
-from fulqrun_ml.errors import FulqrunMLError
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ MANIFEST = "crm_export.json"
 OPTIONAL_TABLES = frozenset({"leads"})
 
 Loaded = TypeVar("Loaded", CRMTables, SimulatedCRM)
-
-
-class SourceError(FulqrunMLError):
-    """A source cannot be read: a missing file or table, an unreachable database, an ambiguous export."""
 
 
 class CRMSource(ABC, Generic[Loaded]):
@@ -162,37 +158,6 @@ class DirectorySource(CRMSource[CRMTables]):
             f"when was {self.path} extracted? pass extracted_at= (data.source.extracted_at=...) or add {MANIFEST} "
             'with {"extracted_at": "<ISO timestamp>"}'
         )
-
-
-def read_table_file(file: Path, table: str, **csv_options: Any) -> pd.DataFrame:
-    """Read one exported table, turning pandas/pyarrow's raw errors into a SourceError naming the file, the table
-    and (for an undecodable byte) the line, so a user sees what to fix instead of a parser traceback."""
-    try:
-        if file.suffix == ".csv":
-            return pd.read_csv(file, encoding="utf-8", **csv_options)
-        return pd.read_parquet(file)
-    except pd.errors.EmptyDataError:
-        raise SourceError(f"table '{table}' ({file}) is empty: not even a header row") from None
-    except UnicodeDecodeError:
-        raise SourceError(f"table '{table}' ({file}): {_first_bad_byte(file)}; export the file as UTF-8") from None
-    except pd.errors.ParserError as err:
-        raise SourceError(f"table '{table}' ({file}) is not a readable CSV: {err}") from None
-    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError: not a Parquet file
-        raise SourceError(f"table '{table}' ({file}) cannot be read: {err}") from None
-
-
-def _first_bad_byte(file: Path) -> str:
-    """Where the first non-UTF-8 byte is. pandas' UnicodeDecodeError counts from the start of its read buffer,
-    not the file, so the position is found again here (only on this error path, so reading the file is fine)."""
-    data = file.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        # Line 1 is the header, so line n holds data row n - 2 (0-based), as the contract report counts rows.
-        where = "the header" if line == 1 else f"line {line} (data row {line - 2})"
-        return f"byte 0x{data[err.start]:02x} at offset {err.start} in {where} is not UTF-8"
-    return "the file is not UTF-8"
 
 
 def write_crm_directory(tables: CRMTables, path: str | Path, format: FileFormat = "parquet") -> Path:
