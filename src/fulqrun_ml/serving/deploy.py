@@ -30,6 +30,8 @@ from fulqrun_ml.registry.aliases import AliasChange
 from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.serving.by_id import by_id_config
 from fulqrun_ml.serving.control import ModelController
+from fulqrun_ml.serving.nba import nba_actions_config
+from fulqrun_ml.serving.nba_files import is_effect_model
 from fulqrun_ml.serving.repository import (
     EnsembleStep,
     TensorSpec,
@@ -78,8 +80,19 @@ def prediction_log_options(serving: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def cpu_serving_configs(version: ModelVersion, serving: Mapping[str, Any]) -> list[TritonModelConfig]:
     """What this machine serves for a version: the fast endpoint and, for tabular models, `<name>_reasons`
-    and, when `serving.by_id.enabled`, `<name>_by_id` (last: it calls `<name>`, which must load first)."""
+    and, when `serving.by_id.enabled`, `<name>_by_id` (last: it calls `<name>`, which must load first); for a
+    next-best-action effect model, `<name>` (uplift per arm) and `<name>_actions` (ranked top-k, serving/nba.py)."""
     options = cpu_options(serving)
+    if is_effect_model(version.metadata):  # next best action: per-arm uplifts + the ranked top-k endpoint
+        return [
+            config_for_version(version, cpu_variant(version), **options),
+            nba_actions_config(
+                version,
+                instance_count=options["instance_count"],
+                ort_intra_op_threads=options["ort_intra_op_threads"],
+                **batching_options(serving),
+            ),
+        ]
     if cpu_variant(version) == "python-tensor":
         return [config_for_version(version, "python-tensor", **options)]
     configs = [

@@ -37,21 +37,30 @@ from fulqrun_ml.registry.encryption import SUFFIX, EncryptionError, decrypt_to, 
 from fulqrun_ml.registry.keys import ENCRYPTION_KEYS_ENV
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.serving.integrity import REGISTRY_SIGNATURE, verify_registry_version
+from fulqrun_ml.serving.nba_files import write_nba_companions
 
 Variant = Literal[
-    "python-ort", "python-tensor", "python-by-id", "onnxruntime", "onnxruntime-cpu", "tensorrt_plan", "ensemble"
+    "python-ort",
+    "python-tensor",
+    "python-by-id",
+    "python-nba",
+    "onnxruntime",
+    "onnxruntime-cpu",
+    "tensorrt_plan",
+    "ensemble",
 ]
 VARIANTS: tuple[Variant, ...] = (
     "python-ort",
     "python-tensor",
     "python-by-id",  # `<name>_by_id`: ids -> Redis features -> `<name>` (BLS); composed in serving/by_id.py
+    "python-nba",  # `<name>_actions`: deal state -> top-k next best actions; composed in serving/nba.py
     "onnxruntime",
     "onnxruntime-cpu",
     "tensorrt_plan",
     "ensemble",
 )
 # Python-backend variants -> their model.py template directory under TEMPLATE_DIR.
-PYTHON_TEMPLATES = {"python-ort": "python_ort", "python-tensor": "python_tensor", "python-by-id": "python_by_id"}
+PYTHON_TEMPLATES = {v: v.replace("-", "_") for v in ("python-ort", "python-tensor", "python-by-id", "python-nba")}
 # The prediction log's spool writer (TEMPLATE_DIR/prediction_spool.py), copied next to every Python model.py;
 # the variants that log (set `prediction_log_dir`) when `config_for_version` is given a `prediction_log`.
 SPOOL_TEMPLATE = "prediction_spool.py"
@@ -346,6 +355,8 @@ class TritonRepositoryBuilder:
             if config.variant in PYTHON_TEMPLATES:
                 shutil.copy2(TEMPLATE_DIR / PYTHON_TEMPLATES[config.variant] / "model.py", version_dir / "model.py")
                 shutil.copy2(TEMPLATE_DIR / SPOOL_TEMPLATE, version_dir / SPOOL_TEMPLATE)
+            if config.variant == "python-nba":
+                write_nba_companions(version_dir, version.metadata)
             if config.variant == "python-tensor":
                 spec = serving_spec(version)
                 _check_interface(spec, config)
