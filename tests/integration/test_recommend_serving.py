@@ -144,3 +144,45 @@ def test_sdk_refuses_a_bad_record_by_field_before_sending(served):
         with pytest.raises(FieldValidationError) as caught:
             recommender.recommend(records[:1], k=0)
         assert caught.value.field == "k"
+
+
+def test_served_ranking_module_is_the_twin_of_recommend_ranking():
+    """nba_rank.py (served, numpy only) against recommend/ranking.py on random effects, without a server: same
+    actions, order, support flags, numbers and reasons, and the same support floor and interval z."""
+    from fulqrun_ml.data.simulator_actions import COMPONENTS
+    from fulqrun_ml.recommend.learners import SUPPORT_FLOOR
+    from fulqrun_ml.recommend.ranking import Z95, rank_actions
+    from fulqrun_ml.serving.nba_files import SUPPORT_FLOOR as SERVED_FLOOR
+    from fulqrun_ml.serving.nba_files import Z95 as SERVED_Z
+    from fulqrun_ml.serving.nba_rank import ActionSpace
+
+    assert (SERVED_FLOOR, SERVED_Z) == (SUPPORT_FLOOR, Z95)
+    rng = np.random.default_rng(3)
+    space = ActionSpace({c: list(a) for c, a in COMPONENTS.items()}, SUPPORT_FLOOR, Z95)
+    n, width = 12, len(space.outputs)
+    uplift, sd = rng.normal(0, 0.05, (n, width)), rng.uniform(0, 0.03, (n, width))
+    support = rng.uniform(size=(n, width)) > 0.2
+    states = pd.DataFrame(
+        {
+            "opportunity_id": [f"o{i}" for i in range(n)],
+            "value": rng.uniform(1e3, 1e5, n),
+            "meddpicc_gaps": rng.integers(0, 8, n).astype(float),
+            "stage": rng.choice(["prospecting", "proposal"], n),
+            "size": rng.choice(["smb", "enterprise"], n),
+            "industry": rng.choice(["retail", "software"], n),
+        }
+    )
+    expected = rank_actions(states, uplift, sd, support, k=4)
+    facts = states.to_dict(orient="records")
+    served = pd.DataFrame(
+        [
+            {"opportunity_id": f["opportunity_id"], **a}
+            for f, rows in zip(facts, space.rank(uplift, sd, support, facts, 4), strict=True)
+            for a in rows
+        ]
+    )
+    assert list(served.columns) == list(expected.columns)
+    for column in EXACT:
+        assert served[column].tolist() == expected[column].tolist(), column
+    numbers = ["uplift_win_probability", "uplift_low", "uplift_high", "uplift_expected_revenue"]
+    np.testing.assert_allclose(served[numbers].to_numpy(float), expected[numbers].to_numpy(float), rtol=1e-12)
