@@ -194,7 +194,7 @@ def run_sections(
                 "data": "synthetic store fixture (data/series_fixture.py): 3 regions x 5 stores, 156 weeks, "
                 "holiday + promo known-future, store_type static",
                 "protocol": "rolling-origin backtest over the last 13 weeks (10 origins, H=4); anchors fitted once "
-                "per series up to the first origin then rolled forward (Theta refitted per origin)",
+                "per series up to the first origin, then rolled forward with those parameters",
                 "seeds": list(seeds),
                 "summary": summarise(runs),
                 "runs": [{k: v for k, v in r.items() if k != "metrics"} for r in runs],
