@@ -73,6 +73,18 @@ def test_served_predictions_equal_onnxruntime(served):
             np.testing.assert_allclose(one, local[:1], atol=1e-6)
 
 
+def test_benchmarks_read_statistics_behind_the_control_key(served):
+    """`bench serve` reads Triton's per-model statistics, which the restricted API keeps behind the control key:
+    the benchmark's reader must send it (it broke silently once; no other test reads statistics)."""
+    from fulqrun_ml.benchmarks.serving_measure import _model_stats
+
+    server, _, spec, rows = served
+    before = _model_stats(server, "deal_win")["inference_count"]
+    with TritonPredictionClient(server.http_url, "deal_win") as client:
+        client.predict(rows[spec.spec.names].head(3))
+    assert _model_stats(server, "deal_win")["inference_count"] == before + 3
+
+
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [

@@ -18,6 +18,7 @@ import requests
 
 from fulqrun_ml.benchmarks import loadgen
 from fulqrun_ml.machine import machine_info
+from fulqrun_ml.serving.access import control_headers
 from fulqrun_ml.serving.server import TritonServer
 
 IDLE_SAMPLES = 4  # consecutive unchanged samples (0.5 s apart) that count as an idle server
@@ -40,7 +41,9 @@ def _machine_busy_seconds() -> float:
 
 
 def _model_stats(server: TritonServer, model: str) -> dict[str, float]:
-    stats = requests.get(f"http://{server.http_url}/v2/models/{model}/stats", timeout=10).json()["model_stats"][0]
+    # Statistics sit behind the server's control key (serving/access.py), like the model-control API.
+    url = f"http://{server.http_url}/v2/models/{model}/stats"
+    stats = requests.get(url, headers=control_headers(server.control_key), timeout=10).json()["model_stats"][0]
     inference = stats["inference_stats"]
     return {
         "inference_count": float(stats["inference_count"]),
