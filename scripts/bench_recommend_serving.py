@@ -34,7 +34,7 @@ from tritonclient.grpc import InferInput
 
 from fulqrun_ml.benchmarks import loadgen
 from fulqrun_ml.benchmarks.serving_identity import load_serving_config
-from fulqrun_ml.benchmarks.serving_measure import bench_machine
+from fulqrun_ml.benchmarks.serving_measure import bench_machine, tree_cpu_seconds
 from fulqrun_ml.benchmarks.workload import BENCH_ROOT, benchmark_records, configure_logging, publish_small_model
 from fulqrun_ml.pipelines import load_pipeline
 from fulqrun_ml.project import REPO_ROOT, compose_config
@@ -124,28 +124,17 @@ def triton_stats(server: TritonServer, model: str) -> dict[str, float]:
     }
 
 
-def cpu_seconds(process: psutil.Process) -> float:
-    total = 0.0
-    for p in [process, *process.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:  # a stub that just exited
-            continue
-    return total
-
-
 def measure(server: TritonServer, model: str, run: Any) -> dict[str, Any]:
     """One load run plus the server's CPU (process tree) and Triton's average batch, queue and compute times."""
     time.sleep(1.0)  # let the previous point's stragglers drain (64 in flight at most: no large backlog)
     process = psutil.Process(server.process.pid)
-    before, cpu_before, t0 = triton_stats(server, model), cpu_seconds(process), time.monotonic()
+    before, cpu_before, t0 = triton_stats(server, model), tree_cpu_seconds(process), time.monotonic()
     result = run()
     wall = time.monotonic() - t0
     after = triton_stats(server, model)
     d = {key: after[key] - before[key] for key in before}
     row = {"model": model, **result.to_dict()}
-    row["server_cpu"] = round((cpu_seconds(process) - cpu_before) / wall, 3)
+    row["server_cpu"] = round((tree_cpu_seconds(process) - cpu_before) / wall, 3)
     row["server_avg_batch_rows"] = (
         round(d["inference_count"] / d["execution_count"], 2) if d["execution_count"] else None
     )

@@ -24,7 +24,7 @@ from fulqrun_ml.serving.server import TritonServer
 IDLE_SAMPLES = 4  # consecutive unchanged samples (0.5 s apart) that count as an idle server
 
 
-def _tree_cpu_seconds(process: psutil.Process) -> float:
+def tree_cpu_seconds(process: psutil.Process) -> float:
     total = 0.0
     for p in [process, *process.children(recursive=True)]:
         try:
@@ -102,10 +102,10 @@ def measure_point(server: TritonServer, model: str, run: Callable[[], loadgen.Lo
     """Run `run()` (a load generator call) and add the server's and the machine's CPU over its window."""
     server_process = psutil.Process(server.process.pid)
     stats_before = _model_stats(server, model)
-    server_before, machine_before, t0 = _tree_cpu_seconds(server_process), _machine_busy_seconds(), time.monotonic()
+    server_before, machine_before, t0 = tree_cpu_seconds(server_process), _machine_busy_seconds(), time.monotonic()
     result: loadgen.LoadResult = run()
     wall = time.monotonic() - t0
-    server_cpu = (_tree_cpu_seconds(server_process) - server_before) / wall
+    server_cpu = (tree_cpu_seconds(server_process) - server_before) / wall
     machine_cpu = (_machine_busy_seconds() - machine_before) / wall
     row = {"model": model, **result.to_dict()}
     row["server_cpu"] = round(server_cpu, 3)

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.registry.keys import ENCRYPTION_KEYS_ENV, KeyMaterialError, KeyProvider, provider_from_env
+from fulqrun_ml.registry.locking import atomic_write_bytes
 
 MAGIC = b"FQENC1"
 SUFFIX = ".enc"
@@ -75,24 +76,11 @@ def decrypt_bytes(blob: bytes, provider: KeyProvider, context: str, where: str |
         ) from None
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def encrypt_file(path: Path, provider: KeyProvider, remove_plaintext: bool = True) -> Path:
     """Write `<path>.enc` (the context is the plain file name) and, by default, delete the plaintext."""
     path = Path(path)
     target = path.with_name(path.name + SUFFIX)
-    _atomic_write_bytes(target, encrypt_bytes(path.read_bytes(), provider, path.name))
+    atomic_write_bytes(target, encrypt_bytes(path.read_bytes(), provider, path.name))
     if remove_plaintext:
         path.unlink()
     return target
@@ -107,7 +95,7 @@ def decrypt_file(encrypted: Path, provider: KeyProvider) -> bytes:
 
 def decrypt_to(encrypted: Path, target: Path, provider: KeyProvider) -> Path:
     """Decrypt into `target` atomically (e.g. into a Triton repository, which needs the plain model)."""
-    _atomic_write_bytes(Path(target), decrypt_file(encrypted, provider))
+    atomic_write_bytes(Path(target), decrypt_file(encrypted, provider))
     return Path(target)
 
 
@@ -118,7 +106,7 @@ def rotate_file(encrypted: Path, provider: KeyProvider) -> bool:
     if key_id_of(encrypted.read_bytes(), str(encrypted)) == current_id:
         return False
     context = encrypted.name[: -len(SUFFIX)]
-    _atomic_write_bytes(encrypted, encrypt_bytes(decrypt_file(encrypted, provider), provider, context))
+    atomic_write_bytes(encrypted, encrypt_bytes(decrypt_file(encrypted, provider), provider, context))
     return True
 
 
@@ -138,7 +126,7 @@ def write_encrypted_parquet(frame: pd.DataFrame, path: Path, provider: KeyProvid
     frame.to_parquet(buffer)
     path = Path(path)
     target = path if path.suffix == SUFFIX else path.with_name(path.name + SUFFIX)
-    _atomic_write_bytes(target, encrypt_bytes(buffer.getvalue(), provider, target.name[: -len(SUFFIX)]))
+    atomic_write_bytes(target, encrypt_bytes(buffer.getvalue(), provider, target.name[: -len(SUFFIX)]))
     return target
 
 

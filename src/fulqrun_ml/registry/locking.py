@@ -40,11 +40,16 @@ def atomic_write_json(path: Path, data: Any) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Replace `path` with `text`: write a temporary sibling, fsync, rename over, fsync the dir, so readers see
     the old file or the new one, never half of it."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """`atomic_write_text` for bytes (encrypted artifacts): temporary sibling, fsync, rename, fsync the dir."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
