@@ -148,7 +148,7 @@ def test_leaderboard_runs_end_to_end_on_tiny_data(tmp_path):
     assert lo <= mlp["auc"] <= hi
     assert mlp["export_parity_max_abs_diff"] <= 1e-5 and mlp["parameters"] > 0 and mlp["train_seconds"] > 0
     assert mlp["inference_us_per_row"]["batch_1"] > mlp["inference_us_per_row"]["batch_1024"] > 0
-    assert mlp["calibration"] == "platt" and mlp["calibration_fitted_on"]["split"] == "val"
+    assert mlp["calibration"] == "temperature" and mlp["calibration_fitted_on"]["split"] == "val"  # deal_win.yaml
     assert mlp["calibration_fitted_on"]["rows"] == deal["data"]["sizes"]["val_rows"]
     assert set(mlp["calibration_cv"]) == {"temperature", "platt", "isotonic"}
     assert rows["lightgbm_default"]["trees"] >= 1 and "seeds" not in rows["lightgbm_default"]  # deterministic: one fit
@@ -158,7 +158,7 @@ def test_leaderboard_runs_end_to_end_on_tiny_data(tmp_path):
     targets = deal["targets"]
     assert targets["auc_ratio_to_oracle"] == pytest.approx(mlp["auc"] / rows["oracle"]["auc"], rel=1e-4)
     assert targets["beats_lightgbm"] in ("met", "not met", "inconclusive")
-    assert targets["calibration_choice"]["configured"] == "platt"
+    assert targets["calibration_choice"]["configured"] == "temperature"
     # Lead conversion: a different dataset, no rep probability, the simulator's lead oracle; only the
     # "best neural >= LightGBM" target applies to it.
     lead_rows = {r["name"]: r for r in lead["rows"]}
