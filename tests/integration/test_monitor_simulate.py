@@ -51,9 +51,7 @@ def test_report_has_the_fields(simulated):
     report, _ = simulated
     assert {"benchmark", "machine", "settings", "exclude_from_drift", "summary", "runs", "seconds"} <= set(report)
     assert set(report["summary"]) == {"control", "industry_mix"}
-    assert {"rep_win_rate", "region", "days_since_last_activity"} <= set(
-        report["exclude_from_drift"]
-    )
+    assert {"rep_win_rate", "region", "days_since_last_activity"} <= set(report["exclude_from_drift"])
     assert all(reason for reason in report["exclude_from_drift"].values())
     drift = report["summary"]["industry_mix"]["all_rules"]
     assert {"detection_delay_days", "credited_delay_days", "false_alerts", "within_goal"} <= set(drift)
