@@ -5,6 +5,7 @@ fulqrun-ml export [--run-dir DIR | --task TASK]              ONNX (+ parity) -> 
 fulqrun-ml serve [overrides]                                 serve the production alias with Triton until Ctrl-C
 fulqrun-ml predict --input FILE [--url ...]                  score JSON-lines, CSV or Parquet records through Triton
 fulqrun-ml predict --ids a,b,c|FILE [--url ...]              score entities by id (features from the online store)
+fulqrun-ml predict --series FILE --model-dir DIR --output F   future quantiles per series (an exported forecaster)
 fulqrun-ml run [train overrides]                             all of the above on the embedded default, with a report
 fulqrun-ml optimize territories|assignment [options]         territory design and rep-account assignment (HiGHS)
 """
@@ -187,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--ids", help="ids to score through <model>_by_id (features from the online store): a,b,c or a file"
     )
+    source.add_argument("--series", help="a long-format series table: future quantiles per series (--model-dir)")
+    p_predict.add_argument("--model-dir", help="with --series: an exported forecaster's version directory")
+    p_predict.add_argument("--output", help="with --series: where the forecast goes (CSV or Parquet)")
+    p_predict.add_argument("--reconcile", choices=["bottom_up", "none"], default="bottom_up")
     p_predict.add_argument("--url", default="127.0.0.1:8000")
     p_predict.add_argument("--model", default="deal_win")
     p_predict.add_argument("--protocol", choices=["http", "grpc"], default="http")
@@ -194,6 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     for group, (_module, group_help) in COMMAND_GROUPS.items():
         sub.add_parser(group, add_help=False, help=group_help)
     return parser
+
+
+def _predict_series(args: argparse.Namespace) -> int:
+    """`predict --series`: the forecaster reads the table itself (no Triton round trip per series)."""
+    from fulqrun_ml.forecasting.series_predict import main as series_main
+
+    if not args.model_dir or not args.output:
+        raise FulqrunMLError("--series needs --model-dir and --output")
+    return series_main(
+        ["--model-dir", args.model_dir, "--input", args.series, "--output", args.output, "--reconcile", args.reconcile]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             _serve(rest)
         elif args.command == "predict":
+            if args.series is not None:
+                return _predict_series(args)
             if args.ids is not None:
                 lines = predict_ids(args.ids, args.url, args.model, args.protocol)
             else:

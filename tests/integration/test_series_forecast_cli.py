@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
+from fulqrun_ml.cli import main as cli_main
 from fulqrun_ml.data.series_fixture import make_series_fixture
 from fulqrun_ml.forecasting.export import export_forecast_run
 from fulqrun_ml.forecasting.series_predict import main as predict_main
@@ -82,9 +83,9 @@ def test_export_and_predict_write_future_quantiles_per_series(series_run, tmp_pa
     version = series_run["version"]
     assert series_run["parity"] < 1e-5
     out = tmp_path / "forecast.csv"
-    assert (
-        predict_main(["--model-dir", str(version.path), "--input", str(series_run["table"]), "--output", str(out)]) == 0
-    )
+    # Through the documented command: `fulqrun-ml predict --series FILE --model-dir DIR --output F`.
+    argv = ["predict", "--series", str(series_run["table"]), "--model-dir", str(version.path), "--output", str(out)]
+    assert cli_main(argv) == 0
     forecast = pd.read_csv(out)
     assert len(forecast) == 7 * 4  # total + 2 regions + 4 stores, 4 weeks each
     assert list(forecast["week"].unique()) == ["2025-02-10", "2025-02-17", "2025-02-24", "2025-03-03"]
