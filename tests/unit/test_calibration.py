@@ -205,7 +205,7 @@ def test_a_full_run_calibrates_on_weighted_validation_rows(tmp_path):
     """`train` on a tiny deal-win config: calibration.json (and the run record) name the validation split's rows
     and hash, and hold exactly the weighted fit on the saved network's validation logits."""
     overrides = ["data.source.n_opportunities=1500", "data.source.n_companies=300", "data.source.n_reps=10"]
-    overrides += ["trainer.max_epochs=1"]
+    overrides += ["trainer.max_epochs=1", "task.calibration=platt"]  # Platt: its bias is checked below too
     summary = train(compose_run("deal_win", "mlp", tmp_path / "run", 0, overrides))
     run_dir = Path(summary["run_dir"])
     record = json.loads((run_dir / "calibration.json").read_text())

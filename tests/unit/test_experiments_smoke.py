@@ -29,8 +29,9 @@ from fulqrun_ml.tasks.survival import predict_curves
 from fulqrun_ml.tasks.survival_holdout import load_survival_record
 from fulqrun_ml.training.train import build_pipeline, train
 
-# data=table needs a user's file: tests/unit/test_user_table.py trains that task.
-USER_FILE_TASKS = {"table"}
+# data=table and data=series need a user's file: tests/unit/test_user_table.py and
+# tests/integration/test_series_forecast_cli.py train those tasks.
+USER_FILE_TASKS = {"table", "forecast"}
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
 
@@ -143,7 +144,25 @@ def smoke_train(
 @pytest.mark.parametrize(("task", "model"), PAIRS)
 def test_task_model_pair_smoke_trains(task, model, compose_train, tmp_path, built_data):
     cfg, summary = smoke_train(compose_train, tmp_path, f"task={task}", f"model={model}", cache=built_data)
-    check_tabular_run(cfg, summary)
+    if cfg.task.pipeline._target_.endswith("UpliftPipeline"):
+        check_uplift_run(cfg, summary)
+    else:
+        check_tabular_run(cfg, summary)
+
+
+def check_uplift_run(cfg: DictConfig, summary: dict) -> None:
+    """The effect model's members load back into the configured backbone and give finite uplifts per arm."""
+    from fulqrun_ml.recommend.effect_model import predict_uplift
+    from fulqrun_ml.recommend.pipeline import load_ensemble
+    from fulqrun_ml.registry.run_record import RunRecord
+
+    run_dir = Path(summary["run_dir"])
+    spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
+    ensemble = load_ensemble(RunRecord.load(run_dir).net_config, run_dir / "net_state.pt")
+    assert all(type(m) is get_class(cfg.model.net._target_) for m in ensemble.members)
+    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    uplift, sd = predict_uplift(ensemble, spec, holdout)
+    assert uplift.shape == sd.shape and uplift.shape[0] == len(holdout) > 0 and np.isfinite(uplift).all()
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
