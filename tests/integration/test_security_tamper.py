@@ -8,7 +8,7 @@ import shutil
 import psutil
 import pytest
 
-from fulqrun_ml.registry.keys import EnvKeyProvider, new_key
+from fulqrun_ml.registry.key_material import EnvKeyProvider, new_key
 from fulqrun_ml.registry.signing import TamperedVersionError, sign_version
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.serving.client import TritonPredictionClient

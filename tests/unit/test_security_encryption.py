@@ -19,7 +19,7 @@ from fulqrun_ml.registry.encryption import (
     rotate_tree,
     write_encrypted_parquet,
 )
-from fulqrun_ml.registry.keys import EnvKeyProvider, new_key
+from fulqrun_ml.registry.key_material import EnvKeyProvider, new_key
 from fulqrun_ml.registry.store import publish_version
 
 K1, K2 = new_key(), new_key()

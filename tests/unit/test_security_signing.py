@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from fulqrun_ml.registry.keys import EnvKeyProvider, FileKeyProvider, KeyMaterialError, new_key
+from fulqrun_ml.registry.key_material import EnvKeyProvider, FileKeyProvider, KeyMaterialError, new_key
 from fulqrun_ml.registry.signing import SIGNATURE_FILE, TamperedVersionError, sign_version, verify_version
 from fulqrun_ml.registry.store import publish_version
 

@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fulqrun_ml.errors import FulqrunMLError
-from fulqrun_ml.registry.keys import ENCRYPTION_KEYS_ENV, KeyMaterialError, KeyProvider, provider_from_env
+from fulqrun_ml.registry.key_material import ENCRYPTION_KEYS_ENV, KeyMaterialError, KeyProvider, provider_from_env
 from fulqrun_ml.registry.locking import atomic_write_bytes
 
 MAGIC = b"FQENC1"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fulqrun_ml.errors import RegistryError
-from fulqrun_ml.registry.keys import SIGNING_KEYS_ENV, KeyMaterialError, KeyProvider, provider_from_env
+from fulqrun_ml.registry.key_material import SIGNING_KEYS_ENV, KeyMaterialError, KeyProvider, provider_from_env
 from fulqrun_ml.registry.locking import atomic_write_text
 
 SIGNATURE_FILE = "SIGNATURE.json"

@@ -34,7 +34,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from fulqrun_ml.project import TEMPLATE_DIR
 from fulqrun_ml.registry.encryption import SUFFIX, EncryptionError, decrypt_to, encryption_provider
-from fulqrun_ml.registry.keys import ENCRYPTION_KEYS_ENV
+from fulqrun_ml.registry.key_material import ENCRYPTION_KEYS_ENV
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.serving.integrity import REGISTRY_SIGNATURE, verify_registry_version
 from fulqrun_ml.serving.nba_files import write_nba_companions

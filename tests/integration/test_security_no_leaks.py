@@ -16,7 +16,7 @@ import pytest
 from fulqrun_ml.data.sources import PostgresSource, SourceError
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.registry.encryption import EncryptionError, decrypt_file, encrypt_tree
-from fulqrun_ml.registry.keys import EnvKeyProvider, FileKeyProvider, KeyMaterialError, new_key
+from fulqrun_ml.registry.key_material import EnvKeyProvider, FileKeyProvider, KeyMaterialError, new_key
 from fulqrun_ml.registry.signing import sign_version
 from fulqrun_ml.registry.store import get_version
 from fulqrun_ml.serving.client import TritonPredictionClient
