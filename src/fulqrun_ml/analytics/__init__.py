@@ -1,0 +1,1 @@
+"""fulqrun_ml.analytics: see the README section for this capability."""

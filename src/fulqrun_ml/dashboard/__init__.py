@@ -1,0 +1,1 @@
+"""fulqrun_ml.dashboard: see the README section for this capability."""

@@ -1,0 +1,1 @@
+"""fulqrun_ml.erasure: see the README section for this capability."""

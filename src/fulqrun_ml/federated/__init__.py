@@ -1,0 +1,1 @@
+"""fulqrun_ml.federated: see the README section for this capability."""

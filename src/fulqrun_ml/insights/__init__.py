@@ -1,0 +1,1 @@
+"""fulqrun_ml.insights: see the README section for this capability."""

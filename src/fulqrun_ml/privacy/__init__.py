@@ -1,0 +1,1 @@
+"""fulqrun_ml.privacy: see the README section for this capability."""

@@ -1,0 +1,1 @@
+"""fulqrun_ml.search: see the README section for this capability."""

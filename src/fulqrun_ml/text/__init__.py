@@ -1,0 +1,1 @@
+"""fulqrun_ml.text: see the README section for this capability."""
