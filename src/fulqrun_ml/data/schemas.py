@@ -23,6 +23,8 @@ from fulqrun_ml.data.vocabulary import (
     ACTIVITY_TYPES,
     LEAD_STATUSES,
     MEDDPICC_FIELDS,
+    NOTE_KINDS,
+    NOTE_RELATED_TYPES,
     PEAK_STAGES,
     RELATED_TABLE_OF,
     RELATED_TYPES,
@@ -219,6 +221,10 @@ CRM_SCHEMAS: dict[str, TableContract] = {
             Field("updated_at", Kind.TIMESTAMP, nullable=True, event_time=True),
             *(Field(name, Kind.TEXT, nullable=True) for name in MEDDPICC_FIELDS),
             Field("meddpicc_score", Kind.INTEGER, nullable=True, minimum=0, maximum=100),
+            # Optional in exports (v3): who the deal competes against and why a lost deal was lost. Open sets,
+            # because every organization names its own competitors and reasons; missing -> "unknown".
+            Field("competitor", Kind.CATEGORY, nullable=True),
+            Field("loss_reason", Kind.CATEGORY, nullable=True),
         ),
         not_before=(NotBefore("updated_at", "created_at"), NotBefore("close_date", "created_at", by_day=True)),
     ),
@@ -264,3 +270,39 @@ LOAD_ORDER: tuple[str, ...] = (
     "activities",
     "stage_history",
 )
+
+# Optional event tables: a CRM export may lack them (then they are empty and the features that read them are
+# absent, `features/meddpicc_features.py` says so). Why separate from CRM_SCHEMAS: every reader that walks the
+# required tables (validation order, CDC, the online mirror) keeps working unchanged on exports without them.
+# - meddpicc_events: each change of one MEDDPICC element of a deal (a 0-10 score and/or the rep's text), so the
+#   qualification can be read as it stood at any as_of; the opportunities row keeps only the latest value.
+# - notes: free-text notes, call summaries and emails on a deal or a lead (may name people: scrub before use).
+OPTIONAL_SCHEMAS: dict[str, TableContract] = {
+    "meddpicc_events": TableContract(
+        "meddpicc_events",
+        (
+            _id("opportunity_id", "opportunities"),
+            Field("field", Kind.CATEGORY, allowed=MEDDPICC_FIELDS),
+            Field("score", Kind.INTEGER, nullable=True, minimum=0, maximum=10),
+            Field("text", Kind.TEXT, nullable=True),
+            Field("changed_at", Kind.TIMESTAMP, event_time=True),
+            _id("changed_by", "users", nullable=True),
+        ),
+        key=("opportunity_id", "field", "changed_at"),
+        after_parent=(("changed_at", "opportunity_id", "created_at"),),
+    ),
+    "notes": TableContract(
+        "notes",
+        (
+            _id(),
+            _id("organization_id", "organizations"),
+            Field("related_type", Kind.CATEGORY, allowed=NOTE_RELATED_TYPES),
+            _id("related_id"),
+            _id("author", "users", nullable=True),
+            Field("kind", Kind.CATEGORY, allowed=NOTE_KINDS),
+            Field("body", Kind.TEXT),
+            _created(),
+        ),
+        polymorphic=("related_type", "related_id", {t: RELATED_TABLE_OF[t] for t in NOTE_RELATED_TYPES}),
+    ),
+}

@@ -56,3 +56,7 @@ MEDDPICC_FIELDS: tuple[str, ...] = (
     "champion",
     "competition",
 )
+# Kinds of free-text notes in the optional `notes` table: a rep's note, a call summary, an email's text.
+NOTE_KINDS: tuple[str, ...] = ("note", "call_summary", "email")
+# What a note may be attached to (a subset of RELATED_TYPES).
+NOTE_RELATED_TYPES: tuple[str, ...] = ("lead", "opportunity")
