@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# System packages the integration tests use: wrk (HTTP load generator), a PostgreSQL server and Redis.
+# System packages the integration tests use: wrk (HTTP load generator), a PostgreSQL server, Redis and
+# Chromium (the dashboard's Playwright browser tests launch /usr/bin/chromium; `playwright install` needs network).
 # Idempotent; tests also install what is missing themselves, this just does it once up front.
 set -euo pipefail
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
