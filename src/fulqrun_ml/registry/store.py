@@ -9,6 +9,10 @@ Each publish also writes MODEL_CARD.md into the version (generated from its meta
 lineage, before the rename, so the card is part of the atomic version) and appends a `publish` record
 to the model's audit log. `get_version` accepts an integer, "latest" or an alias ("production",
 "candidate"; see `aliases.py`).
+
+When signing keys are configured ($FULQRUN_SIGNING_KEYS or a key file, see signing.py), the version is signed
+inside the temporary directory, after the card and before the rename: a version is never visible unsigned, and
+serving (which requires signatures whenever keys are configured) accepts every version this function publishes.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from fulqrun_ml.registry.alias_state import POINTER_ALIASES, resolve_alias
 from fulqrun_ml.registry.audit import append_audit
 from fulqrun_ml.registry.locking import fsync_dir, model_lock
 from fulqrun_ml.registry.model_card import write_model_card
+from fulqrun_ml.registry.signing import sign_version, signing_provider
 
 METADATA_FILE = "metadata.json"
 TMP_PREFIX = ".tmp-"
@@ -81,6 +86,7 @@ def publish_version(
     """Write a new version atomically. `write_files(tmp_dir)` writes the artifacts; metadata and the
     model card go last. `actor` (default $USER) is recorded in the audit log."""
     root = Path(models_dir) / name
+    signer = signing_provider()  # read once, before any file is written: bad key material fails early
     root.mkdir(parents=True, exist_ok=True)
     _sweep_stale_tmp(root)
     tmp = root / f"{TMP_PREFIX}{uuid.uuid4().hex}"
@@ -99,6 +105,8 @@ def publish_version(
             }
             (tmp / METADATA_FILE).write_text(json.dumps(record, indent=2, default=str))
             write_model_card(tmp)
+            if signer is not None:
+                sign_version(tmp, f"{name} v{version}", signer)  # the subject binds the number being claimed
             _fsync_tree(tmp)
             try:
                 os.rename(tmp, root / str(version))  # fails if another publisher took this number
@@ -111,7 +119,15 @@ def publish_version(
         raise
     fsync_dir(root)
     with model_lock(root):
-        append_audit(root, "publish", actor, model=name, to_version=version, data_hash=record.get("data_hash"))
+        append_audit(
+            root,
+            "publish",
+            actor,
+            model=name,
+            to_version=version,
+            data_hash=record.get("data_hash"),
+            signed_with=None if signer is None else signer.current()[0],
+        )
     return ModelVersion(name, version, root / str(version), record)
 
 
