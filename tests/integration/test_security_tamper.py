@@ -3,6 +3,7 @@ generated repository is refused before tritonserver loads it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import psutil
@@ -63,3 +64,43 @@ def test_an_unsigned_version_is_refused_when_signing_is_on(published, tmp_path, 
     monkeypatch.setenv("FULQRUN_SIGNING_KEYS", f"ci:{new_key()}")
     with pytest.raises(TamperedVersionError, match="is not signed"):
         TritonRepositoryBuilder(tmp_path / "repo").add(version, config_for_version(version))
+
+
+@pytest.fixture
+def published_signed(trained_run, tmp_path, monkeypatch):
+    """Two versions published through the real export path while signing is on: v1 with key k1, then the keys
+    rotate (k2 current, k1 still verifying) and v2 is signed with k2. No explicit sign call anywhere."""
+    from pathlib import Path
+
+    from fulqrun_ml.export.package import export_run
+
+    k1, k2 = new_key(), new_key()
+    monkeypatch.setenv("FULQRUN_SIGNING_KEYS", f"k1:{k1}")
+    v1, _ = export_run(Path(trained_run["run_dir"]), tmp_path / "models", "deal_win")
+    monkeypatch.setenv("FULQRUN_SIGNING_KEYS", f"k2:{k2},k1:{k1}")
+    v2, _ = export_run(Path(trained_run["run_dir"]), tmp_path / "models", "deal_win")
+    return v1, v2, k2
+
+
+def test_published_versions_are_signed_and_serve_across_a_key_rotation(published_signed, tmp_path, monkeypatch):
+    v1, v2, k2 = published_signed
+    assert [json.loads((v.path / "SIGNATURE.json").read_text())["key_id"] for v in (v1, v2)] == ["k1", "k2"]
+    repo = tmp_path / "repo"
+    builder = TritonRepositoryBuilder(repo)
+    builder.add(v2, config_for_version(v2))
+    with TritonServer(repo) as server, TritonPredictionClient(server.http_url, "deal_win") as client:
+        assert client.is_ready()
+    builder.add(v1, config_for_version(v1))  # the old key still verifies the old version
+    monkeypatch.setenv("FULQRUN_SIGNING_KEYS", f"k2:{k2}")  # k1 retired: v1 is refused, v2 still goes in
+    with pytest.raises(TamperedVersionError, match=r"signed with key 'k1'.*unknown or retired"):
+        TritonRepositoryBuilder(tmp_path / "repo2").add(v1, config_for_version(v1))
+    TritonRepositoryBuilder(tmp_path / "repo2").add(v2, config_for_version(v2))
+
+
+def test_one_flipped_byte_in_a_published_version_is_refused_end_to_end(published_signed, tmp_path):
+    _, v2, _ = published_signed
+    flip_one_byte(v2.path / "model.onnx")
+    before = tritonservers()
+    with pytest.raises(TamperedVersionError, match=r"deal_win v2 at .*: model\.onnx was modified after signing"):
+        TritonRepositoryBuilder(tmp_path / "repo").add(v2, config_for_version(v2))
+    assert not (tmp_path / "repo" / "deal_win").exists() and tritonservers() == before
