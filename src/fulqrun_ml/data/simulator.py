@@ -51,6 +51,13 @@ from fulqrun_ml.data.calendar import (
 )
 from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.simulator_drift import DriftScenario
+from fulqrun_ml.data.simulator_engagement import (
+    ENGAGEMENT_MODES,
+    DealTimeline,
+    draw_engagement_latents,
+    latent_columns,
+    simulate_engaged_deal_touches,
+)
 from fulqrun_ml.data.simulator_history import simulate_company_history, simulate_user_history
 from fulqrun_ml.data.simulator_touches import TouchDays, simulate_deal_touches, simulate_leads
 from fulqrun_ml.data.uuids import seeded_uuids
@@ -112,10 +119,15 @@ def simulate_crm(
     activity_rate: float = 1.0,
     organization_name: str = "Simulated Org",
     drift: DriftScenario | None = None,
+    engagement: str = "poisson",
 ) -> SimulatedCRM:
-    """Generate a deterministic CRM: same arguments, same tables, byte for byte."""
+    """Generate a deterministic CRM: same arguments, same tables, byte for byte. `engagement="dynamic"` swaps the
+    deal touches for the engagement story of `simulator_engagement.py` (trend, going dark, replies, champions,
+    stakeholders, quarter push); the default "poisson" is the story above, unchanged."""
     if activity_rate <= 0:
         raise ValueError(f"activity_rate must be positive, got {activity_rate}")
+    if engagement not in ENGAGEMENT_MODES:
+        raise ValueError(f"engagement must be one of {ENGAGEMENT_MODES}, got {engagement!r}")
     rng = np.random.default_rng(seed)
     id_rng = random.Random(seed)
     # Holidays and direction draw here, so the main stream `rng` is the same as before they existed.
@@ -197,8 +209,10 @@ def simulate_crm(
         company_idx, value, drift_shift, drifted = drift.apply(
             np.random.default_rng([seed, 3]), created_days, company_idx, value, industries
         )
+    story = draw_engagement_latents(seed, n) if engagement == "dynamic" else None  # its own generator
     logit = (
-        drift_shift
+        (0.0 if story is None else story.logit_shift)
+        + drift_shift
         - 0.4
         + 1.3 * z
         + 0.6 * rep_skill[rep_idx]
@@ -257,21 +271,28 @@ def simulate_crm(
     )
 
     touch_days = TouchDays(start_ts, holidays, side_rng, activity_rate)
-    activities = simulate_deal_touches(
-        rng,
-        id_rng,
-        org_id,
-        opp_ids,
-        rep_ids,
-        rep_idx,
-        rep_effort,
-        z,
-        created_days,
-        close_day,
-        enter_day,
-        days,
-        touch_days,
-    )
+    timeline = DealTimeline(z, won, created_days, close_day, enter_day, rep_idx, company_idx, days)
+    if story is None:
+        activities = simulate_deal_touches(
+            rng,
+            id_rng,
+            org_id,
+            opp_ids,
+            rep_ids,
+            rep_idx,
+            rep_effort,
+            z,
+            created_days,
+            close_day,
+            enter_day,
+            days,
+            touch_days,
+        )
+    else:
+        activities, stakeholders = simulate_engaged_deal_touches(
+            story, timeline, id_rng, org_id, opp_ids, rep_ids, rep_effort, company_ids, touch_days
+        )
+        contacts = pd.concat([contacts, stakeholders], ignore_index=True)
     n_leads = n_opportunities if n_leads is None else n_leads
     leads, lead_acts, lead_latent = simulate_leads(
         rng, id_rng, org_id, n_leads, company_ids, rep_ids, rep_skill, rep_effort, days, touch_days
@@ -291,6 +312,7 @@ def simulate_crm(
             "won": won,
             "drifted": drifted,
             "rep_region": rep_region[rep_idx],
+            **({} if story is None else latent_columns(story, timeline)),
         }
     )
     # Own generator, drawn last: the changes leave every other table (and the main stream) as it was.
