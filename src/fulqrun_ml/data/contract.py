@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from fulqrun_ml.data.schemas import CRM_SCHEMAS
+from fulqrun_ml.data.schemas import CRM_SCHEMAS, OPTIONAL_SCHEMAS, Kind
 from fulqrun_ml.data.vocabulary import UNKNOWN_DIRECTION
 
 # Each table's columns in contract order, as the schemas declare them.
@@ -35,6 +35,19 @@ HISTORY_OF: dict[str, tuple[str, str]] = {
     "company_history": ("companies", "company_id"),
     "user_history": ("users", "user_id"),
 }
+
+
+# Optional event tables (`schemas.OPTIONAL_SCHEMAS`: MEDDPICC writes, free-text notes). An export without them
+# loads with empty ones; the features that read them are then absent (their builders say so).
+EVENT_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {name: table.columns for name, table in OPTIONAL_SCHEMAS.items()}
+_EMPTY_DTYPE = {Kind.TIMESTAMP: "datetime64[us, UTC]", Kind.INTEGER: "Int64"}
+
+
+def empty_events(name: str) -> pd.DataFrame:
+    """An optional event table with no rows (a CRM that records none), with the dtypes readers compare against."""
+    return pd.DataFrame(
+        {f.name: pd.Series(dtype=_EMPTY_DTYPE.get(f.kind, object)) for f in OPTIONAL_SCHEMAS[name].fields}
+    )
 
 
 def empty_table(name: str) -> pd.DataFrame:
@@ -69,6 +82,8 @@ class CRMTables:
     leads: pd.DataFrame = field(default_factory=lambda: empty_table("leads"))
     company_history: pd.DataFrame = field(default_factory=lambda: empty_history("company_history"))
     user_history: pd.DataFrame = field(default_factory=lambda: empty_history("user_history"))
+    meddpicc_events: pd.DataFrame = field(default_factory=lambda: empty_events("meddpicc_events"))
+    notes: pd.DataFrame = field(default_factory=lambda: empty_events("notes"))
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in TABLE_COLUMNS:
@@ -87,3 +102,7 @@ class CRMTables:
     def history_frames(self) -> dict[str, pd.DataFrame]:
         """Every history table by name (empty ones included), in HISTORY_COLUMNS order."""
         return {name: self.history(name) for name in HISTORY_COLUMNS}
+
+    def event_frames(self) -> dict[str, pd.DataFrame]:
+        """Every optional event table by name (empty ones included), in EVENT_TABLE_COLUMNS order."""
+        return {name: getattr(self, name) for name in EVENT_TABLE_COLUMNS}
