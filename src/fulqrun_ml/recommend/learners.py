@@ -23,10 +23,10 @@ from sklearn.linear_model import LogisticRegression
 from fulqrun_ml.data.simulator_actions import COMPONENTS
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.recommend.actions import CATEGORICAL_STATE, NUMERIC_STATE, STATE_SPEC
+from fulqrun_ml.serving.nba_files import SUPPORT_FLOOR  # least choice probability an arm needs (endpoint too)
 
 PROPENSITY_FLOOR = 0.02  # clip estimated propensities: a DR weight above 50 is noise, not information
 OUTCOME_C = 0.1  # inverse L2 strength of the logistic nuisances (standardised inputs)
-SUPPORT_FLOOR = 0.05  # the least historical choice probability an arm needs to be recommended
 _TREES = {
     "n_estimators": 60,
     "learning_rate": 0.1,

@@ -28,8 +28,8 @@ from fulqrun_ml.serving import nba_rank
 
 ENCODER_FILE, TABLE_FILE, RANK_FILE = "encoder.onnx", "nba_serving.json", "nba_rank.py"
 PROPENSITY_FILE = "propensity.json"
-# Keep equal to recommend/learners.py SUPPORT_FLOOR and recommend/ranking.py Z95 (serving may not import recommend,
-# which sits above it); the served-vs-SDK equality test fails if they drift.
+# The one definition of the support floor and the interval z: recommend/learners.py and recommend/ranking.py import
+# them from here (serving sits below recommend).
 SUPPORT_FLOOR, Z95 = 0.05, 1.96
 
 

@@ -1,13 +1,11 @@
 """Next-best-action ranking for the served endpoint: per-arm uplifts in, the top-k actions, intervals, reasons out.
 
-Why a second copy of the ranking: the Triton Python stub runs `serving/python_nba/model.py`, which may import only
-numpy and onnxruntime (the hot path carries no pandas, no training code), while `recommend/ranking.py` works on
-DataFrames inside the recommend layer, above serving. This module is that ranking in plain numpy, importable on
-its own: the repository builder copies this file next to the backend's model.py (loaded by path, like
-prediction_spool.py). It is a twin of `recommend/ranking.py::rank_actions` + `recommend/learners.py::propensities`
-/ `supported` / `design`; tests/integration/test_recommend_serving.py checks that served answers equal the
-in-process SDK's, so a change to one without the other fails there. The lead may merge them by making
-recommend/ranking.py call this module.
+Why here, in numpy: the Triton Python stub runs `serving/python_nba/model.py`, which may import only numpy and
+onnxruntime (the hot path carries no pandas, no training code). It is the only copy of the ranking:
+`recommend/ranking.py` (SDK, bulk CLI) adapts it to DataFrames, so the served and in-process answers cannot drift.
+The repository builder copies this file next to the backend's model.py (loaded by path, like prediction_spool.py).
+`propensities` / `supported` / `design` mirror `recommend/learners.py` on plain arrays;
+tests/integration/test_recommend_serving.py checks that served answers equal the in-process SDK's.
 
 Everything the ranking needs about the action space comes from `table` (nba_serving.json, written when the
 repository is generated): the components and their arms (the first arm is the reference), the support floor,
