@@ -25,6 +25,9 @@ The story (deliberately small for the walking skeleton; the data-layer issue gro
    no outcome signal; they exist so that reading today's row for a past snapshot is detectably wrong.
 10. Drift (`simulator_drift.py`, optional): a known change (downturn, industry mix, price increase, new product
     line) applied to deals created after an onset day, for scoring monitors against a known onset.
+12. MEDDPICC history and notes (`simulator_meddpicc.py`, `simulator_notes.py`): each MEDDPICC element's writes
+    over time (score, text, who, when) in `meddpicc_events`, ending at the opportunities row's text, and free-text
+    notes on deals and leads whose tone follows z (q), with planted names, emails and phones, in `notes`.
 
 Holiday thinning and direction draw from a second generator seeded from `seed`, so adding them left the
 main stream (and every other column's draws) where it was. `activity_rate` scales both touch rates
@@ -59,6 +62,7 @@ from fulqrun_ml.data.simulator_engagement import (
     simulate_engaged_deal_touches,
 )
 from fulqrun_ml.data.simulator_history import simulate_company_history, simulate_user_history
+from fulqrun_ml.data.simulator_notes import simulate_text_tables
 from fulqrun_ml.data.simulator_touches import TouchDays, simulate_deal_touches, simulate_leads
 from fulqrun_ml.data.uuids import seeded_uuids
 from fulqrun_ml.data.vocabulary import MEDDPICC_FIELDS, OPEN_STAGES, PEAK_STAGE_OF, STAGE_DEFAULT_PROBABILITY
@@ -319,6 +323,11 @@ def simulate_crm(
     history_rng = np.random.default_rng([seed, 2])
     companies, company_history = simulate_company_history(companies, list(INDUSTRY_EFFECT), extracted_at, history_rng)
     users, user_history = simulate_user_history(users, REGIONS, start_ts, extracted_at, history_rng)
+    # MEDDPICC writes and notes (simulator_meddpicc.py, simulator_notes.py), from their own generators.
+    contact_names = np.array([f"{f} {s}" for f, s in zip(first, last, strict=True)], dtype=object)
+    meddpicc_events, notes = simulate_text_tables(
+        seed, opportunities, contacts, contact_names, leads, lead_latent, z, np.minimum(close_day, days), start_ts, days
+    )
     tables = CRMTables(
         organizations=organizations,
         users=users,
@@ -331,6 +340,8 @@ def simulate_crm(
         leads=leads,
         company_history=company_history,
         user_history=user_history,
+        meddpicc_events=meddpicc_events,
+        notes=notes,
     )
     return SimulatedCRM(tables=tables, latent=latent, lead_latent=lead_latent)
 
