@@ -19,7 +19,10 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {name: table.columns for name, table
 
 # Columns a source may lack, with the value that stands for "not recorded": validation adds the column
 # (and fills its empty cells) with it, so an export from before the column existed still loads.
-OPTIONAL_COLUMN_DEFAULTS: dict[str, dict[str, str]] = {"activities": {"direction": UNKNOWN_DIRECTION}}
+OPTIONAL_COLUMN_DEFAULTS: dict[str, dict[str, str]] = {
+    "activities": {"direction": UNKNOWN_DIRECTION},
+    "opportunities": {"competitor": "unknown", "loss_reason": "unknown"},
+}
 
 # Slowly changing attributes, kept SCD type-2 style: one row per version of an entity's tracked fields, valid
 # from `valid_from` until that entity's next row. Why: the CRM overwrites these fields in place, so the
@@ -29,11 +32,15 @@ OPTIONAL_COLUMN_DEFAULTS: dict[str, dict[str, str]] = {"activities": {"direction
 HISTORY_COLUMNS: dict[str, tuple[str, ...]] = {
     "company_history": ("company_id", "industry", "size", "annual_revenue", "employee_count", "country", "valid_from"),
     "user_history": ("user_id", "region", "valid_from"),
+    # A deal's amount and expected close date as the rep revised them: slippage (close-date pushes, amount
+    # changes) is only measurable, point-in-time, from these versions (v3).
+    "opportunity_history": ("opportunity_id", "value", "close_date", "valid_from"),
 }
 # History table -> (the table whose rows it versions, keyed there by `id`; the history's own key column).
 HISTORY_OF: dict[str, tuple[str, str]] = {
     "company_history": ("companies", "company_id"),
     "user_history": ("users", "user_id"),
+    "opportunity_history": ("opportunities", "opportunity_id"),
 }
 
 
@@ -84,6 +91,7 @@ class CRMTables:
     user_history: pd.DataFrame = field(default_factory=lambda: empty_history("user_history"))
     meddpicc_events: pd.DataFrame = field(default_factory=lambda: empty_events("meddpicc_events"))
     notes: pd.DataFrame = field(default_factory=lambda: empty_events("notes"))
+    opportunity_history: pd.DataFrame = field(default_factory=lambda: empty_history("opportunity_history"))
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in TABLE_COLUMNS:

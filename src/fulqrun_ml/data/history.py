@@ -28,7 +28,8 @@ TRACKED_FIELDS: dict[str, tuple[str, ...]] = {
     for name, columns in HISTORY_COLUMNS.items()
 }
 INTEGER_FIELDS = frozenset({"employee_count"})
-NUMBER_FIELDS = frozenset({"annual_revenue"})
+NUMBER_FIELDS = frozenset({"annual_revenue", "value"})
+TIMESTAMP_FIELDS = frozenset({"valid_from", "close_date"})
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def coerce_history(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     out = frame[list(HISTORY_COLUMNS[name])].copy()
     for column in out.columns:
         try:
-            if column == "valid_from":
+            if column in TIMESTAMP_FIELDS:
                 out[column] = pd.to_datetime(out[column], utc=True, format="ISO8601").astype("datetime64[us, UTC]")
             elif column in INTEGER_FIELDS:
                 numbers = pd.to_numeric(out[column])

@@ -25,6 +25,9 @@ The story (deliberately small for the walking skeleton; the data-layer issue gro
    no outcome signal; they exist so that reading today's row for a past snapshot is detectably wrong.
 10. Drift (`simulator_drift.py`, optional): a known change (downturn, industry mix, price increase, new product
     line) applied to deals created after an onset day, for scoring monitors against a known onset.
+11. Slippage (`simulator_slippage.py`): reps push expected close dates (and, if asked, correct amounts) over a
+    deal's life, kept in `opportunity_history`. Competition (`simulator_competition.py`, optional): competitors
+    with true win-logit effects, an entrant with a known onset, loss reasons drawn from the latent cause.
 12. MEDDPICC history and notes (`simulator_meddpicc.py`, `simulator_notes.py`): each MEDDPICC element's writes
     over time (score, text, who, when) in `meddpicc_events`, ending at the opportunities row's text, and free-text
     notes on deals and leads whose tone follows z (q), with planted names, emails and phones, in `notes`.
@@ -53,6 +56,7 @@ from fulqrun_ml.data.calendar import (
     roll_to_business_day,
 )
 from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.simulator_competition import CompetitionScenario
 from fulqrun_ml.data.simulator_drift import DriftScenario
 from fulqrun_ml.data.simulator_engagement import (
     ENGAGEMENT_MODES,
@@ -63,6 +67,7 @@ from fulqrun_ml.data.simulator_engagement import (
 )
 from fulqrun_ml.data.simulator_history import simulate_company_history, simulate_user_history
 from fulqrun_ml.data.simulator_notes import simulate_text_tables
+from fulqrun_ml.data.simulator_slippage import SlippageStory, simulate_opportunity_history
 from fulqrun_ml.data.simulator_touches import TouchDays, simulate_deal_touches, simulate_leads
 from fulqrun_ml.data.uuids import seeded_uuids
 from fulqrun_ml.data.vocabulary import MEDDPICC_FIELDS, OPEN_STAGES, PEAK_STAGE_OF, STAGE_DEFAULT_PROBABILITY
@@ -123,6 +128,8 @@ def simulate_crm(
     activity_rate: float = 1.0,
     organization_name: str = "Simulated Org",
     drift: DriftScenario | None = None,
+    competition: CompetitionScenario | None = None,
+    slippage: SlippageStory = SlippageStory(),
     engagement: str = "poisson",
 ) -> SimulatedCRM:
     """Generate a deterministic CRM: same arguments, same tables, byte for byte. `engagement="dynamic"` swaps the
@@ -136,6 +143,7 @@ def simulate_crm(
     id_rng = random.Random(seed)
     # Holidays and direction draw here, so the main stream `rng` is the same as before they existed.
     side_rng = np.random.default_rng([seed, 1])
+    market_rng = np.random.default_rng([seed, 16])  # competition (optional), drawn only when asked for
     start_ts = pd.Timestamp(start, tz="UTC")
     extracted_at = start_ts + pd.Timedelta(days=days)
     holidays = holidays_between(start_ts, extracted_at)
@@ -214,6 +222,7 @@ def simulate_crm(
             np.random.default_rng([seed, 3]), created_days, company_idx, value, industries
         )
     story = draw_engagement_latents(seed, n) if engagement == "dynamic" else None  # its own generator
+    market = None if competition is None else competition.draw(market_rng, created_days, company_region[company_idx])
     logit = (
         (0.0 if story is None else story.logit_shift)
         + drift_shift
@@ -223,6 +232,7 @@ def simulate_crm(
         + np.array([INDUSTRY_EFFECT[i] for i in industries[company_idx]])
         + np.array([SIZE_EFFECT[s] for s in sizes[company_idx]])
         - 0.25 * np.log(value / 50_000)
+        + (0.0 if market is None else market.shift)
     )
     p_true = 1.0 / (1.0 + np.exp(-logit))
     won = rng.uniform(size=n) < p_true
@@ -254,7 +264,22 @@ def simulate_crm(
     is_closed = np.isin(stage_now, ["closed_won", "closed_lost"])
     # Open deals carry the rep's expected close date; closed ones the real one.
     expected_close = created_days + MEAN_STAGE_DAYS.sum() * value_slowdown
-    close_date_day = np.where(is_closed, close_day, np.maximum(expected_close, days + 1))
+    opportunity_history, expected_now = simulate_opportunity_history(
+        np.random.default_rng([seed, 17]), opp_ids, created_days, expected_close - created_days, close_day,
+        np.where(last_stage >= 2, enter_day[:, 2], np.nan), value, days, start_ts, slippage,
+    )  # fmt: skip
+    close_date_day = np.where(is_closed, close_day, expected_now)
+    loss_cause, loss_reason = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+    if competition is not None and market is not None:
+        fit = np.array(
+            [
+                INDUSTRY_EFFECT[i] + SIZE_EFFECT[s]
+                for i, s in zip(industries[company_idx], sizes[company_idx], strict=True)
+            ]
+        )
+        loss_cause, loss_reason = competition.loss_reasons(
+            market_rng, ~won, 1.3 * z, market.shift, -0.25 * np.log(value / 50_000), fit
+        )
     meddpicc = _meddpicc_text(rng, z, first[company_idx], last[company_idx])
     opportunities = pd.DataFrame(
         {
@@ -271,6 +296,8 @@ def simulate_crm(
             "created_at": start_ts + _days(created_days),
             "updated_at": updated_at.to_numpy(),
             **meddpicc,
+            "competitor": "unknown" if market is None else market.competitor,
+            "loss_reason": "unknown" if market is None else np.where(stage_now == "closed_lost", loss_reason, None),
         }
     )
 
@@ -316,6 +343,8 @@ def simulate_crm(
             "won": won,
             "drifted": drifted,
             "rep_region": rep_region[rep_idx],
+            **({} if market is None else {"competitor_effect": market.shift, "loss_cause": loss_cause}),
+            **({} if market is None else {"account_region": company_region[company_idx]}),
             **({} if story is None else latent_columns(story, timeline)),
         }
     )
@@ -342,6 +371,7 @@ def simulate_crm(
         user_history=user_history,
         meddpicc_events=meddpicc_events,
         notes=notes,
+        opportunity_history=opportunity_history,
     )
     return SimulatedCRM(tables=tables, latent=latent, lead_latent=lead_latent)
 

@@ -28,7 +28,7 @@ from psycopg import sql
 
 from fulqrun_ml.data.contract import HISTORY_COLUMNS, HISTORY_OF, TABLE_COLUMNS, CRMTables, empty_table
 from fulqrun_ml.data.contract_versions import COLUMN_ALIASES
-from fulqrun_ml.data.history import INTEGER_FIELDS, NUMBER_FIELDS, coerce_history
+from fulqrun_ml.data.history import INTEGER_FIELDS, NUMBER_FIELDS, TIMESTAMP_FIELDS, coerce_history
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, POSTGRES_TYPE, TableContract
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
 from fulqrun_ml.data.source_files import SourceError, read_table_file
@@ -346,6 +346,8 @@ def _copy_rows(conn: Any, schema: str, name: str, frame: pd.DataFrame, columns: 
 def _history_column_type(column: str) -> str:
     if column == "valid_from":
         return "timestamptz NOT NULL"
+    if column in TIMESTAMP_FIELDS:
+        return "timestamptz"
     if column in INTEGER_FIELDS:
         return "bigint"
     return "double precision" if column in NUMBER_FIELDS else "text"
