@@ -323,7 +323,6 @@ def simulate_crm(
         activities, stakeholders = simulate_engaged_deal_touches(
             story, timeline, id_rng, org_id, opp_ids, rep_ids, rep_effort, company_ids, touch_days
         )
-        contacts = pd.concat([contacts, stakeholders], ignore_index=True)
     n_leads = n_opportunities if n_leads is None else n_leads
     leads, lead_acts, lead_latent = simulate_leads(
         rng, id_rng, org_id, n_leads, company_ids, rep_ids, rep_skill, rep_effort, days, touch_days
@@ -357,6 +356,8 @@ def simulate_crm(
     meddpicc_events, notes = simulate_text_tables(
         seed, opportunities, contacts, contact_names, leads, lead_latent, z, np.minimum(close_day, days), start_ts, days
     )
+    if story is not None:  # after the tables above, which read one contact per company
+        contacts = pd.concat([contacts, stakeholders], ignore_index=True)
     tables = CRMTables(
         organizations=organizations,
         users=users,
