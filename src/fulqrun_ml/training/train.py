@@ -41,6 +41,8 @@ from pytorch_lightning.loggers import WandbLogger
 
 from fulqrun_ml.data.contract_versions import check_compatible
 from fulqrun_ml.errors import FieldValidationError
+from fulqrun_ml.privacy.dp_sgd import DPSGD, write_accounting
+from fulqrun_ml.privacy.settings import PrivacyConfigError, privacy_settings, trainer_kwargs
 from fulqrun_ml.project import git_commit
 from fulqrun_ml.registry.run_record import RunRecord
 from fulqrun_ml.training.checkpointing import LAST_CHECKPOINT, RNGStateCheckpoint, resolve_ckpt_path
@@ -117,6 +119,8 @@ def _train(
     t_start = time.perf_counter()
     pipeline = build_pipeline(cfg)
     pipeline.check(cfg)
+    if privacy_settings(cfg.trainer) is not None and cfg.get("ckpt_path"):
+        raise PrivacyConfigError("ckpt_path: a DP-SGD run cannot resume (its privacy accounting would restart)")
     pl.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,8 +177,14 @@ def _train(
 
         evaluation = pipeline.evaluate(cfg, datamodule, fitted, kind, calibration)
         metrics = evaluation.metrics
+        accounting = next((c.accounting for c in getattr(trainer, "callbacks", []) if isinstance(c, DPSGD)), None)
+        if accounting is not None:  # ε and δ go to the run record (-> lineage, model card) and W&B
+            evaluation = dataclasses.replace(evaluation, extra={**evaluation.extra, "privacy": accounting})
+            write_accounting(out, accounting)
         for lg in loggers:
             lg.log_metrics(flat_metrics(metrics))
+            if accounting is not None:
+                lg.log_metrics({"privacy/epsilon": accounting["epsilon"], "privacy/delta": accounting["delta"]})
         torch.save(evaluation.net.state_dict(), out / "net_state.pt")
         (out / "net_config.json").write_text(json.dumps(evaluation.net_config, indent=2))
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -301,8 +311,15 @@ def fit_arm(
     module = pipeline.build_module(cfg, net, datamodule, kind)
     arm_dir = out / arm.subdir if arm.subdir else out
     callbacks = build_callbacks(cfg, pipeline, kind, arm_dir / "checkpoints", list(extra_callbacks or []))
+    privacy = privacy_settings(cfg.trainer)
+    if privacy is not None:
+        callbacks.append(DPSGD(privacy, int(cfg.trainer.max_epochs), arm.seed))
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, default_root_dir=str(arm_dir), logger=loggers or False, callbacks=callbacks, **(overrides or {})
+        trainer_kwargs(cfg.trainer),
+        default_root_dir=str(arm_dir),
+        logger=loggers or False,
+        callbacks=callbacks,
+        **(overrides or {}),
     )
     done = arm_dir / ARM_DONE_FILE
     resumed = arm_checkpoint(cfg.get("ckpt_path"), arm, trainer)
