@@ -96,6 +96,7 @@ def render_model_card(
             if metadata.get("target_kind", "binary") == "binary" or fairness or metadata.get("fairness")
             else []
         ),
+        *(["## Privacy\n\n" + privacy_section(lineage)] if (lineage.get("extra") or {}).get("privacy") else []),
         "## Export parity\n\n" + _parity(metrics, metadata),
         "## Lineage\n\n" + _lineage(metadata, lineage),
         "## Known limits\n\n" + "\n".join(f"- {limit}" for limit in known_limits(metrics, lineage)),
@@ -217,6 +218,18 @@ def _parity(metrics: dict[str, Any], metadata: dict[str, Any]) -> str:
     if parity is None:
         return NOT_RECORDED
     return f"max |PyTorch - ONNX Runtime| probability on the holdout: {parity:.2e}."
+
+
+def privacy_section(lineage: dict[str, Any]) -> str:
+    """The DP-SGD accounting the run recorded (privacy/dp_sgd.py): the spent ε at δ and what it covers."""
+    p = lineage["extra"]["privacy"]
+    return (
+        f"Trained with {p.get('mechanism', 'DP-SGD')}: ε = {p['epsilon']:.3g} at δ = {p['delta']:.3g} "
+        f"(target ε {p.get('target_epsilon', '?')}, {p.get('accountant', '?')} accountant, noise multiplier "
+        f"{p.get('noise_multiplier', 0):.3g}, clipping norm {p.get('max_grad_norm', '?')}, sample rate "
+        f"{p.get('sample_rate', 0):.3g}, {p.get('steps', '?')} steps over {p.get('n_train', '?')} training rows). "
+        f"Covers: {p.get('covers', 'the network weights')}."
+    )
 
 
 def _lineage(metadata: dict[str, Any], lineage: dict[str, Any]) -> str:
