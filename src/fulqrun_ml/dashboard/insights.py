@@ -1,0 +1,100 @@
+"""Insight generator: short narratives from the warehouse, each number kept beside the sentence that says it.
+
+Why templates with a `numbers` dict: a narrative is only trustworthy if every figure in it can be traced to a
+query and checked; the tests recompute each from the raw CRM. An LLM rewrite (when that capability exists)
+would take the text and the same numbers; the template stays the offline default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from fulqrun_ml.dashboard.components import money, pct
+from fulqrun_ml.dashboard.forecast import pipeline_forecast
+from fulqrun_ml.dashboard.queries import Filters, ScopedWarehouse
+
+AT_RISK_PROBABILITY = 0.3
+
+
+@dataclass(frozen=True)
+class Insight:
+    key: str
+    text: str
+    numbers: dict[str, Any]
+    source: str  # which query the numbers come from
+
+
+def generate(w: ScopedWarehouse, filters: Filters) -> list[Insight]:
+    out: list[Insight] = []
+    slipped = w.slipped(filters)
+    if len(slipped):
+        top = slipped.iloc[0]
+        out.append(
+            Insight(
+                "slipped",
+                f"{len(slipped)} open deals worth {money(float(slipped['value'].sum()))} slipped past their close "
+                f"date; the biggest is {top['opportunity_id'][:8]} ({money(float(top['value']))}, {top['stage']}, "
+                f"{int(top['days_overdue'])} days overdue).",
+                {
+                    "deals": len(slipped),
+                    "value": float(slipped["value"].sum()),
+                    "top_id": top["opportunity_id"],
+                    "top_value": float(top["value"]),
+                },
+                "open_deals WHERE days_overdue > 0",
+            )
+        )
+    won = w.won_by_month(filters)
+    if len(won) >= 2:
+        last, before = won.iloc[-1], won.iloc[-2]
+        change = (last["won_value"] - before["won_value"]) / before["won_value"] if before["won_value"] else None
+        out.append(
+            Insight(
+                "bookings",
+                f"Bookings in {pd.Timestamp(last['month']):%B %Y} were {money(float(last['won_value']))} from "
+                f"{int(last['won'])} won deals"
+                + (f", {change:+.0%} on {pd.Timestamp(before['month']):%B}." if change is not None else "."),
+                {
+                    "month": str(pd.Timestamp(last["month"]).date()),
+                    "won_value": float(last["won_value"]),
+                    "won": int(last["won"]),
+                    "previous_won_value": float(before["won_value"]),
+                },
+                "closed_monthly, status = won, by close month",
+            )
+        )
+    rates = w.win_rate(filters)
+    if rates["closed"]:
+        out.append(
+            Insight(
+                "win_rate",
+                f"Win rate {pct(rates['win_rate'])} on {int(rates['closed'])} deals closed in the period; a won deal "
+                f"averaged {money(rates['avg_won_value'])} and {rates['avg_cycle_days']:.0f} days from creation.",
+                rates,
+                "closed_monthly over the period",
+            )
+        )
+    deals = w.open_deals(filters)
+    if len(deals):
+        fc = pipeline_forecast(deals, w.extracted_at, months=1).iloc[0]
+        risky = deals[deals["probability"] < AT_RISK_PROBABILITY]
+        out.append(
+            Insight(
+                "forecast",
+                f"The pipeline forecast expects {money(fc['expected'])} this month (80% interval "
+                f"{money(fc['p10'])} to {money(fc['p90'])}); {len(risky)} open deals worth "
+                f"{money(float(risky['value'].sum()))} are below {AT_RISK_PROBABILITY:.0%} win probability.",
+                {
+                    "expected": float(fc["expected"]),
+                    "p10": float(fc["p10"]),
+                    "p90": float(fc["p90"]),
+                    "at_risk_deals": len(risky),
+                    "at_risk_value": float(risky["value"].sum()),
+                },
+                "open_deals x probability (pipeline_forecast)",
+            )
+        )
+    return out
