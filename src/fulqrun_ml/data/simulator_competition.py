@@ -47,8 +47,8 @@ class CompetitionScenario:
     entrant: str = "corvid"
     entry_day: float = 365.0
     entry_region: str = "emea"
-    entrant_presence: float = 0.55
-    entrant_effect: float = -0.9
+    entrant_presence: float = 0.6
+    entrant_effect: float = -1.4
     misreport: float = 0.15
 
     def __post_init__(self) -> None:
