@@ -58,6 +58,7 @@ COMMAND_GROUPS = {
         "fulqrun_ml.recommend.commands",
         "next best actions for open deals, and pricing | coaching | strategy insights",
     ),
+    "analytics": ("fulqrun_ml.analytics.commands", "pipeline | competitive: pipeline health and market intelligence"),
     "dashboard": ("fulqrun_ml.dashboard.app", "the analytics web app on 127.0.0.1 (--port, --models-dir, --triton)"),
 }
 BENCHMARKS = {"models": "leaderboard", "serve": "serving", "score": "scoring", "incremental": "incremental"}
