@@ -150,7 +150,7 @@ def test_bad_view_definition_is_named(raw, field):
 def test_bad_views_file_names_the_file_and_entry(tmp_path):
     path = tmp_path / "views.json"
     path.write_text("{not json")
-    with pytest.raises(ViewError, match="views.json: not valid JSON"):
+    with pytest.raises(ViewError, match=r"views\.json: not valid JSON"):
         load_views(path)
     path.write_text(json.dumps({"views": [{"name": "ok", "metric": "leads"}, {"name": "bad", "metric": "?"}]}))
     with pytest.raises(ViewError, match=r"views\[1\] 'bad': field 'metric'"):
