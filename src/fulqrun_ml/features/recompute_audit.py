@@ -8,10 +8,10 @@ the snapshot's values. A value that moves can only have come from data the trunc
 as_of: a leak, reported by feature name.
 
 `truncate_crm` keeps, from every table, only the rows that existed at as_of (creation / change / valid_from
-times at or before it, the history tables included), sets company and user attributes to the version valid at
-as_of, and resets the fields the CRM rewrites in place without history (deal stage, probability, close date,
-MEDDPICC text and score; lead status, score, updated_at) to what was knowable then or to "unknown", so a
-builder reading them is caught too.
+times at or before it, the history and optional event tables included), sets company and user attributes to
+the version valid at as_of, and resets the fields the CRM rewrites in place without history (deal stage,
+probability, close date, MEDDPICC text and score; lead status, score, updated_at) to what was knowable then or
+to "unknown", so a builder reading them is caught too.
 
 Cost: one truncation and one builder call per sampled as_of date (a few dozen rows each): well under a second
 on the default simulated CRM, so the dataset build runs it (`max_dates`, `rows` bound it); the skew monitor and
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from fulqrun_ml.data.contract import HISTORY_COLUMNS, HISTORY_OF, CRMTables
+from fulqrun_ml.data.schemas import OPTIONAL_SCHEMAS
 from fulqrun_ml.data.vocabulary import MEDDPICC_FIELDS, PEAK_STAGE_OF, STAGE_DEFAULT_PROBABILITY
 from fulqrun_ml.features.audit import LeakageError
 
@@ -45,6 +46,8 @@ ROW_TIME = {
     "stage_history": "changed_at",
     **dict.fromkeys(HISTORY_COLUMNS, "valid_from"),
 }
+# The optional event tables (MEDDPICC writes, notes) are cut at their event time, like every other table.
+EVENT_TIME = {name: next(f.name for f in t.fields if f.event_time) for name, t in OPTIONAL_SCHEMAS.items()}
 DECIDED_LEAD_STATUSES = ("converted", "unqualified")
 
 
@@ -106,7 +109,8 @@ def truncate_crm(tables: CRMTables, as_of: pd.Timestamp) -> CRMTables:
         kept[table] = _as_of_versions(kept[table], history[name], key)
     kept["opportunities"] = _opportunities_at(kept["opportunities"], kept["stage_history"])
     kept["leads"] = _leads_at(kept["leads"], as_of)
-    return dataclasses.replace(tables, **kept, **history, extracted_at=as_of)
+    events = {name: _existing(frame, EVENT_TIME[name], as_of) for name, frame in tables.event_frames().items()}
+    return dataclasses.replace(tables, **kept, **history, **events, extracted_at=as_of)
 
 
 @dataclass
