@@ -65,7 +65,8 @@ def versions_at(history: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     how many times the expected close date moved later (a push)."""
     columns = ["value", "close_date", "first_value", "pushes"]
     if history.empty:
-        return pd.DataFrame(columns=columns, index=pd.Index([], name="opportunity_id"))
+        empty = {c: pd.Series(dtype=float) for c in columns} | {"close_date": pd.Series(dtype="datetime64[us, UTC]")}
+        return pd.DataFrame(empty, index=pd.Index([], name="opportunity_id"))
     valid_from = _utc(history, "valid_from", "opportunity_history")
     known = history.assign(valid_from=valid_from)[valid_from <= as_of]
     known = known.sort_values(["opportunity_id", "valid_from"], kind="stable")
@@ -101,11 +102,11 @@ def pipeline_state(tables: CRMTables, as_of: pd.Timestamp | str) -> PipelineStat
         {
             "id": deals["id"].to_numpy(),
             "assigned_to": deals["assigned_to"].to_numpy(),
-            "created_at": deals["created_at"].to_numpy(),
+            "created_at": deals["created_at"].array,
             "stage": stage,
-            "stage_changed_at": stages["changed_at"].to_numpy(),
+            "stage_changed_at": pd.to_datetime(stages["changed_at"], utc=True).array,
             "value": value,
-            "close_date": pd.to_datetime(versions["close_date"], utc=True).to_numpy(),
+            "close_date": pd.to_datetime(versions["close_date"], utc=True).array,
             "pushes": versions["pushes"].fillna(0).to_numpy(dtype=int),
             "amount_change": np.where(has_version, value - versions["first_value"].to_numpy(dtype=float), 0.0),
             "value_point_in_time": has_version,
