@@ -116,8 +116,10 @@ def load_events(
     sort_events: bool = False,
     allow_duplicate_times: bool = False,
     max_categories: int = 50,
+    columns: EventColumns | None = None,
 ) -> EventTable:
-    """The validated event table (see the module docstring for the rules)."""
+    """The validated event table (see the module docstring for the rules). `columns` (a trained model's) reads
+    each attribute as that model did instead of inferring kinds anew from this file."""
     frame = read_table(path, "events").reset_index(drop=True)
     file = Path(str(path)).name
     require_columns(frame, {"entity_col": entity_col, "time_col": time_col}, file)
@@ -144,7 +146,11 @@ def load_events(
                 f"'{time_col}' {times.iloc[i]}; their order is unknown (set data.allow_duplicate_times=true to "
                 "keep file order)"
             )
-    columns, typed = _infer_columns(frame.drop(columns=[entity_col, time_col]), file, max_categories)
+    attributes = frame.drop(columns=[entity_col, time_col])
+    if columns is None:
+        columns, typed = _infer_columns(attributes, file, max_categories)
+    else:
+        typed = _coerce_columns(attributes, columns, file)
     events = pd.DataFrame({ENTITY: keys.to_numpy(), TIME: times.to_numpy()})
     for name, values in typed.items():
         events[name] = values.to_numpy()
@@ -187,6 +193,40 @@ def _infer_columns(frame: pd.DataFrame, file: str, max_categories: int) -> tuple
     return EventColumns(tuple(categorical), tuple(numeric), tuple(timestamps), ignored), typed
 
 
+def _coerce_columns(frame: pd.DataFrame, columns: EventColumns, file: str) -> dict[str, pd.Series]:
+    """Attributes read as a trained model reads them; a missing column or a value that is not a number or a
+    date where one is expected is an error naming it and its row."""
+    missing = [c for c in (*columns.categorical, *columns.numeric, *columns.timestamps) if c not in frame.columns]
+    if missing:
+        raise EventTableError(
+            f"{file}: event column(s) {missing} the model was trained on are missing; the file has "
+            f"{list(map(str, frame.columns))}"
+        )
+    typed: dict[str, pd.Series] = {}
+    for column in columns.categorical:
+        values = frame[column]
+        typed[column] = values.astype(object).where(values.notna(), "__missing__").astype(str)
+    for column in columns.numeric:
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        bad = numbers.isna() & frame[column].notna()
+        if bad.any():
+            raise EventTableError(
+                f"{file} row {_row(frame[column], bad)}: column '{column}' value {frame[column][bad].iloc[0]!r} is "
+                "not a number (the model reads it as numeric)"
+            )
+        typed[column] = numbers.astype(np.float64)
+    for column in columns.timestamps:
+        values = frame[column]
+        parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+        bad = parsed.isna() & values.notna()
+        if bad.any():
+            raise EventTableError(
+                f"{file} row {_row(values, bad)}: column '{column}' value {values[bad].iloc[0]!r} is not a date"
+            )
+        typed[column] = parsed
+    return typed
+
+
 @dataclass(frozen=True)
 class LabelTable:
     """One row per (entity, as_of): `entity` (str), `as_of` (UTC), `label` (0/1 or a number), and `row` (the
@@ -196,6 +236,24 @@ class LabelTable:
     target: str
     kind: TargetKind
     classes: tuple[str, ...] = ()
+
+
+def load_queries(path: str | Path, entity_col: str, as_of_col: str) -> LabelTable:
+    """(entity, as_of) rows to score, validated like labels but without a target."""
+    frame = read_table(path, "queries").reset_index(drop=True)
+    file = Path(str(path)).name
+    require_columns(frame, {"entity_col": entity_col, "as_of_col": as_of_col}, file)
+    if frame.empty:
+        raise EventTableError(f"{file}: the query table has no rows")
+    if frame[entity_col].isna().any():
+        raise EventTableError(
+            f"{file} row {_row(frame[entity_col], frame[entity_col].isna())}: column '{entity_col}' is empty"
+        )
+    as_of = parse_times(frame[as_of_col], file, as_of_col)
+    queries = pd.DataFrame({"entity": frame[entity_col].astype(str).to_numpy(), "as_of": as_of.to_numpy()})
+    queries["label"] = np.nan
+    queries["row"] = np.arange(1, len(queries) + 1)
+    return LabelTable(queries, "", "binary")
 
 
 def load_labels(path: str | Path, entity_col: str, as_of_col: str, target: str) -> LabelTable:

@@ -123,7 +123,17 @@ class EventTableDataModule(TabularDataModuleBase):
         )
         labels = load_labels(self.labels_path, self.entity_col, self.as_of_col, self.target_col)
         check_label_histories(events, labels, self.labels_path.name, self.as_of_col)
-        self.column_types = events.columns.to_dict()
+        # How the files were read, for column_types.json: what `predict --events` reads the same way.
+        self.column_types = {
+            **events.columns.to_dict(),
+            "entity_col": self.entity_col,
+            "time_col": self.time_col,
+            "as_of_col": self.as_of_col,
+            "target": self.target_col,
+            "classes": list(labels.classes),
+            "sort_events": self.sort_events,
+            "allow_duplicate_times": self.allow_duplicate_times,
+        }
         log.info("event columns: %s", self.column_types)
         rows = labels.labels
         split = self._split(rows)
