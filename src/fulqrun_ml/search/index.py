@@ -107,27 +107,42 @@ class VectorIndex:
                 known = ", ".join(self.metadata.columns) or "none"
                 raise VectorIndexError(f"filter '{column}' is not an indexed column (indexed: {known})")
             allowed &= self.metadata[column].isin(_values(wanted)).to_numpy()
-        rows = np.flatnonzero(allowed)
-        small = len(rows) < EXACT_SUBSET_BELOW
-        selection = _Selection(
-            mask=allowed,
-            bits=np.packbits(allowed, bitorder="little"),
-            rows=rows,
-            vectors=np.ascontiguousarray(self.vectors[rows]) if small else None,
-        )
+        selection = self._select(allowed)
         if len(self._selections) >= MASK_CACHE_SIZE:
             self._selections.pop(next(iter(self._selections)))
         self._selections[key] = selection
         return selection
 
+    def _select(self, allowed: np.ndarray) -> _Selection:
+        rows = np.flatnonzero(allowed)
+        small = len(rows) < EXACT_SUBSET_BELOW
+        return _Selection(
+            mask=allowed,
+            bits=np.packbits(allowed, bitorder="little"),
+            rows=rows,
+            vectors=np.ascontiguousarray(self.vectors[rows]) if small else None,
+        )
+
     def search(
-        self, queries: np.ndarray, k: int = 10, filters: Mapping[str, object] | None = None, nprobe: int | None = None
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        filters: Mapping[str, object] | None = None,
+        nprobe: int | None = None,
+        allowed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, rows), each (n_queries, k); missing results (fewer than k allowed rows) are row -1."""
+        """(scores, rows), each (n_queries, k); missing results (fewer than k allowed rows) are row -1.
+
+        `allowed` is a per-query boolean row mask ANDed with `filters` (for conditions that are not equality,
+        such as "closed before as_of"); it is not cached."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.dim:
             raise VectorIndexError(f"query has {queries.shape[1]} dimensions, the index {self.dim}")
         selection = self._selection(filters)
+        if allowed is not None:
+            if allowed.shape != (len(self.vectors),):
+                raise VectorIndexError(f"allowed mask has shape {allowed.shape}, the index {len(self.vectors)} rows")
+            selection = self._select(allowed if selection is None else selection.mask & allowed)
         if selection is not None and selection.vectors is not None:
             return _exact_subset(selection.vectors, selection.rows, queries, k)
         params = faiss.SearchParametersIVF(nprobe=nprobe or self.config.nprobe) if self.kind == "ivf" else None
