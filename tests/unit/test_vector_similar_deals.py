@@ -11,7 +11,7 @@ import pytest
 
 from fulqrun_ml.data.simulator import simulate_crm
 from fulqrun_ml.search.commands import main as similar_main
-from fulqrun_ml.search.similar import NEXT_DAYS, SimilarDealsError, SimilarDealSearch
+from fulqrun_ml.search.similar import NEXT_DAYS, SimilarDealSearch, SimilarDealsError
 from fulqrun_ml.text.encoder import TextEncoder
 
 pytest.importorskip("sentence_transformers")
