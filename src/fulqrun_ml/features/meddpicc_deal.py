@@ -58,9 +58,10 @@ def compute_deal_meddpicc_features(
         compute_meddpicc_features(tables, index, with_sources=with_sources),
         compute_note_features(tables, index, "opportunity_id", with_sources=with_sources),
     ]
+    order = [*KEYS, *DEAL_WIN_MEDDPICC_FEATURES.names]
     if not with_sources:
-        return _join(parts)  # type: ignore[arg-type]
-    features = _join([p[0] for p in parts])  # type: ignore[index]
+        return _join(parts)[order]  # type: ignore[arg-type]
+    features = _join([p[0] for p in parts])[order]  # type: ignore[index]
     sources = _join([p[1] for p in parts])  # type: ignore[index]
     return features, sources
 

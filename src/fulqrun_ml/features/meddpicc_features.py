@@ -23,6 +23,7 @@ import pandas as pd
 
 from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.vocabulary import MEDDPICC_FIELDS
+from fulqrun_ml.features.deal_features import newest
 from fulqrun_ml.features.spec import FeatureSpec, NumericFeature
 
 # The middle of the 0-10 scale: the score of a deal with no element scored yet ("nothing known").
@@ -123,6 +124,6 @@ def _features_at(tables: CRMTables, ids: np.ndarray, as_of: pd.Timestamp) -> tup
             "meddpicc_open_days_mean": open_days,
         }
     )
-    read = pd.DataFrame({"read": last_write.to_numpy(), "anchor": created.to_numpy()}).max(axis=1)
-    times = pd.DataFrame({"opportunity_id": ids, "as_of": as_of} | dict.fromkeys(FEATURE_SOURCE, read.array))
+    read = newest(last_write.to_numpy(), created.to_numpy())
+    times = pd.DataFrame({"opportunity_id": ids, "as_of": as_of} | dict.fromkeys(FEATURE_SOURCE, read))
     return features, times

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.features.deal_features import newest
 from fulqrun_ml.features.spec import FeatureSpec, NumericFeature
 
 RECENT = pd.Timedelta(days=30)
@@ -101,9 +102,9 @@ def compute_note_features(
             hits = flags.loc[seen, cue].groupby(by).sum().reindex(entity).fillna(0.0).to_numpy()
             frame[f"{prefix}_{cue}_share"] = hits / np.maximum(total, 1.0)
         parts.append(pd.DataFrame(frame))
-        newest = notes.loc[seen, "created_at"].groupby(by).max().reindex(entity)
-        read = pd.DataFrame({"read": newest.to_numpy(), "anchor": created.reindex(entity).to_numpy()}).max(axis=1)
-        sources.append(pd.DataFrame({entity_column: entity, "as_of": as_of} | dict.fromkeys(spec.names, read.array)))
+        last_note = notes.loc[seen, "created_at"].groupby(by).max().reindex(entity)
+        read = newest(last_note.to_numpy(), created.reindex(entity).to_numpy())
+        sources.append(pd.DataFrame({entity_column: entity, "as_of": as_of} | dict.fromkeys(spec.names, read)))
     if not parts:
         empty = pd.DataFrame(columns=[*keys, *spec.names])
         return (empty, empty.copy()) if with_sources else empty
