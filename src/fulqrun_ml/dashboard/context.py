@@ -75,10 +75,13 @@ class DashboardContext:
 
 
 def default_crm_dir(models_dir: Path, cache_dir: Path) -> Path:
-    """The simulated CRM of the production deal-win model's lineage (else the training default), as Parquet."""
+    """The simulated CRM of the deal-win model's lineage (production, else latest; else the training default)."""
     source: dict[str, Any] | None = None
     try:
-        version = get_version(models_dir, "deal_win", "production")
+        try:
+            version = get_version(models_dir, "deal_win", "production")
+        except RegistryError:
+            version = get_version(models_dir, "deal_win", "latest")
         source = json.loads((version.path / "lineage.json").read_text())["config"]["data"]["source"]
     except (RegistryError, FileNotFoundError, KeyError, json.JSONDecodeError):
         source = None

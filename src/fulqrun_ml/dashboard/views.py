@@ -21,8 +21,8 @@ from fulqrun_ml.registry.locking import atomic_write_json
 
 # metric -> (warehouse table, SQL aggregate); the only SQL a view can reach.
 METRICS: dict[str, tuple[str, str]] = {
-    "won_revenue": ("closed_monthly", "sum(value) FILTER (WHERE status = 'won')"),
-    "won_deals": ("closed_monthly", "sum(deals) FILTER (WHERE status = 'won')"),
+    "won_revenue": ("closed_monthly", "coalesce(sum(value) FILTER (WHERE status = 'won'), 0)"),
+    "won_deals": ("closed_monthly", "coalesce(sum(deals) FILTER (WHERE status = 'won'), 0)"),
     "closed_deals": ("closed_monthly", "sum(deals)"),
     "win_rate": ("closed_monthly", "sum(deals) FILTER (WHERE status = 'won') / sum(deals)"),
     "avg_cycle_days": (
