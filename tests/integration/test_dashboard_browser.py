@@ -128,7 +128,7 @@ def _builder_values(page) -> str:
 
 
 def test_a_saved_custom_view_reloads_identically(app_url, page):
-    url, ctx, _ = app_url
+    url, _ctx, _ = app_url
     page.goto(url + "/builder")
     settle(page)
     page.locator("#builder-dimensions").click()
@@ -159,7 +159,7 @@ def test_what_if_shows_the_probability_triton_returns(app_url, page):
     baseline = float(page.locator("#whatif-baseline").inner_text())
     chosen = ctx.warehouse.open_deals(Filters())
     features = ctx.open_deal_features
-    first = [d for d in chosen["opportunity_id"] if d in set(features["opportunity_id"].astype(str))][0]
+    first = next(d for d in chosen["opportunity_id"] if d in set(features["opportunity_id"].astype(str)))
     names = ctx.extra["spec_names"]
     record = features[features["opportunity_id"].astype(str) == first].iloc[0][names].to_dict()
     with TritonPredictionClient(triton, "deal_win") as client:
