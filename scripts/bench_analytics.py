@@ -93,12 +93,19 @@ def market_seed(tables: Any, latent: pd.DataFrame, scenario: CompetitionScenario
     base = deals.loc[deals["competitor"] == "none", "p_true"].mean()
     true_diff = deals.groupby("competitor")["p_true"].mean().reindex(diffs.index) - base
     onset = pd.Timestamp(tables.opportunities["created_at"].min()).normalize() + pd.Timedelta(days=scenario.entry_day)
-    region_points = trend_change_points(deals, "account_region", cfg["min_segment_months"])
-    emea = [p for p in region_points if p["account_region"] == scenario.entry_region]
-    lag = [(pd.Timestamp(p["month"] + "-01", tz="UTC") - onset).days / 30.4 for p in emea]
-    hit = [m for m in lag if -1.0 <= m <= ENTRY_MONTHS_TOLERANCE]
-    # Only the other account regions are free of any true change: industries and competitors mix EMEA deals in.
-    false_alarms = [p for p in region_points if p["account_region"] != scenario.entry_region]
+    detection = {}
+    for penalty in ("bic", "null"):
+        region_points = trend_change_points(deals, "account_region", cfg["min_segment_months"], penalty)
+        emea = [p for p in region_points if p["account_region"] == scenario.entry_region]
+        lag = [(pd.Timestamp(p["month"] + "-01", tz="UTC") - onset).days / 30.4 for p in emea]
+        hit = [m for m in lag if -1.0 <= m <= ENTRY_MONTHS_TOLERANCE]
+        # Only the other account regions are free of any true change: industries and competitors mix EMEA in.
+        detection[penalty] = {
+            "detected": bool(hit),
+            "lag_months": round(min(hit, key=abs), 2) if hit else None,
+            "points": emea,
+            "false_alarms": len([p for p in region_points if p["account_region"] != scenario.entry_region]),
+        }
     won = deals[deals["won"]]
     months = won["closed_at"].dt.tz_localize(None).dt.to_period("M").dt.to_timestamp()
     series = won.groupby(months)["value"].sum()
@@ -117,10 +124,8 @@ def market_seed(tables: Any, latent: pd.DataFrame, scenario: CompetitionScenario
             for c in diffs.index
         },
         "difference_coverage": float(((diffs["low"] <= true_diff) & (true_diff <= diffs["high"])).mean()),
-        "entrant_detected": bool(hit),
-        "entrant_lag_months": round(min(hit, key=abs), 2) if hit else None,
-        "entrant_points": emea,
-        "false_alarms": len(false_alarms),
+        "detection": detection,
+        "entrant_detected": detection["bic"]["detected"],
         "false_alarm_groups": len(cfg["regions"]) - 1,
         "industry_points": trend_change_points(deals, "industry", cfg["min_segment_months"]),
         "stl": stl,
@@ -215,13 +220,14 @@ def main() -> None:
         "competitor_difference_interval_coverage": interval([m["difference_coverage"] for m in market], (0, 1)),
         "competitor_differences_seed0": market[0]["difference"],
         "entrant_change_point": {
-            "detected": share([m["entrant_detected"] for m in market]),
-            "lag_months_after_onset": [m["entrant_lag_months"] for m in market],
-            "points_seed0": market[0]["entrant_points"],
-        },
-        "false_alarms": {
-            "total": sum(m["false_alarms"] for m in market),
-            "region_series_without_change": sum(m["false_alarm_groups"] for m in market),
+            penalty: {
+                "detected": share([m["detection"][penalty]["detected"] for m in market]),
+                "lag_months_after_onset": [m["detection"][penalty]["lag_months"] for m in market],
+                "false_alarms": sum(m["detection"][penalty]["false_alarms"] for m in market),
+                "region_series_without_change": sum(m["false_alarm_groups"] for m in market),
+                "points_seed0": market[0]["detection"][penalty]["points"],
+            }
+            for penalty in ("bic", "null")
         },
         "industry_change_points_seed0": market[0]["industry_points"],
         "stl_bookings": {

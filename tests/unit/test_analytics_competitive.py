@@ -65,6 +65,10 @@ def test_change_points_find_a_planted_shift_and_nothing_in_noise():
     assert points[0].rate_before > points[0].rate_after
     flat = [binomial_change_points(rng.binomial(decided, 0.4), decided) for _ in range(20)]
     assert sum(len(f) for f in flat) <= 2  # BIC penalty: rare false alarms on pure noise
+    sensitive = binomial_change_points(rng.binomial(decided, rate), decided, penalty="null")
+    assert any(abs(p.index - 12) <= 1 for p in sensitive)
+    with pytest.raises(FulqrunMLError, match="penalty must be"):
+        binomial_change_points(decided // 2, decided, penalty="aic")
     with pytest.raises(FulqrunMLError, match="between 0 and decided"):
         binomial_change_points(np.array([5, 3]), np.array([4, 3]))
 

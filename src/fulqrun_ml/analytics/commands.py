@@ -110,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         report = market_report(
-            tables, cfg["regions"], cfg["burn_in_days"], cfg["min_segment_months"], cfg["stl_period"]
+            tables,
+            cfg["regions"],
+            cfg["burn_in_days"],
+            cfg["min_segment_months"],
+            cfg["stl_period"],
+            cfg.get("change_point_penalty", "bic"),
         )
     if args.out:
         atomic_write_json(Path(args.out), report)

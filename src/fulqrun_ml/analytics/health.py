@@ -55,11 +55,10 @@ def period_table(
     final = pipeline_state(tables, tables.extracted_at)
     booked = final.closed[final.closed["won"]]
     rows = []
-    first = pd.to_datetime(tables.opportunities["created_at"], utc=True).min()
-    for as_of in starts:
+    for i, as_of in enumerate(starts):
         end = as_of + offset
-        if quota_table is None and as_of < first + 2 * (end - as_of):
-            continue  # a run-rate quota needs two periods of history: the first one is the CRM's ramp-up
+        if quota_table is None and i < 2:
+            continue  # a run-rate quota needs two periods of history (the CRM's first one is its ramp-up)
         state = pipeline_state(tables, as_of)
         reached = furthest_stage(tables.stage_history, as_of)
         quota = read_quota(quota_table, as_of) if quota_table is not None else run_rate_quota(state, (end - as_of).days)

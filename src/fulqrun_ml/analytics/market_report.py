@@ -60,6 +60,7 @@ def market_report(
     burn_in_days: float = 120.0,
     min_segment_months: int = 3,
     stl_period: int = 3,
+    change_point_penalty: float | str = "bic",
 ) -> dict[str, Any]:
     """Competitive and market intelligence (see the module docstring)."""
     deals = market_deals(tables, regions, burn_in_days)
@@ -76,7 +77,7 @@ def market_report(
     else:
         competitive["note"] = "no competitor recorded in this CRM (the optional column is absent or empty)"
     trends = {
-        group: trend_change_points(deals, group, min_segment_months)
+        group: trend_change_points(deals, group, min_segment_months, change_point_penalty)
         for group in ("account_region", "industry", "rep_region", *(("competitor",) if recorded.any() else ()))
     }
     all_months = deals.assign(everything="organization")

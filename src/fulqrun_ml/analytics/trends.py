@@ -3,8 +3,11 @@
 Change points: binary segmentation (Vostrikova 1981; the `ruptures` "Binseg" algorithm) with the binomial
 log-likelihood as the cost, written here because `ruptures` is not a dependency. Each period contributes its
 (wins, decided) counts, so a quiet month weighs less than a busy one. A split is kept when it raises the
-log-likelihood by more than `penalty` (default: the BIC penalty, log(total decided deals), for the one extra
-rate parameter), and segments keep at least `min_size` periods; splitting recurses on both sides.
+log-likelihood by more than a penalty, and segments keep at least `min_size` periods; splitting recurses on both
+sides. Two penalties: "bic" (default), log(total decided deals) for the extra rate and location; "null", the
+95th percentile of the best split's gain on series with *no* change (a parametric bootstrap: the pooled rate,
+the same monthly counts), i.e. a 5% false-alarm rate per test, more sensitive and less strict
+(reports/market_intelligence.json measures both against the simulator's known onset).
 
 Seasonality: STL (statsmodels, Cleveland et al. 1990) on a monthly series, with the seasonal strength
 F_s = max(0, 1 - Var(remainder) / Var(seasonal + remainder)) of Wang, Smith and Hyndman (2006): 0 = no
@@ -39,29 +42,49 @@ def _loglik(wins: float, n: float) -> float:
     return float(sum(k * np.log(q) for k, q in ((wins, p), (n - wins, 1.0 - p)) if k > 0))
 
 
+def _best_split(wins: np.ndarray, decided: np.ndarray, lo: int, hi: int, min_size: int) -> tuple[int, float]:
+    whole = _loglik(wins[lo:hi].sum(), decided[lo:hi].sum())
+    best, best_gain = -1, 0.0
+    for cut in range(lo + min_size, hi - min_size + 1):
+        gain = (
+            _loglik(wins[lo:cut].sum(), decided[lo:cut].sum()) + _loglik(wins[cut:hi].sum(), decided[cut:hi].sum())
+        ) - whole
+        if gain > best_gain:
+            best, best_gain = cut, gain
+    return best, best_gain
+
+
+def null_penalty(decided: np.ndarray, rate: float, min_size: int, alpha: float = 0.05, draws: int = 400) -> float:
+    """The (1 - alpha) quantile of the best split's gain when the rate never changes (seeded: reproducible)."""
+    rng = np.random.default_rng(0)
+    n = np.asarray(decided, dtype=int)
+    gains = [_best_split(rng.binomial(n, rate).astype(float), n.astype(float), 0, len(n), min_size)[1]
+             for _ in range(draws)]  # fmt: skip
+    return float(np.quantile(gains, 1.0 - alpha))
+
+
 def binomial_change_points(
-    wins: np.ndarray, decided: np.ndarray, penalty: float | None = None, min_size: int = 3
+    wins: np.ndarray, decided: np.ndarray, penalty: float | str = "bic", min_size: int = 3
 ) -> list[ChangePoint]:
-    """Change points of a rate series given per-period wins and decided counts (binary segmentation)."""
+    """Change points of a rate series given per-period wins and decided counts (binary segmentation).
+    `penalty`: a number, "bic" or "null" (see the module docstring)."""
     wins, decided = np.asarray(wins, dtype=float), np.asarray(decided, dtype=float)
     if wins.shape != decided.shape or (wins > decided).any() or (wins < 0).any():
         raise FulqrunMLError("change points: wins must be between 0 and decided, period by period")
-    penalty = float(np.log(max(decided.sum(), 2.0))) if penalty is None else penalty
+    if len(wins) < 2 * min_size:
+        return []
+    if penalty == "bic":
+        penalty = float(np.log(max(decided.sum(), 2.0)))
+    elif penalty == "null":
+        penalty = null_penalty(decided, wins.sum() / max(decided.sum(), 1.0), min_size)
+    elif isinstance(penalty, str):
+        raise FulqrunMLError(f"change points: penalty must be a number, 'bic' or 'null', got {penalty!r}")
     found: list[ChangePoint] = []
 
     def split(lo: int, hi: int) -> None:
         if hi - lo < 2 * min_size:
             return
-        whole = _loglik(wins[lo:hi].sum(), decided[lo:hi].sum())
-        best, best_gain = -1, 0.0
-        for cut in range(lo + min_size, hi - min_size + 1):
-            gain = (
-                _loglik(wins[lo:cut].sum(), decided[lo:cut].sum())
-                + _loglik(wins[cut:hi].sum(), decided[cut:hi].sum())
-                - whole
-            )
-            if gain > best_gain:
-                best, best_gain = cut, gain
+        best, best_gain = _best_split(wins, decided, lo, hi, min_size)
         if best < 0 or best_gain <= penalty:
             return
         before = wins[lo:best].sum() / max(decided[lo:best].sum(), 1.0)
@@ -85,11 +108,13 @@ def monthly_counts(deals: pd.DataFrame, group: str, freq: str = "MS") -> dict[st
     return out
 
 
-def trend_change_points(deals: pd.DataFrame, group: str, min_size: int = 3) -> list[dict[str, object]]:
+def trend_change_points(
+    deals: pd.DataFrame, group: str, min_size: int = 3, penalty: float | str = "bic"
+) -> list[dict[str, object]]:
     """Change points of each group's monthly win rate, as report rows (month of the shift, rates around it)."""
     rows = []
     for name, series in monthly_counts(deals, group).items():
-        for point in binomial_change_points(series["wins"].to_numpy(), series["decided"].to_numpy(), None, min_size):
+        for point in binomial_change_points(series["wins"].to_numpy(), series["decided"].to_numpy(), penalty, min_size):
             rows.append(
                 {
                     group: name,
