@@ -6,6 +6,7 @@ fulqrun-ml serve [overrides]                                 serve the productio
 fulqrun-ml predict --input FILE [--url ...]                  score JSON-lines, CSV or Parquet records through Triton
 fulqrun-ml predict --ids a,b,c|FILE [--url ...]              score entities by id (features from the online store)
 fulqrun-ml predict --series FILE --model-dir DIR --output F   future quantiles per series (an exported forecaster)
+fulqrun-ml predict --events E.csv --queries Q.csv --model-dir DIR [--url ...] --model events   event histories
 fulqrun-ml run [train overrides]                             all of the above on the embedded default, with a report
 fulqrun-ml optimize territories|assignment [options]         territory design and rep-account assignment (HiGHS)
 """
@@ -191,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ids", help="ids to score through <model>_by_id (features from the online store): a,b,c or a file"
     )
     source.add_argument("--series", help="a long-format series table: future quantiles per series (--model-dir)")
-    p_predict.add_argument("--model-dir", help="with --series: an exported forecaster's version directory")
+    source.add_argument("--events", help="an event table: score --queries (entity, as_of) rows (--model-dir)")
+    p_predict.add_argument("--queries", help="with --events: the (entity, as_of) rows to score")
+    p_predict.add_argument("--model-dir", help="with --series / --events: the exported model's version directory")
     p_predict.add_argument("--output", help="with --series: where the forecast goes (CSV or Parquet)")
     p_predict.add_argument("--reconcile", choices=["bottom_up", "none"], default="bottom_up")
     p_predict.add_argument("--url", default="127.0.0.1:8000")
@@ -234,6 +237,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "predict":
             if args.series is not None:
                 return _predict_series(args)
+            if args.events is not None:
+                if not args.model_dir or not args.queries:
+                    raise FulqrunMLError("--events needs --queries and --model-dir (the event model's version)")
+                from fulqrun_ml.serving.event_predict import predict_events
+
+                for line in predict_events(
+                    args.model_dir, args.events, args.queries, args.url, args.model, args.protocol
+                ):
+                    print(line)
+                return 0
             if args.ids is not None:
                 lines = predict_ids(args.ids, args.url, args.model, args.protocol)
             else:
