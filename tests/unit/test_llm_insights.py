@@ -198,3 +198,24 @@ def test_facts_are_point_in_time_and_checked(planted) -> None:
     assert facts.facts["activities_total"] == len(past) and (later.empty or len(later) > 0)
     with pytest.raises(DealFactsError, match="unknown or not created yet"):
         deal_facts(tables, "nope", AS_OF, scrubber_for_crm(tables))
+
+
+def test_insights_command_offline_and_openai(tmp_path: Path) -> None:
+    from fulqrun_ml.errors import FulqrunMLError
+    from fulqrun_ml.insights.commands import main as insights_main
+
+    search = tmp_path / "search.yaml"
+    search.write_text(json.dumps({"simulate": {"n_opportunities": 60, "n_companies": 20, "n_reps": 3, "seed": 4}}))
+    common = ["--search-config", str(search), "--kind", "summary"]
+    assert insights_main([*common, "--out", str(tmp_path / "offline.json")]) == 0
+    offline = json.loads((tmp_path / "offline.json").read_text())
+    assert offline["narratives"][0]["source"] == "offline"
+    config = tmp_path / "insights.yaml"
+    config.write_text(json.dumps({"cache_dir": str(tmp_path / "c"), "log_path": str(tmp_path / "log.jsonl")}))
+    with FakeLLMServer(reply=f"The deal is {offline['facts']['deal_age_days']} days old.") as server:
+        args = ["--config", str(config), "--provider", "openai", "--model", "m", "--base-url", server.openai_url]
+        assert insights_main([*common, *args, "--out", str(tmp_path / "llm.json")]) == 0
+    assert len(server.requests) == 1
+    assert json.loads((tmp_path / "llm.json").read_text())["narratives"][0]["source"] == "openai"
+    with pytest.raises(FulqrunMLError, match="needs a model"):
+        insights_main([*common, "--config", str(config), "--provider", "anthropic"])
