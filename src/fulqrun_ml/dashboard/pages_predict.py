@@ -182,10 +182,12 @@ def feature_importance(ctx: DashboardContext, filters: Filters, controls: dict[s
         for r in (reasons or {}).get(side, [])
     ]
     frame = pd.DataFrame(rows, columns=["opportunity_id", "field", "effect"])
-    overall = frame.assign(abs_effect=frame["effect"].abs()).groupby("field", as_index=False)["abs_effect"].mean()
-    overall = overall.sort_values("abs_effect")
+    # a field outside a deal's top reasons counts 0 for that deal: the mean is over every deal explained
+    overall = frame.assign(abs_effect=frame["effect"].abs()).groupby("field", as_index=False)["abs_effect"].sum()
+    overall = overall.assign(abs_effect=overall["abs_effect"] / max(len(records), 1)).sort_values("abs_effect")
     fig = go.Figure(go.Bar(x=overall["abs_effect"], y=overall["field"], orientation="h", marker_color=PALETTE[0]))
-    fig.update_xaxes(title="mean |effect on probability| over the deals shown")
+    fig.update_xaxes(title="mean |effect on probability| over the deals shown (top reasons only)")
+    fig.update_yaxes(dtick=1)
     page.add_chart("global-importance", f"Global importance ({len(records)} open deals, Triton reasons)", fig, overall)
     page.add_table("per-prediction", "Per prediction: the top reasons of each deal", frame)
     return page
