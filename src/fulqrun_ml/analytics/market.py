@@ -102,7 +102,7 @@ def territory_insights(deals: pd.DataFrame, open_amount: pd.Series, by: str = "c
     rates["gap_to_organization"] = rates["win_rate"] - overall
     rates["significant"] = (rates["low"] > overall) | (rates["high"] < overall)
     met = deals[~deals["competitor"].isin([NO_COMPETITOR, UNKNOWN])]
-    top = met.groupby(by)["competitor"].agg(lambda s: s.value_counts().index[0]) if len(met) else pd.Series()
+    top = met.groupby(by)["competitor"].agg(_most_common) if len(met) else pd.Series()
     rates["top_competitor"] = top.reindex(rates.index).fillna(NO_COMPETITOR)
     return rates.reset_index()
 
@@ -118,3 +118,8 @@ def open_pipeline_by(tables: CRMTables, by: str = "country") -> pd.Series:
         company = tables.opportunities.drop_duplicates("id").set_index("id")["company_id"].reindex(deals["id"])
         key = attributes_as_of(tables, "company_history", company.to_numpy(), at).values[by]
     return deals["value"].groupby(key.fillna(UNKNOWN).to_numpy()).sum()
+
+
+def _most_common(values: pd.Series) -> str:
+    """The most frequent value, ties broken by name: the same answer whatever order the source returned rows in."""
+    return str(values.value_counts().sort_index().idxmax())
