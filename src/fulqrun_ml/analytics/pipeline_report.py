@@ -53,12 +53,13 @@ def pipeline_report(
         score = HealthScore.fit(reps[np.isfinite(reps["attainment"])])
         current = metrics.drop(index="organization")
         predicted = pd.Series(score.predict(current), index=current.index)
-        org = float((predicted * current["quota"]).sum() / current["quota"].sum())
+        total = float(current["quota"].sum())  # 0 when nobody booked anything in the last periods
+        org = float((predicted * current["quota"]).sum() / total) if total > 0 else float("nan")
         health = {
             "available": True,
             "weights": score.weights(),
             "per_rep": {str(k): round(float(v), 4) for k, v in predicted.items()},
-            "organization": round(org, 4),
+            "organization": round(org, 4) if np.isfinite(org) else None,
         }
         predictions = backtest(history, min_train_periods)
         quality = predictor_quality(predictions) if len(predictions) > 2 else {}
