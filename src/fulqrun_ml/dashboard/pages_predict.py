@@ -152,6 +152,27 @@ def explorer(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) 
             ],
         )
     )
+    probability = row["model_probability"] if pd.notna(row.get("model_probability")) else row["rep_probability"]
+    gauge = go.Figure(
+        go.Indicator(
+            mode="gauge+number", value=float(probability),
+            gauge={"axis": {"range": [0, 1]}, "bar": {"color": PALETTE[0]},
+                   "threshold": {"line": {"color": PALETTE[3], "width": 3}, "value": float(row["rep_probability"])}},
+        )
+    )  # fmt: skip
+    page.add_chart("meter", "Win probability (bar: model; red line: the rep's guess)", gauge, row.to_frame().T)
+    if ctx.triton_url and ctx.open_deal_features is not None and ctx.deal_model is not None:
+        known = ctx.open_deal_features["opportunity_id"].astype(str) == row["opportunity_id"]
+        if known.any():
+            record = ctx.open_deal_features[known].iloc[0][_spec_names(ctx)].to_dict()
+            try:
+                reasons = scenario.reasons_for(ctx.triton_url, ctx.deal_model.name, [record])[0] or {}
+                top = [{"direction": side, **r} for side in ("positive", "negative") for r in reasons.get(side, [])]
+                page.add_table("deal-reasons", "Top reasons (served by Triton)", pd.DataFrame(top))
+            except Exception as exc:  # the reasons endpoint is optional
+                page.children.append(
+                    empty(Missing(f"no reasons from Triton ({type(exc).__name__})", "fulqrun-ml serve"))
+                )
     facts = row[["opportunity_id", "organization", "region", "rep", "segment", "stage", "value", "age_days"]]
     page.add_table("deal-facts", "The deal", facts.to_frame("value").reset_index(names="field").astype(str))
     page.add_table("model-views", "Every model's view of it", pd.DataFrame(views).astype(str))
