@@ -129,7 +129,7 @@ def simulate_crm(
     organization_name: str = "Simulated Org",
     drift: DriftScenario | None = None,
     competition: CompetitionScenario | None = None,
-    slippage: SlippageStory = SlippageStory(),
+    slippage: SlippageStory | None = None,
     engagement: str = "poisson",
 ) -> SimulatedCRM:
     """Generate a deterministic CRM: same arguments, same tables, byte for byte. `engagement="dynamic"` swaps the
@@ -266,7 +266,7 @@ def simulate_crm(
     expected_close = created_days + MEAN_STAGE_DAYS.sum() * value_slowdown
     opportunity_history, expected_now = simulate_opportunity_history(
         np.random.default_rng([seed, 17]), opp_ids, created_days, expected_close - created_days, close_day,
-        np.where(last_stage >= 2, enter_day[:, 2], np.nan), value, days, start_ts, slippage,
+        np.where(last_stage >= 2, enter_day[:, 2], np.nan), value, days, start_ts, slippage or SlippageStory(),
     )  # fmt: skip
     close_date_day = np.where(is_closed, close_day, expected_now)
     loss_cause, loss_reason = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
