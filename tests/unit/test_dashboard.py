@@ -211,3 +211,14 @@ def test_cli_refuses_bad_arguments_with_a_sentence(tmp_path, capsys):
     assert "--port" in capsys.readouterr().err
     assert cli_main(["dashboard", "--crm-dir", str(tmp_path / "nope"), "--cache-dir", str(tmp_path)]) == 2
     assert "--crm-dir" in capsys.readouterr().err
+
+
+def test_the_shared_example_views_file_is_valid(warehouse):
+    from fulqrun_ml.project import REPO_ROOT
+
+    views = load_views(REPO_ROOT / "configs" / "dashboard" / "views.json")
+    assert len(views) >= 3
+    w = _scoped(warehouse)
+    for view in views.values():
+        rows = w.aggregate(view.table, METRICS[view.metric][1], list(view.dimensions), view.query_filters())
+        assert len(rows) > 0, view.name
