@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fulqrun_ml.data.contract import HISTORY_COLUMNS, TABLE_COLUMNS, CRMTables
+from fulqrun_ml.data.contract import EVENT_TABLE_COLUMNS, HISTORY_COLUMNS, TABLE_COLUMNS, CRMTables
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
 from fulqrun_ml.data.sources import DirectorySource, SimulatorSource, SourceError, write_crm_directory
 from fulqrun_ml.data.user_tables import ColumnKind, TableSource, infer_column_kind
@@ -39,7 +39,7 @@ def test_directory_round_trip_is_identical(simulated, tmp_path, fmt):
     tables = simulated.tables
     write_crm_directory(tables, tmp_path, fmt)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [*(f"{name}.{fmt}" for name in (*TABLE_COLUMNS, *HISTORY_COLUMNS)), "crm_export.json"]
+        [*(f"{name}.{fmt}" for name in (*TABLE_COLUMNS, *HISTORY_COLUMNS, *EVENT_TABLE_COLUMNS)), "crm_export.json"]
     )
     source = DirectorySource(tmp_path)
     loaded = source()
@@ -48,6 +48,8 @@ def test_directory_round_trip_is_identical(simulated, tmp_path, fmt):
         pd.testing.assert_frame_equal(loaded.table(name), tables.table(name), check_exact=True, obj=name)
     for name in HISTORY_COLUMNS:  # the slowly changing attributes travel with the export
         pd.testing.assert_frame_equal(loaded.history(name), tables.history(name), check_exact=True, obj=name)
+    for name in EVENT_TABLE_COLUMNS:  # and the MEDDPICC writes and notes
+        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(tables, name), check_exact=True, obj=name)
 
 
 def test_csv_timestamps_are_parsed_as_utc(simulated, tmp_path):
@@ -79,7 +81,11 @@ def test_a_bad_csv_cell_is_quarantined_with_its_reason(simulated, tmp_path):
 
 def test_missing_and_ambiguous_files_are_named(simulated, tmp_path):
     tables = simulated.tables
-    no_leads = dataclasses.replace(tables, activities=tables.activities[tables.activities["related_type"] != "lead"])
+    no_leads = dataclasses.replace(
+        tables,
+        activities=tables.activities[tables.activities["related_type"] != "lead"],
+        notes=tables.notes[tables.notes["related_type"] != "lead"],
+    )
     write_crm_directory(no_leads, tmp_path, "parquet")
     (tmp_path / "leads.parquet").unlink()
     assert DirectorySource(tmp_path)().leads.empty  # a CRM without leads is allowed

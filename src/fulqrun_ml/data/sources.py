@@ -29,7 +29,7 @@ from psycopg import sql
 from fulqrun_ml.data.contract import HISTORY_COLUMNS, HISTORY_OF, TABLE_COLUMNS, CRMTables, empty_table
 from fulqrun_ml.data.contract_versions import COLUMN_ALIASES
 from fulqrun_ml.data.history import INTEGER_FIELDS, NUMBER_FIELDS, TIMESTAMP_FIELDS, coerce_history
-from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, POSTGRES_TYPE, TableContract
+from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, OPTIONAL_SCHEMAS, POSTGRES_TYPE, TableContract
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
 from fulqrun_ml.data.source_files import SourceError, read_table_file
 from fulqrun_ml.data.validation import OnError, QuarantineFormat, ValidationReport, validate_crm
@@ -124,13 +124,15 @@ class DirectorySource(CRMSource[CRMTables]):
         if not self.path.is_dir():
             raise SourceError(f"CRM export directory {self.path} does not exist")
         frames = {name: self._read_table(name) for name in TABLE_COLUMNS}
-        # History tables are optional: without them builders read the current rows, flagged by the audit.
-        for name in HISTORY_COLUMNS:
+        # History and event tables are optional: without history builders read the current rows (flagged by the
+        # audit); without events the MEDDPICC / note features are absent. Validation types the event tables.
+        for name in (*HISTORY_COLUMNS, *OPTIONAL_SCHEMAS):
             formats = [self.format] if self.format else ["parquet", "csv"]
             files = [self.path / f"{name}.{fmt}" for fmt in formats if (self.path / f"{name}.{fmt}").is_file()]
-            if files:
-                raw = read_table_file(files[0], name, dtype=str, keep_default_na=True)
-                frames[name] = coerce_history(name, raw)
+            if files and name in HISTORY_COLUMNS:
+                frames[name] = coerce_history(name, read_table_file(files[0], name, dtype=str, keep_default_na=True))
+            elif files:
+                frames[name] = read_table_file(files[0], name, dtype=str, keep_default_na=False, na_values=[""])
         return CRMTables(**frames, extracted_at=self._extracted_at())
 
     def _read_table(self, name: str) -> pd.DataFrame:
@@ -176,7 +178,8 @@ def write_crm_directory(tables: CRMTables, path: str | Path, format: FileFormat 
     if clashes:
         raise SourceError(f"{out} already holds {[c.name for c in clashes]}; write {format} to another directory")
     history = {name: frame for name, frame in tables.history_frames().items() if len(frame)}
-    for name, frame in {**tables.frames(), **history}.items():
+    events = {name: frame for name, frame in tables.event_frames().items() if len(frame)}
+    for name, frame in {**tables.frames(), **history, **events}.items():
         file = out / f"{name}.{format}"
         if format == "parquet":
             frame.to_parquet(file, index=False)

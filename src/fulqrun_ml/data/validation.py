@@ -34,7 +34,8 @@ import pandas as pd
 
 from fulqrun_ml.data.contract import OPTIONAL_COLUMN_DEFAULTS, TABLE_COLUMNS, CRMTables
 from fulqrun_ml.data.contract_versions import apply_aliases
-from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, Reason, TableContract
+from fulqrun_ml.data.event_checks import check_event_tables
+from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, OPTIONAL_SCHEMAS, Reason, TableContract
 from fulqrun_ml.data.table_checks import Problem, check_table, is_missing, record_id, show_value
 from fulqrun_ml.errors import DataContractError
 
@@ -154,7 +155,13 @@ def validate_crm(
         typed[name], found = check_table(CRM_SCHEMAS[name], frames[name], extracted_at)
         problems.extend(found)
     problems.extend(_reference_problems(typed, frames, problems))
-    problems.sort(key=lambda p: (LOAD_ORDER.index(p.table), -1 if p.row is None else p.row, p.field or ""))
+    # The optional event tables (MEDDPICC writes, notes), checked against the accepted required rows.
+    event_frames, typed_events, event_problems = check_event_tables(tables, typed, problems, extracted_at)
+    problems.extend(event_problems)
+    frames, typed = frames | event_frames, typed | typed_events
+    rows_in |= {name: len(frame) for name, frame in event_frames.items()}
+    order = [*LOAD_ORDER, *OPTIONAL_SCHEMAS]
+    problems.sort(key=lambda p: (order.index(p.table), -1 if p.row is None else p.row, p.field or ""))
     report = ValidationReport(problems, rows_in, extracted_at)
 
     if any(p.row is None for p in problems):
@@ -163,7 +170,7 @@ def validate_crm(
         raise CRMValidationError(report)
 
     rejected = report.rejected_rows()
-    clean = {name: typed[name].drop(index=sorted(rejected[name])).reset_index(drop=True) for name in LOAD_ORDER}
+    clean = {name: typed[name].drop(index=sorted(rejected[name])).reset_index(drop=True) for name in order}
     if quarantine_dir is not None and on_error == "quarantine":
         report.quarantine_dir = Path(quarantine_dir)
         report.files = _write_quarantine(report, frames, report.quarantine_dir, quarantine_format)
