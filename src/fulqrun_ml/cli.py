@@ -60,6 +60,8 @@ COMMAND_GROUPS = {
         "next best actions for open deals, and pricing | coaching | strategy insights",
     ),
     "analytics": ("fulqrun_ml.analytics.commands", "pipeline | competitive: pipeline health and market intelligence"),
+    "similar": ("fulqrun_ml.search.commands", "won deals most like this one, and what they did next (vector search)"),
+    "insights": ("fulqrun_ml.insights.commands", "deal summary | risk | next steps: offline writer or grounded LLM"),
     "dashboard": ("fulqrun_ml.dashboard.app", "the analytics web app on 127.0.0.1 (--port, --models-dir, --triton)"),
 }
 BENCHMARKS = {"models": "leaderboard", "serve": "serving", "score": "scoring", "incremental": "incremental"}
