@@ -7,7 +7,9 @@ fitted only on earlier periods whose results were known at as_of. 1.0 = on quota
 
 The backtest is rolling-origin over periods: at each period start the score is refitted on the past and scored
 against the period's actual attainment, next to two naive predictors sales teams use: last period's attainment
-(persistence) and the "3x coverage" rule (coverage / 3).
+(persistence) and the "3x coverage" rule (coverage / 3). Adding the new-pipeline rate and the win rate to
+FEATURES was tried on the same backtest (5 seeds): MAE 0.468 -> 0.455, Spearman 0.532 -> 0.511, so they are
+reported as metrics but left out of the score.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ Definitions (the usual sales-operations ones, made explicit so that numbers from
   quota; `weighted_coverage` weights each deal by `win_from_stage` of its stage; `open_coverage` counts every open
   deal (the only coverage available when the source keeps no close-date versions);
 - velocity: open deals x win rate x mean won amount / mean won cycle days, from the lookback (amount per day);
+- new pipeline: amount of the deals created in the last period (open or closed since) over the quota, and the
+  win rate of the lookback's decided deals: deals created during a period also book in it (cycles are shorter
+  than a quarter), so the rate of pipeline creation predicts attainment beyond the pipeline already open;
 - aging: mean open age in days and the share older than the 90th percentile of won cycles (stale deals);
 - slippage: the share of open deals whose close date was pushed at least once, pushes per open deal, and the
   net amount change of open deals as a share of their first amounts.
@@ -32,6 +35,8 @@ METRIC_COLUMNS = (
     "weighted_coverage",
     "open_coverage",
     "velocity_per_period",
+    "new_pipeline_per_period",
+    "win_rate",
     "mean_age_days",
     "stale_share",
     "pushed_share",
@@ -153,6 +158,14 @@ def pipeline_metrics(
     rep_quota = rep_quota.fillna(quota.mean() if len(quota) else np.nan)
     quota_all = pd.concat([rep_quota, pd.Series({"organization": rep_quota.sum()})])
     velocity = _velocity(recent, per_rep["open_deals"].fillna(0.0), period_days)
+    born = pd.concat(
+        [deals[["assigned_to", "created_at", "value"]], state.closed[["assigned_to", "created_at", "value"]]]
+    )
+    born = born[born["created_at"] > state.as_of - period_days * DAY]
+    new_amount = born.groupby("assigned_to")["value"].sum().reindex(reps).fillna(0.0)
+    new_amount["organization"] = born["value"].sum()
+    win_rate = recent.groupby("assigned_to")["won"].mean().reindex(reps)
+    win_rate["organization"] = recent["won"].mean() if len(recent) else np.nan
     has_dates = state.has_history
     out = pd.DataFrame(
         {
@@ -162,6 +175,8 @@ def pipeline_metrics(
             "weighted_coverage": per_rep["weighted"].fillna(0.0) / quota_all if has_dates else np.nan,
             "open_coverage": per_rep["open_amount"].fillna(0.0) / quota_all,
             "velocity_per_period": velocity / quota_all,
+            "new_pipeline_per_period": new_amount / quota_all,
+            "win_rate": win_rate.fillna(win_rate["organization"]),
             "mean_age_days": per_rep["mean_age_days"],
             "stale_share": per_rep["stale_share"],
             "pushed_share": per_rep["pushed_share"] if has_dates else np.nan,
