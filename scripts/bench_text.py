@@ -122,10 +122,7 @@ def main() -> None:
     names = list(report["repeats"][0]["per_request"])
     keys = ("p50_ms", "p99_ms", "cpu_p50_ms", "cpu_p99_ms")
     report["headline"] = {
-        name: {
-            "p99_ms": t_interval([r["per_request"][name]["p99_ms"] for r in report["repeats"]]),
-            "p50_ms": t_interval([r["per_request"][name]["p50_ms"] for r in report["repeats"]]),
-        }
+        name: {key: t_interval([r["per_request"][name][key] for r in report["repeats"]]) for key in keys}
         for name in names
     }
     onnx_p99 = report["headline"]["A_onnxruntime_encode"]["p99_ms"]["mean"]
