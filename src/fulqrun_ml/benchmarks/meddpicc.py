@@ -81,11 +81,13 @@ def score_arm(frame: pd.DataFrame, spec: FeatureSpec, model: str, seed: int) -> 
     return fits[model]().predict(encoded["test"])
 
 
-def run_seed(frame: pd.DataFrame, seed: int) -> dict[str, Any]:
+def run_seed(
+    frame: pd.DataFrame, seed: int, arms: dict[str, FeatureSpec] = ARMS, oracle_column: str = ORACLE
+) -> dict[str, Any]:
     """Every arm x model on one seed's frame (with embeddings): metrics against the oracle on the same rows."""
     test = frame[frame["split"] == "test"]
     labels = test["label"].to_numpy()
-    oracle = binary_report(test[ORACLE].to_numpy(), labels)
+    oracle = binary_report(test[oracle_column].to_numpy(), labels)
     out: dict[str, Any] = {
         "seed": seed,
         "rows": {s: int((frame["split"] == s).sum()) for s in ("train", "val", "test")},
@@ -93,7 +95,7 @@ def run_seed(frame: pd.DataFrame, seed: int) -> dict[str, Any]:
         "oracle": {"auc": round(oracle["auc"], 5), "ece": round(oracle["ece"], 5)},
         "arms": {},
     }
-    for arm, spec in ARMS.items():
+    for arm, spec in arms.items():
         for model in MODELS:
             t0 = time.perf_counter()
             probs = score_arm(frame, spec, model, seed)
@@ -120,14 +122,19 @@ def interval(values: list[float]) -> dict[str, float]:
     return {"mean": round(mean, 5), "low": round(mean - half, 5), "high": round(mean + half, 5), "n": int(x.size)}
 
 
-def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(
+    per_seed: list[dict[str, Any]],
+    arms: tuple[str, ...] = tuple(ARMS),
+    baseline: str = "tabular",
+    goal_arm: str = "tabular+both",
+) -> dict[str, Any]:
     """Per arm and model: AUC, ratio to the oracle, ECE and its noise floor, each as mean and interval over seeds;
-    the lift of each arm over the tabular arm (paired by seed); whether the issue's target is met."""
+    the lift of each arm over the baseline arm (paired by seed); whether the issue's target is met by `goal_arm`."""
     summary: dict[str, Any] = {}
-    for arm in ARMS:
+    for arm in arms:
         for model in MODELS:
             runs = [s["arms"][arm][model] for s in per_seed]
-            base = [s["arms"]["tabular"][model] for s in per_seed]
+            base = [s["arms"][baseline][model] for s in per_seed]
             entry = {
                 m: interval([r[m] for r in runs]) for m in ("auc", "ratio_to_oracle", "ece", "ece_noise_floor_p90")
             }
@@ -137,17 +144,17 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
             entry["ece_within_noise_floor_seeds"] = sum(r["ece"] <= r["ece_noise_floor_p90"] for r in runs)
             summary.setdefault(arm, {})[model] = entry
     best = max(
-        ((arm, model) for arm in ARMS for model in MODELS), key=lambda k: summary[k[0]][k[1]]["ratio_to_oracle"]["mean"]
+        ((arm, model) for arm in arms for model in MODELS), key=lambda k: summary[k[0]][k[1]]["ratio_to_oracle"]["mean"]
     )
-    both = max(MODELS, key=lambda m: summary["tabular+both"][m]["ratio_to_oracle"]["mean"])
-    ratio = summary["tabular+both"][both]["ratio_to_oracle"]
+    both = max(MODELS, key=lambda m: summary[goal_arm][m]["ratio_to_oracle"]["mean"])
+    ratio = summary[goal_arm][both]["ratio_to_oracle"]
     return {
         "arms": summary,
         "oracle_auc": interval([s["oracle"]["auc"] for s in per_seed]),
         "best": {"arm": best[0], "model": best[1]},
         "target": {
             "ratio_to_oracle": TARGET_RATIO,
-            "arm": "tabular+both",
+            "arm": goal_arm,
             "model": both,
             "measured": ratio,
             "met": bool(ratio["mean"] >= TARGET_RATIO),
