@@ -17,7 +17,7 @@ from fulqrun_ml.text.encoder import TextEncoder
 pytest.importorskip("sentence_transformers")
 
 
-CRM = {"n_opportunities": 120, "n_companies": 40, "n_reps": 5, "n_leads": 5, "seed": 5}
+CRM = {"n_opportunities": 80, "n_companies": 30, "n_reps": 4, "n_leads": 5, "seed": 5}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_candidates_are_point_in_time(search: SimilarDealSearch) -> None:
 
 
 def test_outcome_and_segment_filters(search: SimilarDealSearch) -> None:
-    as_of = pd.Timestamp("2025-06-30", tz="UTC")
+    as_of = pd.Timestamp("2025-09-30", tz="UTC")
     deal = _open_at(search, as_of, "proposal")
     lost = search.similar(deal, as_of=as_of, outcome="lost", same_segment=True, k=4)
     opps = search.tables.opportunities.set_index("id")
