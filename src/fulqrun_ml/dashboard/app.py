@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dash import ALL, Dash, Input, Output, State, callback_context, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from fulqrun_ml.dashboard import pages_builder, pages_predict
 from fulqrun_ml.dashboard.components import Page
@@ -89,6 +90,9 @@ def create_app(ctx: DashboardContext) -> Dash:
         if path == "/guide":
             return None
         values, control_values, control_ids = list(args[:5]), args[5], args[6]
+        spec = BY_PATH.get(path or "/")
+        if spec is not None and spec.waits_for_controls and not control_ids:
+            raise PreventUpdate
         try:
             return render_page(ctx, path, _filters(values), _controls(control_ids, control_values)).children
         except Exception as exc:

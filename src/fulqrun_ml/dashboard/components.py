@@ -33,9 +33,12 @@ class Page:
         self.tables[chart_id] = data
         self.children.append(chart(chart_id, title, figure, note))
 
-    def add_table(self, table_id: str, title: str, data: pd.DataFrame, page_size: int = 15) -> None:
+    def add_table(
+        self, table_id: str, title: str, data: pd.DataFrame, page_size: int = 15, max_rows: int | None = None
+    ) -> None:
+        """`max_rows`: how many rows the browser gets (sorting applies to those); the CSV holds every row."""
         self.tables[table_id] = data
-        self.children.append(table(table_id, title, data, page_size))
+        self.children.append(table(table_id, title, data if max_rows is None else data.head(max_rows), page_size))
 
 
 def style(figure: go.Figure, title: str) -> go.Figure:

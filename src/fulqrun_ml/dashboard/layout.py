@@ -28,6 +28,9 @@ class PageSpec:
     render: Callable[..., Any]
     anchor: str
     controls: Callable[[DashboardContext], list[Any]] | None = None
+    # The page's content reads pattern-matched controls: draw it once they exist, not also before (a second
+    # render per navigation otherwise).
+    waits_for_controls: bool = False
 
 
 def _forecast_controls(ctx: DashboardContext) -> list[Any]:
@@ -58,7 +61,7 @@ def _explorer_controls(ctx: DashboardContext) -> list[Any]:
 
 PAGES = [
     PageSpec("/", "Overview", pages_builder.overview, "overview"),
-    PageSpec("/forecast", "Forecast", pages_business.forecast, "forecast", _forecast_controls),
+    PageSpec("/forecast", "Forecast", pages_business.forecast, "forecast", _forecast_controls, True),
     PageSpec("/pipeline", "Pipeline", pages_business.pipeline, "pipeline-analytics"),
     PageSpec("/deals", "Deals", pages_business.deals, "deals"),
     PageSpec("/leads", "Leads", pages_business.leads, "leads"),
@@ -68,7 +71,8 @@ PAGES = [
     PageSpec("/model-health", "Model health", pages_models.model_health, "model-health"),
     PageSpec("/features", "Feature importance", pages_predict.feature_importance, "feature-importance"),
     PageSpec("/experiments", "Experiments", pages_models.experiments, "experiments"),
-    PageSpec("/explorer", "Predictive explorer", pages_predict.explorer, "predictive-explorer", _explorer_controls),
+    PageSpec("/explorer", "Predictive explorer", pages_predict.explorer, "predictive-explorer", _explorer_controls,
+             True),
     PageSpec("/scenario", "Scenario planner", pages_predict.scenario_page, "scenario-planner"),
     PageSpec("/builder", "Custom builder", pages_builder.builder_page, "custom-analytics-builder",
              pages_builder.builder_controls),

@@ -19,6 +19,8 @@ from fulqrun_ml.dashboard.forecast import pipeline_forecast
 from fulqrun_ml.dashboard.queries import Filters
 from fulqrun_ml.dashboard.warehouse import OPEN_STAGES
 
+TABLE_ROWS = 1000  # rows sent to the browser; the CSV download holds every row
+
 
 def forecast(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> Page:
     w = ctx.warehouse
@@ -111,7 +113,8 @@ def pipeline(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) 
         fig.add_bar(x=part["stage"], y=part["deals"], name=age, marker_color=PALETTE[i % len(PALETTE)])
     fig.update_layout(barmode="stack", xaxis={"categoryorder": "array", "categoryarray": list(OPEN_STAGES)})
     page.add_chart("aging", "Open deals by stage and age", fig, aging)
-    page.add_table("slipped", "Slipped deals (close date passed, still open)", slipped)
+    page.add_table("slipped", "Slipped deals (close date passed, still open; largest first)", slipped,
+                   max_rows=TABLE_ROWS)  # fmt: skip
     return page
 
 
@@ -136,16 +139,29 @@ def deals(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> 
             ]
         )
     )
+    # Binned here, not in the browser: a 1M-deal CRM has ~50k open deals, too many points to ship per request.
+    edges = np.linspace(0.0, 1.0, 21)
+    binned = pd.DataFrame(
+        {
+            "bin_low": edges[:-1],
+            "bin_high": edges[1:],
+            "model" if w.scores is not None else "probability": np.histogram(frame["probability"], edges)[0],
+            "rep": np.histogram(frame["rep_probability"], edges)[0],
+        }
+    )
     fig = go.Figure()
-    fig.add_histogram(x=frame["probability"], nbinsx=20, name="model" if w.scores is not None else "rep")
-    fig.add_histogram(x=frame["rep_probability"], nbinsx=20, name="rep's guess", opacity=0.6)
+    centres = (edges[:-1] + edges[1:]) / 2
+    fig.add_bar(x=centres, y=binned.iloc[:, 2], width=0.05, name="model" if w.scores is not None else "probability")
+    fig.add_bar(x=centres, y=binned["rep"], width=0.05, name="rep's guess", opacity=0.6)
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title="win probability", range=[0, 1])
-    page.add_chart("probabilities", "Win probability of open deals: model vs rep", fig, frame)
+    fig.update_yaxes(title="open deals")
+    page.add_chart("probabilities", "Win probability of open deals: model vs rep", fig, binned)
     columns = ["opportunity_id", "organization", "region", "rep", "segment", "stage", "value", "probability",
                "rep_probability", "close_date", "age_days", "days_overdue"]  # fmt: skip
     table = frame[columns].assign(expected_revenue=frame["value"] * frame["probability"])
-    page.add_table("open-deals", "Open deals (sortable; click a header)", table)
+    shown = f"the {TABLE_ROWS:,} largest of {len(table):,}; CSV: all" if len(table) > TABLE_ROWS else f"{len(table):,}"
+    page.add_table("open-deals", f"Open deals ({shown}; sortable: click a header)", table, max_rows=TABLE_ROWS)
     return page
 
 
