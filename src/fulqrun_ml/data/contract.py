@@ -21,7 +21,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {name: table.columns for name, table
 # (and fills its empty cells) with it, so an export from before the column existed still loads.
 OPTIONAL_COLUMN_DEFAULTS: dict[str, dict[str, str]] = {
     "activities": {"direction": UNKNOWN_DIRECTION},
-    "opportunities": {"competitor": "unknown", "loss_reason": "unknown"},
+    "opportunities": {"competitor": "unknown", "loss_reason": "unknown", "product": "unknown"},
 }
 
 # Slowly changing attributes, kept SCD type-2 style: one row per version of an entity's tracked fields, valid

@@ -29,7 +29,7 @@ from fulqrun_ml.data.contract import HISTORY_COLUMNS, OPTIONAL_COLUMN_DEFAULTS
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, Kind
 from fulqrun_ml.errors import DataContractError
 
-CONTRACT_VERSION = 3
+CONTRACT_VERSION = 4
 RELEASED_DIR = Path(__file__).with_name("contracts")
 
 # Canonical column <- names sources may still use for it. v2 accepts the names older FulQrun exports and common
@@ -53,6 +53,7 @@ CHANGELOG = {
     "user_history); fingerprints stored with every model version",
     3: "optional opportunities.competitor and opportunities.loss_reason (missing -> 'unknown'); optional "
     "opportunity_history (amount and expected close date versions: slippage)",
+    4: "optional opportunities.product (missing -> 'unknown'): product x segment win rates",
 }
 
 

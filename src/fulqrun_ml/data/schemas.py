@@ -225,6 +225,8 @@ CRM_SCHEMAS: dict[str, TableContract] = {
             # because every organization names its own competitors and reasons; missing -> "unknown".
             Field("competitor", Kind.CATEGORY, nullable=True),
             Field("loss_reason", Kind.CATEGORY, nullable=True),
+            # Optional in exports (v4): the product line the deal sells (open set; missing -> "unknown").
+            Field("product", Kind.CATEGORY, nullable=True),
         ),
         not_before=(NotBefore("updated_at", "created_at"), NotBefore("close_date", "created_at", by_day=True)),
     ),

@@ -67,6 +67,7 @@ from fulqrun_ml.data.simulator_engagement import (
 )
 from fulqrun_ml.data.simulator_history import simulate_company_history, simulate_user_history
 from fulqrun_ml.data.simulator_notes import simulate_text_tables
+from fulqrun_ml.data.simulator_products import ProductStory
 from fulqrun_ml.data.simulator_slippage import SlippageStory, simulate_opportunity_history
 from fulqrun_ml.data.simulator_touches import TouchDays, simulate_deal_touches, simulate_leads
 from fulqrun_ml.data.uuids import seeded_uuids
@@ -129,6 +130,7 @@ def simulate_crm(
     organization_name: str = "Simulated Org",
     drift: DriftScenario | None = None,
     competition: CompetitionScenario | None = None,
+    products: ProductStory | None = None,
     slippage: SlippageStory | None = None,
     engagement: str = "poisson",
 ) -> SimulatedCRM:
@@ -223,6 +225,12 @@ def simulate_crm(
         )
     story = draw_engagement_latents(seed, n) if engagement == "dynamic" else None  # its own generator
     market = None if competition is None else competition.draw(market_rng, created_days, company_region[company_idx])
+    # Products (simulator_products.py, optional): own generator, drawn only when asked for.
+    sold = (
+        None
+        if products is None
+        else products.draw(np.random.default_rng([seed, 18]), industries[company_idx], sizes[company_idx])
+    )
     logit = (
         (0.0 if story is None else story.logit_shift)
         + drift_shift
@@ -233,6 +241,7 @@ def simulate_crm(
         + np.array([SIZE_EFFECT[s] for s in sizes[company_idx]])
         - 0.25 * np.log(value / 50_000)
         + (0.0 if market is None else market.shift)
+        + (0.0 if sold is None else sold.shift)
     )
     p_true = 1.0 / (1.0 + np.exp(-logit))
     won = rng.uniform(size=n) < p_true
@@ -298,6 +307,7 @@ def simulate_crm(
             **meddpicc,
             "competitor": "unknown" if market is None else market.competitor,
             "loss_reason": "unknown" if market is None else np.where(stage_now == "closed_lost", loss_reason, None),
+            "product": "unknown" if sold is None else sold.product,
         }
     )
 
@@ -343,6 +353,7 @@ def simulate_crm(
             "drifted": drifted,
             "rep_region": rep_region[rep_idx],
             **({} if market is None else {"competitor_effect": market.shift, "loss_cause": loss_cause}),
+            **({} if sold is None else {"product_effect": sold.shift}),
             **({} if market is None else {"account_region": company_region[company_idx]}),
             **({} if story is None else latent_columns(story, timeline)),
         }
