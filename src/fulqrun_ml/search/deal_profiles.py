@@ -116,11 +116,15 @@ def _recent_notes(tables: CRMTables, frame: pd.DataFrame) -> list[str]:
 
 
 def _text(row: object) -> str:
-    """The profile as a sentence or two; numbers are spelled as counts the encoder can compare."""
+    """The text that gets embedded. With notes: the notes first and a short tail (stage, segment, industry),
+    because the notes carry the deal's state ("ready to sign", "went quiet") while a templated preamble made
+    every profile of one industry and country read alike; measured against the simulator's latent deal
+    quality (scripts/bench_vector_search.py --relevance), notes first brought the similar deals' mean gap from
+    0.94x to ~0.77x of a random eligible pick. Without notes: the template with the recent activity mix."""
+    if row.notes:  # type: ignore[attr-defined]
+        return f"{row.notes} ({row.stage} stage, {row.size} {row.industry}.)"  # type: ignore[attr-defined]
     activity = ", ".join(f"{getattr(row, f'recent_{t}s')} {t}s" for t in ACTIVITY_TYPES)
-    text = (
-        f"Deal at {row.stage} stage with a {row.size} {row.industry} company "
-        f"in {row.country}, {row.age_days} days old. Last {RECENT_DAYS} days: {activity}."
+    return (
+        f"Deal at {row.stage} stage with a {row.size} {row.industry} company "  # type: ignore[attr-defined]
+        f"in {row.country}, {row.age_days} days old. Last {RECENT_DAYS} days: {activity}."  # type: ignore[attr-defined]
     )
-    notes = row.notes
-    return f"{text} Notes: {notes}" if notes else text
