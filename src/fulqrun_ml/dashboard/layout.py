@@ -19,6 +19,7 @@ from fulqrun_ml.dashboard.queries import PERIODS, Filters
 from fulqrun_ml.project import REPO_ROOT
 
 GUIDE_FILE = REPO_ROOT / "docs" / "user-guide.md"
+EXPLORER_CHOICES = 200  # the largest open deals offered in the explorer's picker
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ def _forecast_controls(ctx: DashboardContext) -> list[Any]:
 
 
 def _explorer_controls(ctx: DashboardContext) -> list[Any]:
-    deals = ctx.warehouse.open_deals(Filters())
+    deals = ctx.warehouse.open_deals(Filters(), limit=EXPLORER_CHOICES)
     options = [{"label": f"{r.opportunity_id[:8]} · {r.stage} · ${r.value:,.0f}", "value": r.opportunity_id}
-               for r in deals.head(500).itertuples()]  # fmt: skip
+               for r in deals.itertuples()]  # fmt: skip
     return [
         html.Section(className="card controls", children=[
             html.Label("Deal", htmlFor="ctl-deal"),

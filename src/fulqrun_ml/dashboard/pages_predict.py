@@ -120,13 +120,14 @@ def _spec_names(ctx: DashboardContext) -> list[str]:
 def explorer(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> Page:
     """Every model's view of one deal: the rep's guess, the served model offline, and the next action."""
     page = Page([])
-    deals = ctx.warehouse.open_deals(filters)
+    chosen = controls.get("deal")
+    deals = ctx.warehouse.open_deals(filters, opportunity_id=chosen) if chosen else pd.DataFrame()
+    if deals.empty:  # nothing picked, or the pick is outside the filters: the largest deal that matches
+        deals = ctx.warehouse.open_deals(filters, limit=1)
     if deals.empty:
         page.children.append(empty(Missing("no open deals match these filters", "widen the filters")))
         return page
-    chosen = controls.get("deal") or deals.iloc[0]["opportunity_id"]
-    row = deals[deals["opportunity_id"] == chosen]
-    row = row.iloc[0] if len(row) else deals.iloc[0]
+    row = deals.iloc[0]
     views = [{"model": "rep's guess (CRM probability)", "view": row["rep_probability"]}]
     if ctx.deal_model is not None and pd.notna(row.get("model_probability")):
         views.append(
@@ -138,20 +139,6 @@ def explorer(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) 
         for action in mine.head(3).itertuples():
             views.append({"model": f"next action #{action.rank}", "view": f"{action.type_channel} {action.gap}: "
                           f"{100 * action.uplift_win_probability:+.1f} pts"})  # fmt: skip
-    page.children.append(
-        html.Section(
-            className="card",
-            children=[
-                html.Label("Deal", htmlFor="explorer-deal"),
-                dcc.Dropdown(
-                    id="explorer-deal",
-                    options=[{"label": f"{d[:8]}", "value": d} for d in deals["opportunity_id"].head(500)],
-                    value=row["opportunity_id"],
-                    clearable=False,
-                ),
-            ],
-        )
-    )
     probability = row["model_probability"] if pd.notna(row.get("model_probability")) else row["rep_probability"]
     gauge = go.Figure(
         go.Indicator(

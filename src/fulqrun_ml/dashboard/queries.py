@@ -112,9 +112,13 @@ class ScopedWarehouse:
             params,
         ).fillna(0.0)
 
-    def open_deals(self, filters: Filters) -> pd.DataFrame:
-        """Open deals with the model's probability where the served model scored them (else the rep's)."""
+    def open_deals(self, filters: Filters, limit: int | None = None, opportunity_id: str | None = None) -> pd.DataFrame:
+        """Open deals, largest first, with the model's probability where the served model scored them (else the
+        rep's); `limit` keeps the largest, `opportunity_id` one deal (still within the scope and filters)."""
         where, params = self.where(filters, month_col=None)
+        if opportunity_id is not None:
+            where += " AND d.opportunity_id = ?"
+            params.append(str(opportunity_id))
         join = (
             "LEFT JOIN scores s USING (opportunity_id)"
             if self.scores is not None
@@ -123,7 +127,8 @@ class ScopedWarehouse:
         )
         return self.sql(
             f"SELECT d.*, s.model_probability, coalesce(s.model_probability, d.rep_probability) AS probability "
-            f"FROM open_deals d {join} WHERE {where} ORDER BY d.value DESC",
+            f"FROM open_deals d {join} WHERE {where} ORDER BY d.value DESC, d.opportunity_id"
+            + (f" LIMIT {int(limit)}" if limit is not None else ""),
             params,
         )
 
