@@ -26,10 +26,10 @@ from typing import Any
 import pandas as pd
 
 from fulqrun_ml.data.contract import HISTORY_COLUMNS, OPTIONAL_COLUMN_DEFAULTS
-from fulqrun_ml.data.schemas import CRM_SCHEMAS, Kind
+from fulqrun_ml.data.schemas import CRM_SCHEMAS, OPTIONAL_SCHEMAS, Kind
 from fulqrun_ml.errors import DataContractError
 
-CONTRACT_VERSION = 4
+CONTRACT_VERSION = 5
 RELEASED_DIR = Path(__file__).with_name("contracts")
 
 # Canonical column <- names sources may still use for it. v2 accepts the names older FulQrun exports and common
@@ -54,6 +54,8 @@ CHANGELOG = {
     3: "optional opportunities.competitor and opportunities.loss_reason (missing -> 'unknown'); optional "
     "opportunity_history (amount and expected close date versions: slippage)",
     4: "optional opportunities.product (missing -> 'unknown'): product x segment win rates",
+    5: "optional event tables meddpicc_events (each MEDDPICC write: element, 0-10 score, text, when, by whom) and "
+    "notes (notes, call summaries, emails on deals and leads)",
 }
 
 
@@ -61,7 +63,7 @@ def contract_fingerprint() -> dict[str, Any]:
     """The running contract as plain JSON: per table and column its kind, nullability, allowed values,
     and whether the column has a default (so its absence is tolerated)."""
     tables: dict[str, Any] = {}
-    for name, table in CRM_SCHEMAS.items():
+    for name, table in {**CRM_SCHEMAS, **OPTIONAL_SCHEMAS}.items():
         defaults = OPTIONAL_COLUMN_DEFAULTS.get(name, {})
         tables[name] = {
             f.name: {
@@ -75,7 +77,7 @@ def contract_fingerprint() -> dict[str, Any]:
     return {
         "version": CONTRACT_VERSION,
         "tables": tables,
-        "optional_tables": sorted(HISTORY_COLUMNS),
+        "optional_tables": sorted([*HISTORY_COLUMNS, *OPTIONAL_SCHEMAS]),
         "aliases": {t: {c: list(a) for c, a in cols.items()} for t, cols in COLUMN_ALIASES.items()},
     }
 
