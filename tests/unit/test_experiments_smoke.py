@@ -29,9 +29,9 @@ from fulqrun_ml.tasks.survival import predict_curves
 from fulqrun_ml.tasks.survival_holdout import load_survival_record
 from fulqrun_ml.training.train import build_pipeline, train
 
-# data=table and data=series need a user's file: tests/unit/test_user_table.py and
-# tests/integration/test_series_forecast_cli.py train those tasks.
-USER_FILE_TASKS = {"table", "forecast"}
+# data=table, data=series and data=events need a user's file: tests/unit/test_user_table.py,
+# tests/integration/test_series_forecast_cli.py and tests/integration/test_events_serving.py train those tasks.
+USER_FILE_TASKS = {"table", "forecast", "events"}
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
 
