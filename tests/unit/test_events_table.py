@@ -80,7 +80,11 @@ def test_a_good_table_is_typed(tmp_path):
         # a time that is not a date
         ([*EVENTS[:4], ("b", "soon", "web", 1.0, "2024-02-02")], LABELS, r"events.csv row 5: column 'ts' value 'soon'"),
         # a non-numeric target with more than two values
-        (EVENTS, [*LABELS, ("b", "2024-01-20", "maybe")], r"labels.csv row 4: target 'churned' value 'maybe' is not a number"),
+        (
+            EVENTS,
+            [*LABELS, ("b", "2024-01-20", "maybe")],
+            r"labels.csv row 4: target 'churned' value 'maybe' is not a number",
+        ),
         # an empty entity
         ([*EVENTS[:4], (None, "2024-02-01", "web", 1.0, "2024-02-02")], LABELS, r"events.csv row 5: column 'customer'"),
         # a duplicated label
