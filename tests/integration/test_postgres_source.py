@@ -20,6 +20,7 @@ from fulqrun_ml.data.contract import HISTORY_OF, TABLE_COLUMNS
 from fulqrun_ml.data.schemas import CRM_SCHEMAS
 from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.sources import PostgresSource, SimulatorSource, SourceError, load_crm_into_postgres
+from fulqrun_ml.data.validation import validate_crm
 from fulqrun_ml.errors import DataContractError
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ def test_script_is_idempotent_and_binds_loopback(postgres_cluster):
 def test_load_and_read_back_identical(postgres_dsn, crm):
     tables = crm.tables
     written = load_crm_into_postgres(tables, postgres_dsn, schema="roundtrip")
-    frames = {name: tables.table(name) for name in TABLE_COLUMNS} | tables.history_frames()
+    frames = {name: tables.table(name) for name in TABLE_COLUMNS} | tables.history_frames() | tables.event_frames()
     assert written == {name: len(frames[name]) for name in frames}
     assert written["leads"] > 0 and written["activities"] > 0 and written["company_history"] > 0
 
@@ -87,6 +88,15 @@ def test_load_and_read_back_identical(postgres_dsn, crm):
         pd.testing.assert_frame_equal(
             loaded.history(name).sort_values([key, "valid_from"], ignore_index=True),
             frame.sort_values([key, "valid_from"], ignore_index=True),
+            check_exact=True,
+            obj=name,
+        )
+    expected = validate_crm(tables).tables  # the optional event tables, typed as every source returns them
+    for name, key in (("meddpicc_events", ["opportunity_id", "field", "changed_at"]), ("notes", ["id"])):
+        assert len(getattr(loaded, name)) > 0
+        pd.testing.assert_frame_equal(
+            getattr(loaded, name).sort_values(key, ignore_index=True),
+            getattr(expected, name).sort_values(key, ignore_index=True),
             check_exact=True,
             obj=name,
         )

@@ -28,6 +28,7 @@ from psycopg import sql
 
 from fulqrun_ml.data.contract import HISTORY_COLUMNS, HISTORY_OF, TABLE_COLUMNS, CRMTables, empty_table
 from fulqrun_ml.data.contract_versions import COLUMN_ALIASES
+from fulqrun_ml.data.event_postgres import read_event_tables, write_event_tables
 from fulqrun_ml.data.history import INTEGER_FIELDS, NUMBER_FIELDS, TIMESTAMP_FIELDS, coerce_history
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, OPTIONAL_SCHEMAS, POSTGRES_TYPE, TableContract
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
@@ -262,6 +263,7 @@ class PostgresSource(CRMSource[CRMTables]):
                 for name in HISTORY_COLUMNS:  # optional, as in the file source: absent means no versions kept
                     if name in existing:
                         frames[name] = _read_history(conn, self.schema, name)
+                frames |= read_event_tables(conn, self.schema, existing)  # optional too: MEDDPICC writes, notes
         extracted_at = pd.Timestamp(self.extracted_at) if self.extracted_at is not None else pd.Timestamp(started)
         return CRMTables(**frames, extracted_at=extracted_at)
 
@@ -332,6 +334,7 @@ def load_crm_into_postgres(
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
             conn.execute(_create_history_sql(name, schema))
             written[name] = _copy_rows(conn, schema, name, frame, list(HISTORY_COLUMNS[name]))
+        written |= write_event_tables(conn, schema, clean)
     return written
 
 
