@@ -38,7 +38,13 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from fulqrun_ml.benchmarks.sequence_counterfactual import REPLY_LATENCY_STORY, counterfactual_datamodule
-from fulqrun_ml.benchmarks.sequence_dynamic import DYNAMIC_STORY, dynamic_lines, oracle_gap, t_interval
+from fulqrun_ml.benchmarks.sequence_dynamic import (
+    DYNAMIC_STORY,
+    dynamic_lines,
+    oracle_gap,
+    pretraining_lines,
+    t_interval,
+)
 from fulqrun_ml.evaluation.logistic_baseline import fit_logistic
 from fulqrun_ml.export.package import load_trained_net
 from fulqrun_ml.machine import machine_info
@@ -223,6 +229,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         *_aggregate_lines(report.get("aggregates")),
         *_counterfactual_lines(report.get("counterfactual")),
         *dynamic_lines(report.get("dynamic_engagement"), report),
+        *pretraining_lines(report.get("pretraining")),
         *[f"- {note}" for note in report["notes"]],
         "",
     ]

@@ -26,6 +26,7 @@ from fulqrun_ml.data.snapshots import WEIGHT_COLUMN
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule
 from fulqrun_ml.sequence.export import export_sequence_run
+from fulqrun_ml.sequence.pretrain import apply_pretrained, load_pretrained_encoder
 from fulqrun_ml.sequence.task import predict_sequence_logits, predict_sequence_probabilities
 from fulqrun_ml.tasks.calibration import CALIBRATION_METHODS, fit_calibration
 from fulqrun_ml.tasks.metrics import binary_report
@@ -61,6 +62,12 @@ class SequenceFusionPipeline(Pipeline):
                 net = instantiate(
                     net_config, n_continuous=len(spec.spec.numeric), cardinalities=spec.cardinalities, _convert_="all"
                 )
+                pretrained = cfg.task.sequence.get("init_from")
+                if use_sequence and pretrained:  # a CoLES encoder from the registry (sequence/pretrain.py)
+                    state, _, lineage = load_pretrained_encoder(cfg.paths.models_dir, pretrained, datamodule.vocabulary)
+                    freeze = bool(cfg.task.sequence.get("freeze", False))
+                    apply_pretrained(net.sequence, state, freeze)
+                    self.pretrained_encoder = {**lineage, "freeze": freeze}
                 return net, net_config
 
             return build
@@ -99,7 +106,11 @@ class SequenceFusionPipeline(Pipeline):
         scores = {"model": probs}
         artifacts: dict[str, Any] = {}
         extra: dict[str, Any] = {
-            "sequence": {"max_len": datamodule.max_len, "vocabulary": datamodule.vocabulary.sizes},
+            "sequence": {
+                "max_len": datamodule.max_len,
+                "vocabulary": datamodule.vocabulary.sizes,
+                "pretrained_encoder": getattr(self, "pretrained_encoder", None),
+            },
             "leakage_audit": datamodule.leakage_audit,
         }
         if len(fitted) > 1:
