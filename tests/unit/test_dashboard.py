@@ -222,3 +222,30 @@ def test_the_shared_example_views_file_is_valid(warehouse):
     for view in views.values():
         rows = w.aggregate(view.table, METRICS[view.metric][1], list(view.dimensions), view.query_filters())
         assert len(rows) > 0, view.name
+
+
+def test_sql_forecast_and_summaries_equal_their_pandas_twins(warehouse):
+    from fulqrun_ml.dashboard.forecast import COMMIT_PROBABILITY, bands, moments
+
+    w = _scoped(warehouse)
+    deals = w.open_deals(Filters())
+    for multiplier in (1.0, 1.3):
+        sql = w.forecast_moments(Filters(), multiplier, COMMIT_PROBABILITY)
+        twin = moments(deals, w.extracted_at, multiplier)
+        assert [str(pd.Timestamp(m).date()) for m in sql["month"]] == [str(m.date()) for m in twin["month"]]
+        for column in ("deals", "expected", "variance", "commit", "best_case"):
+            np.testing.assert_allclose(sql[column].to_numpy(float), twin[column].to_numpy(float), rtol=1e-9)
+        pd.testing.assert_frame_equal(bands(sql, w.extracted_at), bands(twin, w.extracted_at))
+    summary = w.open_summary(Filters(), below=0.3)
+    overdue = deals[deals["days_overdue"] > 0]
+    assert summary["deals"] == len(deals) and summary["value"] == pytest.approx(deals["value"].sum())
+    assert summary["slipped_deals"] == len(overdue) and summary["slipped_value"] == pytest.approx(
+        overdue["value"].sum()
+    )
+    assert summary["below_deals"] == (deals["probability"] < 0.3).sum()
+    histogram = w.probability_histogram(Filters())
+    assert histogram["probability"].sum() == len(deals) and histogram["rep"].sum() == len(deals)
+    assert (
+        histogram["rep"].tolist()
+        == np.histogram(np.minimum(deals["rep_probability"], 0.999), np.linspace(0, 1, 21))[0].tolist()
+    )

@@ -117,6 +117,7 @@ def create_app(ctx: DashboardContext) -> Dash:
         if chart_id == "builder":
             page.tables["builder"] = ctx.extra.get("builder_rows")
         data = page.tables.get(chart_id)
+        data = data() if callable(data) else data  # large tables are computed only when downloaded
         if data is None:
             return no_update
         return dcc.send_data_frame(data.to_csv, f"{chart_id}.csv", index=False)

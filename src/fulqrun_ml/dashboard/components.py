@@ -27,7 +27,7 @@ class Page:
     """A rendered page: its components, and the table behind each chart (what its CSV download returns)."""
 
     children: list[Any]
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)  # a DataFrame, or a callable making one on download
 
     def add_chart(self, chart_id: str, title: str, figure: go.Figure, data: pd.DataFrame, note: str = "") -> None:
         self.tables[chart_id] = data

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from fulqrun_ml.dashboard.components import money, pct
-from fulqrun_ml.dashboard.forecast import pipeline_forecast
+from fulqrun_ml.dashboard.forecast import COMMIT_PROBABILITY, bands
 from fulqrun_ml.dashboard.queries import Filters, ScopedWarehouse
 
 AT_RISK_PROBABILITY = 0.3
@@ -29,18 +29,18 @@ class Insight:
 
 def generate(w: ScopedWarehouse, filters: Filters) -> list[Insight]:
     out: list[Insight] = []
-    slipped = w.slipped(filters)
-    if len(slipped):
-        top = slipped.iloc[0]
+    summary = w.open_summary(filters, below=AT_RISK_PROBABILITY)
+    if summary["slipped_deals"]:
+        top = w.slipped(filters, limit=1).iloc[0]
         out.append(
             Insight(
                 "slipped",
-                f"{len(slipped)} open deals worth {money(float(slipped['value'].sum()))} slipped past their close "
-                f"date; the biggest is {top['opportunity_id'][:8]} ({money(float(top['value']))}, {top['stage']}, "
-                f"{int(top['days_overdue'])} days overdue).",
+                f"{int(summary['slipped_deals'])} open deals worth {money(summary['slipped_value'])} slipped past "
+                f"their close date; the biggest is {top['opportunity_id'][:8]} ({money(float(top['value']))}, "
+                f"{top['stage']}, {int(top['days_overdue'])} days overdue).",
                 {
-                    "deals": len(slipped),
-                    "value": float(slipped["value"].sum()),
+                    "deals": int(summary["slipped_deals"]),
+                    "value": summary["slipped_value"],
                     "top_id": top["opportunity_id"],
                     "top_value": float(top["value"]),
                 },
@@ -77,24 +77,22 @@ def generate(w: ScopedWarehouse, filters: Filters) -> list[Insight]:
                 "closed_monthly over the period",
             )
         )
-    deals = w.open_deals(filters)
-    if len(deals):
-        fc = pipeline_forecast(deals, w.extracted_at, months=1).iloc[0]
-        risky = deals[deals["probability"] < AT_RISK_PROBABILITY]
+    if summary["deals"]:
+        fc = bands(w.forecast_moments(filters, 1.0, COMMIT_PROBABILITY), w.extracted_at, months=1).iloc[0]
         out.append(
             Insight(
                 "forecast",
                 f"The pipeline forecast expects {money(fc['expected'])} this month (80% interval "
-                f"{money(fc['p10'])} to {money(fc['p90'])}); {len(risky)} open deals worth "
-                f"{money(float(risky['value'].sum()))} are below {AT_RISK_PROBABILITY:.0%} win probability.",
+                f"{money(fc['p10'])} to {money(fc['p90'])}); {int(summary['below_deals'])} open deals worth "
+                f"{money(summary['below_value'])} are below {AT_RISK_PROBABILITY:.0%} win probability.",
                 {
                     "expected": float(fc["expected"]),
                     "p10": float(fc["p10"]),
                     "p90": float(fc["p90"]),
-                    "at_risk_deals": len(risky),
-                    "at_risk_value": float(risky["value"].sum()),
+                    "at_risk_deals": int(summary["below_deals"]),
+                    "at_risk_value": summary["below_value"],
                 },
-                "open_deals x probability (pipeline_forecast)",
+                "open_deals x probability (forecast_moments)",
             )
         )
     return out

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from dash import html
 
 from fulqrun_ml.dashboard.components import PALETTE, Page, empty, kpis, money, pct
 from fulqrun_ml.dashboard.context import DashboardContext, Missing
-from fulqrun_ml.dashboard.forecast import pipeline_forecast
+from fulqrun_ml.dashboard.forecast import COMMIT_PROBABILITY, bands
 from fulqrun_ml.dashboard.queries import Filters
 from fulqrun_ml.dashboard.warehouse import OPEN_STAGES
 
@@ -27,12 +26,12 @@ def forecast(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) 
     multiplier = float(controls.get("win_rate_multiplier") or 1.0)
     quota = float(controls.get("quota") or 0.0)
     actuals = w.won_by_month(filters)
-    deals = w.open_deals(filters)
+    month_moments = w.forecast_moments(filters, multiplier, COMMIT_PROBABILITY)
     page = Page([])
-    if actuals.empty and deals.empty:
+    if actuals.empty and month_moments.empty:
         page.children.append(empty(Missing("no deals match these filters", "widen the filters")))
         return page
-    fc = pipeline_forecast(deals, w.extracted_at, months=3, multiplier=multiplier)
+    fc = bands(month_moments, w.extracted_at, months=3)
     next_month = fc.iloc[0]
     page.children.append(
         kpis(
@@ -73,29 +72,28 @@ def forecast(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) 
 
 def pipeline(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> Page:
     w = ctx.warehouse
-    deals, rates = w.open_deals(filters), w.win_rate(filters)
+    summary, rates = w.open_summary(filters), w.win_rate(filters)
     won = w.won_by_month(filters)
     months = max(len(won), 1)
     monthly_won = float(won["won_value"].sum()) / months
-    open_value = float(deals["value"].sum())
+    open_value = summary["value"]
     velocity = (
-        len(deals) * rates["win_rate"] * rates["avg_won_value"] / rates["avg_cycle_days"]
+        summary["deals"] * rates["win_rate"] * rates["avg_won_value"] / rates["avg_cycle_days"]
         if rates["won"]
         else float("nan")
     )
-    slipped = w.slipped(filters)
     page = Page(
         [
             kpis(
                 [
                     ("Open pipeline", money(open_value), "open-value"),
-                    ("Open deals", f"{len(deals):,}", "open-deals"),
+                    ("Open deals", f"{int(summary['deals']):,}", "open-deals"),
                     ("Coverage (open / 3 months of bookings)", f"{open_value / (3 * monthly_won):.2f}x"
                      if monthly_won else "n/a", "coverage"),
                     ("Win rate (closed in period)", pct(rates["win_rate"]), "win-rate"),
                     ("Velocity ($ per day)", money(velocity), "velocity"),
-                    ("Slipped (past close date)", f"{len(slipped):,} / {money(float(slipped['value'].sum()))}",
-                     "slipped"),
+                    ("Slipped (past close date)",
+                     f"{int(summary['slipped_deals']):,} / {money(summary['slipped_value'])}", "slipped"),
                 ]
             )
         ]
@@ -113,45 +111,37 @@ def pipeline(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) 
         fig.add_bar(x=part["stage"], y=part["deals"], name=age, marker_color=PALETTE[i % len(PALETTE)])
     fig.update_layout(barmode="stack", xaxis={"categoryorder": "array", "categoryarray": list(OPEN_STAGES)})
     page.add_chart("aging", "Open deals by stage and age", fig, aging)
-    page.add_table("slipped", "Slipped deals (close date passed, still open; largest first)", slipped,
-                   max_rows=TABLE_ROWS)  # fmt: skip
+    page.add_table("slipped", "Slipped deals (close date passed, still open; largest first)",
+                   w.slipped(filters, limit=TABLE_ROWS))  # fmt: skip
     return page
 
 
 def deals(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> Page:
     w = ctx.warehouse
-    frame = w.open_deals(filters)
+    summary = w.open_summary(filters)
     page = Page([])
-    if frame.empty:
+    if not summary["deals"]:
         page.children.append(empty(Missing("no open deals match these filters", "widen the filters")))
         return page
     if w.scores is None:
         page.children.append(
             empty(Missing("no deal-win model: probabilities below are the reps' own", "fulqrun-ml run"))
         )
-    mean_p = float(np.average(frame["probability"], weights=frame["value"])) if frame["value"].sum() else 0.0
+    mean_p = summary["expected"] / summary["value"] if summary["value"] else 0.0
     page.children.append(
         kpis(
             [
-                ("Open deals", f"{len(frame):,}", "deals"),
-                ("Expected revenue", money(float((frame["probability"] * frame["value"]).sum())), "expected"),
+                ("Open deals", f"{int(summary['deals']):,}", "deals"),
+                ("Expected revenue", money(summary["expected"]), "expected"),
                 ("Value-weighted probability", pct(mean_p), "mean-p"),
             ]
         )
     )
-    # Binned here, not in the browser: a 1M-deal CRM has ~50k open deals, too many points to ship per request.
-    edges = np.linspace(0.0, 1.0, 21)
-    binned = pd.DataFrame(
-        {
-            "bin_low": edges[:-1],
-            "bin_high": edges[1:],
-            "model" if w.scores is not None else "probability": np.histogram(frame["probability"], edges)[0],
-            "rep": np.histogram(frame["rep_probability"], edges)[0],
-        }
-    )
+    binned = w.probability_histogram(filters)
     fig = go.Figure()
-    centres = (edges[:-1] + edges[1:]) / 2
-    fig.add_bar(x=centres, y=binned.iloc[:, 2], width=0.05, name="model" if w.scores is not None else "probability")
+    centres = (binned["bin_low"] + binned["bin_high"]) / 2
+    name = "model" if w.scores is not None else "probability"
+    fig.add_bar(x=centres, y=binned["probability"], width=0.05, name=name)
     fig.add_bar(x=centres, y=binned["rep"], width=0.05, name="rep's guess", opacity=0.6)
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title="win probability", range=[0, 1])
@@ -159,9 +149,15 @@ def deals(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> 
     page.add_chart("probabilities", "Win probability of open deals: model vs rep", fig, binned)
     columns = ["opportunity_id", "organization", "region", "rep", "segment", "stage", "value", "probability",
                "rep_probability", "close_date", "age_days", "days_overdue"]  # fmt: skip
-    table = frame[columns].assign(expected_revenue=frame["value"] * frame["probability"])
-    shown = f"the {TABLE_ROWS:,} largest of {len(table):,}; CSV: all" if len(table) > TABLE_ROWS else f"{len(table):,}"
-    page.add_table("open-deals", f"Open deals ({shown}; sortable: click a header)", table, max_rows=TABLE_ROWS)
+
+    def rows(limit: int | None) -> pd.DataFrame:
+        frame = w.open_deals(filters, limit=limit)[columns]
+        return frame.assign(expected_revenue=frame["value"] * frame["probability"])
+
+    n = int(summary["deals"])
+    shown = f"the {TABLE_ROWS:,} largest of {n:,}; CSV: all" if n > TABLE_ROWS else f"{n:,}"
+    page.add_table("open-deals", f"Open deals ({shown}; sortable: click a header)", rows(TABLE_ROWS))
+    page.tables["open-deals"] = lambda: rows(None)  # the CSV download: every open deal, computed on demand
     return page
 
 

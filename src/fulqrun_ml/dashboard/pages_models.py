@@ -168,8 +168,7 @@ def churn(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> 
                  for k, v in metrics.items() if isinstance(v, dict) and "auc" in v]  # fmt: skip
     if rows:
         page.add_table("account-models", "Churn and expansion models (holdout)", pd.DataFrame(rows))
-    slipped = ctx.warehouse.slipped(filters)
-    by_segment = slipped.groupby("segment", as_index=False).agg(deals=("value", "size"), value=("value", "sum"))
+    by_segment = ctx.warehouse.slipped_by_segment(filters)
     fig = go.Figure(go.Bar(x=by_segment["segment"], y=by_segment["value"], marker_color=PALETTE[3]))
     page.add_chart("risk-alerts", "Risk alerts: revenue on slipped open deals by segment", fig, by_segment)
     return page

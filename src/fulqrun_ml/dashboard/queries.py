@@ -119,17 +119,66 @@ class ScopedWarehouse:
         if opportunity_id is not None:
             where += " AND d.opportunity_id = ?"
             params.append(str(opportunity_id))
-        join = (
-            "LEFT JOIN scores s USING (opportunity_id)"
-            if self.scores is not None
-            else "LEFT JOIN (SELECT NULL::VARCHAR AS opportunity_id, NULL::DOUBLE AS model_probability) s USING "
-            "(opportunity_id)"
-        )
+        join = self._probability_join()
         return self.sql(
             f"SELECT d.*, s.model_probability, coalesce(s.model_probability, d.rep_probability) AS probability "
             f"FROM open_deals d {join} WHERE {where} ORDER BY d.value DESC, d.opportunity_id"
             + (f" LIMIT {int(limit)}" if limit is not None else ""),
             params,
+        )
+
+    def _probability_join(self) -> str:
+        if self.scores is not None:
+            return "LEFT JOIN scores s USING (opportunity_id)"
+        return (
+            "LEFT JOIN (SELECT NULL::VARCHAR AS opportunity_id, NULL::DOUBLE AS model_probability) s "
+            "USING (opportunity_id)"
+        )
+
+    def open_summary(self, filters: Filters, below: float = 0.3) -> dict[str, float]:
+        """Counts and sums over the open deals, in DuckDB (a 1M-deal CRM has ~50k open deals)."""
+        where, params = self.where(filters, month_col=None)
+        row = self.sql(
+            "SELECT count(*) AS deals, coalesce(sum(value), 0) AS value, coalesce(sum(p * value), 0) AS expected, "
+            "count(*) FILTER (WHERE p < ?) AS below_deals, "
+            "coalesce(sum(value) FILTER (WHERE p < ?), 0) AS below_value, "
+            "count(*) FILTER (WHERE days_overdue > 0) AS slipped_deals, "
+            "coalesce(sum(value) FILTER (WHERE days_overdue > 0), 0) AS slipped_value "
+            f"FROM (SELECT d.*, coalesce(s.model_probability, d.rep_probability) AS p FROM open_deals d "
+            f"{self._probability_join()} WHERE {where})",
+            [below, below, *params],
+        ).iloc[0]
+        return {k: float(v) for k, v in row.items()}
+
+    def probability_histogram(self, filters: Filters, bins: int = 20) -> pd.DataFrame:
+        """Open deals per probability bin, the model's (else the rep's) and the rep's, counted in DuckDB."""
+        where, params = self.where(filters, month_col=None)
+        counts = self.sql(
+            f"WITH x AS (SELECT coalesce(s.model_probability, d.rep_probability) AS p, d.rep_probability AS r "
+            f"FROM open_deals d {self._probability_join()} WHERE {where}) "
+            f"SELECT 'probability' AS kind, least(floor(p * {bins}), {bins - 1})::INTEGER AS bin, count(*) AS deals "
+            f"FROM x GROUP BY ALL UNION ALL "
+            f"SELECT 'rep', least(floor(r * {bins}), {bins - 1})::INTEGER, count(*) FROM x GROUP BY ALL",
+            params,
+        )
+        table = counts.pivot_table(index="bin", columns="kind", values="deals", aggfunc="sum", fill_value=0)
+        table = table.reindex(index=range(bins), columns=["probability", "rep"], fill_value=0).reset_index()
+        table.insert(1, "bin_low", table["bin"] / bins)
+        table.insert(2, "bin_high", (table["bin"] + 1) / bins)
+        return table.drop(columns="bin")
+
+    def forecast_moments(self, filters: Filters, multiplier: float, commit_probability: float) -> pd.DataFrame:
+        """Per close month (overdue deals in the extraction month): deals, sum(p v), sum(p (1-p) v^2), commit
+        and best case, with p = the deal's probability x `multiplier`, clipped to [0, 1]."""
+        where, params = self.where(filters, month_col=None)
+        return self.sql(
+            "SELECT month, count(*) AS deals, sum(p * value) AS expected, "
+            "sum(p * (1 - p) * value * value) AS variance, "
+            "coalesce(sum(value) FILTER (WHERE p >= ?), 0) AS commit, sum(value) AS best_case FROM ("
+            "SELECT d.value, least(greatest(coalesce(s.model_probability, d.rep_probability) * ?, 0), 1) AS p, "
+            "greatest(date_trunc('month', d.close_date), date_trunc('month', ?::TIMESTAMPTZ))::DATE AS month "
+            f"FROM open_deals d {self._probability_join()} WHERE {where}) GROUP BY month ORDER BY month",
+            [commit_probability, float(multiplier), self.extracted_at.to_pydatetime(), *params],
         )
 
     def win_rate(self, filters: Filters) -> dict[str, float]:
@@ -167,12 +216,21 @@ class ScopedWarehouse:
             params,
         )
 
-    def slipped(self, filters: Filters) -> pd.DataFrame:
+    def slipped(self, filters: Filters, limit: int | None = None) -> pd.DataFrame:
         """Open deals whose expected close date has passed: they slipped out of the period they were due in."""
         where, params = self.where(filters, month_col=None)
         return self.sql(
             f"SELECT opportunity_id, organization, region, rep, segment, stage, value, close_date, days_overdue "
-            f"FROM open_deals WHERE {where} AND days_overdue > 0 ORDER BY value DESC",
+            f"FROM open_deals WHERE {where} AND days_overdue > 0 ORDER BY value DESC, opportunity_id"
+            + (f" LIMIT {int(limit)}" if limit is not None else ""),
+            params,
+        )
+
+    def slipped_by_segment(self, filters: Filters) -> pd.DataFrame:
+        where, params = self.where(filters, month_col=None)
+        return self.sql(
+            f"SELECT segment, count(*) AS deals, sum(value) AS value FROM open_deals WHERE {where} "
+            "AND days_overdue > 0 GROUP BY segment ORDER BY value DESC",
             params,
         )
 
