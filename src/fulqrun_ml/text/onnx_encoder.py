@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fulqrun_ml.errors import ExportParityError
-from fulqrun_ml.text.encoder import EMBEDDING_DIM, load_sentence_transformer, model_dir
+from fulqrun_ml.text.model import EMBEDDING_DIM, load_sentence_transformer, model_dir
 
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
 PARITY_TOLERANCE = 1e-4  # max absolute difference per dimension of unit vectors
