@@ -19,7 +19,15 @@ from fulqrun_ml.data.simulator import simulate_crm
 def _seed(seed: int, ratios: dict[str, float]) -> dict:
     arms = {
         arm: {
-            m: {"auc": 0.8 * r, "ratio_to_oracle": r, "ece": 0.03, "ece_noise_floor_p90": 0.04, "log_loss": 0.5}
+            m: {
+                "auc": 0.8 * r,
+                "ratio_to_oracle": r,
+                "ece": 0.03,
+                "ece_noise_floor_p90": 0.04,
+                "log_loss": 0.5,
+                "ece_calibrated": 0.05,
+                "ece_calibrated_noise_floor_p90": 0.04,
+            }
             for m in MODELS
         }
         for arm, r in ratios.items()
@@ -41,6 +49,7 @@ def test_summary_lift_and_target_verdict():
     assert summary["arms"]["tabular+both"]["logistic"]["ratio_lift_over_tabular"]["mean"] == pytest.approx(0.051)
     assert summary["target"]["met"] is False and summary["target"]["gap"] == pytest.approx(TARGET_RATIO - 0.951)
     assert summary["arms"]["tabular"]["logistic"]["ece_within_noise_floor_seeds"] == 3
+    assert summary["arms"]["tabular"]["logistic"]["ece_calibrated_within_noise_floor_seeds"] == 0
     above = [_seed(s, {arm: 0.97 for arm in ARMS}) for s in range(3)]
     assert summarise(above)["target"]["met"] is True
     table = markdown({"summary": summary, "config": {"seeds": [0, 1, 2], "crm": {"opportunities": 100}},

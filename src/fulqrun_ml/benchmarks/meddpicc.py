@@ -9,7 +9,8 @@ Four arms, one model family at a time, on the same rows of each seed's simulated
 
 Each arm is scored on the seed's time-split holdout by AUC, AUC / oracle AUC (the simulator's Bayes posterior
 on the same rows), ECE (uncalibrated, next to the ECE a perfectly calibrated model with the same probabilities
-would show on that many rows: its noise floor) and log loss. Seeds give the spread: the summary is the mean
+would show on that many rows: its noise floor), ECE after temperature scaling fitted on the validation rows (the
+task's default calibration), and log loss. Seeds give the spread: the summary is the mean
 and a 95% t-interval over seeds. The simple baseline is the tabular arm itself, measured in the same run.
 """
 
@@ -32,6 +33,7 @@ from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES
 from fulqrun_ml.features.meddpicc_features import MEDDPICC_HISTORY_FEATURES
 from fulqrun_ml.features.meddpicc_notes import DEAL_NOTE_FEATURES
 from fulqrun_ml.features.spec import FeatureSpec, FittedFeatureSpec
+from fulqrun_ml.tasks.calibration import fit_temperature
 from fulqrun_ml.tasks.metrics import binary_report, ece_noise_floor
 
 TARGET_RATIO = 0.96  # issue 18: deal-win AUC >= 0.96 x oracle with MEDDPICC history and text
@@ -67,8 +69,9 @@ def _arrays(spec: FittedFeatureSpec, frame: pd.DataFrame) -> dict[str, np.ndarra
     return encoded
 
 
-def score_arm(frame: pd.DataFrame, spec: FeatureSpec, model: str, seed: int) -> np.ndarray:
-    """Holdout probabilities of `model` fitted on the train rows (LightGBM early-stopped on val) with `spec`."""
+def score_arm(frame: pd.DataFrame, spec: FeatureSpec, model: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Holdout probabilities of `model` fitted on the train rows (LightGBM early-stopped on val) with `spec`: raw,
+    and temperature-calibrated on the validation rows (the deal-win task's default calibration, unweighted here)."""
     parts = {s: frame[frame["split"] == s] for s in ("train", "val", "test")}
     fitted = spec.fit(parts["train"])
     encoded = {s: _arrays(fitted, part) for s, part in parts.items()}
@@ -78,7 +81,11 @@ def score_arm(frame: pd.DataFrame, spec: FeatureSpec, model: str, seed: int) -> 
             encoded["train"], encoded["val"], LIGHTGBM_SETTINGS["lightgbm_tuned"], seed
         ),
     }
-    return fits[model]().predict(encoded["test"])
+    fit = fits[model]()
+    probs = {s: np.clip(fit.predict(encoded[s]), 1e-6, 1 - 1e-6) for s in ("val", "test")}
+    logit = {s: np.log(p / (1.0 - p)) for s, p in probs.items()}
+    temperature = fit_temperature(logit["val"], encoded["val"]["target"])
+    return probs["test"], 1.0 / (1.0 + np.exp(-logit["test"] / temperature))
 
 
 def run_seed(
@@ -98,14 +105,17 @@ def run_seed(
     for arm, spec in arms.items():
         for model in MODELS:
             t0 = time.perf_counter()
-            probs = score_arm(frame, spec, model, seed)
+            probs, calibrated = score_arm(frame, spec, model, seed)
             report = binary_report(probs, labels)
             floor = ece_noise_floor(probs, draws=200, seed=seed)
+            calibrated_floor = ece_noise_floor(calibrated, draws=200, seed=seed)
             out["arms"].setdefault(arm, {})[model] = {
                 "auc": round(report["auc"], 5),
                 "ratio_to_oracle": round(report["auc"] / oracle["auc"], 5),
                 "ece": round(report["ece"], 5),
                 "ece_noise_floor_p90": round(floor["p90"], 5),
+                "ece_calibrated": round(binary_report(calibrated, labels)["ece"], 5),
+                "ece_calibrated_noise_floor_p90": round(calibrated_floor["p90"], 5),
                 "log_loss": round(report["log_loss"], 5),
                 "seconds": round(time.perf_counter() - t0, 2),
             }
@@ -136,12 +146,17 @@ def summarise(
             runs = [s["arms"][arm][model] for s in per_seed]
             base = [s["arms"][baseline][model] for s in per_seed]
             entry = {
-                m: interval([r[m] for r in runs]) for m in ("auc", "ratio_to_oracle", "ece", "ece_noise_floor_p90")
+                m: interval([r[m] for r in runs])
+                for m in ("auc", "ratio_to_oracle", "ece", "ece_noise_floor_p90", "ece_calibrated")
             }
             entry["ratio_lift_over_tabular"] = interval(
                 [r["ratio_to_oracle"] - b["ratio_to_oracle"] for r, b in zip(runs, base, strict=True)]
             )
             entry["ece_within_noise_floor_seeds"] = sum(r["ece"] <= r["ece_noise_floor_p90"] for r in runs)
+            entry["n_seeds"] = len(runs)
+            entry["ece_calibrated_within_noise_floor_seeds"] = sum(
+                r["ece_calibrated"] <= r["ece_calibrated_noise_floor_p90"] for r in runs
+            )
             summary.setdefault(arm, {})[model] = entry
     best = max(
         ((arm, model) for arm in arms for model in MODELS), key=lambda k: summary[k[0]][k[1]]["ratio_to_oracle"]["mean"]
