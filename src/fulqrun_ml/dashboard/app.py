@@ -94,10 +94,11 @@ def create_app(ctx: DashboardContext) -> Dash:
         if spec is not None and spec.waits_for_controls and not control_ids:
             raise PreventUpdate
         try:
-            return render_page(ctx, path, _filters(values), _controls(control_ids, control_values)).children
+            children = render_page(ctx, path, _filters(values), _controls(control_ids, control_values)).children
         except Exception as exc:
             log.exception("page %s failed", path)
-            return error_box(exc)
+            children = [error_box(exc)]
+        return html.Div(children, **{"data-page": path or "/"})  # marks whose content this is (tests, bench)
 
     @app.callback(
         Output("csv-download", "data"),
