@@ -29,6 +29,7 @@ from fulqrun_ml.registry.alias_state import ALIASES, AliasState, read_alias_stat
 from fulqrun_ml.registry.audit import append_audit, current_actor
 from fulqrun_ml.registry.fairness_gate import FairnessGateError, GovernanceConfig, gate_message, gate_violations
 from fulqrun_ml.registry.locking import model_lock
+from fulqrun_ml.registry.roles import authorize
 from fulqrun_ml.registry.store import get_version
 
 
@@ -67,6 +68,8 @@ def promote(
         raise RegistryError("--reason: an override of the fairness gate needs a non-empty reason")
     root = Path(models_dir) / name
     with model_lock(root):
+        # Roles (roles.py), when configured: researchers propose candidates, approvers decide production.
+        authorize(models_dir, name, "archive" if alias == "archived" else "promote", actor, alias)
         chosen = get_version(models_dir, name, version)  # resolved under the lock
         target = chosen.version
         details: dict = {}
@@ -116,6 +119,7 @@ def rollback(models_dir: Path, name: str, actor: str | None = None) -> AliasChan
     """Production returns to the previous production version (from the alias history)."""
     root = Path(models_dir) / name
     with model_lock(root):
+        authorize(models_dir, name, "rollback", actor)
         state = read_alias_state(models_dir, name)
         if state.production is None:
             raise RegistryError(f"model '{name}' has no production version to roll back")
