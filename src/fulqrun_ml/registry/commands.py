@@ -28,6 +28,7 @@ from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.registry.alias_state import ALIASES, read_alias_state
 from fulqrun_ml.registry.aliases import AliasChange, promote, rollback
 from fulqrun_ml.registry.catalog import list_model_versions, list_models, show_version
+from fulqrun_ml.registry.deletion import delete_version
 from fulqrun_ml.registry.diff import Change, diff
 from fulqrun_ml.registry.fairness_gate import load_governance_config
 from fulqrun_ml.registry.store import list_versions
@@ -66,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_rollback = sub.add_parser("rollback", help="production returns to the previous production version")
     p_rollback.add_argument("name")
     p_rollback.add_argument("--actor", help="who is responsible (default: $USER)")
+    p_delete = sub.add_parser("delete", help="remove a version no alias serves (admin when roles are on; audited)")
+    p_delete.add_argument("name")
+    p_delete.add_argument("version", type=int)
+    p_delete.add_argument("--actor", help="who is responsible (default: $USER)")
+    p_delete.add_argument("--reason", default="", help="why (written to the audit log)")
     p_diff = sub.add_parser("diff", help="metrics, config and lineage differences between two versions")
     p_diff.add_argument("name")
     p_diff.add_argument("a")
@@ -90,6 +96,9 @@ def models_main(argv: list[str], on_change: OnChange | None = None) -> int:
             _report_change(console, _promote(models_dir, args), on_change)
         elif args.action == "rollback":
             _report_change(console, rollback(models_dir, args.name, args.actor), on_change)
+        elif args.action == "delete":
+            record = delete_version(models_dir, args.name, args.version, args.actor, args.reason)
+            console.print(f"deleted {args.name} v{args.version} ({record['actor']}, {record['at']})")
         elif args.action == "diff":
             _diff(console, models_dir, args.name, args.a, args.b)
     except FulqrunMLError as exc:
