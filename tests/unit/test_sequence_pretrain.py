@@ -115,3 +115,35 @@ def test_bad_references_are_named(tmp_path, histories):
         pt.load_pretrained_encoder(tmp_path, "coles", vocabulary)
     with pytest.raises(pt.PretrainError, match="init_from=nothing@latest"):
         pt.load_pretrained_encoder(tmp_path, "nothing@latest", vocabulary)
+
+
+def test_fused_pipeline_starts_from_the_pretrained_encoder(tmp_path, histories):
+    """`task.sequence.init_from` puts the published encoder into the fused arm; the tabular-only arm has none."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from fulqrun_ml.pipelines.sequence_fusion import SequenceFusionPipeline
+
+    _, _, vocabulary, arrays = histories
+    config = _config(vocabulary, epochs=1)
+    encoder, losses = pt.pretrain_encoder(arrays, config)
+    pt.publish_pretrained_encoder(tmp_path, "coles", encoder, config, vocabulary, losses, {"data_hash": "x"})
+    net = {"_target_": "fulqrun_ml.models.sequence_fusion.SequenceFusion", "hidden_dims": [8], "d_model": 16}
+    net.update(n_layers=1, n_heads=2, ffn_factor=2.0, sequence_dropout=0.0)
+    cfg = OmegaConf.create(
+        {
+            "seed": 0,
+            "model": {"net": net},
+            "paths": {"models_dir": str(tmp_path)},
+            "task": {"sequence": {"ablation": True, "init_from": "coles@latest", "freeze": False}},
+        }
+    )
+    spec = SimpleNamespace(spec=SimpleNamespace(numeric=["a"]), cardinalities=[3])
+    datamodule = SimpleNamespace(vocabulary=vocabulary, max_len=MAX_LEN, spec=spec)
+    pipeline = SequenceFusionPipeline()
+    fused, ablation = (arm.build()[0] for arm in pipeline.arms(cfg, datamodule, "binary"))
+    for name, value in encoder.state_dict().items():
+        assert torch.equal(fused.sequence.state_dict()[name], value), name
+    assert ablation.sequence is None
+    assert pipeline.pretrained_encoder["name"] == "coles"
