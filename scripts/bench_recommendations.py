@@ -1,19 +1,21 @@
 """Next best action on the simulator's truth: policy values by method with CIs over seeds, OPE error, learner error.
 
     .venv/bin/python scripts/bench_recommendations.py [--seeds 5] [--opportunities 30000] [--members 3] [--causalml]
+        [--hidden 64,32]
 
 Each seed simulates a CRM and its action world (data/simulator_actions.py), trains the effect models on the
 earlier decisions and judges every policy's rollouts on the later ones (recommend/study.py). Writes the `nba` and
 `served` sections of reports/bench_recommendations.json (other sections - pricing, coaching - are kept) and
-reports/bench_recommendations.png (win rate +- 95% CI by method). `--causalml` installs the `causal` extra on
-demand and adds causalml's BaseTClassifier / BaseDRRegressor as learners (the tests never need it).
+reports/bench_recommendations.png (win rate +- 95% CI by method). `--causalml` adds causalml 0.18's
+BaseTClassifier / BaseDRRegressor as learners (install the `causal` extra first; the tests never need it).
+Each seed also writes the gap diagnostics (recommend/gap_diagnostics.py) and a learning curve: the T-learner
+refitted on a random half of the training decisions, to measure how much of the gap is estimation noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,10 +23,14 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from fulqrun_ml.data.simulator_actions import oracle_actions
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.models.mlp import MLP
 from fulqrun_ml.recommend.datamodule import UpliftDataModule
-from fulqrun_ml.recommend.effect_model import fit_members
+from fulqrun_ml.recommend.effect_model import fit_members, predict_uplift
+from fulqrun_ml.recommend.gap_diagnostics import oracle_gap
+from fulqrun_ml.recommend.learners import best_actions, supported, t_learner_effects
+from fulqrun_ml.recommend.policy_eval import policy_value, true_arm_effects
 from fulqrun_ml.recommend.study import OURS, compare_learners
 from fulqrun_ml.registry.locking import atomic_write_text
 
@@ -44,7 +50,7 @@ def causalml_effects(datamodule: UpliftDataModule) -> dict[str, np.ndarray]:
     try:
         import causalml  # noqa: F401
     except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", ".[causal]"], check=True)
+        sys.exit('--causalml needs the causal extra: .venv/bin/python -m pip install -e ".[causal]"')
     from causalml.inference.meta import BaseDRRegressor, BaseTClassifier
     from sklearn.linear_model import LinearRegression, LogisticRegression
 
@@ -60,31 +66,55 @@ def causalml_effects(datamodule: UpliftDataModule) -> dict[str, np.ndarray]:
         t_model.fit(x, treatment, train.won.astype(int))
         dr_model = BaseDRRegressor(learner=LinearRegression(), control_name=arms[0])
         dr_model.fit(x, treatment, train.won.astype(float))
-        out["causalml_t"].append(t_model.predict(xt))
-        out["causalml_dr"].append(dr_model.predict(xt))
+        # causalml orders its effect columns by the sorted treatment names (t_groups), not by the arms: reorder,
+        # and give an arm the history never logged (no column) no effect.
+        for model, name in ((t_model, "causalml_t"), (dr_model, "causalml_dr")):
+            effects, column = model.predict(xt), {g: k for k, g in enumerate(model.t_groups)}
+            out[name].append(
+                np.stack([effects[:, column[a]] if a in column else np.zeros(len(xt)) for a in arms[1:]], axis=1)
+            )
     return {k: np.concatenate(v, axis=1) for k, v in out.items()}
 
 
-def run_seed(seed: int, opportunities: int, members: int, use_causalml: bool) -> dict:
+def half_history_fraction(datamodule: UpliftDataModule, seed: int) -> float:
+    """The T-learner's lift fraction of the oracle when it learns from a random half of the training decisions
+    (same test decisions): next to the full-history value, the slope of the learning curve."""
+    from fulqrun_ml.recommend.learners import fit_nuisance
+
+    train, test = datamodule.worlds["train"], datamodule.worlds["test"]
+    rows = np.sort(np.random.default_rng(seed).permutation(len(train.states))[: len(train.states) // 2])
+    half = fit_nuisance(train.states.iloc[rows], train.logged_action[rows], train.won[rows], seed, datamodule.folds)
+    actions = best_actions(t_learner_effects(half, test.states), supported(half.propensity(test.states)))
+    hist = policy_value(test, test.logged_action)["win_rate"]
+    oracle = policy_value(test, oracle_actions(test.states))["win_rate"]
+    return (policy_value(test, actions)["win_rate"] - hist) / (oracle - hist)
+
+
+def run_seed(seed: int, opportunities: int, members: int, use_causalml: bool, hidden: tuple[int, ...]) -> dict:
     t0 = time.perf_counter()
     crm = {"n_opportunities": opportunities, "n_companies": opportunities // 7, "n_reps": opportunities // 250}
     datamodule = UpliftDataModule(crm={**crm, "seed": seed, "n_leads": 10}, world={"seed": seed}, seed=seed)
     datamodule.setup()
     t1 = time.perf_counter()
     dims = (len(datamodule.spec.spec.numeric), datamodule.spec.cardinalities)
-    ensemble = fit_members(datamodule, lambda: MLP(*dims, (64, 32), 0.1, 8, datamodule.n_outputs), members, seed)
+    ensemble = fit_members(datamodule, lambda: MLP(*dims, hidden, 0.1, 8, datamodule.n_outputs), members, seed)
     result = compare_learners(datamodule, ensemble, seed)
+    test = datamodule.worlds["test"]
+    truth, support = true_arm_effects(test), supported(datamodule.nuisance.propensity(test.states))
+    hist, oracle = result["policies"]["historical"]["win_rate"], result["policies"]["oracle"]["win_rate"]
+    learned = {
+        OURS: predict_uplift(ensemble, datamodule.spec, test.states)[0],
+        "t_learner": t_learner_effects(datamodule.nuisance, test.states),
+    }
     if use_causalml:
-        from fulqrun_ml.recommend.learners import best_actions, supported
-        from fulqrun_ml.recommend.policy_eval import policy_value, true_arm_effects
-
-        test = datamodule.worlds["test"]
-        truth, support = true_arm_effects(test), supported(datamodule.nuisance.propensity(test.states))
-        hist, oracle = result["policies"]["historical"]["win_rate"], result["policies"]["oracle"]["win_rate"]
         for name, effects in causalml_effects(datamodule).items():
+            learned[name] = effects
             result["policies"][name] = policy_value(test, best_actions(effects, support))
             result["effect_rmse"][name] = float(np.sqrt(np.mean((effects - truth) ** 2)))
             result["lift_fraction_of_oracle"][name] = (result["policies"][name]["win_rate"] - hist) / (oracle - hist)
+    result["diagnostics"] = oracle_gap(test, learned, support)
+    result["diagnostics"]["t_learner_half_history_fraction"] = half_history_fraction(datamodule, seed)
+    result["diagnostics"]["training_decisions"] = datamodule.sizes["train"]
     result["seconds"] = {"data": round(t1 - t0, 1), "fit_and_evaluate": round(time.perf_counter() - t1, 1)}
     result["sizes"] = datamodule.sizes
     print(f"seed {seed}: lift fraction {result['lift_fraction_of_oracle']} ({result['seconds']})", flush=True)
@@ -136,6 +166,34 @@ def summarise(runs: list[dict]) -> dict:
         "interval_coverage_95": interval([r["interval_coverage_95"] for r in runs]),
         "ope": ope,
         "goals": {"lift_fraction_of_oracle": 0.70, "beat_rules_ci_excludes_zero": True},
+        "gap_diagnostics": summarise_diagnostics([r["diagnostics"] for r in runs]),
+    }
+
+
+def summarise_diagnostics(diagnostics: list[dict]) -> dict:
+    """Intervals over seeds of every gap diagnostic (recommend/gap_diagnostics.py), plus the learning curve."""
+    first = diagnostics[0]
+    learners = {}
+    for name, block in first["learners"].items():
+        learners[name] = {
+            "lift_fraction_of_oracle": interval([d["learners"][name]["lift_fraction_of_oracle"] for d in diagnostics]),
+            "components": {
+                c: {k: interval([d["learners"][name]["components"][c][k] for d in diagnostics]) for k in fields}
+                for c, fields in block["components"].items()
+            },
+        }
+    return {
+        "oracle_on_support_fraction": interval([d["oracle_on_support_fraction"] for d in diagnostics]),
+        "unsupported_arm_share": interval([d["unsupported_arm_share"] for d in diagnostics]),
+        "true_effect_spread": {
+            c: interval([d["true_effect_spread"][c] for d in diagnostics]) for c in first["true_effect_spread"]
+        },
+        "learning_curve_t_learner": {
+            "half_history": interval([d["t_learner_half_history_fraction"] for d in diagnostics]),
+            "full_history": learners["t_learner"]["lift_fraction_of_oracle"],
+            "training_decisions_full": interval([d["training_decisions"] for d in diagnostics]),
+        },
+        "learners": learners,
     }
 
 
@@ -171,9 +229,11 @@ def main() -> None:
     parser.add_argument("--opportunities", type=int, default=30000)
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--causalml", action="store_true")
+    parser.add_argument("--hidden", default="64,32", help="the DR final stage's MLP hidden widths ('' = linear)")
     args = parser.parse_args()
+    hidden = tuple(int(w) for w in args.hidden.split(",") if w)
     started = time.perf_counter()
-    runs = [run_seed(s, args.opportunities, args.members, args.causalml) for s in range(1, args.seeds + 1)]
+    runs = [run_seed(s, args.opportunities, args.members, args.causalml, hidden) for s in range(1, args.seeds + 1)]
     summary = summarise(runs)
     summary["config"] = vars(args) | {"seconds": round(time.perf_counter() - started, 1)}
     summary["runs"] = runs

@@ -29,6 +29,7 @@ from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.simulator import COUNTRIES, simulate_crm
 from fulqrun_ml.data.simulator_coaching import simulate_coaching
 from fulqrun_ml.data.simulator_pricing import simulate_pricing, true_expected_revenue
+from fulqrun_ml.data.simulator_products import ProductStory
 from fulqrun_ml.data.sources import DirectorySource
 from fulqrun_ml.errors import FieldValidationError, FulqrunMLError
 from fulqrun_ml.project import CONFIG_DIR
@@ -38,8 +39,9 @@ from fulqrun_ml.recommend.coaching_inputs import crm_coaching_deals
 from fulqrun_ml.recommend.coaching_suggestions import skill_gaps, suggestions
 from fulqrun_ml.recommend.pricing import PricingConfig, fit_pricing_model, recommend_discounts
 from fulqrun_ml.recommend.pricing_inputs import crm_pricing_deals, read_table
+from fulqrun_ml.recommend.product_positioning import ProductPositioningUnavailable, product_deals, product_win_rates
 from fulqrun_ml.recommend.strategy import StrategyConfig, rank_segments, segment_deals
-from fulqrun_ml.recommend.strategy_eval import evaluate_strategy
+from fulqrun_ml.recommend.strategy_eval import evaluate_products, evaluate_strategy
 from fulqrun_ml.registry.locking import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -157,15 +159,31 @@ def run_strategy(args: argparse.Namespace, cfg: dict, out: Path) -> dict:
     settings.setdefault("region_of_country", {c: r for r, cs in COUNTRIES.items() for c in cs})
     config = model_config(StrategyConfig, settings)
     data = cfg.get("data", {})
-    tables = _crm(args) if args.crm else simulate_crm(**data.get("simulate", {})).tables
+    story = ProductStory() if data.get("products") else None
+    tables = _crm(args) if args.crm else simulate_crm(**data.get("simulate", {}), products=story).tables
     deals = segment_deals(tables.opportunities, tables.companies, config.region_of_country)  # type: ignore[attr-defined]
     table = rank_segments(deals, tables.companies, config)  # type: ignore[arg-type]
     top = ["/".join(r) for r in table.head(5)[["industry", "size", "region"]].itertuples(index=False)]
     summary: dict = {"command": "strategy", "segments": len(table), "closed_deals": len(deals), "top_segments": top}
-    if not args.crm:
+    if not args.crm and story is None:  # the segment truth integrates no product effects
         summary["truth"] = evaluate_strategy(table)
     summary["config"] = dataclasses.asdict(config)  # type: ignore[arg-type]
     summary["outputs"] = {"parquet": write_parquet(out / "strategy.parquet", table)}
+    try:  # product positioning, when the export carries products (optional column)
+        sold = product_deals(tables.opportunities, tables.companies)
+        products = product_win_rates(sold, config.n_bootstrap)  # type: ignore[attr-defined]
+    except ProductPositioningUnavailable as reason:
+        summary["products"] = {"available": False, "reason": str(reason)}
+        return summary
+    best = products[products["rank_in_segment"] == 1]
+    summary["products"] = {
+        "available": True,
+        "cells": len(products),
+        "best_product_by_segment": {f"{r.industry}/{r.size}": r.product for r in best.itertuples(index=False)},
+    }
+    if story is not None:
+        summary["products"]["truth"] = evaluate_products(products, story)
+    summary["outputs"]["products_parquet"] = write_parquet(out / "product_positioning.parquet", products)
     return summary
 
 
