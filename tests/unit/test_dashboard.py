@@ -249,3 +249,15 @@ def test_sql_forecast_and_summaries_equal_their_pandas_twins(warehouse):
         histogram["rep"].tolist()
         == np.histogram(np.minimum(deals["rep_probability"], 0.999), np.linspace(0, 1, 21))[0].tolist()
     )
+
+
+def test_rep_free_rollups_equal_the_rep_level_tables(warehouse):
+    w = _scoped(warehouse)
+    reps = tuple(o["value"] for o in w.options()["rep"])
+    every_rep = Filters(rep=reps, period="all")  # naming every rep forces the rep-level tables
+    assert w.table("closed_monthly", Filters()) == "closed_monthly_by_team"
+    assert w.table("closed_monthly", every_rep) == "closed_monthly"
+    pd.testing.assert_frame_equal(w.won_by_month(Filters(period="all")), w.won_by_month(every_rep))
+    pd.testing.assert_frame_equal(w.funnel(Filters(period="all")), w.funnel(every_rep))
+    assert w.win_rate(Filters(period="all")) == pytest.approx(w.win_rate(every_rep))
+    pd.testing.assert_frame_equal(w.leads(Filters(period="all")), w.leads(every_rep), check_dtype=False)

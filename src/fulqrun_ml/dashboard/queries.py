@@ -74,6 +74,13 @@ class ScopedWarehouse:
             finally:
                 cursor.close()
 
+    @staticmethod
+    def table(name: str, filters: Filters, dimensions: tuple[str, ...] = ()) -> str:
+        """The rep-free rollup of `name` when neither the filters nor the grouping need the rep."""
+        if filters.rep or "rep" in dimensions or name not in ("closed_monthly", "funnel", "leads_monthly"):
+            return name
+        return f"{name}_by_team"
+
     def where(self, filters: Filters, month_col: str | None = "month") -> tuple[str, list[Any]]:
         """The WHERE clause of a query: the scope first, then the filters, all as parameters."""
         clauses, params = ["TRUE"], []
@@ -108,7 +115,7 @@ class ScopedWarehouse:
         return self.sql(
             f"SELECT month, sum(value) FILTER (WHERE status = 'won') AS won_value, "
             f"sum(deals) FILTER (WHERE status = 'won') AS won, sum(deals) AS closed "
-            f"FROM closed_monthly WHERE {where} GROUP BY month ORDER BY month",
+            f"FROM {self.table('closed_monthly', filters)} WHERE {where} GROUP BY month ORDER BY month",
             params,
         ).fillna(0.0)
 
@@ -186,7 +193,8 @@ class ScopedWarehouse:
         row = self.sql(
             f"SELECT sum(deals) FILTER (WHERE status = 'won') AS won, sum(deals) AS closed, "
             f"sum(value) FILTER (WHERE status = 'won') AS won_value, "
-            f"sum(cycle_days) FILTER (WHERE status = 'won') AS won_cycle FROM closed_monthly WHERE {where}",
+            f"sum(cycle_days) FILTER (WHERE status = 'won') AS won_cycle FROM {self.table('closed_monthly', filters)} "
+            f"WHERE {where}",
             params,
         ).iloc[0]
         won, closed = float(row["won"] or 0), float(row["closed"] or 0)
@@ -201,7 +209,7 @@ class ScopedWarehouse:
     def funnel(self, filters: Filters) -> pd.DataFrame:
         where, params = self.where(filters)
         cols = ", ".join(f"sum(reached_{s})::DOUBLE AS {s}" for s in STAGES)
-        row = self.sql(f"SELECT {cols} FROM funnel WHERE {where}", params).fillna(0.0).iloc[0]
+        row = self.sql(f"SELECT {cols} FROM {self.table('funnel', filters)} WHERE {where}", params).fillna(0.0).iloc[0]
         frame = pd.DataFrame({"stage": list(STAGES), "deals": [float(row[s]) for s in STAGES]})
         first = frame["deals"].iloc[0]
         frame["share_of_created"] = frame["deals"] / first if first else 0.0
@@ -239,7 +247,8 @@ class ScopedWarehouse:
         where, params = self.where(filters)
         return self.sql(
             f"SELECT source, sum(leads) AS leads, sum(leads) FILTER (WHERE status = 'converted') AS converted, "
-            f"sum(leads * mean_score) / sum(leads) AS mean_score FROM leads_monthly WHERE {where} "
+            f"sum(leads * mean_score) / sum(leads) AS mean_score FROM {self.table('leads_monthly', filters)} "
+            f"WHERE {where} "
             "GROUP BY source ORDER BY leads DESC",
             params,
         ).fillna({"converted": 0})
@@ -251,4 +260,5 @@ class ScopedWarehouse:
         group = ", ".join(dimensions)
         select = f"{group}, " if group else ""
         by = f"GROUP BY {group} ORDER BY {group}" if group else ""
-        return self.sql(f"SELECT {select}{expression} AS value FROM {table} WHERE {where} {by}", params)
+        source = self.table(table, filters, tuple(dimensions))
+        return self.sql(f"SELECT {select}{expression} AS value FROM {source} WHERE {where} {by}", params)

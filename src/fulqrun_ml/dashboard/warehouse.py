@@ -13,6 +13,7 @@ Tables written:
 - `open_deals`: every open deal with its dimensions, stage, value, rep probability, age, days overdue;
 - `leads_monthly`: org x region x rep x source x status x created month -> leads, mean CRM score;
 - `dims`: the distinct filter values per organisation (what the filter menus offer);
+- `<table>_by_team`: closed_monthly, funnel and leads_monthly summed over reps, read when no rep is filtered;
 - `meta`: extraction time, source directory, row counts.
 """
 
@@ -33,7 +34,7 @@ from fulqrun_ml.errors import FulqrunMLError
 
 STAGES = ("prospecting", "qualifying", "proposal", "negotiation", "closed_won")
 OPEN_STAGES = STAGES[:4]
-WAREHOUSE_VERSION = 2  # bump when a table's definition changes, so a cached file is rebuilt
+WAREHOUSE_VERSION = 3  # bump when a table's definition changes, so a cached file is rebuilt
 
 _STAGE_INDEX = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STAGES))
 
@@ -139,6 +140,15 @@ def build_warehouse(crm_dir: Path, out: Path, settings: DuckDBSettings | None = 
         con.execute(_DEALS)
         for statement in (_CLOSED, _FUNNEL, _DIMS, _LEADS):
             con.execute(statement)
+        for table in ROLLUPS:  # the same sums without the rep: ~1/200 of the rows when no rep is filtered
+            columns = [r[0] for r in con.sql(f"DESCRIBE wh.{table}").fetchall() if r[0] not in ("rep_id", "rep")]
+            keys = [c for c in columns if c in ROLLUP_KEYS]
+            sums = ", ".join(f"sum({c}) AS {c}" for c in columns if c not in ROLLUP_KEYS and c != "mean_score")
+            extra = ", sum(leads * mean_score) / sum(leads) AS mean_score" if table == "leads_monthly" else ""
+            con.execute(
+                f"CREATE TABLE wh.{table}_by_team AS SELECT {', '.join(keys)}, {sums}{extra} FROM wh.{table} "
+                f"GROUP BY {', '.join(keys)}"
+            )
         con.execute(_OPEN, {"extracted": db.extracted_at.to_pydatetime()})
         rows = {t: int(con.sql(f"SELECT count(*) FROM wh.{t}").fetchone()[0]) for t in TABLES}  # type: ignore[index]
         rows["opportunities"] = int(con.sql("SELECT count(*) FROM deal_dims").fetchone()[0])  # type: ignore[index]
@@ -150,6 +160,8 @@ def build_warehouse(crm_dir: Path, out: Path, settings: DuckDBSettings | None = 
 
 
 TABLES = ("closed_monthly", "funnel", "open_deals", "leads_monthly", "dims")
+ROLLUPS = ("closed_monthly", "funnel", "leads_monthly")
+ROLLUP_KEYS = ("organization_id", "organization", "region", "segment", "month", "status", "source")
 
 
 def open_warehouse(path: Path) -> tuple[duckdb.DuckDBPyConnection, WarehouseInfo]:
