@@ -70,6 +70,28 @@ def test_crm_export_with_a_pricing_file(tmp_path: Path) -> None:
         main(["pricing", *base, "--pricing", str(tmp_path / "bad.csv")])
 
 
+def test_strategy_surfaces_products_when_the_export_has_them(tmp_path: Path) -> None:
+    """Simulator with products: win rate by product x segment with intervals, checked against the truth. An export
+    whose CSV lacks the optional product column still loads, and the summary says why there is no product table."""
+    assert main(["strategy", "--out", str(tmp_path), "--set", *SMALL, "model.n_bootstrap=3", "data.products=true"]) == 0
+    summary = _summary(tmp_path, "strategy")
+    products = pd.read_parquet(tmp_path / "product_positioning.parquet")
+    assert summary["products"]["available"] and len(products) == summary["products"]["cells"] == 72
+    assert (products["win_rate_low"] <= products["win_rate_high"]).all()
+    assert summary["products"]["truth"]["win_rate_spearman"] > 0.3 and "truth" not in summary
+
+    crm = simulate_crm(n_opportunities=1500, n_companies=250, n_reps=10, seed=8)
+    write_crm_directory(crm.tables, tmp_path / "crm", format="csv")
+    csv = tmp_path / "crm" / "opportunities.csv"
+    pd.read_csv(csv).drop(columns=["product"]).to_csv(csv, index=False)
+    assert (
+        main(["strategy", "--crm", str(tmp_path / "crm"), "--out", str(tmp_path), "--set", "model.n_bootstrap=3"]) == 0
+    )
+    summary = _summary(tmp_path, "strategy")
+    assert summary["segments"] > 0 and not summary["products"]["available"]
+    assert "product" in summary["products"]["reason"]
+
+
 def test_bad_settings_exit_2_naming_the_field(tmp_path: Path) -> None:
     with pytest.raises(FieldValidationError, match=r"field 'model.bogus'"):
         main(["coaching", "--out", str(tmp_path), "--set", "model.bogus=1"])
