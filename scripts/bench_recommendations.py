@@ -35,7 +35,7 @@ from fulqrun_ml.recommend.study import OURS, compare_learners
 from fulqrun_ml.registry.locking import atomic_write_text
 
 REPORT = Path("reports/bench_recommendations.json")
-ORDER = ("random", "historical", "rules", "naive_sensitivity", "t_learner", OURS, "oracle")
+ORDER = ("random", "historical", "rules", "naive_sensitivity", "causalml_dr", "causalml_t", "t_learner", OURS, "oracle")
 
 
 def interval(values: list[float]) -> dict[str, float]:
@@ -211,12 +211,12 @@ def plot(summary: dict, path: Path) -> None:
             for n, m in zip(names, means, strict=True)
         ]
     ).T
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(12, 5))
     ax.bar(names, means, yerr=errors, capsize=4, color=["#bbb" if n != OURS else "#2a7" for n in names])
     ax.set_ylim(min(means) - 0.05, max(means) + 0.03)
-    ax.set_ylabel("true win rate of the policy (rollouts)")
-    ax.set_title("Next best action: policy value by method, mean and 95% CI over seeds")
-    plt.xticks(rotation=20)
+    ax.set_ylabel("true win rate (rollouts)", fontsize=11)
+    ax.set_title("Next best action: true win rate by policy, mean and 95% CI over seeds", fontsize=12)
+    plt.xticks(rotation=25, fontsize=10)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
