@@ -1,1 +1,0 @@
-"""fulqrun_ml.erasure: see the README section for this capability."""

@@ -1,1 +1,0 @@
-"""fulqrun_ml.federated: see the README section for this capability."""
