@@ -79,7 +79,7 @@ def test_leads_follow_their_story(tiny_crm):
 
 
 def test_inject_dirt_adds_the_mess_validation_must_catch(tiny_crm):
-    from fulqrun_ml.data.simulator import inject_dirt
+    from fulqrun_ml.data.simulator_dirt import inject_dirt
 
     dirty = inject_dirt(tiny_crm.tables, rate=0.05, seed=1)
     opps = dirty.opportunities

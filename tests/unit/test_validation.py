@@ -14,7 +14,8 @@ import pytest
 
 from fulqrun_ml.data.contract import TABLE_COLUMNS, CRMTables
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, Kind, Reason
-from fulqrun_ml.data.simulator import inject_dirt, simulate_crm
+from fulqrun_ml.data.simulator import simulate_crm
+from fulqrun_ml.data.simulator_dirt import inject_dirt
 from fulqrun_ml.data.table_checks import Problem
 from fulqrun_ml.data.validation import CRMValidationError, check_contract, validate_crm
 from fulqrun_ml.data.vocabulary import RELATED_TABLE_OF

@@ -39,12 +39,11 @@ main stream (and every other column's draws) where it was. `activity_rate` scale
 Because of (4), (5) and (6), the Bayes-optimal win probability of an open deal at stage k given everything
 latent is p / (p + (1 - p) S(k)) with S(k) = P(exit stage >= k | lost): `oracle_win_probability`.
 That is the "oracle" the report shows next to the model; it is kept out of every feature.
-`inject_dirt` adds the mess real exports have (missing values, duplicates, typos, PII in free text).
+`simulator_dirt.inject_dirt` adds the mess real exports have (missing values, duplicates, typos, PII in free text).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -57,6 +56,7 @@ from fulqrun_ml.data.calendar import (
 )
 from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.simulator_competition import CompetitionScenario
+from fulqrun_ml.data.simulator_deal_steps import days_index, meddpicc_text, quarter_end_push, stage_walk
 from fulqrun_ml.data.simulator_drift import DriftScenario
 from fulqrun_ml.data.simulator_engagement import (
     ENGAGEMENT_MODES,
@@ -71,7 +71,7 @@ from fulqrun_ml.data.simulator_products import ProductStory
 from fulqrun_ml.data.simulator_slippage import SlippageStory, simulate_opportunity_history
 from fulqrun_ml.data.simulator_touches import TouchDays, simulate_deal_touches, simulate_leads
 from fulqrun_ml.data.uuids import seeded_uuids
-from fulqrun_ml.data.vocabulary import MEDDPICC_FIELDS, OPEN_STAGES, PEAK_STAGE_OF, STAGE_DEFAULT_PROBABILITY
+from fulqrun_ml.data.vocabulary import OPEN_STAGES, PEAK_STAGE_OF, STAGE_DEFAULT_PROBABILITY
 
 INDUSTRY_EFFECT = {
     "software": 0.35,
@@ -112,10 +112,6 @@ def oracle_win_probability(true_win_probability: np.ndarray, stage_index: np.nda
     s = survival[np.asarray(stage_index, dtype=int)]
     p = np.asarray(true_win_probability, dtype=float)
     return p / (p + (1.0 - p) * s)
-
-
-def _days(values: np.ndarray) -> pd.TimedeltaIndex:
-    return pd.to_timedelta(values, unit="D")
 
 
 def simulate_crm(
@@ -252,18 +248,18 @@ def simulate_crm(
     durations *= value_slowdown[:, None]
     enter_day = created_days[:, None] + np.concatenate([np.zeros((n, 1)), np.cumsum(durations, 1)[:, :-1]], 1)
     last_stage_start = enter_day[np.arange(n), last_stage]
-    close_day = _quarter_end_push(last_stage_start + durations[np.arange(n), last_stage], last_stage_start, start_ts)
+    close_day = quarter_end_push(last_stage_start + durations[np.arange(n), last_stage], last_stage_start, start_ts)
     close_day = roll_to_business_day(close_day, start_ts, holidays, after=last_stage_start)
 
     # Stage history: every change that happened before extraction
-    hist = _stage_walk(opp_ids, last_stage, won, enter_day, close_day)
+    hist = stage_walk(opp_ids, last_stage, won, enter_day, close_day)
     hist = hist[hist["day"] <= days].reset_index(drop=True)
     stage_history = pd.DataFrame(
         {
             "opportunity_id": hist["opportunity_id"],
             "from_stage": hist["from_stage"],
             "to_stage": hist["to_stage"],
-            "changed_at": start_ts + _days(hist["day"].to_numpy()),
+            "changed_at": start_ts + days_index(hist["day"].to_numpy()),
         }
     )
     current = stage_history.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
@@ -289,7 +285,7 @@ def simulate_crm(
         loss_cause, loss_reason = competition.loss_reasons(
             market_rng, ~won, 1.3 * z, market.shift, -0.25 * np.log(value / 50_000), fit
         )
-    meddpicc = _meddpicc_text(rng, z, first[company_idx], last[company_idx])
+    meddpicc = meddpicc_text(rng, z, first[company_idx], last[company_idx])
     opportunities = pd.DataFrame(
         {
             "id": opp_ids,
@@ -301,8 +297,8 @@ def simulate_crm(
             "peak_stage": [PEAK_STAGE_OF[s] for s in stage_now],
             "value": value,
             "probability": [STAGE_DEFAULT_PROBABILITY[s] for s in stage_now],
-            "close_date": start_ts + _days(close_date_day),
-            "created_at": start_ts + _days(created_days),
+            "close_date": start_ts + days_index(close_date_day),
+            "created_at": start_ts + days_index(created_days),
             "updated_at": updated_at.to_numpy(),
             **meddpicc,
             "competitor": "unknown" if market is None else market.competitor,
@@ -339,7 +335,7 @@ def simulate_crm(
     )
     activities = pd.concat([activities, lead_acts], ignore_index=True).sort_values("day", kind="stable")
     activities = activities.reset_index(drop=True)
-    activities["created_at"] = start_ts + _days(activities.pop("day").to_numpy())
+    activities["created_at"] = start_ts + days_index(activities.pop("day").to_numpy())
     activities["due_date"] = activities["created_at"] + pd.Timedelta(days=2)
     activities["direction"] = activities.pop("direction")
 
@@ -386,85 +382,3 @@ def simulate_crm(
         opportunity_history=opportunity_history,
     )
     return SimulatedCRM(tables=tables, latent=latent, lead_latent=lead_latent)
-
-
-def _stage_walk(
-    opp_ids: list[str], last_stage: np.ndarray, won: np.ndarray, enter_day: np.ndarray, close_day: np.ndarray
-) -> pd.DataFrame:
-    """Every stage change of every deal, deal by deal in order: creation (from nothing to the first stage),
-    one row per later open stage entered, then the close. Vectorised (one row per change, no Python loop)."""
-    changes = last_stage + 2  # creation, the stages walked after the first, the close
-    deal = np.repeat(np.arange(len(opp_ids)), changes)
-    step = np.arange(deal.size) - np.repeat(np.cumsum(changes) - changes, changes)
-    is_close = step == last_stage[deal] + 1
-    open_stages = np.asarray(OPEN_STAGES, dtype=object)
-    final = np.where(won[deal], "closed_won", "closed_lost").astype(object)
-    from_stage = np.where(step == 0, None, open_stages[np.maximum(step - 1, 0)])
-    to_stage = np.where(is_close, final, open_stages[np.minimum(step, len(OPEN_STAGES) - 1)])
-    day = np.where(is_close, close_day[deal], enter_day[deal, np.minimum(step, len(OPEN_STAGES) - 1)])
-    return pd.DataFrame(
-        {
-            "opportunity_id": np.asarray(opp_ids, dtype=object)[deal],
-            "from_stage": from_stage,
-            "to_stage": to_stage,
-            "day": day,
-        }
-    )
-
-
-def _quarter_end_push(close_day: np.ndarray, stage_start_day: np.ndarray, start_ts: pd.Timestamp) -> np.ndarray:
-    """Closes landing in the first 10 days of a quarter are pulled back to the previous quarter's last day,
-    unless that would be before the deal entered its final stage."""
-    closes = pd.DatetimeIndex(start_ts.tz_localize(None) + _days(close_day))
-    quarter_start = closes.to_period("Q").start_time
-    days_into_quarter = (closes - quarter_start).total_seconds().to_numpy() / 86400.0
-    pushed = (quarter_start - pd.Timedelta(hours=6) - start_ts.tz_localize(None)).total_seconds().to_numpy() / 86400.0
-    return np.where((days_into_quarter < 10) & (pushed > stage_start_day), pushed, close_day)
-
-
-def inject_dirt(tables: CRMTables, rate: float = 0.02, seed: int = 0) -> CRMTables:
-    """The mess of a real export, for validation to catch: missing values, duplicate rows, category typos,
-    late-arriving updates (updated_at before created_at) and PII (emails, phones) in free text."""
-    rng = np.random.default_rng(seed)
-    opps = tables.opportunities.copy()
-    rows = lambda frame: rng.uniform(size=len(frame)) < rate  # noqa: E731 - a one-line sampler
-    opps.loc[rows(opps), "value"] = np.nan
-    opps.loc[rows(opps), "stage"] = opps["stage"].str.upper()  # "Proposal" vs "proposal" style typos
-    late = rows(opps)
-    opps.loc[late, "updated_at"] = opps.loc[late, "created_at"] - pd.Timedelta(days=3)
-    opps.loc[rows(opps), "champion"] = "call me at +1-555-0199 or jane.roe@example.com"
-    duplicated = opps[rows(opps)]
-    acts = tables.activities.copy()
-    acts.loc[rows(acts), "type"] = "meetting"
-    companies = tables.companies.copy()
-    companies.loc[rows(companies), "industry"] = None
-    return dataclasses.replace(
-        tables,
-        opportunities=pd.concat([opps, duplicated], ignore_index=True),
-        activities=acts,
-        companies=companies,
-    )
-
-
-def _meddpicc_text(
-    rng: np.random.Generator, z: np.ndarray, first: np.ndarray, last: np.ndarray
-) -> dict[str, list[str | None]]:
-    """Free-text MEDDPICC fields as reps write them (filled more often on good deals; may hold PII).
-
-    The contract keeps no history of these fields, so their final values would leak the future into
-    past snapshots: the skeleton stores them but no feature reads them.
-    """
-    n = len(z)
-    fill_p = 1.0 / (1.0 + np.exp(-(0.3 + 0.8 * z)))
-    out: dict[str, list[str | None]] = {}
-    filled_count = np.zeros(n)
-    for field in MEDDPICC_FIELDS:
-        filled = rng.uniform(size=n) < fill_p
-        filled_count += filled
-        if field == "champion":
-            text = [f"{f} {s} is our champion" for f, s in zip(first, last, strict=False)]
-        else:
-            text = [f"{field.replace('_', ' ')} discussed" for _ in range(n)]
-        out[field] = [t if f else None for t, f in zip(text, filled, strict=False)]
-    out["meddpicc_score"] = list(np.round(100 * filled_count / len(MEDDPICC_FIELDS)).astype(int))
-    return out

@@ -4,7 +4,7 @@ Why: the opportunities row keeps only the latest MEDDPICC text, so a past snapsh
 seeing the future. With one row per change (field, 0-10 score, text, when, by whom) the qualification is
 readable as it stood at any as_of. The story (docs/simulator.md, "MEDDPICC history and notes"):
 
-1. Which elements end up filled is the opportunities row (drawn in `simulator._meddpicc_text` from z): this
+1. Which elements end up filled is the opportunities row (drawn in `simulator_deal_steps.meddpicc_text` from z): this
    module only adds *when* and *how*, so every existing column stays byte-identical.
 2. An element is first written `Gamma(2, 10 exp(-0.35 z))` days after the deal is created (good deals get
    qualified faster). A first write that would land after the deal ends (its close, or the extraction for an
