@@ -14,7 +14,8 @@ import pandas as pd
 from psycopg import sql
 
 from fulqrun_ml.data.contract import CRMTables
-from fulqrun_ml.data.schemas import OPTIONAL_SCHEMAS, POSTGRES_TYPE
+from fulqrun_ml.data.postgres_writes import copy_rows, create_table_sql
+from fulqrun_ml.data.schemas import OPTIONAL_SCHEMAS
 
 
 def read_event_tables(conn: Any, schema: str, existing: dict[str, set[str]]) -> dict[str, pd.DataFrame]:
@@ -44,22 +45,6 @@ def write_event_tables(conn: Any, schema: str, tables: CRMTables) -> dict[str, i
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
         if frame.empty:
             continue
-        parts = []
-        for f in contract.fields:
-            column = sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(POSTGRES_TYPE[f.kind]))
-            if not f.nullable:
-                column = sql.SQL("{} NOT NULL").format(column)
-            if f.references is not None:
-                column = sql.SQL("{} REFERENCES {} (id)").format(column, sql.Identifier(schema, f.references))
-            parts.append(column)
-        conn.execute(sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, name), sql.SQL(", ").join(parts)))
-        columns = list(contract.columns)
-        copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, columns))
-        )
-        values = frame[columns].astype(object).where(frame[columns].notna(), None)
-        with conn.cursor() as cursor, cursor.copy(copy) as writer:
-            for row in values.itertuples(index=False, name=None):
-                writer.write_row(row)
-        written[name] = len(frame)
+        conn.execute(create_table_sql(contract, schema, primary_key=False))
+        written[name] = copy_rows(conn, schema, name, frame, list(contract.columns))
     return written

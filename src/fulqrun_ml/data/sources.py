@@ -30,7 +30,8 @@ from fulqrun_ml.data.contract import HISTORY_COLUMNS, HISTORY_OF, TABLE_COLUMNS,
 from fulqrun_ml.data.contract_versions import COLUMN_ALIASES
 from fulqrun_ml.data.event_postgres import read_event_tables, write_event_tables
 from fulqrun_ml.data.history import INTEGER_FIELDS, NUMBER_FIELDS, TIMESTAMP_FIELDS, coerce_history
-from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, OPTIONAL_SCHEMAS, POSTGRES_TYPE, TableContract
+from fulqrun_ml.data.postgres_writes import copy_rows, create_table_sql
+from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, OPTIONAL_SCHEMAS
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
 from fulqrun_ml.data.source_files import SourceError, read_table_file
 from fulqrun_ml.data.validation import OnError, QuarantineFormat, ValidationReport, validate_crm
@@ -328,25 +329,14 @@ def load_crm_into_postgres(
         for name in reversed(LOAD_ORDER):
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(schema, name)))
         for name in LOAD_ORDER:
-            conn.execute(_create_table_sql(CRM_SCHEMAS[name], schema))
-            written[name] = _copy_rows(conn, schema, name, clean.table(name), list(TABLE_COLUMNS[name]))
+            conn.execute(create_table_sql(CRM_SCHEMAS[name], schema))
+            written[name] = copy_rows(conn, schema, name, clean.table(name), list(TABLE_COLUMNS[name]))
         for name, frame in clean.history_frames().items():
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, name)))
             conn.execute(_create_history_sql(name, schema))
-            written[name] = _copy_rows(conn, schema, name, frame, list(HISTORY_COLUMNS[name]))
+            written[name] = copy_rows(conn, schema, name, frame, list(HISTORY_COLUMNS[name]))
         written |= write_event_tables(conn, schema, clean)
     return written
-
-
-def _copy_rows(conn: Any, schema: str, name: str, frame: pd.DataFrame, columns: list[str]) -> int:
-    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
-    values = frame[columns].astype(object).where(frame[columns].notna(), None)
-    with conn.cursor() as cursor, cursor.copy(copy) as writer:
-        for row in values.itertuples(index=False, name=None):
-            writer.write_row(row)
-    return len(frame)
 
 
 def _history_column_type(column: str) -> str:
@@ -381,16 +371,3 @@ def _read_history(conn: Any, schema: str, name: str) -> pd.DataFrame:
         sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(schema, name), sql.Identifier(key)
     )
     return coerce_history(name, _frame_from_rows(conn.execute(query).fetchall(), columns))
-
-
-def _create_table_sql(contract: TableContract, schema: str) -> sql.Composed:
-    parts = []
-    for f in contract.fields:
-        column = sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(POSTGRES_TYPE[f.kind]))
-        if not f.nullable:
-            column = sql.SQL("{} NOT NULL").format(column)
-        if f.references is not None:
-            column = sql.SQL("{} REFERENCES {} (id)").format(column, sql.Identifier(schema, f.references))
-        parts.append(column)
-    parts.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, contract.key))))
-    return sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(schema, contract.name), sql.SQL(", ").join(parts))
