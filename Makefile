@@ -17,6 +17,7 @@ lint: bootstrap
 	$(BIN)/lint-imports
 
 test: lint
+	@scripts/install_test_services.sh
 	$(BIN)/pytest
 
 clean:
