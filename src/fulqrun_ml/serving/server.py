@@ -33,6 +33,7 @@ from fulqrun_ml.serving.access import control_key as default_control_key
 from fulqrun_ml.serving.access import restricted_api_flags
 from fulqrun_ml.serving.gateway import InferenceGateway
 from fulqrun_ml.serving.integrity import verify_repository
+from fulqrun_ml.serving.tls import GrpcServerTLS
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
@@ -92,8 +93,11 @@ class TritonServer:
         log_path: Path | None = None,
         control_key: str | None = None,
         gateway: bool = False,
+        tls: GrpcServerTLS | None = None,
     ) -> None:
         self.model_repository = Path(model_repository)
+        # gRPC over TLS when given or configured in the environment (serving/tls.py); checked before any start.
+        self.tls = tls or GrpcServerTLS.from_env()
         # The model-control/repository API answers only requests with this key (serving/access.py).
         self.control_key = control_key or default_control_key(self.model_repository)
         self.http_port = http_port or free_port()
@@ -134,6 +138,7 @@ class TritonServer:
             "--strict-readiness=true",
             "--log-verbose=0",
             *restricted_api_flags(self.control_key),
+            *(self.tls.flags() if self.tls else []),
         ]
         if self.explicit_models is not None:
             cmd.append("--model-control-mode=explicit")
