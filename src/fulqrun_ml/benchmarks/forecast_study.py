@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 from hydra import compose, initialize_config_dir
 
-from fulqrun_ml.benchmarks.forecast_series_report import render_series_sections
+from fulqrun_ml.benchmarks.forecast_sections import render_sections
 from fulqrun_ml.evaluation.latency import median_microseconds_per_row
 from fulqrun_ml.forecasting.export import OUTPUT_NAME, export_forecaster_onnx, load_calibrated_forecaster
 from fulqrun_ml.machine import machine_info
@@ -278,7 +278,7 @@ def write_forecast_leaderboard(board: dict[str, Any], reports_dir: Path) -> tupl
         board = {**json.loads(json_path.read_text()), "sections": board.get("sections", {})}
     atomic_write_text(json_path, json.dumps(board, indent=2, default=str))
     markdown = render_forecast_markdown(board) if "rows" in board else "# Forecast leaderboard\n"
-    atomic_write_text(md_path, markdown + "\n" + render_series_sections(board.get("sections", {})))
+    atomic_write_text(md_path, markdown + "\n" + render_sections(board.get("sections", {})))
     return json_path, md_path
 
 
