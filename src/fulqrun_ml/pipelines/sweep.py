@@ -3,6 +3,10 @@
 The workflow around the Optuna study (`training.sweep.run_sweep`, which optimises the validation metric): the
 best trial's overrides are retrained on the same data, the run is exported through its own pipeline, and the
 version is registered as `candidate` (never `production`: a person promotes it after reading the sweep).
+
+Several processes can share one study (`hparams_search.storage_env=<VAR holding a PostgreSQL URL>`): every
+process runs trials until the study holds `n_trials`; those started with `hparams_search.role=worker` stop
+there, and the one leader (the default role) waits for the others' trials, then retrains and registers.
 """
 
 from __future__ import annotations
@@ -63,8 +67,11 @@ def sweep_and_register(argv: list[str]) -> tuple[dict[str, Any], Path]:
     search = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(request.search_overrides))
     base = compose_config("train", request.train_overrides)
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    out = Path(base.paths.log_dir) / base.task.name / "sweeps" / f"{request.name}_{stamp}"
+    worker = f"_worker{search.worker}" if search.get("worker") else ""  # workers may start in the same second
+    out = Path(base.paths.log_dir) / base.task.name / "sweeps" / f"{request.name}_{stamp}{worker}"
     summary = run_sweep(search, lambda ov: compose_config("train", ov), train, out, request.train_overrides)
+    if search.get("role", "leader") == "worker":  # a shared study's helper: the leader registers the winner
+        return summary, out
     best_cfg = compose_config(
         "train", [*request.train_overrides, *summary["best_overrides"], f"paths.output_dir={out}/best"]
     )
@@ -86,9 +93,14 @@ def sweep_and_register(argv: list[str]) -> tuple[dict[str, Any], Path]:
 
 def sweep_report(summary: dict[str, Any], out: Path) -> str:
     """What a person reads when the sweep is done: the best trial and what was registered."""
-    registered = summary["registered"]
-    return (
+    best = (
         f"sweep {summary['study']}: best {summary['metric']}={summary['best_value']:.4f} "
-        f"with {summary['best_overrides']}\n"
+        f"with {summary['best_overrides']}"
+    )
+    registered = summary.get("registered")
+    if registered is None:
+        return f"{best}\nworker done (the leader registers the winner); see {out}/sweep.md"
+    return (
+        f"{best}\n"
         f"registered {registered['name']} v{registered['version']} as candidate; see {out}/sweep.md and sweep.png"
     )

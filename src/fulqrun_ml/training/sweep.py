@@ -24,6 +24,8 @@ import optuna
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from fulqrun_ml.training.sweep_storage import open_study, study_place, trials_left, wait_for_other_workers
+
 log = logging.getLogger(__name__)
 
 
@@ -79,18 +81,13 @@ def run_sweep(
     """Run the study; returns the summary (also written to output_dir/sweep.json and sweep.md)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     params = OmegaConf.to_container(search.params, resolve=True)
-    study = optuna.create_study(
-        direction=search.direction,
-        study_name=search.name,
-        sampler=optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.n_startup_trials),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=search.pruner.n_startup_trials, n_warmup_steps=search.pruner.n_warmup_steps
-        ),
-    )
+    place = study_place(search)
+    study = open_study(search, place)
 
     def objective(trial: optuna.Trial) -> float:
         overrides = [f"{name}={suggest(trial, name, spec)}" for name, spec in params.items()]
         trial.set_user_attr("overrides", overrides)
+        trial.set_user_attr("worker", place.worker)
         cfg = compose_train([*base_overrides, *overrides, f"paths.output_dir={output_dir}/trial_{trial.number}"])
         pruning = OptunaPruning(trial, search.metric, search.direction)
         train_fn(cfg, extra_callbacks=[pruning])
@@ -98,7 +95,13 @@ def run_sweep(
             raise RuntimeError(f"trial {trial.number} never reported {search.metric}")
         return pruning.best
 
-    study.optimize(objective, n_trials=search.n_trials, catch=(RuntimeError,))
+    # Several workers share `n_trials`: each stops once the study holds that many trials (at most one extra
+    # per worker can start in the same instant; Optuna's MaxTrialsCallback documents the same overshoot).
+    if trials_left(study, search.n_trials):
+        stop_at_total = optuna.study.MaxTrialsCallback(search.n_trials, states=None)
+        study.optimize(objective, n_trials=search.n_trials, catch=(RuntimeError,), callbacks=[stop_at_total])
+    if place.role == "leader" and place.shared:
+        wait_for_other_workers(study, timeout_s=search.get("wait_timeout_s", 3600))
     trials = [
         {
             "number": t.number,
@@ -106,6 +109,7 @@ def run_sweep(
             "value": t.value,
             "params": t.params,
             "epochs_reported": len(t.intermediate_values),
+            "worker": t.user_attrs.get("worker", 0),
         }
         for t in study.trials
     ]
@@ -121,6 +125,8 @@ def run_sweep(
         "best_overrides": study.best_trial.user_attrs["overrides"],
         "n_complete": len(complete),
         "n_pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        "storage": place.describe(),
+        "workers": sorted({t["worker"] for t in trials}),
         "trials": trials,
     }
     (output_dir / "sweep.json").write_text(json.dumps(summary, indent=2, default=str))
