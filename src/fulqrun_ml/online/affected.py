@@ -7,6 +7,8 @@ The rules follow what the feature builders read (`compute_deal_features`, `compu
 - a company's or user's row change (firmographics, region) touches the open deals of that company or rep;
 - a lead: its row and its activities; a lead decided or re-assigned changes its owner's conversion record, so
   every open lead of that owner is recomputed; company/user changes touch that company's or owner's open leads.
+- the optional event tables, only for views that read them (a source group of the view): a MEDDPICC write
+  touches its deal; a note touches the deal or lead it is on (its `related_type` must be the view's entity).
 Closed deals and decided leads are recomputed only when touched directly: their stored rows stay correct at
 their own as_of, which is what the skew check compares.
 
@@ -48,6 +50,7 @@ def affected_ids(view: FeatureView, changes: Sequence[RowChange], tables: CRMTab
     owners: set[str] = set()
     companies: set[str] = set()
     own_table = ENTITY_TABLE[view.entity]
+    reads = {source for _, source in view.sources}
     for change in changes:
         rows = (change.before, change.after)
         if change.table == own_table:
@@ -66,6 +69,10 @@ def affected_ids(view: FeatureView, changes: Sequence[RowChange], tables: CRMTab
             direct |= deals
             if any(r is not None and r.get("to_stage") in CLOSED_STAGES for r in rows):
                 owners |= _owners_of(tables, deals)
+        elif change.table == "meddpicc_events" and "meddpicc_events" in reads and view.entity == "opportunity":
+            direct |= _ids(rows, "opportunity_id")
+        elif change.table == "notes" and "notes" in reads:
+            direct |= _ids([r for r in rows if r is not None and r.get("related_type") == view.entity], "related_id")
         elif change.table == "users":
             owners |= _ids(rows, "id")
         elif change.table == "companies":

@@ -17,7 +17,7 @@ Why triggers + an outbox + LISTEN/NOTIFY rather than logical replication (`pgout
   affected entities from the whole mirror, and the worker stamps writes with a monotone watermark.
 - NOTIFY only wakes the consumer up; a lost notification (a reconnect) only delays it to the next poll.
 
-The trigger copies only the contract's columns (`jsonb_build_object` of TABLE_COLUMNS present in the table),
+The trigger copies only the contract's columns (`jsonb_build_object` of the contract columns present),
 so extra CRM columns, which may hold PII, never reach the outbox. For UPDATE and DELETE it also keeps the old
 row's primary key (`old_key`), so a key change is a delete of the old key plus an upsert of the new one.
 
@@ -38,10 +38,10 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from fulqrun_ml.data.contract import TABLE_COLUMNS, CRMTables
-from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER
+from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.sources import PostgresSource
 from fulqrun_ml.errors import FulqrunMLError
+from fulqrun_ml.online.captured import CAPTURED_COLUMNS, CONTRACTS, default_capture
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _pairs(record: str, columns: Sequence[str]) -> sql.Composed:
 
 
 def _trigger_sql(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
-    key = CRM_SCHEMAS[table].key
+    key = CONTRACTS[table].key
     function = sql.Identifier(CDC_SCHEMA, f"capture_{schema}_{table}")
     body = sql.SQL(
         """
@@ -172,26 +172,26 @@ CREATE TRIGGER fulqrun_cdc_capture AFTER INSERT OR UPDATE OR DELETE ON {table}
     )
 
 
-def install_cdc(dsn: str, tables: Sequence[str] = LOAD_ORDER, schema: str = "public") -> dict[str, list[str]]:
-    """Create schema `fulqrun_cdc` (outbox, dead_letter) and a capture trigger on each CRM table, in one
-    transaction. Idempotent: tables and functions are created if missing, triggers replaced. Returns, per
-    table, the contract columns the trigger captures (those the table has). Tables the contract does not
-    know, or that the database lacks, are refused with a message naming them."""
-    unknown = [t for t in tables if t not in TABLE_COLUMNS]
+def install_cdc(dsn: str, tables: Sequence[str] | None = None, schema: str = "public") -> dict[str, list[str]]:
+    """Create schema `fulqrun_cdc` (outbox, dead_letter) and a capture trigger on each CRM table (default:
+    `captured.default_capture`) in one transaction; idempotent (triggers replaced). Returns, per table, the contract
+    columns captured (those it has). Tables the contract does not know or the database lacks are refused by name."""
+    unknown = [t for t in tables or () if t not in CAPTURED_COLUMNS]
     if unknown:
-        raise CDCError(f"unknown CRM tables {unknown}; the contract has {list(TABLE_COLUMNS)}")
+        raise CDCError(f"unknown CRM tables {unknown}; the contract has {list(CAPTURED_COLUMNS)}")
     captured: dict[str, list[str]] = {}
     with connect(dsn) as conn, conn.transaction():
         # One installer at a time: concurrent CREATE ... IF NOT EXISTS can still collide on the catalog.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('fulqrun_cdc_install'))")
         conn.execute(_SCHEMA_SQL)
         existing = _columns(conn, schema)
+        tables = default_capture(existing) if tables is None else tables
         missing = [t for t in tables if t not in existing]
         if missing:
             raise CDCError(f"tables {missing} do not exist in schema '{schema}': load the CRM first")
         for table in tables:
-            columns = [c for c in TABLE_COLUMNS[table] if c in existing[table]]
-            absent_key = [k for k in CRM_SCHEMAS[table].key if k not in columns]
+            columns = [c for c in CAPTURED_COLUMNS[table] if c in existing[table]]
+            absent_key = [k for k in CONTRACTS[table].key if k not in columns]
             if absent_key:
                 raise CDCError(f"table '{schema}.{table}' lacks its key column(s) {absent_key}")
             conn.execute(_trigger_sql(schema, table, columns))
@@ -200,7 +200,7 @@ def install_cdc(dsn: str, tables: Sequence[str] = LOAD_ORDER, schema: str = "pub
     return captured
 
 
-def uninstall_cdc(dsn: str, tables: Sequence[str] = LOAD_ORDER, schema: str = "public") -> None:
+def uninstall_cdc(dsn: str, tables: Sequence[str] = tuple(CAPTURED_COLUMNS), schema: str = "public") -> None:
     """Drop the capture triggers and the `fulqrun_cdc` schema (outbox and dead letters included)."""
     with connect(dsn) as conn, conn.transaction():
         existing = _columns(conn, schema)
@@ -262,8 +262,8 @@ def parse_outbox_row(
     def dead(error: str) -> DeadLetter:
         return DeadLetter(int(seq), str(table), str(op), row, error, at)
 
-    if table not in TABLE_COLUMNS:
-        return dead(f"field 'table_name': unknown CRM table {table!r}; the contract has {list(TABLE_COLUMNS)}")
+    if table not in CAPTURED_COLUMNS:
+        return dead(f"field 'table_name': unknown CRM table {table!r}; the contract has {list(CAPTURED_COLUMNS)}")
     if op not in OPS:
         return dead(f"field 'op': {op!r} is not one of {list(OPS)}")
     if isinstance(row, str):

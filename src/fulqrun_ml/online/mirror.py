@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fulqrun_ml.data.contract import OPTIONAL_COLUMN_DEFAULTS, TABLE_COLUMNS, CRMTables
-from fulqrun_ml.data.schemas import CRM_SCHEMAS, Kind
+from fulqrun_ml.data.contract import OPTIONAL_COLUMN_DEFAULTS, CRMTables
+from fulqrun_ml.data.schemas import Kind
 from fulqrun_ml.data.table_checks import check_table
 from fulqrun_ml.errors import DataContractError
+from fulqrun_ml.online.captured import CAPTURED_COLUMNS, CONTRACTS
 from fulqrun_ml.online.cdc import ChangeEvent, DeadLetter
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class MirrorBatch:
 def normalise_key(table: str, values: dict[str, Any]) -> Key:
     """A primary key comparable between raw event rows (JSON strings) and typed mirror rows: ids lowercase,
     timestamps as UTC Timestamps at microseconds. Raises KeyError naming a missing key field."""
-    contract = CRM_SCHEMAS[table]
+    contract = CONTRACTS[table]
     parts = []
     for name in contract.key:
         if name not in values or values[name] is None:
@@ -91,8 +92,8 @@ class CRMMirror:
     def __init__(self, tables: CRMTables) -> None:
         # Sorted by primary key, as PostgresSource reads them, so the mirror and a fresh load are frame-equal.
         self._frames = {
-            name: tables.table(name).sort_values(list(CRM_SCHEMAS[name].key), kind="stable").reset_index(drop=True)
-            for name in TABLE_COLUMNS
+            name: getattr(tables, name).sort_values(list(CONTRACTS[name].key), kind="stable").reset_index(drop=True)
+            for name in CAPTURED_COLUMNS
         }
         self._tables = dataclasses.replace(tables, **self._frames)
 
@@ -146,7 +147,7 @@ class CRMMirror:
     def _apply_table(
         self, table: str, entries: dict[Key, tuple[dict[str, Any] | None, list[ChangeEvent]]], result: MirrorBatch
     ) -> None:
-        contract = CRM_SCHEMAS[table]
+        contract = CONTRACTS[table]
         frame = self._frames[table]
         typed, refused = _type_rows(table, {key: row for key, (row, _) in entries.items() if row is not None})
         for key, error in refused.items():
@@ -186,7 +187,7 @@ def _type_rows(table: str, rows: dict[Key, dict[str, Any]]) -> tuple[pd.DataFram
     """The rows as a frame typed by the contract (order: contract columns), and the keys refused, with why."""
     if not rows:
         return None, {}
-    columns = TABLE_COLUMNS[table]
+    columns = CAPTURED_COLUMNS[table]
     defaults = OPTIONAL_COLUMN_DEFAULTS.get(table, {})
     refused: dict[Key, str] = {}
     records: list[dict[str, Any]] = []
@@ -206,7 +207,7 @@ def _type_rows(table: str, rows: dict[Key, dict[str, Any]]) -> tuple[pd.DataFram
         return None, refused
     raw = pd.DataFrame.from_records(records, columns=list(columns)).astype(object)
     try:
-        typed, problems = check_table(CRM_SCHEMAS[table], raw, NO_EXTRACTION_LIMIT)
+        typed, problems = check_table(CONTRACTS[table], raw, NO_EXTRACTION_LIMIT)
     except DataContractError as err:
         problems, typed = [], None
         whole = str(err)
@@ -229,9 +230,9 @@ def _type_each(
 ) -> tuple[pd.DataFrame | None, dict[Key, str]]:
     parts = []
     for key, record in rows.items():
-        raw = pd.DataFrame.from_records([record], columns=list(TABLE_COLUMNS[table])).astype(object)
+        raw = pd.DataFrame.from_records([record], columns=list(CAPTURED_COLUMNS[table])).astype(object)
         try:
-            typed, problems = check_table(CRM_SCHEMAS[table], raw, NO_EXTRACTION_LIMIT)
+            typed, problems = check_table(CONTRACTS[table], raw, NO_EXTRACTION_LIMIT)
         except DataContractError as err:
             refused[key] = f"{table}: {err}"
             continue

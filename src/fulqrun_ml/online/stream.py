@@ -145,6 +145,8 @@ class StreamWorker:
         self._watermark = max(self._watermark, *seqs)
         result = BatchResult(events=len(seqs), watermark=self._watermark, as_of=as_of)
         for view in self.views:
+            if view.ready is not None and not view.ready(self.mirror.tables):
+                continue  # an optional table the view needs is still empty: nothing it could compute
             ids = affected_ids(view, applied.changes, self.mirror.tables, as_of)
             result.entities[view.name] = len(ids)
             if not ids:

@@ -35,7 +35,7 @@ import pandas as pd
 from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.snapshots import open_deals_as_of
 from fulqrun_ml.errors import FulqrunMLError
-from fulqrun_ml.features import deal_features, lead_features
+from fulqrun_ml.features import deal_features, lead_features, meddpicc_deal, meddpicc_features, meddpicc_notes
 from fulqrun_ml.features.spec import FeatureSpec
 
 KEY_PREFIX = "fq:fv"
@@ -81,6 +81,9 @@ class FeatureView:
     # The CRM rows `compute` reads for some entities (a speed-up, not part of the definition: the builder
     # proves slice == full CRM in its tests, so the version does not include it).
     rows_read_for: Callable[[CRMTables, Any], CRMTables] | None = None
+    # Whether the CRM holds what `compute` needs (the optional MEDDPICC / notes tables): the stream worker skips
+    # the view until it does, instead of failing every batch with the builder's refusal. Not in the version.
+    ready: Callable[[CRMTables], bool] | None = None
 
     @property
     def version(self) -> str:
@@ -148,7 +151,37 @@ LEAD_CONVERSION_VIEW = FeatureView(
     sources=tuple(sorted(lead_features.FEATURE_SOURCE.items())),
     open_entities=open_lead_ids,
 )
-VIEWS: dict[str, FeatureView] = {"deal_win": DEAL_WIN_VIEW, "lead_conversion": LEAD_CONVERSION_VIEW}
+
+
+def has_text_tables(tables: CRMTables) -> bool:
+    """The CRM has a MEDDPICC history and deal notes: what `compute_deal_meddpicc_features` refuses without."""
+    return meddpicc_features.has_meddpicc_history(tables) and meddpicc_notes.has_notes(tables, "opportunity")
+
+
+MEDDPICC_SOURCES = (
+    deal_features.FEATURE_SOURCE
+    | meddpicc_features.FEATURE_SOURCE
+    | dict.fromkeys(meddpicc_notes.DEAL_NOTE_FEATURES.names, "notes")
+)
+# Deal win with the MEDDPICC history and note cues (task=deal_win_meddpicc): the stream worker keeps it current
+# from changes of meddpicc_events and notes too (affected.py), as soon as the CRM has those tables.
+DEAL_WIN_MEDDPICC_VIEW = FeatureView(
+    name="deal_win_meddpicc_features",
+    entity="opportunity",
+    entity_column="opportunity_id",
+    spec=meddpicc_deal.DEAL_WIN_MEDDPICC_FEATURES,
+    compute=meddpicc_deal.compute_deal_meddpicc_features,  # type: ignore[arg-type]
+    ttl=timedelta(hours=1),
+    sources=tuple(sorted(MEDDPICC_SOURCES.items())),
+    open_entities=open_deal_ids,
+    rows_read_for=deal_features.rows_read_for,
+    ready=has_text_tables,
+)
+VIEWS: dict[str, FeatureView] = {
+    "deal_win": DEAL_WIN_VIEW,
+    "lead_conversion": LEAD_CONVERSION_VIEW,
+    "deal_win_meddpicc": DEAL_WIN_MEDDPICC_VIEW,
+}
 
 
 def view_for_task(task: str) -> FeatureView:
