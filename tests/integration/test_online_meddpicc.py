@@ -142,6 +142,7 @@ def open_deals_any(dsn: str) -> list[str]:
     with psycopg.connect(dsn) as conn:
         return [
             conn.execute(
-                "SELECT id::text FROM opportunities WHERE stage NOT IN ('closed_won', 'closed_lost') ORDER BY id LIMIT 1"
+                "SELECT id::text FROM opportunities WHERE stage NOT IN ('closed_won', 'closed_lost')"
+                " ORDER BY id LIMIT 1"
             ).fetchone()[0]
         ]

@@ -100,17 +100,17 @@ GOOD = BASE | {"created_at": "2025-01-01", "meddpicc_events": OK_EVENTS, "notes"
             {"meddpicc_events": [{"field": "budget", "score": 5, "changed_at": "2025-02-01"}]},
             "records[0].meddpicc_events[0].field",
             "must be one of",
-        ),  # fmt: skip
+        ),
         (
             {"meddpicc_events": [{"field": "champion", "score": 11, "changed_at": "2025-02-01"}]},
             "records[0].meddpicc_events[0].score",
             "0 to 10",
-        ),  # fmt: skip
+        ),
         (
             {"meddpicc_events": [{"field": "champion", "score": 5, "changed_at": "soon"}]},
             "records[0].meddpicc_events[0].changed_at",
             "not a readable time",
-        ),  # fmt: skip
+        ),
         ({"created_at": None}, "records[0].created_at", "ISO-8601"),
         ({"meddpicc_filled": 3.0}, "records[0].meddpicc_events", "not both"),
     ],
