@@ -17,15 +17,19 @@ import pandas as pd
 import psycopg
 import pytest
 import tritonclient.grpc as grpcclient
+from omegaconf import OmegaConf
 from tritonclient.utils import InferenceServerException
 
 from fulqrun_ml.data.contract import TABLE_COLUMNS
 from fulqrun_ml.data.sources import DSN_ENV, PostgresSource, SimulatorSource, SourceError, load_crm_into_postgres
+from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES, compute_deal_features
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.online.store import OnlineStore, OnlineStoreError
-from fulqrun_ml.online.views import DEAL_WIN_VIEW
+from fulqrun_ml.online.views import DEAL_WIN_VIEW, view_for_task
+from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.serving import tls
 from fulqrun_ml.serving.client import TritonPredictionClient
+from fulqrun_ml.serving.deploy import cpu_serving_configs
 from fulqrun_ml.serving.repository import TritonRepositoryBuilder, config_for_version
 from fulqrun_ml.serving.server import TritonServer
 from fulqrun_ml.serving.tls import GrpcServerTLS
@@ -138,3 +142,38 @@ def test_online_store_over_rediss_and_plaintext_is_refused(pki, tmp_path) -> Non
             message = str(caught.value)
             assert message.startswith(f"online store {url.split(':', 1)[0]}://{where} unreachable while pinging")
             assert expected in message and PASSWORD not in message, message
+
+
+def test_scoring_by_id_is_tls_end_to_end(published, tiny_crm, pki, tmp_path, monkeypatch) -> None:
+    """SDK -(gRPC over TLS)-> Triton `deal_win_by_id` -(rediss://, password from the environment)-> Redis: the
+    answers equal the raw-record endpoint's, and the password is in no generated file or server log."""
+    version, _ = published
+    opps = tiny_crm.tables.opportunities
+    ids = opps.loc[~opps["stage"].isin(["closed_won", "closed_lost"]), "id"].head(8)
+    as_of = tiny_crm.tables.activities["created_at"].max()
+    rows = compute_deal_features(tiny_crm.tables, pd.DataFrame({"opportunity_id": ids.to_numpy(), "as_of": as_of}))
+    rows = rows[["opportunity_id", *DEAL_WIN_FEATURES.names]].reset_index(drop=True)
+    view = view_for_task("deal_win")
+    with tls_redis(pki, PASSWORD, tmp_path / "redis") as redis_server:
+        where = f"{redis_server.host}:{redis_server.port}/0?ssl_ca_certs={pki.ca}"
+        store = OnlineStore(f"rediss://:{PASSWORD}@{where}")
+        assert store.write(view, rows.assign(as_of=pd.Timestamp.now(tz="UTC").floor("ms"))) == len(rows)
+        store.register(view, "deal_win", version.version)
+        monkeypatch.setenv("FULQRUN_REDIS_PASSWORD", PASSWORD)  # the backend's password: environment only
+        serving = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "serving" / "cpu.yaml"), resolve=False)
+        serving |= {"prediction_log": {"enabled": False}}
+        serving["by_id"] = {"enabled": True, "redis_url": f"rediss://{where}", "socket_timeout_s": 2.0}
+        repo = tmp_path / "repo"
+        for config in cpu_serving_configs(version, serving):
+            if config.name != "deal_win_reasons":  # not needed here; one Python stub fewer on a small machine
+                TritonRepositoryBuilder(repo).add(version, config)
+        with TritonServer(repo, tls=GrpcServerTLS(pki.cert, pki.key)) as server:
+            monkeypatch.setenv(tls.CA_ENV, str(pki.ca))
+            with TritonPredictionClient(server.grpc_url, "deal_win", protocol="grpc") as client:
+                by_id = client.predict_by_id(rows["opportunity_id"].tolist())
+                direct = client.predict(rows[DEAL_WIN_FEATURES.names])
+            log = server.log_tail(100_000)
+        assert {r.status for r in by_id} == {"ok"}
+        np.testing.assert_allclose([r.probability for r in by_id], direct, atol=1e-6)
+        assert PASSWORD not in log
+        assert not [p for p in repo.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
