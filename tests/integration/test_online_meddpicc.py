@@ -13,13 +13,16 @@ import uuid
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import psycopg
 import pytest
 
 from fulqrun_ml.online.cdc import install_cdc
+from fulqrun_ml.online.note_embeddings import NAMES, note_embedding_view
 from fulqrun_ml.online.store import OnlineStore
 from fulqrun_ml.online.stream import StreamWorker
 from fulqrun_ml.online.views import DEAL_WIN_MEDDPICC_VIEW, DEAL_WIN_VIEW
+from fulqrun_ml.text.encoder import TextEncoder
 from tests.integration.cdc_helpers import fresh_database, load_tiny_crm, online_vs_offline
 
 pytestmark = pytest.mark.integration
@@ -62,12 +65,14 @@ def open_deals(dsn: str, n: int) -> list[str]:
     return [r[0] for r in rows]
 
 
-def test_meddpicc_and_note_changes_reach_the_deal_features_in_redis(crm_dsn, store):
-    worker = StreamWorker(crm_dsn, store, [VIEW, DEAL_WIN_VIEW], batch_size=50)
+def test_meddpicc_and_note_changes_reach_the_deal_features_in_redis(crm_dsn, store, tmp_path):
+    notes_view = note_embedding_view(TextEncoder(cache_dir=tmp_path / "embeddings"))
+    worker = StreamWorker(crm_dsn, store, [VIEW, DEAL_WIN_VIEW, notes_view], batch_size=50)
     try:
         worker.start()
         drain(worker)
         a, b, c, d = open_deals(crm_dsn, 4)
+        before = notes_view.compute_at(worker.mirror.tables, [b, c], pd.Timestamp.now(tz="UTC"))
         with psycopg.connect(crm_dsn) as conn:
             conn.execute(
                 "INSERT INTO meddpicc_events (opportunity_id, field, score, text, changed_at, changed_by)"
@@ -105,6 +110,13 @@ def test_meddpicc_and_note_changes_reach_the_deal_features_in_redis(crm_dsn, sto
         assert store.read(DEAL_WIN_VIEW, [a, b, c, d])["status"].eq("unknown").all()
         mismatches = online_vs_offline(store, VIEW, crm_dsn, [a, b, c, d])
         assert mismatches.empty, mismatches.to_string()
+        # The note embeddings were written at CDC time, for the deals whose notes changed only.
+        vectors = store.read(notes_view, [a, b, c, d]).set_index("opportunity_id")[list(NAMES)]
+        assert vectors.loc[a].isna().all() and vectors.loc[d].isna().all()
+        moved = 1.0 - (vectors.loc[[b, c]].to_numpy() * before[list(NAMES)].to_numpy()).sum(axis=1)
+        assert (moved > 1e-3).all() and np.allclose(np.linalg.norm(vectors.loc[[b, c]].to_numpy(), axis=1), 1.0)
+        mismatches = online_vs_offline(store, notes_view, crm_dsn, [b, c])
+        assert mismatches.empty, mismatches.head().to_string()
     finally:
         worker.close()
 
