@@ -7,6 +7,13 @@ Requests arrive in groups (dynamic batching). Each request is validated on its o
 gets an error naming the field while the others in the same group are still answered; valid ones are
 concatenated and scored in one onnxruntime call.
 
+A request comes in one of two layouts (both optional inputs in the config; Triton still refuses unknown
+inputs, wrong dtypes and widths): one [rows, 1] tensor per field (any KServe client), or packed, one FP32
+[rows, k] `packed_numeric` and one BYTES [rows, m] `packed_categorical` whose column order the config
+parameters `packed_numeric_columns` / `packed_categorical_columns` publish (fulqrun_ml/serving/packed.py).
+Both become the same two matrices here, so validation and scoring are shared, and a bad value in a packed
+column gets an error naming its field.
+
 Every output the config declares (besides `reasons`) is returned, as [rows, width]: `probability` [rows, 1]
 for binary tasks, `prediction` for regression, `close_probability` [rows, K] and `expected_days` [rows, 1] for
 close-timing survival.
@@ -37,6 +44,7 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 SHAPE, DTYPE = attrgetter("shape"), attrgetter("dtype")
+PACKED_NUMERIC, PACKED_CATEGORICAL = "packed_numeric", "packed_categorical"  # fulqrun_ml/serving/packed.py
 FLOAT32 = {np.dtype(np.float32)}
 
 
@@ -75,6 +83,7 @@ class TritonPythonModel:
         self.non_negative = {f["name"] for f in spec["numeric"] if f.get("log1p")}
         self.categorical = [f["name"] for f in spec["categorical"]]
         self.names = self.numeric + self.categorical
+        self._init_packed(config.get("parameters", {}))
         self.numeric_set = set(self.numeric)
         self.n_numeric = len(self.numeric)
         # Columns whose missing values the graph fills with the training median (user tables); NaN is fine there.
@@ -102,14 +111,59 @@ class TritonPythonModel:
             vocabularies = spec.get("vocabularies", {})
             self.vocabularies = {name: frozenset(vocabularies.get(name, ())) for name in self.categorical}
 
+    def _init_packed(self, parameters):
+        """The packed layout (fulqrun_ml/serving/packed.py): two inputs whose columns the config names. Their
+        order may differ from the feature spec's; `_order` holds the permutation to apply, None when equal."""
+        self.packed_inputs = []
+        self.packed_order = {}
+        for tensor, key, fields in (
+            (PACKED_NUMERIC, "packed_numeric_columns", self.numeric),
+            (PACKED_CATEGORICAL, "packed_categorical_columns", self.categorical),
+        ):
+            columns = json.loads(parameters.get(key, {}).get("string_value", "[]"))
+            if not columns:
+                continue
+            if sorted(columns) != sorted(fields):
+                raise ValueError(f"{key} {columns} are not the feature spec's fields {fields}")
+            self.packed_inputs.append(tensor)
+            order = [columns.index(name) for name in fields]
+            self.packed_order[tensor] = None if order == list(range(len(order))) else order
+
+    def _packed_arrays(self, tensors):
+        """Structural checks for a packed request: both declared packed inputs and nothing else. Triton itself
+        has checked each one's dtype, width and batch size against the config."""
+        if len(tensors) != len(self.packed_inputs) or any(name not in tensors for name in self.packed_inputs):
+            missing = [name for name in self.packed_inputs if name not in tensors]
+            if missing:
+                raise RequestError(
+                    f"field '{missing[0]}': missing input (the packed layout sends both {self.packed_inputs})"
+                )
+            extra = next(name for name in tensors if name not in self.packed_inputs)
+            raise RequestError(f"field '{extra}': send either the packed layout or one input per field, not both")
+        matrices = []
+        for name in self.packed_inputs:
+            array = tensors[name].as_numpy()
+            order = self.packed_order[name]
+            matrices.append(array if order is None else array[:, order])
+        rows = matrices[0].shape[0]
+        if any(m.ndim != 2 or m.shape[0] != rows for m in matrices):
+            raise RequestError(f"field '{self.packed_inputs[-1]}': expected [batch, columns] with {rows} rows")
+        if self.max_batch_size and rows > self.max_batch_size:
+            raise RequestError(f"batch of {rows} rows exceeds max_batch_size {self.max_batch_size}")
+        numeric = matrices[0] if self.numeric else np.empty((rows, 0), np.float32)
+        categorical = matrices[-1] if self.categorical else np.empty((rows, 0), object)
+        return numeric, categorical, rows
+
     def _arrays(self, request):
         """Structural checks for one request (presence, dtype, shape); values are checked on the merged batch.
 
         Returns (numeric [rows, n_numeric] float32, categorical [rows, n_categorical] bytes objects, rows):
         one matrix per kind, so merging the requests of a dynamic batch is two concatenations, not one per
         field. The common all-good case costs a few comparisons; only a bad request walks the fields to
-        name the first bad one."""
+        name the first bad one. A packed request (two tensors) arrives as those matrices already."""
         tensors = {tensor.name(): tensor for tensor in request.inputs()}  # one pass, not one lookup per field
+        if self.packed_inputs and not tensors.keys().isdisjoint(self.packed_inputs):
+            return self._packed_arrays(tensors)
         try:
             arrays = [tensors[name].as_numpy() for name in self.names]
         except KeyError:

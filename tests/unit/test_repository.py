@@ -60,7 +60,10 @@ def test_repository_layout_for_each_variant(published, tmp_path, variant):
     else:
         assert parsed.platform == "onnxruntime_onnx" and files == ["feature_spec.json", "model.onnx"]
         assert parsed.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
-    assert [i.name for i in parsed.input] == [i["name"] for i in version.metadata["inputs"]]
+    named = [i["name"] for i in version.metadata["inputs"]]
+    packed = ["packed_numeric", "packed_categorical"] if variant == "python-ort" else []  # serving/packed.py
+    assert [i.name for i in parsed.input] == named + packed
+    assert all(i.optional for i in parsed.input) == (variant == "python-ort")
     assert [o.name for o in parsed.output] == ["probability"]
     assert not list(tmp_path.glob(".staging-*"))
 

@@ -21,6 +21,7 @@ import pandas as pd
 from tritonclient.utils import InferenceServerException
 
 from fulqrun_ml.errors import FieldValidationError, ServingError
+from fulqrun_ml.serving.packed import PACKED_CATEGORICAL, PACKED_NUMERIC, PackedColumns, columns_from_parameters
 
 FIELD_ERROR = re.compile(r"field '(?P<field>[^']+)': (?P<reason>.+)")
 # Triton core refuses some malformed requests before the backend sees them; its messages name the input too.
@@ -35,6 +36,7 @@ NUMPY_DTYPES = {"FP32": np.float32, "INT64": np.int64, "BYTES": np.object_}
 # Worth retrying: the server (or a model being reloaded) is briefly unavailable or overloaded.
 RETRYABLE = ("unavailable", "503", "429", "502", "504", "connection", "timed out", "not ready", "overloaded")
 Protocol = Literal["http", "grpc"]
+Layout = Literal["packed", "named"]  # packed: two tensors (serving/packed.py); named: one tensor per field
 Records = pd.DataFrame | Iterable[Mapping[str, Any]]
 
 
@@ -147,16 +149,21 @@ class ModelInterface:
     # Full shapes from the server's metadata, batch axis first (-1 = variable); [-1, 1] is one raw column.
     shapes: dict[str, list[int]] = field(default_factory=dict)
     parameters: dict[str, str] = field(default_factory=dict)
+    # The packed layout's column order when the model publishes one (raw-record models); `inputs` then lists
+    # the named fields only, and `encode` packs them.
+    packed: PackedColumns | None = None
 
     def is_column(self, name: str) -> bool:
         return self.shapes.get(name, [-1, 1]) == [-1, 1]
 
-    def encode(self, lib: Any, columns: Mapping[str, np.ndarray], model_name: str) -> list[Any]:
+    def encode(self, lib: Any, columns: Mapping[str, np.ndarray], model_name: str, layout: Layout = "packed") -> list:
+        """Validated input tensors for one chunk: packed (two tensors, serving/packed.py) when the model publishes
+        that layout and `layout` asks for it, else one tensor per input. Errors name the field either way."""
         names = {name for name, _ in self.inputs}
         extra = [c for c in columns if c not in names]
         if extra:
             raise FieldValidationError(extra[0], f"unknown field for model '{model_name}'")
-        encoded = []
+        arrays: dict[str, tuple[np.ndarray, str]] = {}
         rows: tuple[str, int] | None = None
         for name, datatype in self.inputs:
             if name not in columns:
@@ -166,6 +173,19 @@ class ModelInterface:
                 rows = (name, array.shape[0])
             elif array.shape[0] != rows[1]:
                 raise FieldValidationError(name, f"has {array.shape[0]} rows, field '{rows[0]}' has {rows[1]}")
+            arrays[name] = (array, datatype)
+        if layout == "packed" and self.packed is not None:
+            groups = (
+                (PACKED_NUMERIC, "FP32", self.packed.numeric),
+                (PACKED_CATEGORICAL, "BYTES", self.packed.categorical),
+            )
+            arrays = {
+                name: (np.concatenate([arrays[field][0] for field in fields], axis=1), datatype)
+                for name, datatype, fields in groups
+                if fields
+            }
+        encoded = []
+        for name, (array, datatype) in arrays.items():
             tensor = lib.InferInput(name, list(array.shape), datatype)
             tensor.set_data_from_numpy(array)
             encoded.append(tensor)
@@ -205,12 +225,16 @@ class ModelInterface:
 
 
 def model_interface(meta: Mapping[str, Any], config: Mapping[str, Any]) -> ModelInterface:
+    parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+    packed = columns_from_parameters(parameters)
+    fields = [i for i in meta["inputs"] if packed is None or i["name"] not in (PACKED_NUMERIC, PACKED_CATEGORICAL)]
     return ModelInterface(
-        inputs=[(i["name"], i["datatype"]) for i in meta["inputs"]],
+        inputs=[(i["name"], i["datatype"]) for i in fields],
         outputs=[o["name"] for o in meta["outputs"]],
         max_batch_size=int(config.get("max_batch_size", 0)) or 1024,
-        shapes={i["name"]: [int(d) for d in i.get("shape", [-1, 1])] for i in meta["inputs"]},
-        parameters={k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()},
+        shapes={i["name"]: [int(d) for d in i.get("shape", [-1, 1])] for i in fields},
+        parameters=parameters,
+        packed=packed,
     )
 
 

@@ -4,7 +4,8 @@
 (`tritonclient.grpc.model_config_pb2.ModelConfig`), so a wrong field name or type fails here, not in the
 server. One description (the version's metadata.json) yields every variant:
   python-ort   CPU hosts, tabular models (one raw CRM column per input): the Python backend runs `model.py`
-               (template in serving/python_ort/) with onnxruntime; validation errors name the field.
+               (template in serving/python_ort/) with onnxruntime; validation errors name the field. Takes
+               the named layout or the packed one (two tensors, serving/packed.py), both optional inputs.
   python-tensor  CPU hosts, tensor-input models (metadata inputs carry a `shape`: the revenue forecaster, the
                sequence fusion): the Python backend template in serving/python_tensor/ enforces
                `serving_spec.json` (shapes with named/variable axes, NaN/inf, index ranges), written next to
@@ -27,7 +28,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
@@ -38,18 +39,9 @@ from fulqrun_ml.registry.key_material import ENCRYPTION_KEYS_ENV
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.serving.integrity import REGISTRY_SIGNATURE, verify_registry_version
 from fulqrun_ml.serving.nba_files import write_nba_companions
+from fulqrun_ml.serving.packed import packed_columns
 
 Variant = Literal[
-    "python-ort",
-    "python-tensor",
-    "python-by-id",
-    "python-nba",
-    "onnxruntime",
-    "onnxruntime-cpu",
-    "tensorrt_plan",
-    "ensemble",
-]
-VARIANTS: tuple[Variant, ...] = (
     "python-ort",
     "python-tensor",
     "python-by-id",  # `<name>_by_id`: ids -> Redis features -> `<name>` (BLS); composed in serving/by_id.py
@@ -58,7 +50,8 @@ VARIANTS: tuple[Variant, ...] = (
     "onnxruntime-cpu",
     "tensorrt_plan",
     "ensemble",
-)
+]
+VARIANTS: tuple[Variant, ...] = get_args(Variant)
 # Python-backend variants -> their model.py template directory under TEMPLATE_DIR.
 PYTHON_TEMPLATES = {v: v.replace("-", "_") for v in ("python-ort", "python-tensor", "python-by-id", "python-nba")}
 # The prediction log's spool writer (TEMPLATE_DIR/prediction_spool.py), copied next to every Python model.py;
@@ -93,6 +86,7 @@ class TensorSpec:
     # What the model sees instead of `dims` (Triton's reshape): `()` for a graph input of shape [batch] only,
     # because a batched Triton tensor needs at least one dim, so clients send [batch, 1].
     reshape: tuple[int, ...] | None = None
+    optional: bool = False  # a raw-record model's named and packed layouts (serving/packed.py) are alternatives
 
 
 @dataclass(frozen=True)
@@ -129,6 +123,8 @@ class TritonModelConfig:
             tensor.name = spec.name
             tensor.data_type = DTYPES[spec.dtype]
             tensor.dims.extend(spec.dims)
+            if spec.optional:
+                tensor.optional = True
             if spec.reshape is not None:
                 tensor.reshape.SetInParent()  # an empty shape must still be present
                 tensor.reshape.shape.extend(spec.reshape)
@@ -308,13 +304,19 @@ def config_for_version(
         name = f"{version.name}_reasons"
         outputs += (TensorSpec("reasons", "string"),)
         parameters["reasons_top_k"] = str(reasons_top_k)
+    inputs = tuple(tensor_spec(i) for i in meta["inputs"])
+    packed = packed_columns(meta) if variant == "python-ort" else None
+    if packed is not None:  # both layouts, each optional; the backend refuses a request holding neither or both
+        inputs = tuple(TensorSpec(t.name, t.dtype, t.dims, t.reshape, optional=True) for t in inputs)
+        inputs += tuple(TensorSpec(name, dtype, (width,), optional=True) for name, dtype, width in packed.inputs())
+        parameters.update(packed.parameters())
     version_files = VERSION_FILES
     if tensor_model:
         present = [f for f in TENSOR_COMPANIONS if (version.path / f).is_file()]
         version_files = (("model.onnx", "model.onnx"), *((f, f) for f in present))
     return TritonModelConfig(
         name=name,
-        inputs=tuple(tensor_spec(i) for i in meta["inputs"]),
+        inputs=inputs,
         outputs=outputs,
         served_versions=tuple(served_versions),
         tensorrt_accelerator=tensorrt_accelerator,
