@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fulqrun_ml.serving import tls
+from fulqrun_ml.serving.by_id import checked_redis_url
 from fulqrun_ml.serving.server import TritonServer
 from fulqrun_ml.serving.tls import GrpcClientTLS, GrpcServerTLS, TLSConfigError, grpc_client_options
 from tests.tls_certs import PKI, make_pki
@@ -96,3 +97,26 @@ def _copy(source: Path, directory: Path, mode: int) -> Path:
     target.write_bytes(source.read_bytes())
     os.chmod(target, mode)
     return target
+
+
+def test_require_tls_refuses_every_plaintext_fallback(
+    pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in (tls.CERT_ENV, tls.KEY_ENV, tls.CLIENT_CA_ENV, tls.CA_ENV, tls.CLIENT_CERT_ENV, tls.CLIENT_KEY_ENV):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv(tls.REQUIRE_ENV, "1")
+    with pytest.raises(TLSConfigError, match=f"{tls.REQUIRE_ENV} is set but {tls.CERT_ENV} and {tls.KEY_ENV} are not"):
+        TritonServer(tmp_path / "repo")
+    with pytest.raises(TLSConfigError, match=f"{tls.REQUIRE_ENV} is set but {tls.CA_ENV} is not"):
+        grpc_client_options()
+    with pytest.raises(TLSConfigError, match=r"serving\.by_id\.redis_url is a plaintext redis:// URL"):
+        checked_redis_url("redis://127.0.0.1:6379/0")
+    for url in ("rediss://127.0.0.1:6379/0?ssl_ca_certs=/ca.pem", "unix:///run/redis.sock"):
+        assert checked_redis_url(url) == url
+    monkeypatch.setenv(tls.CERT_ENV, str(pki.cert))
+    monkeypatch.setenv(tls.KEY_ENV, str(pki.key))
+    monkeypatch.setenv(tls.CA_ENV, str(pki.ca))
+    assert "--grpc-use-ssl=true" in TritonServer(tmp_path / "repo").command()
+    assert grpc_client_options()["ssl"] is True
+    monkeypatch.setenv(tls.REQUIRE_ENV, "0")
+    assert checked_redis_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

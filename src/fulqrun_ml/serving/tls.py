@@ -15,6 +15,14 @@ Client (TritonPredictionClient / AsyncTritonPredictionClient over gRPC):
   FULQRUN_TRITON_TLS_CA                             PEM root that must have signed the server's certificate.
   FULQRUN_TRITON_TLS_CLIENT_CERT, ..._CLIENT_KEY    optional: the client's own certificate for mutual TLS.
 
+Policy:
+  FULQRUN_REQUIRE_TLS=1                             refuse plaintext instead of falling back to it: TritonServer
+                                                    without a server certificate, an SDK gRPC client without a
+                                                    trust root, a by-id `redis://` URL (`require_tls_url`). For
+                                                    PostgreSQL libpq has its own: PGSSLMODE=verify-full (+
+                                                    PGSSLROOTCERT) applies to every connection whose DSN does not
+                                                    set sslmode (docs/security.md).
+
 Triton's HTTP endpoint has no TLS of its own (upstream: put a TLS-terminating proxy in front); see docs/security.md.
 File contents never appear in messages: they name the variable and path only.
 """
@@ -39,10 +47,26 @@ CLIENT_CA_ENV = "FULQRUN_TRITON_TLS_CLIENT_CA"
 CA_ENV = "FULQRUN_TRITON_TLS_CA"
 CLIENT_CERT_ENV = "FULQRUN_TRITON_TLS_CLIENT_CERT"
 CLIENT_KEY_ENV = "FULQRUN_TRITON_TLS_CLIENT_KEY"
+REQUIRE_ENV = "FULQRUN_REQUIRE_TLS"
 
 
 class TLSConfigError(ServingError):
     """A TLS setting names a missing, unreadable, malformed or insecure file. Never holds the file's content."""
+
+
+def tls_required(env: Mapping[str, str] | None = None) -> bool:
+    """Whether $FULQRUN_REQUIRE_TLS asks to refuse plaintext connections (1/true/yes)."""
+    env = os.environ if env is None else env
+    return env.get(REQUIRE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def require_tls_url(url: str, what: str, env: Mapping[str, str] | None = None) -> str:
+    """`url` unchanged, unless TLS is required and its scheme is plaintext redis:// (a unix socket never leaves
+    the host, so it stays allowed)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if tls_required(env) and scheme == "redis":
+        raise TLSConfigError(f"{what} is a plaintext redis:// URL but {REQUIRE_ENV} is set: use rediss://")
+    return url
 
 
 def _certificates(path: Path, where: str) -> list[x509.Certificate]:
@@ -121,6 +145,10 @@ class GrpcServerTLS:
         if pair is None:
             if client_ca:
                 raise TLSConfigError(f"{CLIENT_CA_ENV} is set but {CERT_ENV} and {KEY_ENV} are not")
+            if tls_required(env):
+                raise TLSConfigError(
+                    f"{REQUIRE_ENV} is set but {CERT_ENV} and {KEY_ENV} are not: Triton would serve gRPC in plaintext"
+                )
             return None
         if client_ca:
             _certificates(Path(client_ca), CLIENT_CA_ENV)
@@ -162,6 +190,8 @@ class GrpcClientTLS:
         if not ca:
             if pair is not None:
                 raise TLSConfigError(f"{CLIENT_CERT_ENV} is set but {CA_ENV} is not")
+            if tls_required(env):
+                raise TLSConfigError(f"{REQUIRE_ENV} is set but {CA_ENV} is not: the gRPC client would talk plaintext")
             return None
         _certificates(Path(ca), CA_ENV)
         return cls(Path(ca), *(pair or (None, None)))
