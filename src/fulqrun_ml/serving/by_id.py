@@ -20,6 +20,7 @@ from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.serving.codec import ID_INPUT, by_id_name
 from fulqrun_ml.serving.repository import TensorSpec, TritonModelConfig, column_model_output, is_tensor_model
+from fulqrun_ml.serving.tls import require_tls_url
 
 STATUS_OUTPUT = "status"
 AS_OF_OUTPUT = "as_of"
@@ -37,7 +38,7 @@ def checked_redis_url(url: str) -> str:
             f"serving.by_id.redis_url carries a password, which Triton would show to every client in the model "
             f"config: remove it from the URL and export {PASSWORD_ENV} for the server instead"
         )
-    return url
+    return require_tls_url(url, "serving.by_id.redis_url")  # rediss:// only when $FULQRUN_REQUIRE_TLS is set
 
 
 def by_id_config(
