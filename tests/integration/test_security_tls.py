@@ -118,6 +118,13 @@ def test_postgres_source_reads_over_verify_ca_and_plaintext_is_refused(pki, monk
             message = str(caught.value)
             assert message.startswith("cannot connect to PostgreSQL") and expected in message, message
             assert PASSWORD not in message
+        # libpq's own switch for every connection of a process whose DSN sets no sslmode (docs/security.md).
+        monkeypatch.setenv("PGSSLMODE", "verify-ca")
+        monkeypatch.setenv("PGSSLROOTCERT", str(pki.other_ca))
+        with pytest.raises(SourceError, match="certificate verify failed"):
+            PostgresSource(base, schema="tls")()
+        monkeypatch.setenv("PGSSLROOTCERT", str(pki.ca))
+        assert len(PostgresSource(base, schema="tls")().table("opportunities")) == written["opportunities"]
 
 
 def test_online_store_over_rediss_and_plaintext_is_refused(pki, tmp_path) -> None:
