@@ -50,7 +50,7 @@ def verify_repository(repository: Path, models: list[str] | None = None) -> int:
         for version_dir in sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
             where = f"Triton repository model '{name}' version {version_dir.name}"
             signature = read_signature(version_dir / REGISTRY_SIGNATURE, provider, where)
-            verify_manifest(version_dir, signature["files"], where)
+            verify_manifest(version_dir, signature["files"], where, plain=signature.get("plain"))
             checked += 1
     log.info("verified %d signed version(s) in %s", checked, repository)
     return checked
