@@ -1,0 +1,63 @@
+"""`fulqrun-ml models rotate-keys [NAME]`: move every encrypted model version onto the current encryption key.
+
+Why a registry command: rotating a key is only finished when nothing is sealed with the old one any more, and
+only then can the old key be retired (removed from $FULQRUN_ENCRYPTION_KEYS) without losing a version. Doing it
+file by file with `rotate_tree` also broke signed versions (new ciphertext, stale signature). This walks every
+version of one model (or all), re-encrypts with `rotate_signed_version` where the version is signed (content
+checked first, re-signed after) and `rotate_tree` where signing is off, and records each changed version in the
+model's audit log with who and when. It is an admin action when registry roles are on (registry/roles.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fulqrun_ml.registry.audit import append_audit, current_actor
+from fulqrun_ml.registry.encryption import SUFFIX, encryption_provider, rotate_tree
+from fulqrun_ml.registry.key_material import ENCRYPTION_KEYS_ENV, KeyMaterialError
+from fulqrun_ml.registry.roles import authorize
+from fulqrun_ml.registry.signing import SIGNATURE_FILE, rotate_signed_version, signing_provider
+from fulqrun_ml.registry.store import list_versions
+
+
+@dataclass(frozen=True)
+class Rotated:
+    """One encrypted version after rotation: how many of its files were re-encrypted (0: already current)."""
+
+    name: str
+    version: int
+    files: int
+    key_id: str
+
+
+def rotate_model_keys(models_dir: Path, name: str | None = None, actor: str | None = None) -> list[Rotated]:
+    """Re-encrypt the encrypted versions of `name` (default: every model) with the current encryption key."""
+    models_dir = Path(models_dir)
+    encryption = encryption_provider()
+    if encryption is None:
+        raise KeyMaterialError(f"no encryption keys: set {ENCRYPTION_KEYS_ENV} (new key first) to rotate")
+    key_id, _ = encryption.current()
+    signer = signing_provider()
+    names = [name] if name else sorted(p.name for p in models_dir.iterdir() if list_versions(models_dir, p.name))
+    if name and not list_versions(models_dir, name):
+        raise KeyMaterialError(f"model '{name}' has no versions in {models_dir}")
+    for model in names:  # every permission first: a refusal changes nothing anywhere
+        authorize(models_dir, model, "rotate_keys", actor)
+    done = []
+    for model in names:
+        for version in list_versions(models_dir, model):
+            path = models_dir / model / str(version)
+            if not any(path.rglob(f"*{SUFFIX}")):
+                continue
+            if signer is not None and (path / SIGNATURE_FILE).is_file():
+                changed = rotate_signed_version(path, f"{model} v{version}", signer, encryption)
+            else:
+                changed = rotate_tree(path, encryption)
+            if changed:
+                append_audit(
+                    models_dir / model, "rotate_keys", current_actor(actor), model=model, version=version,
+                    key_id=key_id, files=changed,
+                )  # fmt: skip
+            done.append(Rotated(model, version, changed, key_id))
+    return done
