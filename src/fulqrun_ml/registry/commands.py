@@ -31,6 +31,7 @@ from fulqrun_ml.registry.catalog import list_model_versions, list_models, show_v
 from fulqrun_ml.registry.deletion import delete_version
 from fulqrun_ml.registry.diff import Change, diff
 from fulqrun_ml.registry.fairness_gate import load_governance_config
+from fulqrun_ml.registry.key_rotation import rotate_model_keys
 from fulqrun_ml.registry.store import list_versions
 
 OnChange = Callable[[AliasChange], None]
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_delete.add_argument("version", type=int)
     p_delete.add_argument("--actor", help="who is responsible (default: $USER)")
     p_delete.add_argument("--reason", default="", help="why (written to the audit log)")
+    p_rotate = sub.add_parser("rotate-keys", help="re-encrypt encrypted versions with the current key (admin; audited)")
+    p_rotate.add_argument("name", nargs="?", help="one model (default: all)")
+    p_rotate.add_argument("--actor", help="who is responsible (default: $USER)")
     p_diff = sub.add_parser("diff", help="metrics, config and lineage differences between two versions")
     p_diff.add_argument("name")
     p_diff.add_argument("a")
@@ -101,6 +105,11 @@ def models_main(argv: list[str], on_change: OnChange | None = None) -> int:
             console.print(f"deleted {args.name} v{args.version} ({record['actor']}, {record['at']})")
         elif args.action == "diff":
             _diff(console, models_dir, args.name, args.a, args.b)
+        elif args.action == "rotate-keys":  # registry/key_rotation.py
+            rotated = rotate_model_keys(models_dir, args.name, args.actor)
+            changed = [r for r in rotated if r.files]
+            key = rotated[0].key_id if rotated else "-"
+            console.print(f"{len(changed)} of {len(rotated)} encrypted version(s) re-encrypted with key '{key}'")
     except FulqrunMLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
