@@ -37,6 +37,7 @@ from redis.retry import Retry
 
 from fulqrun_ml.errors import FieldValidationError, FulqrunMLError
 from fulqrun_ml.online.views import AS_OF_FIELD, SEQ_FIELD, VIEWS_KEY, WRITTEN_FIELD, FeatureView
+from fulqrun_ml.serving.tls import require_tls_url
 
 BATCH_ROWS = 1000  # rows per pipelined round trip
 EXPIRY_TTLS = 10  # a key is garbage-collected after this many TTLs without a write
@@ -77,7 +78,7 @@ class OnlineStore:
     def __init__(self, url: str, socket_timeout: float = 0.5) -> None:
         if socket_timeout <= 0:
             raise OnlineStoreError(f"socket_timeout must be positive, got {socket_timeout}")
-        self.url = url
+        self.url = require_tls_url(url, "the online store URL")  # rediss:// only when $FULQRUN_REQUIRE_TLS is set
         self.location = safe_url(url)
         try:
             self.client = redis.Redis.from_url(
