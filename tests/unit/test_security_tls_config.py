@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fulqrun_ml.online.store import OnlineStore
 from fulqrun_ml.serving import tls
 from fulqrun_ml.serving.by_id import checked_redis_url
 from fulqrun_ml.serving.server import TritonServer
@@ -113,6 +114,13 @@ def test_require_tls_refuses_every_plaintext_fallback(
         checked_redis_url("redis://127.0.0.1:6379/0")
     for url in ("rediss://127.0.0.1:6379/0?ssl_ca_certs=/ca.pem", "unix:///run/redis.sock"):
         assert checked_redis_url(url) == url
+    with pytest.raises(TLSConfigError) as caught:
+        OnlineStore("redis://:planted-pw-31f@127.0.0.1:6379/0")
+    assert (
+        str(caught.value)
+        == f"the online store URL is a plaintext redis:// URL but {tls.REQUIRE_ENV} is set: use rediss://"
+    )
+    assert OnlineStore("rediss://127.0.0.1:6379/0").location == "rediss://127.0.0.1:6379/0"
     monkeypatch.setenv(tls.CERT_ENV, str(pki.cert))
     monkeypatch.setenv(tls.KEY_ENV, str(pki.key))
     monkeypatch.setenv(tls.CA_ENV, str(pki.ca))
