@@ -1,4 +1,4 @@
-"""TLS in transit against the real processes, with self-signed certificates made in the test (tests/tls_certs.py):
+"""TLS in transit against the real processes, with self-signed certificates made per test (serving/tls_selfsigned.py):
 Triton's gRPC endpoint, PostgreSQL (`sslmode=verify-ca` from the client) and Redis (`rediss://`).
 
 Each one: our own client code (the SDK, PostgresSource / load_crm_into_postgres, OnlineStore) works over TLS with
@@ -33,8 +33,8 @@ from fulqrun_ml.serving.deploy import cpu_serving_configs
 from fulqrun_ml.serving.repository import TritonRepositoryBuilder, config_for_version
 from fulqrun_ml.serving.server import TritonServer
 from fulqrun_ml.serving.tls import GrpcServerTLS
+from fulqrun_ml.serving.tls_selfsigned import PKI, make_pki
 from tests.integration.tls_services import tls_postgres, tls_redis
-from tests.tls_certs import PKI, make_pki
 
 pytestmark = pytest.mark.integration
 PASSWORD = "planted-tls-password-9c1e"

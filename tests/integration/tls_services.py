@@ -22,7 +22,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.tls_certs import PKI
+from fulqrun_ml.serving.tls_selfsigned import PKI
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 PG_HBA = """\

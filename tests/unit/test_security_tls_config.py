@@ -13,7 +13,7 @@ from fulqrun_ml.serving import tls
 from fulqrun_ml.serving.by_id import checked_redis_url
 from fulqrun_ml.serving.server import TritonServer
 from fulqrun_ml.serving.tls import GrpcClientTLS, GrpcServerTLS, TLSConfigError, grpc_client_options
-from tests.tls_certs import PKI, make_pki
+from fulqrun_ml.serving.tls_selfsigned import PKI, make_pki
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,11 @@
-"""Self-signed test PKI made with `cryptography`: a root CA and leaf certificates it signs for 127.0.0.1/localhost.
+"""Self-signed PKI for development, tests and benchmarks: a root CA and the leaf certificates it signs for
+127.0.0.1/localhost, made with `cryptography`. Never for production: use your organisation's CA there.
 
 Why a CA and not one self-signed leaf: clients verify the chain (PostgreSQL `sslmode=verify-ca`, Redis and gRPC
-with a root certificate), so a second, unrelated CA gives the "wrong trust root" case that must be refused."""
+with a root certificate), so a second, unrelated CA gives the "wrong trust root" case that must be refused.
+
+    python -m fulqrun_ml.serving.tls_selfsigned DIR   # writes ca.pem, server.pem/.key, client.pem/.key, other_ca.pem
+"""
 
 from __future__ import annotations
 
@@ -107,3 +111,9 @@ def make_pki(directory: Path) -> PKI:
     _write_key(server_key, pki.key)
     _write_key(client_key, pki.client_key)
     return pki
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(make_pki(Path(sys.argv[1] if len(sys.argv) > 1 else "tls")))
