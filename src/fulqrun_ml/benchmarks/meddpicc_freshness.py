@@ -4,7 +4,7 @@ The real path, as `benchmarks/freshness.py` runs it for stage changes: a simulat
 with change capture (now including `meddpicc_events` and `notes`), the stream worker keeping the views current in a
 throwaway Redis, and a probe that commits one write on an open deal and polls the deal's Redis row (every ~2 ms)
 until it reflects the write: the watched feature changed and the row was computed after the clock started
-(just before COMMIT). Kinds,
+(just before the INSERT). Kinds,
 measured in the same run on the same worker:
 
 - `activity` (the baseline, the existing path): an activity on the deal -> `activities_total` of `deal_win`;
@@ -76,20 +76,21 @@ def probe(conn: psycopg.Connection, kind: str, deal: str, watchers: list[Callabl
     """Commit one write of `kind` on `deal`; per watcher, ms until its row shows it (nan after `timeout_s`)."""
     before = [w(deal)[1] for w in watchers]
     body = f"Probe {uuid.uuid4().hex[:6]}: budget approved, ready to sign"
+    # The clock starts before the write: its row time and the trigger's clock are after this, and the worker may
+    # see the change before commit() returns here. So the figures include the INSERT and COMMIT (~1-2 ms).
+    started_ms, t0 = np.floor(time.time() * 1000.0), time.perf_counter()
     conn.execute(WRITES[kind], {"id": str(uuid.uuid4()), "deal": deal, "body": body})
-    # The clock starts just before COMMIT: the worker may see the change before commit() returns here.
-    committed_ms, t0 = time.time() * 1000.0, time.perf_counter()
     conn.commit()
     found = [float("nan")] * len(watchers)
     while time.perf_counter() - t0 < timeout_s and any(np.isnan(found)):
         for i, read in enumerate(watchers):
             if np.isnan(found[i]):
                 as_of, value = read(deal)
-                if value != before[i] and as_of >= committed_ms:
+                if value != before[i] and as_of >= started_ms:
                     found[i] = (time.perf_counter() - t0) * 1000.0
         time.sleep(0.002)
     if any(np.isnan(found)):
-        print("timed out:", kind, deal, before, [w(deal) for w in watchers], committed_ms, flush=True)
+        print("timed out:", kind, deal, before, [w(deal) for w in watchers], started_ms, flush=True)
     return found
 
 
