@@ -5,6 +5,7 @@ fulqrun-ml export [--run-dir DIR | --task TASK]              ONNX (+ parity) -> 
 fulqrun-ml serve [overrides]                                 serve the production alias with Triton until Ctrl-C
 fulqrun-ml predict --input FILE [--url ...]                  score JSON-lines, CSV or Parquet records through Triton
 fulqrun-ml predict --ids a,b,c|FILE [--url ...]              score entities by id (features from the online store)
+fulqrun-ml predict --meddpicc FILE [--url ...]               deals with MEDDPICC history + note text (deal_win_meddpicc)
 fulqrun-ml predict --series FILE --model-dir DIR --output F   future quantiles per series (an exported forecaster)
 fulqrun-ml predict --events E.csv --queries Q.csv --model-dir DIR [--url ...] --model events   event histories
 fulqrun-ml run [train overrides]                             all of the above on the embedded default, with a report
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--series", help="a long-format series table: future quantiles per series (--model-dir)")
     source.add_argument("--events", help="an event table: score --queries (entity, as_of) rows (--model-dir)")
+    source.add_argument("--meddpicc", help="JSON-lines deals with MEDDPICC history and note text (deal_win_meddpicc)")
     p_predict.add_argument("--queries", help="with --events: the (entity, as_of) rows to score")
     p_predict.add_argument("--model-dir", help="with --series / --events: the exported model's version directory")
     p_predict.add_argument("--output", help="with --series: where the forecast goes (CSV or Parquet)")
@@ -249,7 +251,12 @@ def main(argv: list[str] | None = None) -> int:
                 ):
                     print(line)
                 return 0
-            if args.ids is not None:
+            if args.meddpicc is not None:
+                from fulqrun_ml.serving.meddpicc_predict import predict_meddpicc_file
+
+                model = "deal_win_meddpicc" if args.model == "deal_win" else args.model
+                lines = predict_meddpicc_file(args.meddpicc, args.url, model, args.protocol)
+            elif args.ids is not None:
                 lines = predict_ids(args.ids, args.url, args.model, args.protocol)
             else:
                 lines = predict_file(Path(args.input), args.url, args.model, args.protocol)
