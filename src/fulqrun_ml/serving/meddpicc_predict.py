@@ -55,10 +55,12 @@ def predict_meddpicc_records(
     return answers
 
 
-def predict_meddpicc_file(path: str | Path, url: str, model: str = "deal_win_meddpicc") -> Iterator[str]:
+def predict_meddpicc_file(
+    path: str | Path, url: str, model: str = "deal_win_meddpicc", protocol: Protocol = "http"
+) -> Iterator[str]:
     """JSON lines out, one per record of `path`; a bad record raises FieldValidationError before any request."""
     records = read_meddpicc_records(path)
     if not records:
         raise FieldValidationError(str(path), "holds no records")
-    for answer in predict_meddpicc_records(records, url, model):
+    for answer in predict_meddpicc_records(records, url, model, protocol):
         yield json.dumps(answer)
