@@ -21,6 +21,7 @@ from fulqrun_ml.online.cdc import install_cdc
 from fulqrun_ml.online.note_embeddings import NAMES, note_embedding_view
 from fulqrun_ml.online.store import OnlineStore
 from fulqrun_ml.online.stream import StreamWorker
+from fulqrun_ml.online.stream import main as stream_main
 from fulqrun_ml.online.views import DEAL_WIN_MEDDPICC_VIEW, DEAL_WIN_VIEW
 from fulqrun_ml.text.encoder import TextEncoder
 from tests.integration.cdc_helpers import fresh_database, load_tiny_crm, online_vs_offline
@@ -158,3 +159,26 @@ def open_deals_any(dsn: str) -> list[str]:
                 " ORDER BY id LIMIT 1"
             ).fetchone()[0]
         ]
+
+
+def test_the_stream_command_keeps_the_note_embeddings(crm_dsn, redis_url, tmp_path):
+    """`fulqrun-ml online stream --note-embeddings DIR`: the embedding view joins the worker's views."""
+    url = redis_url.rsplit("/", 1)[0] + "/14"
+    OnlineStore(url).client.flushdb()
+    (deal,) = open_deals(crm_dsn, 1)
+    with psycopg.connect(crm_dsn) as conn:
+        conn.execute(
+            "INSERT INTO notes (id, organization_id, related_type, related_id, author, kind, body, created_at)"
+            " SELECT %s, organization_id, 'opportunity', id, NULL, 'note', 'Exec sponsor signed off', clock_timestamp()"
+            " FROM opportunities WHERE id = %s",
+            (str(uuid.uuid4()), deal),
+        )
+        conn.commit()
+    cache = tmp_path / "embeddings"
+    args = ["--dsn", crm_dsn, "--redis", url, "--views", "deal_win_meddpicc", "--until-idle"]
+    assert stream_main([*args, "--note-embeddings", str(cache)]) == 0
+    view = note_embedding_view(TextEncoder(cache_dir=cache))
+    row = OnlineStore(url).read(view, [deal])
+    assert row["status"].tolist() == ["ok"]
+    assert np.isclose(np.linalg.norm(row[list(NAMES)].to_numpy(float)), 1.0)
+    assert OnlineStore(url).read(VIEW, [deal])["status"].tolist() == ["ok"]

@@ -237,6 +237,9 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--append-dir", help="tail change files here instead of PostgreSQL (needs --base-dir)")
     parser.add_argument("--base-dir", help="the CRM export the appended changes start from")
     parser.add_argument("--history", help="also append every write to the feature history under this directory")
+    parser.add_argument(
+        "--note-embeddings", help="also keep each deal's mean note embedding (view deal_note_embedding), cache here"
+    )
     parser.add_argument("--until-idle", action="store_true", help="exit once no event is pending")
     parser.add_argument("--stats", help="write events/s and latency percentiles as JSON here on exit")
 
@@ -246,6 +249,11 @@ def run_stream(args: argparse.Namespace) -> int:
     if not args.redis:
         raise SystemExit("online stream: pass --redis (or set FULQRUN_REDIS_URL)")
     views = [VIEWS[name] for name in args.views.split(",") if name]
+    if args.note_embeddings:  # embed at write time, fetch by id (reports/bench_text.json)
+        from fulqrun_ml.online.note_embeddings import note_embedding_view
+        from fulqrun_ml.text.encoder import TextEncoder
+
+        views.append(note_embedding_view(TextEncoder(cache_dir=args.note_embeddings)))
     source: str | ChangeSource
     if args.append_dir:
         from fulqrun_ml.online.append_source import AppendSource
