@@ -120,6 +120,18 @@ def rotate_tree(directory: Path, provider: KeyProvider) -> int:
     return sum(rotate_file(p, provider) for p in sorted(Path(directory).rglob(f"*{SUFFIX}")))
 
 
+def read_artifact(path: Path) -> bytes:
+    """The plain bytes of a registry file: `path` itself, else `<path>.enc` decrypted in memory with the configured
+    keyring (the plaintext never touches the disk); for offline readers such as `fulqrun-ml score`."""
+    path = Path(path)
+    if path.is_file() or not path.with_name(path.name + SUFFIX).is_file():
+        return path.read_bytes()  # FileNotFoundError names the plain file when neither exists
+    provider = encryption_provider()
+    if provider is None:
+        raise EncryptionError(f"{path} is encrypted at rest ({path.name}{SUFFIX}); set {ENCRYPTION_KEYS_ENV}")
+    return decrypt_file(path.with_name(path.name + SUFFIX), provider)
+
+
 def write_encrypted_parquet(frame: pd.DataFrame, path: Path, provider: KeyProvider) -> Path:
     """A snapshot at rest: Parquet bytes in memory, sealed, written once (the plaintext never touches disk)."""
     buffer = io.BytesIO()

@@ -1,4 +1,9 @@
-"""`fulqrun-ml models rotate-keys [NAME]`: move every encrypted model version onto the current encryption key.
+"""`fulqrun-ml models encrypt NAME VERSION` seals a published version's model files at rest; `fulqrun-ml models
+rotate-keys [NAME]` moves every encrypted model version onto the current encryption key.
+
+Encrypting a signed version re-signs it after verifying it (so the signature covers the ciphertext and the
+plaintext digests, signing.py) and never encrypts a tampered one. Triton's repository builder and
+`fulqrun-ml score` decrypt in memory / into the Triton repository; other offline readers need the plain files.
 
 Why a registry command: rotating a key is only finished when nothing is sealed with the old one any more, and
 only then can the old key be retired (removed from $FULQRUN_ENCRYPTION_KEYS) without losing a version. Doing it
@@ -14,11 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fulqrun_ml.registry.audit import append_audit, current_actor
-from fulqrun_ml.registry.encryption import SUFFIX, encryption_provider, rotate_tree
+from fulqrun_ml.registry.encryption import SUFFIX, encrypt_file, encryption_provider, rotate_tree
 from fulqrun_ml.registry.key_material import ENCRYPTION_KEYS_ENV, KeyMaterialError
 from fulqrun_ml.registry.roles import authorize
-from fulqrun_ml.registry.signing import SIGNATURE_FILE, rotate_signed_version, signing_provider
-from fulqrun_ml.registry.store import list_versions
+from fulqrun_ml.registry.signing import SIGNATURE_FILE, rotate_signed_version, sign_version, signing_provider
+from fulqrun_ml.registry.signing import verify_version as verify_signed
+from fulqrun_ml.registry.store import get_version, list_versions
+
+MODEL_FILE_SUFFIXES = (".onnx", ".plan")  # the weights: what a reader of the disk must not get
 
 
 @dataclass(frozen=True)
@@ -61,3 +69,30 @@ def rotate_model_keys(models_dir: Path, name: str | None = None, actor: str | No
                 )  # fmt: skip
             done.append(Rotated(model, version, changed, key_id))
     return done
+
+
+def encrypt_version(models_dir: Path, name: str, version: int | str, actor: str | None = None) -> Rotated:
+    """Encrypt the model files (`*.onnx`, `*.plan`) of one published version in place, re-signing it when signing
+    is on; returns what was sealed (files=0 when it already was). Admin when roles are on; audited."""
+    models_dir = Path(models_dir)
+    encryption = encryption_provider()
+    if encryption is None:
+        raise KeyMaterialError(f"no encryption keys: set {ENCRYPTION_KEYS_ENV} to encrypt")
+    found = get_version(models_dir, name, version)
+    authorize(models_dir, name, "encrypt", actor)
+    subject = f"{name} v{found.version}"
+    signer = signing_provider()
+    if signer is not None:
+        verify_signed(found.path, subject, signer)  # never seal (and re-sign) a tampered version
+    plain = sorted(p for p in found.path.rglob("*") if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES)
+    for path in plain:
+        encrypt_file(path, encryption)  # atomic per file; the plaintext is removed after the ciphertext exists
+    if signer is not None and plain:
+        sign_version(found.path, subject, signer, encryption)
+    key_id, _ = encryption.current()
+    if plain:
+        append_audit(
+            models_dir / name, "encrypt", current_actor(actor), model=name, version=found.version, key_id=key_id,
+            files=[str(p.relative_to(found.path)) for p in plain],
+        )  # fmt: skip
+    return Rotated(name, found.version, len(plain), key_id)
