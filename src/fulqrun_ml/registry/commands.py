@@ -31,7 +31,7 @@ from fulqrun_ml.registry.catalog import list_model_versions, list_models, show_v
 from fulqrun_ml.registry.deletion import delete_version
 from fulqrun_ml.registry.diff import Change, diff
 from fulqrun_ml.registry.fairness_gate import load_governance_config
-from fulqrun_ml.registry.key_rotation import rotate_model_keys
+from fulqrun_ml.registry.key_rotation import encrypt_version, rotate_model_keys
 from fulqrun_ml.registry.store import list_versions
 
 OnChange = Callable[[AliasChange], None]
@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_delete.add_argument("version", type=int)
     p_delete.add_argument("--actor", help="who is responsible (default: $USER)")
     p_delete.add_argument("--reason", default="", help="why (written to the audit log)")
+    p_encrypt = sub.add_parser("encrypt", help="encrypt a version's model files at rest (admin; audited)")
+    p_encrypt.add_argument("name")
+    p_encrypt.add_argument("version", help="number, 'latest' or an alias")
+    p_encrypt.add_argument("--actor", help="who is responsible (default: $USER)")
     p_rotate = sub.add_parser("rotate-keys", help="re-encrypt encrypted versions with the current key (admin; audited)")
     p_rotate.add_argument("name", nargs="?", help="one model (default: all)")
     p_rotate.add_argument("--actor", help="who is responsible (default: $USER)")
@@ -105,6 +109,9 @@ def models_main(argv: list[str], on_change: OnChange | None = None) -> int:
             console.print(f"deleted {args.name} v{args.version} ({record['actor']}, {record['at']})")
         elif args.action == "diff":
             _diff(console, models_dir, args.name, args.a, args.b)
+        elif args.action == "encrypt":  # registry/key_rotation.py
+            done = encrypt_version(models_dir, args.name, args.version, args.actor)
+            console.print(f"{done.name} v{done.version}: {done.files} model file(s) encrypted with key '{done.key_id}'")
         elif args.action == "rotate-keys":  # registry/key_rotation.py
             rotated = rotate_model_keys(models_dir, args.name, args.actor)
             changed = [r for r in rotated if r.files]
