@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from fulqrun_ml.errors import FieldValidationError, FulqrunMLError
 from fulqrun_ml.features.spec import FittedFeatureSpec, validate_frame
+from fulqrun_ml.registry.encryption import read_artifact
 from fulqrun_ml.registry.store import METADATA_FILE, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ def create_session(model_path: Path, intra_op_threads: int = 1) -> ort.Inference
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    model = read_artifact(Path(model_path))  # model.onnx, or model.onnx.enc decrypted in memory (encryption at rest)
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _dataset(path: Path, categorical: Sequence[str]) -> ds.Dataset:
