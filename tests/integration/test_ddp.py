@@ -70,3 +70,38 @@ def test_ddp_training_on_two_cpu_processes(pipeline, tmp_path):
     assert info["world_size"] == 2 and info["pipeline"].endswith(pipeline.title().replace("_", "") + "Pipeline")
     assert good_enough(json.loads((out / "metrics.json").read_text()))
     assert "ddp" in json.dumps(info["config"]["trainer"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_node_ddp_under_torchrun_two_launchers_one_model(tmp_path):
+    """Two torchrun launchers on one host stand in for two nodes: Lightning must join them into one world of 2
+    (global ranks 0 and 1), and only global rank 0 may write the run directory."""
+    out, port = tmp_path / "run", _free_port()
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                "--master-addr=127.0.0.1", f"--master-port={port}"]  # fmt: skip
+    train = [
+        "-m", "fulqrun_ml.cli", "train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1",
+        "trainer.num_nodes=2", "trainer.precision=32-true", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+        "logger=none", f"paths.output_dir={out}", f"paths.root_dir={tmp_path}", *TINY_DATA,
+    ]  # fmt: skip
+    nodes = [
+        subprocess.Popen(
+            [*torchrun, f"--node-rank={rank}", *train], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for rank in (0, 1)
+    ]
+    logs = [node.communicate(timeout=600)[0].decode() for node in nodes]
+    for node, log in zip(nodes, logs, strict=True):
+        assert node.returncode == 0, log[-4000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in logs[1], "node 1 must hold global rank 1 of a world of 2"
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["world_size"] == 2 and info["config"]["trainer"]["num_nodes"] == 2
+    assert json.loads((out / "metrics.json").read_text())["model"]["auc"] > 0.6
