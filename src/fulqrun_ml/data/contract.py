@@ -92,6 +92,7 @@ class CRMTables:
     meddpicc_events: pd.DataFrame = field(default_factory=lambda: empty_events("meddpicc_events"))
     notes: pd.DataFrame = field(default_factory=lambda: empty_events("notes"))
     opportunity_history: pd.DataFrame = field(default_factory=lambda: empty_history("opportunity_history"))
+    lead_events: pd.DataFrame = field(default_factory=lambda: empty_events("lead_events"))
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in TABLE_COLUMNS:

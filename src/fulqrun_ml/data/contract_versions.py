@@ -29,7 +29,7 @@ from fulqrun_ml.data.contract import HISTORY_COLUMNS, OPTIONAL_COLUMN_DEFAULTS
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, OPTIONAL_SCHEMAS, Kind
 from fulqrun_ml.errors import DataContractError
 
-CONTRACT_VERSION = 5
+CONTRACT_VERSION = 6
 RELEASED_DIR = Path(__file__).with_name("contracts")
 
 # Canonical column <- names sources may still use for it. v2 accepts the names older FulQrun exports and common
@@ -56,6 +56,8 @@ CHANGELOG = {
     4: "optional opportunities.product (missing -> 'unknown'): product x segment win rates",
     5: "optional event tables meddpicc_events (each MEDDPICC write: element, 0-10 score, text, when, by whom) and "
     "notes (notes, call summaries, emails on deals and leads)",
+    6: "optional event table lead_events (a lead's site visits, content downloads, email opens and replies, form "
+    "fills, with when): behavioural lead scoring",
 }
 
 

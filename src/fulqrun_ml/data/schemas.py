@@ -21,6 +21,7 @@ from enum import StrEnum
 from fulqrun_ml.data.vocabulary import (
     ACTIVITY_DIRECTIONS,
     ACTIVITY_TYPES,
+    LEAD_EVENT_TYPES,
     LEAD_STATUSES,
     MEDDPICC_FIELDS,
     NOTE_KINDS,
@@ -279,6 +280,7 @@ LOAD_ORDER: tuple[str, ...] = (
 # - meddpicc_events: each change of one MEDDPICC element of a deal (a 0-10 score and/or the rep's text), so the
 #   qualification can be read as it stood at any as_of; the opportunities row keeps only the latest value.
 # - notes: free-text notes, call summaries and emails on a deal or a lead (may name people: scrub before use).
+# - lead_events: what a lead did (site visit, content download, email open or reply, form fill) and when (v6).
 OPTIONAL_SCHEMAS: dict[str, TableContract] = {
     "meddpicc_events": TableContract(
         "meddpicc_events",
@@ -306,5 +308,16 @@ OPTIONAL_SCHEMAS: dict[str, TableContract] = {
             _created(),
         ),
         polymorphic=("related_type", "related_id", {t: RELATED_TABLE_OF[t] for t in NOTE_RELATED_TYPES}),
+    ),
+    "lead_events": TableContract(
+        "lead_events",
+        (
+            _id(),
+            _id("organization_id", "organizations"),
+            _id("lead_id", "leads"),
+            Field("type", Kind.CATEGORY, allowed=LEAD_EVENT_TYPES),
+            Field("occurred_at", Kind.TIMESTAMP, event_time=True),
+        ),
+        after_parent=(("occurred_at", "lead_id", "created_at"),),
     ),
 }

@@ -66,6 +66,7 @@ from fulqrun_ml.data.simulator_engagement import (
     simulate_engaged_deal_touches,
 )
 from fulqrun_ml.data.simulator_history import simulate_company_history, simulate_user_history
+from fulqrun_ml.data.simulator_lead_events import add_lead_events, draw_lead_intent
 from fulqrun_ml.data.simulator_notes import simulate_text_tables
 from fulqrun_ml.data.simulator_products import ProductStory
 from fulqrun_ml.data.simulator_slippage import SlippageStory, simulate_opportunity_history
@@ -129,10 +130,12 @@ def simulate_crm(
     products: ProductStory | None = None,
     slippage: SlippageStory | None = None,
     engagement: str = "poisson",
+    lead_events: bool = False,
 ) -> SimulatedCRM:
     """Generate a deterministic CRM: same arguments, same tables, byte for byte. `engagement="dynamic"` swaps the
     deal touches for the engagement story of `simulator_engagement.py` (trend, going dark, replies, champions,
-    stakeholders, quarter push); the default "poisson" is the story above, unchanged."""
+    stakeholders, quarter push); the default "poisson" is the story above, unchanged. `lead_events=True` adds the
+    lead intent story (`simulator_lead_events.py`: the `lead_events` table, conversion moved by the intent trend)."""
     if activity_rate <= 0:
         raise ValueError(f"activity_rate must be positive, got {activity_rate}")
     if engagement not in ENGAGEMENT_MODES:
@@ -330,8 +333,10 @@ def simulate_crm(
             story, timeline, id_rng, org_id, opp_ids, rep_ids, rep_effort, company_ids, touch_days
         )
     n_leads = n_opportunities if n_leads is None else n_leads
+    intent = draw_lead_intent(seed, n_leads) if lead_events else None  # its own generator
+    shift = None if intent is None else intent.logit_shift
     leads, lead_acts, lead_latent = simulate_leads(
-        rng, id_rng, org_id, n_leads, company_ids, rep_ids, rep_skill, rep_effort, days, touch_days
+        rng, id_rng, org_id, n_leads, company_ids, rep_ids, rep_skill, rep_effort, days, touch_days, shift
     )
     activities = pd.concat([activities, lead_acts], ignore_index=True).sort_values("day", kind="stable")
     activities = activities.reset_index(drop=True)
@@ -381,4 +386,6 @@ def simulate_crm(
         notes=notes,
         opportunity_history=opportunity_history,
     )
+    if intent is not None:  # the optional lead intent story (simulator_lead_events.py)
+        tables, lead_latent = add_lead_events(tables, intent, lead_latent, start_ts, days, seed)
     return SimulatedCRM(tables=tables, latent=latent, lead_latent=lead_latent)

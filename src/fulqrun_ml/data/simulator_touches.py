@@ -47,14 +47,18 @@ def simulate_leads(
     rep_effort: np.ndarray,
     days: int,
     touch_days: TouchDays,
+    logit_shift: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Leads, their touches and their latent truth (see the story, points 6-8)."""
+    """Leads, their touches and their latent truth (see the story, points 6-8). `logit_shift` (the optional lead
+    intent story, simulator_lead_events.py) moves the conversion odds; the latent truth then also keeps each
+    lead's creation and decision day, which that story's events need."""
     start_ts = touch_days.start_ts
     ids = seeded_uuids(id_rng, n)
     source = rng.choice(list(LEAD_SOURCE_EFFECT), size=n, p=[0.35, 0.15, 0.15, 0.25, 0.10])
     rep = rng.integers(0, len(rep_ids), size=n)
     q = rng.normal(0.0, 1.0, size=n)
     logit = -1.1 + 1.2 * q + np.array([LEAD_SOURCE_EFFECT[s] for s in source]) + 0.3 * rep_skill[rep]
+    logit = logit if logit_shift is None else logit + logit_shift
     p_convert = 1.0 / (1.0 + np.exp(-logit))
     converted = rng.uniform(size=n) < p_convert
     created = rng.uniform(0, days - 10, size=n)
@@ -100,6 +104,8 @@ def simulate_leads(
     latent = pd.DataFrame(
         {"lead_id": ids, "true_conversion_probability": p_convert, "latent_quality": q, "converted": converted}
     )
+    if logit_shift is not None:
+        latent = latent.assign(created_day=created, decided_day=decided)
     return leads, acts, latent
 
 

@@ -60,3 +60,5 @@ MEDDPICC_FIELDS: tuple[str, ...] = (
 NOTE_KINDS: tuple[str, ...] = ("note", "call_summary", "email")
 # What a note may be attached to (a subset of RELATED_TYPES).
 NOTE_RELATED_TYPES: tuple[str, ...] = ("lead", "opportunity")
+# What a lead does on its own (`lead_events.type`, optional table): web and email behaviour, low to high intent.
+LEAD_EVENT_TYPES: tuple[str, ...] = ("site_visit", "content_download", "email_open", "email_reply", "form_fill")
