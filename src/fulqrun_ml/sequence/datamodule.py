@@ -4,7 +4,8 @@
 time split with embargo, FeatureSpec fitted on train, rep and oracle columns), so the fused model and the
 tabular-only models train and are scored on identical rows. On top it aligns, per (opportunity_id, as_of)
 row, the last `max_len` touches at or before as_of, fits the token vocabularies on the training split only,
-and adds the sequence tensors to every batch dict.
+and adds the sequence tensors to every batch dict. With another snapshot builder (`builder=LeadConversionBuilder`)
+the rows are that task's and the sequences follow its entity (a lead's touches and own events).
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ class DealWinSequenceDataModule(DealWinDataModule):
             return
         super().setup(stage)
         tables = self.source.tables
-        raw = {split: build_sequences(tables, self.frames[split], self.max_len) for split in SPLITS}
+        raw = {
+            split: build_sequences(tables, self.frames[split], self.max_len, self.builder.entity) for split in SPLITS
+        }
         self.leakage_audit["activity_sequences"] = audit_sequences(raw)
         self.vocabulary = SequenceVocabulary.fit(raw["train"], self.max_len)
         for split in SPLITS:
@@ -141,7 +144,7 @@ class DealWinSequenceDataModule(DealWinDataModule):
         return DataLoader(self._datasets[split], sampler=sampler, batch_size=None)
 
     def sequence_inputs(self, tables: CRMTables, index: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Model-ready sequence arrays for any (opportunity_id, as_of) rows, with the fitted vocabularies."""
+        """Model-ready sequence arrays for any (entity, as_of) rows, with the fitted vocabularies."""
         if self.vocabulary is None:
             raise RuntimeError("call setup() first: the vocabularies are fitted on the training split")
-        return self.vocabulary.transform(build_sequences(tables, index, self.max_len))
+        return self.vocabulary.transform(build_sequences(tables, index, self.max_len, self.builder.entity))

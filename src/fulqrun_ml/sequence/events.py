@@ -23,6 +23,7 @@ import pandas as pd
 from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.task_snapshots import activity_sequences
 from fulqrun_ml.errors import FulqrunMLError
+from fulqrun_ml.sequence.lead_sequences import lead_sequences
 
 TOKEN_FIELDS = ("event_type", "channel", "direction")
 TIME_FIELDS = ("delta_days", "age_days")
@@ -35,13 +36,19 @@ class SequenceDataError(FulqrunMLError, ValueError):
     """Sequence arrays that do not match what the vocabulary or model expects; the message names the field."""
 
 
-def build_sequences(tables: CRMTables, index: pd.DataFrame, max_len: int) -> dict[str, np.ndarray]:
-    """Raw point-in-time sequences for the (opportunity_id, as_of) rows of `index`, in `index` order.
+def build_sequences(
+    tables: CRMTables, index: pd.DataFrame, max_len: int, entity: str = "opportunity_id"
+) -> dict[str, np.ndarray]:
+    """Raw point-in-time sequences for the (entity, as_of) rows of `index`, in `index` order: a deal's touches, or
+    (entity "lead_id") a lead's touches and own events (`lead_sequences.py`).
 
     Token fields keep the extraction's own values (int codes, or strings for a text `direction` column);
     `length` [N] says how many of the trailing columns are real events. `SequenceVocabulary.transform`
     turns this into model inputs."""
-    raw = activity_sequences(tables, index[["opportunity_id", "as_of"]], "opportunity_id", max_len)
+    if entity == "lead_id":
+        raw = lead_sequences(tables, index[["lead_id", "as_of"]], max_len)
+    else:
+        raw = activity_sequences(tables, index[[entity, "as_of"]], entity, max_len)
     missing = [f for f in ("event_type", "channel", *TIME_FIELDS, "length") if f not in raw]
     if missing:
         raise SequenceDataError(f"activity sequences lack required field(s) {missing}")
