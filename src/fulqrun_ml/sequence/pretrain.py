@@ -56,15 +56,17 @@ class PretrainConfig:
     seed: int = 0
 
 
-def pretraining_histories(tables: CRMTables, cutoff: pd.Timestamp, max_len: int, min_events: int) -> dict:
-    """Raw sequences (`build_sequences` layout) of every deal created before `cutoff`, touches <= cutoff only,
-    keeping deals with at least `min_events` touches."""
-    opps = tables.opportunities
-    ids = opps.loc[opps["created_at"] <= cutoff, "id"].drop_duplicates()
-    raw = build_sequences(tables, pd.DataFrame({"opportunity_id": ids.to_numpy(), "as_of": cutoff}), max_len)
+def pretraining_histories(
+    tables: CRMTables, cutoff: pd.Timestamp, max_len: int, min_events: int, entity: str = "opportunity_id"
+) -> dict:
+    """Raw sequences (`build_sequences` layout) of every deal (entity "lead_id": lead) created before `cutoff`,
+    events <= cutoff only, keeping those with at least `min_events` events."""
+    parents = tables.leads if entity == "lead_id" else tables.opportunities
+    ids = parents.loc[parents["created_at"] <= cutoff, "id"].drop_duplicates()
+    raw = build_sequences(tables, pd.DataFrame({entity: ids.to_numpy(), "as_of": cutoff}), max_len, entity)
     keep = raw["length"] >= min_events
     if keep.sum() < 2:
-        raise PretrainError(f"pretraining needs >= 2 deals with >= {min_events} touches before {cutoff}")
+        raise PretrainError(f"pretraining needs >= 2 histories with >= {min_events} events before {cutoff}")
     return {k: v[keep] for k, v in raw.items()}
 
 
