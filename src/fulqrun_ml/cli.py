@@ -63,6 +63,10 @@ COMMAND_GROUPS = {
     "analytics": ("fulqrun_ml.analytics.commands", "pipeline | competitive: pipeline health and market intelligence"),
     "similar": ("fulqrun_ml.search.commands", "won deals most like this one, and what they did next (vector search)"),
     "insights": ("fulqrun_ml.insights.commands", "deal summary | risk | next steps: offline writer or grounded LLM"),
+    "pretrain": (
+        "fulqrun_ml.pipelines.pretrain",
+        "CoLES-pretrain a sequence-fusion task's encoder and publish it (train overrides follow; init_from it)",
+    ),
     "dashboard": ("fulqrun_ml.dashboard.app", "the analytics web app on 127.0.0.1 (--port, --models-dir, --triton)"),
 }
 BENCHMARKS = {"models": "leaderboard", "serve": "serving", "score": "scoring", "incremental": "incremental"}
