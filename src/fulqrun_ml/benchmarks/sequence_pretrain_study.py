@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fulqrun_ml.benchmarks.sequence_dynamic import pretraining_lines, t_interval
+from fulqrun_ml.benchmarks.sequence_dynamic import freeze_lines, pretraining_lines, t_interval
 from fulqrun_ml.benchmarks.sequence_study import compose_config, render_markdown
 from fulqrun_ml.datamodules.tabular import BatchDictDataset
 from fulqrun_ml.machine import machine_info
@@ -86,6 +86,14 @@ def pretrain(datamodule: DealWinSequenceDataModule, cfg: Any, models_dir: Path, 
     return {**lineage, "losses": losses, "seconds": round(seconds, 1), "version": version.version, "epochs": epochs}
 
 
+def arms(freeze_ablation: bool) -> list[tuple[str, list[str]]]:
+    """scratch (with the tabular-only ablation), pretrained and fine-tuned, and (freeze ablation) pretrained and
+    frozen: the encoder keeps its CoLES weights and only the fusion head and MLP learn."""
+    pretrained = ["task.sequence.ablation=false", f"task.sequence.init_from={ENCODER_NAME}@latest"]
+    out = [("scratch", ["task.sequence.ablation=true"]), ("pretrained", pretrained)]
+    return [*out, ("frozen", [*pretrained, "task.sequence.freeze=true"])] if freeze_ablation else out
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Pretrain once, then scratch vs pretrained per size and seed; returns the `pretraining` report section."""
     base = [DYNAMIC, f"paths.models_dir={workdir / 'models'}", *args.override]
@@ -99,16 +107,15 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for seed in args.seeds:
             sub = labelled_subset(datamodule, size, seed)
             out: dict[str, Any] = {"deals": size, "seed": seed, "train_rows": sub.sizes["train_rows"]}
-            for arm, extra in (
-                ("scratch", ["task.sequence.ablation=true"]),
-                ("pretrained", ["task.sequence.ablation=false", f"task.sequence.init_from={ENCODER_NAME}@latest"]),
-            ):
+            for arm, extra in arms(args.freeze_ablation):
                 cfg = compose_config(workdir / f"{arm}_{size}", seed, [*base, *extra])
                 metrics = train(cfg, datamodule=sub)["metrics"]
                 out[arm] = metrics["model"]["auc"]
                 if "tabular_only" in metrics:
                     out["tabular_only"] = metrics["tabular_only"]["auc"]
             out["gain_pp"] = 100 * (out["pretrained"] - out["scratch"])
+            if "frozen" in out:
+                out["frozen_gain_pp"] = 100 * (out["frozen"] - out["scratch"])
             print(json.dumps(out))
             rows.append(out)
     summary = {}
@@ -119,6 +126,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "gain_pp": [r["gain_pp"] for r in mine],
             "gain_ci_pp": t_interval([r["gain_pp"] for r in mine]),
         }
+        if args.freeze_ablation:
+            summary[str(size)]["frozen"] = float(np.mean([r["frozen"] for r in mine]))
+            summary[str(size)]["frozen_gain_ci_pp"] = t_interval([r["frozen_gain_pp"] for r in mine])
     return {"encoder": pretrained, "runs": rows, "summary": summary, "seeds": args.seeds, "sizes": args.sizes}
 
 
@@ -130,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--override", action="append", default=[], help="Hydra override for every run")
     parser.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--freeze-ablation",
+        action="store_true",
+        help="also the frozen encoder; results go under `pretraining_freeze`, the main section is kept",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -144,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     path = args.reports_dir / "sequence_fusion.json"
     report = json.loads(path.read_text())
-    report["pretraining"] = section
+    report["pretraining_freeze" if args.freeze_ablation else "pretraining"] = section
     path.write_text(json.dumps(report, indent=2, default=str))
     (args.reports_dir / "sequence_fusion.md").write_text(render_markdown(report))
-    print("\n".join(pretraining_lines(section)))
+    print("\n".join(freeze_lines(section) if args.freeze_ablation else pretraining_lines(section)))
     return 0
 
 

@@ -41,6 +41,8 @@ from fulqrun_ml.benchmarks.sequence_counterfactual import REPLY_LATENCY_STORY, c
 from fulqrun_ml.benchmarks.sequence_dynamic import (
     DYNAMIC_STORY,
     dynamic_lines,
+    freeze_lines,
+    lead_lines,
     oracle_gap,
     pretraining_lines,
     t_interval,
@@ -230,6 +232,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         *_counterfactual_lines(report.get("counterfactual")),
         *dynamic_lines(report.get("dynamic_engagement"), report),
         *pretraining_lines(report.get("pretraining")),
+        *freeze_lines(report.get("pretraining_freeze")),
+        *lead_lines(report.get("lead_conversion")),
+        "## User event tables",
+        "",
+        "The event-table command (`task=events`) on a purchases/churn fixture: fusion vs LightGBM vs aggregates-only "
+        "vs sequence-only, training time and served latency, in [sequence_user_events.md](sequence_user_events.md).",
+        "",
         *[f"- {note}" for note in report["notes"]],
         "",
     ]
