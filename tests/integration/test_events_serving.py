@@ -16,6 +16,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from fulqrun_ml.cli import main as cli_main
 from fulqrun_ml.data.event_fixture import write_event_fixture
 from fulqrun_ml.data.event_table import EventTableError
 from fulqrun_ml.features.spec import FittedFeatureSpec
@@ -105,6 +106,15 @@ def test_sdk_answers_equal_onnxruntime_and_predict_events_reads_the_files(served
                                                          served["server"].http_url, "events")]  # fmt: skip
     assert [line["entity"] for line in lines] == inputs.queries["entity"].tolist()
     np.testing.assert_allclose([line["probability"] for line in lines], expected, atol=1e-5)
+    output = served["events"].parent / "predictions.parquet"  # `predict --events ... --output F` writes a file
+    argv = ["predict", "--events", str(served["events"]), "--queries", str(served["queries"]), "--output", str(output)]
+    assert (
+        cli_main([*argv, "--model-dir", str(version.path), "--url", served["server"].http_url, "--model", "events"])
+        == 0
+    )
+    written = pd.read_parquet(output)
+    assert written["entity"].tolist() == inputs.queries["entity"].tolist()
+    np.testing.assert_allclose(written["probability"], expected, atol=1e-5)
 
 
 def test_bad_requests_and_files_are_refused_by_name(served, tmp_path):
