@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--meddpicc", help="JSON-lines deals with MEDDPICC history and note text (deal_win_meddpicc)")
     p_predict.add_argument("--queries", help="with --events: the (entity, as_of) rows to score")
     p_predict.add_argument("--model-dir", help="with --series / --events: the exported model's version directory")
-    p_predict.add_argument("--output", help="with --series: where the forecast goes (CSV or Parquet)")
+    p_predict.add_argument("--output", help="with --series / --events: where the predictions go (CSV or Parquet)")
     p_predict.add_argument("--reconcile", choices=["bottom_up", "none"], default="bottom_up")
     p_predict.add_argument("--url", default="127.0.0.1:8000")
     p_predict.add_argument("--model", default="deal_win")
@@ -248,11 +248,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.events is not None:
                 if not args.model_dir or not args.queries:
                     raise FulqrunMLError("--events needs --queries and --model-dir (the event model's version)")
-                from fulqrun_ml.serving.event_predict import predict_events
+                from fulqrun_ml.serving.event_predict import predict_event_rows, predict_events, write_predictions
 
-                for line in predict_events(
-                    args.model_dir, args.events, args.queries, args.url, args.model, args.protocol
-                ):
+                where = (args.model_dir, args.events, args.queries, args.url, args.model, args.protocol)
+                if args.output:  # the whole answer in one file, published atomically
+                    rows = predict_event_rows(*where)
+                    print(f"wrote {len(rows)} predictions to {write_predictions(rows, args.output)}")
+                    return 0
+                for line in predict_events(*where):
                     print(line)
                 return 0
             if args.meddpicc is not None:
