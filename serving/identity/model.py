@@ -6,8 +6,9 @@ exactly our validation + onnxruntime work and the rest is Triton's own overhead 
 JSON/protobuf, dynamic batching, the Python stub's shared-memory hop).
 
 The config names the echoed input in the `echo_input` parameter; the output keeps the served model's
-output name and shape ([batch, 1] FP32), so requests and responses look the same on the wire.
-No validation, no copy beyond what the backend itself does.
+output name and shape ([batch, 1] FP32): the echoed tensor's first column (a column input is that column; a
+packed [batch, k] input or the one-tensor floor's [batch, k] gives its first), so responses look the same on
+the wire. No validation, no copy beyond what the backend itself does.
 """
 
 import json
@@ -29,6 +30,6 @@ class TritonPythonModel:
                 error = pb_utils.TritonError(f"field '{self.echo_input}': missing input")
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
                 continue
-            out = pb_utils.Tensor(self.output_name, tensor.as_numpy())
+            out = pb_utils.Tensor(self.output_name, tensor.as_numpy()[:, :1])
             responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
         return responses

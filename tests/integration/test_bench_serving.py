@@ -1,7 +1,8 @@
 """The serving load harness, end to end at tiny scale: real Triton, real wrk, real gRPC clients.
 
-Checks the report's shape and that the load ran cleanly (no errors, both the model and its identity
-floor measured per protocol and point); it never asserts speed (that is what the report is for).
+Checks the report's shape and that the load ran cleanly (no errors; the model, its identity and the one-tensor
+floor measured per protocol and point, each row with its ratio to the floor); it never asserts speed (that is
+what the report is for).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fulqrun_ml.benchmarks import loadgen
 from fulqrun_ml.benchmarks.serving import main as bench_main
 from fulqrun_ml.benchmarks.serving import parse_points
 from fulqrun_ml.benchmarks.serving_identity import identity_config
-from fulqrun_ml.benchmarks.serving_report import IDENTITY
+from fulqrun_ml.benchmarks.serving_report import FLOOR, IDENTITY, add_floor_ratios, evaluate_targets
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.serving.repository import config_for_version
 
@@ -68,7 +69,7 @@ def test_every_point_ran_clean_for_model_and_identity(quick_report):
     measured = {(r["model"], r["protocol"], r["concurrency"], r["rows_per_request"]) for r in report["rows"]}
     expected = {
         (model, protocol, c, rows)
-        for model in ("deal_win", IDENTITY)
+        for model in ("deal_win", IDENTITY, FLOOR)
         for protocol in ("http", "grpc")
         for c, rows in ((1, 1), (3, 1), (2, 4))
     }
@@ -76,6 +77,43 @@ def test_every_point_ran_clean_for_model_and_identity(quick_report):
     assert [r for r in report["rows"] if r["errors"] or r["timeouts"]] == []
     # The server really executed the requests (Triton's own counters moved).
     assert all(r["server_avg_batch_rows"] and r["server_avg_batch_rows"] >= 1 for r in report["rows"])
+    # Every row is set against the floor measured at the same protocol and point, in the same run.
+    for row in report["rows"]:
+        floor = next(
+            f
+            for f in report["rows"]
+            if f["model"] == FLOOR
+            and (f["protocol"], f["concurrency"], f["rows_per_request"])
+            == (row["protocol"], row["concurrency"], row["rows_per_request"])
+        )
+        assert row["floor_ratio"] == pytest.approx(row["predictions_per_s"] / floor["predictions_per_s"], abs=1e-3)
+        assert row["load_average_1m"] >= 0
+    assert report["model"]["layout"] == "packed"
+
+
+def test_floor_targets_judge_the_ratio_to_the_floor():
+    def row(model, c, rows, pps, p99, errors=0):
+        return {
+            "model": model,
+            "protocol": "grpc",
+            "concurrency": c,
+            "rows_per_request": rows,
+            "rps": pps / rows,
+            "predictions_per_s": pps,
+            "p99_ms": p99,
+            "errors": errors,
+            "requests": 100,
+        }
+
+    rows = [row(FLOOR, 64, 1, 1000, 10), row("m", 64, 1, 810, 12), row(FLOOR, 10000, 1, 900, 1000)]
+    rows += [row("m", 10000, 1, 800, 1600), row(FLOOR, 160, 64, 10000, 100), row("m", 160, 64, 7000, 150)]
+    add_floor_ratios(rows)
+    verdicts = {t["target"]: (t["value"], t["met"]) for t in evaluate_targets(rows, "m") if "floor" in t["target"]}
+    assert verdicts == {
+        "throughput >= 0.8 x one-tensor floor at concurrency 64": (0.81, True),
+        "10,000 concurrent: 0 errors and p99 <= 1.5 x floor p99": ([0, 1.6], False),
+        "160 x 64 rows: predictions/s >= 0.8 x one-tensor floor": (0.7, False),
+    }
 
 
 def test_targets_and_plot_are_written(quick_report):

@@ -121,33 +121,36 @@ def wrk_version(wrk: str) -> str:
     return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else "unknown"
 
 
+def _as_matrix(values: Any) -> np.ndarray:
+    """A column [rows] becomes [rows, 1]; a packed tensor [rows, width] stays as it is."""
+    array = np.asarray(values)
+    return array.reshape(-1, 1) if array.ndim == 1 else array
+
+
 def kserve_json_body(columns: dict[str, np.ndarray], inputs: Sequence[tuple[str, str]]) -> bytes:
-    """A compact KServe-v2 JSON inference body (one line) for the rows in `columns`."""
-    rows = len(next(iter(columns.values())))
-    payload = {
-        "inputs": [
+    """A compact KServe-v2 JSON inference body (one line) for the rows in `columns` (columns [rows] or packed
+    tensors [rows, width], data row-major)."""
+    tensors = []
+    for name, datatype in inputs:
+        array = _as_matrix(columns[name])
+        data = array.ravel()
+        tensors.append(
             {
                 "name": name,
-                "shape": [rows, 1],
+                "shape": list(array.shape),
                 "datatype": datatype,
-                "data": [str(v) for v in columns[name]]
-                if datatype == "BYTES"
-                else [float(v) for v in np.asarray(columns[name], dtype=np.float64)],
+                "data": [str(v) for v in data] if datatype == "BYTES" else [float(v) for v in data.astype(np.float64)],
             }
-            for name, datatype in inputs
-        ]
-    }
-    return json.dumps(payload, separators=(",", ":")).encode()
+        )
+    return json.dumps({"inputs": tensors}, separators=(",", ":")).encode()
 
 
 def grpc_inputs(columns: dict[str, np.ndarray], inputs: Sequence[tuple[str, str]]) -> list[InferInput]:
     """tritonclient gRPC tensors for the same rows; built once and reused by every request."""
     tensors = []
     for name, datatype in inputs:
-        values = np.asarray(columns[name])
-        array = (values.astype(str).astype(np.object_) if datatype == "BYTES" else values.astype(np.float32)).reshape(
-            -1, 1
-        )
+        values = _as_matrix(columns[name])
+        array = values.astype(str).astype(np.object_) if datatype == "BYTES" else values.astype(np.float32)
         tensor = InferInput(name, list(array.shape), datatype)
         tensor.set_data_from_numpy(array)
         tensors.append(tensor)

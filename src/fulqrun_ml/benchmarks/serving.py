@@ -2,16 +2,19 @@
 
 What it measures and why:
 - the published model (Python backend: validation + onnxruntime, the repository `fulqrun-ml serve` uses),
-  and an **identity model** in the same server with the same inputs, batching and instances
-  (serving/identity/model.py echoes one input). The identity is Triton's own floor for these requests;
-  the model/identity ratio is what our code costs, independent of how fast this machine is today.
+  sent the SDK's layout (`--layout packed`, the default: two tensors, serving/packed.py; or `named`, one
+  tensor per field as any KServe client sends), an **identity model** in the same server with the same inputs,
+  batching and instances (serving/identity/model.py echoes one input), and the **one-tensor floor** (an identity
+  taking one FP32 tensor of as many values as the model has fields). model/identity is what our code costs;
+  model/floor (`floor_ratio` on every row) what our code and our request layout cost, independent of how fast
+  this machine is today.
 - single-record requests at concurrency 1 / 64 / 1,000 / 10,000 and a batched mode (64 records per
   request, 160 concurrent = 10,240 predictions in flight), over HTTP (`wrk`) and gRPC (asyncio
   tritonclient), models interleaved point by point so drift on a shared machine hits both alike.
 - per point: throughput (requests/s, predictions/s), p50/p95/p99/max latency, errors and timeouts,
   CPU cores used by the client, by the server (tritonserver + its Python stubs) and by everything else
-  on the machine, and Triton's own statistics: average executed batch, and per request the time queued
-  and the compute time of the batch it ran in.
+  on the machine, the 1-minute load average, and Triton's own statistics: average executed batch, and per
+  request the time queued and the compute time of the batch it ran in.
 
 Everything binds to 127.0.0.1; every point is time-bounded. Output: a JSON report (machine info, one
 row per model x protocol x concurrency x rows_per_request, the issue's targets with met/gap) and a PNG.
@@ -31,7 +34,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import requests
 from tritonclient.grpc import InferInput
@@ -43,8 +45,18 @@ from fulqrun_ml.benchmarks.serving_identity import (
     check_answers,
     load_serving_config,
 )
-from fulqrun_ml.benchmarks.serving_measure import bench_machine, measure_point, settle_server
-from fulqrun_ml.benchmarks.serving_report import IDENTITY, evaluate_targets, plot_report
+from fulqrun_ml.benchmarks.serving_measure import bench_machine, measure_point, settle_server, top_functions
+from fulqrun_ml.benchmarks.serving_payloads import layout_payloads
+from fulqrun_ml.benchmarks.serving_payloads import model_inputs as model_inputs  # re-exported (prediction_log)
+from fulqrun_ml.benchmarks.serving_payloads import request_columns as request_columns
+from fulqrun_ml.benchmarks.serving_report import (
+    FLOOR,
+    FLOOR_INPUT,
+    IDENTITY,
+    add_floor_ratios,
+    evaluate_targets,
+    plot_report,
+)
 from fulqrun_ml.benchmarks.workload import benchmark_records, configure_logging, publish_small_model
 from fulqrun_ml.errors import FulqrunMLError, ServingError
 from fulqrun_ml.registry.store import ModelVersion, get_version
@@ -52,8 +64,6 @@ from fulqrun_ml.serving.deploy import cpu_options
 from fulqrun_ml.serving.server import TritonServer
 
 log = logging.getLogger(__name__)
-DATATYPES = {"float32": "FP32", "string": "BYTES", "int64": "INT64"}
-BODIES_PER_POINT = 16  # distinct request bodies rotated by every client
 FD_MARGIN = 512  # descriptors the server needs besides one per client connection
 # Points this large run on a freshly started server. Measured here: Triton 2.51's HTTP frontend keeps
 # thousands of sockets in CLOSE_WAIT for good after clients close connections with requests in flight
@@ -94,22 +104,6 @@ def parse_points(text: str) -> tuple[SweepPoint, ...]:
     return tuple(points)
 
 
-# --- request payloads -----------------------------------------------------------------------------------
-
-
-def model_inputs(version: ModelVersion) -> list[tuple[str, str]]:
-    return [(i["name"], DATATYPES[i["dtype"]]) for i in version.metadata["inputs"]]
-
-
-def request_columns(records: pd.DataFrame, rows: int, count: int = BODIES_PER_POINT) -> list[dict[str, np.ndarray]]:
-    """`count` different requests of `rows` consecutive records each (wrapping around the records)."""
-    out = []
-    for k in range(count):
-        index = np.arange(k * rows, (k + 1) * rows) % len(records)
-        out.append({c: records[c].to_numpy()[index] for c in records.columns})
-    return out
-
-
 # --- measurement around one load run ---------------------------------------------------------------------
 
 
@@ -117,8 +111,8 @@ def request_columns(records: pd.DataFrame, rows: int, count: int = BODIES_PER_PO
 class LoadPlan:
     """Everything a load run needs besides the server, the model and the point."""
 
-    bodies: dict[int, list[bytes]]  # rows per request -> KServe-v2 JSON bodies (HTTP)
-    grpc_sets: dict[int, list[list[InferInput]]]  # rows per request -> prepared gRPC tensors
+    bodies: dict[tuple[str, int], list[bytes]]  # (model, rows per request) -> KServe-v2 JSON bodies (HTTP)
+    grpc_sets: dict[tuple[str, int], list[list[InferInput]]]  # (model, rows per request) -> prepared gRPC tensors
     output: str
     duration_s: float
     timeout_s: float
@@ -130,12 +124,18 @@ class LoadPlan:
         if protocol == "http":
             url = f"http://{server.http_url}/v2/models/{model}/infer"
             return loadgen.run_wrk(
-                url, self.bodies[rows], point.concurrency, rows, self.duration_s, self.timeout_s, wrk=self.wrk or "wrk"
+                url,
+                self.bodies[model, rows],
+                point.concurrency,
+                rows,
+                self.duration_s,
+                self.timeout_s,
+                wrk=self.wrk or "wrk",
             )
         return loadgen.run_grpc(
             server.grpc_url,
             model,
-            self.grpc_sets[rows],
+            self.grpc_sets[model, rows],
             self.output,
             point.concurrency,
             rows,
@@ -161,11 +161,16 @@ def run_benchmark(
     records: pd.DataFrame | None = None,
     note: str = SHARED_MACHINE_NOTE,
     pause_s: float = 1.0,
+    layout: str = "packed",
+    profile: bool = False,
 ) -> dict[str, Any]:
-    """Serve `version` + the identity model in one real Triton, sweep `points` per protocol, write reports.
+    """Serve `version`, its identity and the one-tensor floor in one real Triton, sweep `points` per protocol,
+    write reports.
 
     `serving` is the serving config group (default configs/serving/cpu.yaml): the same batching and instances
-    `fulqrun-ml serve` gives the version."""
+    `fulqrun-ml serve` gives the version. `layout`: how the model and its identity are sent records.
+    `profile`: the model's backend runs under cProfile and the report gets its top functions (use points below
+    FRESH_SERVER_AT: a restart starts afresh)."""
     unknown = sorted(set(protocols) - {"http", "grpc"})
     if unknown:
         raise FulqrunMLError(f"unknown protocol(s) {unknown}; choose from http, grpc")
@@ -179,24 +184,25 @@ def run_benchmark(
     if nofile[0] < wanted_files:
         log.warning("open-file limit %d < %d: the largest concurrency may fail to connect", nofile[0], wanted_files)
     wrk = loadgen.ensure_wrk() if "http" in protocols else None
-    inputs = model_inputs(version)
     records = records if records is not None else benchmark_records(version, 4096)
-    payloads = {
-        rows: request_columns(records[[n for n, _ in inputs]], rows) for rows in {p.rows_per_request for p in points}
-    }
+    payloads = {rows: layout_payloads(version, records, rows, layout) for rows in {p.rows_per_request for p in points}}
     started = datetime.now(UTC)
     load_before = os.getloadavg()
     rows_out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="fulqrun-bench-") as tmp:
         repository = Path(tmp) / "repository"
-        model_cfg, identity_cfg = build_bench_repository(version, repository, serving)
-        models = (identity_cfg.name, model_cfg.name)
+        profile_path = Path(tmp) / "model.prof" if profile else None
+        model_cfg, identity_cfg, floor_cfg = build_bench_repository(version, repository, serving, layout, profile_path)
+        kinds = {floor_cfg.name: "floor", identity_cfg.name: "identity", model_cfg.name: "model"}
+        models = tuple(kinds)  # interleaved in this order at every point
         output = model_cfg.outputs[0].name
         echo = identity_cfg.parameters["echo_input"]
-        bodies = {rows: [loadgen.kserve_json_body(c, inputs) for c in cols] for rows, cols in payloads.items()}
+        echoes = {floor_cfg.name: FLOOR_INPUT, identity_cfg.name: echo, model_cfg.name: None}
+        sets = {(m, rows): payload[kind] for rows, payload in payloads.items() for m, kind in kinds.items()}
+        bodies = {key: [loadgen.kserve_json_body(c, inputs) for c in cols] for key, (inputs, cols) in sets.items()}
         plan = LoadPlan(
             bodies=bodies,
-            grpc_sets={rows: [loadgen.grpc_inputs(c, inputs) for c in cols] for rows, cols in payloads.items()},
+            grpc_sets={key: [loadgen.grpc_inputs(c, inputs) for c in cols] for key, (inputs, cols) in sets.items()},
             output=output,
             duration_s=duration_s,
             timeout_s=timeout_s,
@@ -213,8 +219,8 @@ def run_benchmark(
         server = start_server()
         fresh = True
         try:
-            for rows in bodies:
-                check_answers(server, model_cfg.name, identity_cfg.name, echo, output, bodies[rows][0])
+            for (model, _), model_bodies in bodies.items():
+                check_answers(server, model, echoes[model], output, model_bodies[0])
             server_version = requests.get(f"http://{server.http_url}/v2", timeout=10).json().get("version")
             for protocol in protocols:
                 for point in points:
@@ -229,7 +235,9 @@ def run_benchmark(
                             idle = settle_server(server, models)
                         fresh = False
                         row = measure_point(server, model, lambda: plan.run(server, protocol, model, point))  # noqa: B023
-                        row.update(idle, server_restarted_before=restarted)
+                        row.update(
+                            idle, server_restarted_before=restarted, load_average_1m=round(os.getloadavg()[0], 2)
+                        )
                         rows_out.append(row)
                         log.info(
                             "%-8s %-5s c=%-6d rows=%-3d %9.0f pred/s  p50 %s  p99 %s ms  errors %d  "
@@ -250,13 +258,19 @@ def run_benchmark(
                 raise ServingError(f"tritonserver died during the benchmark:\n{server.log_tail()}")
         finally:
             server.stop()
+        hot_path = top_functions(profile_path) if profile_path is not None and profile_path.is_file() else None
+    add_floor_ratios(rows_out)
     report = {
         "benchmark": "serving",
         "started_at": started.isoformat(timespec="seconds"),
         "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
         "note": note,
-        "model": {"name": version.name, "version": version.version, "path": str(version.path)},
-        "baseline": f"model '{IDENTITY}': same inputs, batching and instances, echoes '{echo}' (Triton's floor)",
+        "model": {"name": version.name, "version": version.version, "path": str(version.path), "layout": layout},
+        "baseline": (
+            f"model '{IDENTITY}': same inputs, batching and instances, echoes '{echo}' (Triton's cost for the same "
+            f"requests); model '{FLOOR}': one FP32 tensor of {len(version.metadata['inputs'])} values, same batching "
+            "and instances (the transport floor); floor_ratio = predictions/s over the floor's at the same point"
+        ),
         "settings": {
             "server_starts": starts,
             "duration_s": duration_s,
@@ -270,6 +284,8 @@ def run_benchmark(
         "machine": bench_machine(wrk, server_version, nofile, load_before),
         "rows": rows_out,
         "targets": evaluate_targets(rows_out, version.name),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "profile": hot_path,
     }
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -305,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grpc-channels", type=int, default=None, help="default: max(4, concurrency/500)")
     parser.add_argument("--serving-config", default=str(SERVING_CONFIG))
     parser.add_argument("--note", default=SHARED_MACHINE_NOTE)
+    parser.add_argument("--layout", default="packed", choices=("packed", "named"), help="how records are sent")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the model's backend; top functions in the report"
+    )
     return parser
 
 
@@ -332,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         grpc_channels=args.grpc_channels,
         note=args.note,
         pause_s=0.2 if args.quick else 1.0,
+        layout=args.layout,
+        profile=args.profile,
     )
     errors = sum(r["errors"] for r in report["rows"])
     print(f"wrote {out} ({len(report['rows'])} rows, {errors} errors) and {png}")

@@ -8,6 +8,7 @@ server itself did (average executed batch, time queued, compute time of the batc
 
 from __future__ import annotations
 
+import pstats
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -133,3 +134,20 @@ def _read(path: str) -> str:
         return Path(path).read_text()
     except OSError:
         return ""
+
+
+def top_functions(path: Path, limit: int = 25) -> list[dict[str, Any]]:
+    """The backend's cProfile (serving/python_ort/model.py, `profile_path`) as its `limit` costliest functions by
+    own time: where a batch's Python time goes, per call and in total."""
+    stats = pstats.Stats(str(path))
+    rows = []
+    for (filename, line, name), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "function": f"{Path(filename).name}:{line}({name})",
+                "calls": calls,
+                "own_s": round(own, 4),
+                "cumulative_s": round(cumulative, 4),
+            }
+        )
+    return sorted(rows, key=lambda r: -r["own_s"])[:limit]

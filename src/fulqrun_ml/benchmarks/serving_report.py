@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 IDENTITY = "identity"  # the echo model served next to the real one: Triton's floor for the same requests
+FLOOR = "floor"  # the one-tensor identity: one FP32 tensor of as many values as the model has fields
+FLOOR_INPUT = "x"
+TARGET_FLOOR_RATIO = 0.8  # throughput (and batched predictions/s) >= 0.8 x the floor's
+TARGET_10K_FLOOR_P99_RATIO = 1.5  # 10,000 concurrent: p99 <= 1.5 x the floor's p99
 TARGET_P99_SINGLE_MS = 2.0
 TARGET_IDENTITY_RATIO = 0.8
 TARGET_10K_P99_MS = 1500.0
@@ -30,6 +34,36 @@ def _find(
         ),
         None,
     )
+
+
+def add_floor_ratios(rows: list[dict[str, Any]]) -> None:
+    """Every row gets `floor_ratio` (its predictions/s over the one-tensor floor's at the same protocol and point)
+    and `floor_p99_ratio` (its p99 over the floor's); None where the floor has no number."""
+    for row in rows:
+        floor = _find(rows, FLOOR, row["protocol"], row["concurrency"], row["rows_per_request"])
+        speed = floor and floor["predictions_per_s"]
+        latency = floor and floor["p99_ms"]
+        row["floor_ratio"] = round(row["predictions_per_s"] / speed, 3) if speed else None
+        row["floor_p99_ratio"] = round(row["p99_ms"] / latency, 3) if latency and row["p99_ms"] is not None else None
+
+
+def floor_targets(rows: list[dict[str, Any]], model: str, protocol: str) -> list[tuple[str, Any, bool]]:
+    """The issue's goals against the one-tensor floor measured in the same run (rows carry `floor_ratio`)."""
+    checks = []
+    m64 = _find(rows, model, protocol, 64)
+    if m64 and m64.get("floor_ratio") is not None:
+        met = m64["floor_ratio"] >= TARGET_FLOOR_RATIO
+        checks.append(("throughput >= 0.8 x one-tensor floor at concurrency 64", m64["floor_ratio"], met))
+    big = _find(rows, model, protocol, 10000)
+    if big:
+        ratio = big.get("floor_p99_ratio")
+        met = big["requests"] > 0 and big["errors"] == 0 and ratio is not None and ratio <= TARGET_10K_FLOOR_P99_RATIO
+        checks.append(("10,000 concurrent: 0 errors and p99 <= 1.5 x floor p99", [big["errors"], ratio], met))
+    batched = _find(rows, model, protocol, 160, 64)
+    if batched and batched.get("floor_ratio") is not None:
+        met = batched["floor_ratio"] >= TARGET_FLOOR_RATIO
+        checks.append(("160 x 64 rows: predictions/s >= 0.8 x one-tensor floor", batched["floor_ratio"], met))
+    return checks
 
 
 def _nan(value: float | None) -> float:
@@ -70,6 +104,7 @@ def evaluate_targets(rows: list[dict[str, Any]], model: str) -> list[dict[str, A
             met = fast and batched["predictions_per_s"] >= TARGET_BATCHED_PREDICTIONS_PER_S
             value = [p99, batched["predictions_per_s"]]
             checks.append(("10,240 in flight: p99 < 100 ms and >= 150k predictions/s", value, met))
+        checks += floor_targets(rows, model, protocol)
         out += [{"protocol": protocol, "target": t, "value": v, "met": bool(m)} for t, v, m in checks]
     return out
 
@@ -88,7 +123,7 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
     rows = report["rows"]
     fig, (ax_t, ax_p) = plt.subplots(1, 2, figsize=(12, 4.8))
     styles = {"http": "-", "grpc": "--"}
-    colors = {IDENTITY: "tab:gray"}
+    colors = {IDENTITY: "tab:gray", FLOOR: "tab:green"}
     for model in dict.fromkeys(r["model"] for r in rows):
         color = colors.get(model, "tab:blue")
         for protocol in dict.fromkeys(r["protocol"] for r in rows):
@@ -125,8 +160,8 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
     ax_t.legend(fontsize=7)
     m = report["model"]
     fig.suptitle(
-        f"Triton on {report['machine']['cpu_count']} CPUs: {m['name']} v{m['version']} vs identity "
-        "(load and client on the same cores)"
+        f"Triton on {report['machine']['cpu_count']} CPUs: {m['name']} v{m['version']} ({m.get('layout', 'named')} "
+        "layout) vs same-input identity and one-tensor floor (load and client on the same cores)"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
