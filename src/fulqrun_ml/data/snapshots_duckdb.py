@@ -52,15 +52,10 @@ def create_grid(db: CRMDatabase, name: str, as_of_dates: list[pd.Timestamp]) -> 
     return name
 
 
-def create_stage_spans(db: CRMDatabase, name: str = "stage_spans") -> str:
-    """One row per stage-history row that is ever the latest at some instant: the deal's stage from
-    `entered_at` until `left_at` (NULL: still in it), and how many changes came before (`stage_changes`).
-
-    Rows tied in time with a later row of the same deal (in table order) are never the latest, so they are
-    dropped; that makes the spans of a deal disjoint and an ASOF join on `entered_at` unambiguous."""
-    db.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {name} AS
+def stage_spans_sql() -> str:
+    """The query behind `create_stage_spans`, as text: the one definition that Spark also runs
+    (`fulqrun_ml.spark.dialect` translates the DuckDB spellings)."""
+    return """
         SELECT opportunity_id, stage, entered_at, left_at, stage_changes FROM (
             SELECT opportunity_id, to_stage AS stage, changed_at AS entered_at,
                    lead(changed_at) OVER w AS left_at,
@@ -69,7 +64,15 @@ def create_stage_spans(db: CRMDatabase, name: str = "stage_spans") -> str:
             WINDOW w AS (PARTITION BY opportunity_id ORDER BY changed_at, _pos)
         ) WHERE left_at IS NULL OR left_at > entered_at
         """
-    )
+
+
+def create_stage_spans(db: CRMDatabase, name: str = "stage_spans") -> str:
+    """One row per stage-history row that is ever the latest at some instant: the deal's stage from
+    `entered_at` until `left_at` (NULL: still in it), and how many changes came before (`stage_changes`).
+
+    Rows tied in time with a later row of the same deal (in table order) are never the latest, so they are
+    dropped; that makes the spans of a deal disjoint and an ASOF join on `entered_at` unambiguous."""
+    db.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {stage_spans_sql()}")
     return name
 
 
@@ -81,21 +84,13 @@ def _check_one_close_per_deal(db: CRMDatabase) -> None:
         raise ValueError(f"stage_history: opportunity {twice[0][0]} has more than one close row; one is expected")
 
 
-def deal_win_snapshots(
-    db: CRMDatabase, as_of_dates: list[pd.Timestamp], horizon_days: int, name: str = "deal_win_snapshots"
-) -> str:
-    """`snapshots.deal_win_snapshots`: deals open at each as_of that close within the horizon, with
-    stage_index, rep_probability, label (1.0 won) and label_time; also `stage`, `stage_entered_at` and
-    `stage_changes` for the feature builder. Ordered by (as_of, opportunity_id)."""
-    _check_one_close_per_deal(db)
-    grid = create_grid(db, f"{name}_grid", as_of_dates)
-    spans = create_stage_spans(db, f"{name}_spans")
+def deal_win_sql(grid: str, spans: str, horizon_days: int) -> str:
+    """The query behind `deal_win_snapshots`, as text over a date grid and `stage_spans_sql` spans: the one
+    definition that Spark also runs (`fulqrun_ml.spark.dialect` translates the DuckDB spellings)."""
     stage_meta = ", ".join(
         f"('{stage}', {i}, {STAGE_DEFAULT_PROBABILITY[stage]!r})" for i, stage in enumerate(OPEN_STAGES)
     )
-    db.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {name} AS
+    return f"""
         WITH closes AS (
             SELECT opportunity_id, to_stage AS outcome, changed_at AS closed_at
             FROM stage_history WHERE to_stage IN {CLOSED}
@@ -112,7 +107,18 @@ def deal_win_snapshots(
         WHERE c.closed_at <= g.as_of + INTERVAL {int(horizon_days)} DAY
         ORDER BY 2, 1
         """
-    )
+
+
+def deal_win_snapshots(
+    db: CRMDatabase, as_of_dates: list[pd.Timestamp], horizon_days: int, name: str = "deal_win_snapshots"
+) -> str:
+    """`snapshots.deal_win_snapshots`: deals open at each as_of that close within the horizon, with
+    stage_index, rep_probability, label (1.0 won) and label_time; also `stage`, `stage_entered_at` and
+    `stage_changes` for the feature builder. Ordered by (as_of, opportunity_id)."""
+    _check_one_close_per_deal(db)
+    grid = create_grid(db, f"{name}_grid", as_of_dates)
+    spans = create_stage_spans(db, f"{name}_spans")
+    db.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {deal_win_sql(grid, spans, horizon_days)}")
     return name
 
 
