@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from fulqrun_ml.analytics.commands import main as analytics_main
 from fulqrun_ml.analytics.pipeline_forecast import (
     PipelineForecastSettings,
     build_deal_snapshots,
@@ -19,6 +21,7 @@ from fulqrun_ml.analytics.pipeline_forecast import (
 from fulqrun_ml.analytics.pipeline_timing import won_cumulative_incidence
 from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.simulator import simulate_crm
+from fulqrun_ml.data.sources import write_crm_directory
 from fulqrun_ml.errors import FulqrunMLError
 
 SETTINGS = PipelineForecastSettings(train_periods=9, timing_snapshots=3, new_deal_origins=3, draws=400)
@@ -95,5 +98,34 @@ def test_bad_settings_get_clear_errors(tables):
     with pytest.raises(FulqrunMLError, match="field 'freq'"):
         period_ends(tables, "Q")
     ends = period_ends(tables)
-    with pytest.raises(FulqrunMLError, match="run past the last period end"):
-        forecast_at(build_deal_snapshots(tables, ends[-4:]), closes(tables), 2, SETTINGS, seed=0)
+    with pytest.raises(FulqrunMLError, match="outside the 4 complete periods"):
+        forecast_at(build_deal_snapshots(tables, ends[-4:]), closes(tables), 4, SETTINGS, seed=0)
+    with pytest.raises(FulqrunMLError, match="too few deals closed"):
+        forecast_at(build_deal_snapshots(tables, ends[:3]), closes(tables), 0, SETTINGS, seed=0)
+
+
+def test_cli_forecasts_from_an_export_directory_with_clear_errors(tables, tmp_path):
+    """`analytics forecast-pipeline --crm DIR`: periods after the origin with monotone commit..best-case, the
+    two components adding up to about the median; bad settings and dates get one-line errors, no file."""
+    write_crm_directory(tables, tmp_path / "crm")
+    out = tmp_path / "forecast.json"
+    small = ["train_periods=9", "timing_snapshots=3", "new_deal_origins=3", "draws=400"]
+    args = ["forecast-pipeline", "--crm", str(tmp_path / "crm"), "--set", *small]
+    assert analytics_main([*args, "--as-of", "2025-06-15", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["origin"].startswith("2025-05-31") and report["open_deals"] > 50
+    assert [p["period_start"] for p in report["periods"]] == ["2025-06-01", "2025-07-01", "2025-08-01"]
+    keys = ("commit_p10", "p25", "most_likely_p50", "p75", "best_case_p90")
+    for period in report["periods"]:
+        values = [period[k] for k in keys]
+        assert values == sorted(values) and values[0] > 0
+        expected = period["expected_from_open_pipeline"] + period["expected_from_new_deals"]
+        assert 0.7 < expected / period["most_likely_p50"] < 1.3
+    bad = tmp_path / "bad.json"
+    with pytest.raises(FulqrunMLError, match=r"config field\(s\) \['horizon'\]"):
+        analytics_main([*args, "horizon=0", "--out", str(bad)])
+    with pytest.raises(FulqrunMLError, match="--as-of: not a date"):
+        analytics_main([*args, "--as-of", "someday", "--out", str(bad)])
+    with pytest.raises(FulqrunMLError, match="no complete M period"):
+        analytics_main([*args, "--as-of", "2000-01-01", "--out", str(bad)])
+    assert not bad.exists()

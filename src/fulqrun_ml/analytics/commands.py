@@ -3,6 +3,7 @@
     fulqrun-ml analytics pipeline    [--crm DIR | --postgres [--schema S]] [--quota FILE] [--as-of DATE]
                                      [--config pipeline] [--set key=value ...] [--out FILE]
     fulqrun-ml analytics competitive [--crm DIR | --postgres [--schema S]] [--config competitive] [--out FILE]
+    fulqrun-ml analytics forecast-pipeline [--crm DIR | --postgres] [--as-of DATE] [--set horizon=3 ...] [--out FILE]
 
 The source is an export directory (Parquet/CSV, `DirectorySource`), the CRM's PostgreSQL (`PostgresSource`; the
 DSN comes from FULQRUN_CRM_DSN, never from the command line, so no password sits in a shell history), or by
@@ -23,6 +24,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from fulqrun_ml.analytics.market_report import market_report
+from fulqrun_ml.analytics.pipeline_forecast_report import forecast_pipeline_command
 from fulqrun_ml.analytics.pipeline_report import pipeline_report
 from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.simulator_competition import CompetitionScenario
@@ -77,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("pipeline", "coverage, velocity, conversion, aging, slippage and the health score"),
         ("competitive", "competitor win rates, loss reasons, market change points, STL, territories"),
+        ("forecast-pipeline", "bookings per period from the open pipeline: commit (p10) to best case (p90)"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         source = cmd.add_mutually_exclusive_group()
@@ -86,9 +89,10 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--config", default=name, help="configs/analytics/<name>.yaml or a path")
         cmd.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
         cmd.add_argument("--out", help="write the JSON report here (atomically) instead of printing it")
+        if name in ("pipeline", "forecast-pipeline"):
+            cmd.add_argument("--as-of", help="the instant to analyse (default: the extraction time)")
         if name == "pipeline":
             cmd.add_argument("--quota", help="quota table (user_id, period_start, quota), CSV or Parquet")
-            cmd.add_argument("--as-of", help="the instant to analyse (default: the extraction time)")
     return parser
 
 
@@ -96,15 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_config(args.config, args.set)
     tables = load_tables(args, cfg)
-    if args.command == "pipeline":
+    as_of = None
+    if getattr(args, "as_of", None):
+        try:
+            as_of = pd.Timestamp(args.as_of)
+        except ValueError as err:
+            raise FulqrunMLError(f"--as-of: not a date: {args.as_of!r}") from err
+    if args.command == "forecast-pipeline":
+        report = forecast_pipeline_command(tables, cfg, as_of)
+    elif args.command == "pipeline":
         quota = read_quota_file(args.quota) if args.quota else None
-        if args.as_of:
-            try:
-                as_of = pd.Timestamp(args.as_of)
-            except ValueError as err:
-                raise FulqrunMLError(f"--as-of: not a date: {args.as_of!r}") from err
-        else:
-            as_of = None
         report = pipeline_report(
             tables, cfg["freq"], cfg["lookback_days"], cfg["min_train_periods"], quota_table=quota, as_of=as_of
         )

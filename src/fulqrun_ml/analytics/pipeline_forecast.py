@@ -62,14 +62,26 @@ class DealSnapshots:
 
     rows: pd.DataFrame  # opportunity_id, as_of, stage_index, features..., value, closed_at, won
     period_ends: pd.DatetimeIndex  # snapshot times, one per period, in order
+    freq: str = "M"
+
+
+def _pandas_freq(freq: str) -> str:
+    pandas_freq = {"M": "M", "W": "W-SUN"}.get(freq)
+    if pandas_freq is None:
+        raise FulqrunMLError(f"field 'freq': {freq!r} must be 'M' or 'W'")
+    return pandas_freq
+
+
+def next_period_ends(origin: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
+    """The origin's period end and the ends of the `horizon` periods after it (they may lie in the future)."""
+    period = origin.tz_convert("UTC").tz_localize(None).to_period(_pandas_freq(freq))
+    return pd.DatetimeIndex([(period + k).end_time for k in range(horizon + 1)]).tz_localize("UTC")
 
 
 def period_ends(tables: CRMTables, freq: str = "M") -> pd.DatetimeIndex:
     """The last instant of every complete period (calendar month or Monday-start week) before extraction,
     the same grid `data.task_snapshots.revenue_series` books revenue on."""
-    pandas_freq = {"M": "M", "W": "W-SUN"}.get(freq)
-    if pandas_freq is None:
-        raise FulqrunMLError(f"field 'freq': {freq!r} must be 'M' or 'W'")
+    pandas_freq = _pandas_freq(freq)
     first = tables.opportunities["created_at"].min().tz_localize(None).to_period(pandas_freq)
     last = tables.extracted_at.tz_localize(None).to_period(pandas_freq) - 1
     periods = pd.period_range(first, last, freq=pandas_freq)
@@ -92,7 +104,7 @@ def closes(tables: CRMTables) -> pd.DataFrame:
     )
 
 
-def build_deal_snapshots(tables: CRMTables, ends: pd.DatetimeIndex) -> DealSnapshots:
+def build_deal_snapshots(tables: CRMTables, ends: pd.DatetimeIndex, freq: str = "M") -> DealSnapshots:
     """Open deals at every period end, their features then (one point-in-time definition shared with the deal-win
     task) and their outcome from stage history (used only where it is known at the origin, see `training_rows`)."""
     index = pd.concat([open_deals_as_of(tables, e) for e in ends], ignore_index=True)
@@ -105,7 +117,7 @@ def build_deal_snapshots(tables: CRMTables, ends: pd.DatetimeIndex) -> DealSnaps
         closed_at=pd.to_datetime(outcome["closed_at"].reindex(index["opportunity_id"]).to_numpy(), utc=True),
         won=outcome["won"].reindex(index["opportunity_id"]).fillna(False).to_numpy(dtype=bool),
     )
-    return DealSnapshots(rows.reset_index(drop=True), ends)
+    return DealSnapshots(rows.reset_index(drop=True), ends, freq)
 
 
 def training_rows(snapshots: DealSnapshots, origin: pd.Timestamp, train_periods: int) -> pd.DataFrame:
@@ -218,10 +230,11 @@ def forecast_at(
 ) -> PipelineForecast:
     """The pipeline forecast from the period end `snapshots.period_ends[origin_index]` for the next H periods."""
     ends = snapshots.period_ends
-    if origin_index + settings.horizon >= len(ends):
-        raise FulqrunMLError(f"origin {origin_index}: its {settings.horizon} periods run past the last period end")
+    if not 0 <= origin_index < len(ends):
+        raise FulqrunMLError(f"origin {origin_index}: outside the {len(ends)} complete periods of the CRM")
     origin = ends[origin_index]
-    edges_days = ((ends[origin_index : origin_index + settings.horizon + 1] - origin) / DAY).to_numpy(dtype=float)
+    horizon_ends = next_period_ends(origin, snapshots.freq, settings.horizon)
+    edges_days = ((horizon_ends - origin) / DAY).to_numpy(dtype=float)
     phase = ends[origin_index - settings.season :: -settings.season][: settings.timing_snapshots]
     timing = training_rows(snapshots, origin, settings.season * settings.timing_snapshots)
     models = fit_origin_models(
@@ -250,6 +263,6 @@ def pipeline_forecasts(
 ) -> list[PipelineForecast]:
     """Forecasts from each origin (index into `period_ends(tables, freq)`), every one point-in-time."""
     ends = period_ends(tables, freq)
-    snapshots = build_deal_snapshots(tables, ends)
+    snapshots = build_deal_snapshots(tables, ends, freq)
     closed = closes(tables)
     return [forecast_at(snapshots, closed, int(i), settings, seed + int(i)) for i in origin_indices]
