@@ -93,6 +93,8 @@ class CRMTables:
     notes: pd.DataFrame = field(default_factory=lambda: empty_events("notes"))
     opportunity_history: pd.DataFrame = field(default_factory=lambda: empty_history("opportunity_history"))
     lead_events: pd.DataFrame = field(default_factory=lambda: empty_events("lead_events"))
+    account_states: pd.DataFrame = field(default_factory=lambda: empty_events("account_states"))
+    surveys: pd.DataFrame = field(default_factory=lambda: empty_events("surveys"))
 
     def table(self, name: str) -> pd.DataFrame:
         if name not in TABLE_COLUMNS:

@@ -29,7 +29,7 @@ from fulqrun_ml.data.contract import HISTORY_COLUMNS, OPTIONAL_COLUMN_DEFAULTS
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, OPTIONAL_SCHEMAS, Kind
 from fulqrun_ml.errors import DataContractError
 
-CONTRACT_VERSION = 6
+CONTRACT_VERSION = 7
 RELEASED_DIR = Path(__file__).with_name("contracts")
 
 # Canonical column <- names sources may still use for it. v2 accepts the names older FulQrun exports and common
@@ -58,6 +58,7 @@ CHANGELOG = {
     "notes (notes, call summaries, emails on deals and leads)",
     6: "optional event table lead_events (a lead's site visits, content downloads, email opens and replies, form "
     "fills, with when): behavioural lead scoring",
+    7: "optional tables account_states (lifecycle stage changes of customer accounts) and surveys (CSAT answers, 1-5)",
 }
 
 

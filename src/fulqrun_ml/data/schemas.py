@@ -23,6 +23,7 @@ from fulqrun_ml.data.vocabulary import (
     ACTIVITY_TYPES,
     LEAD_EVENT_TYPES,
     LEAD_STATUSES,
+    LIFECYCLE_STAGES,
     MEDDPICC_FIELDS,
     NOTE_KINDS,
     NOTE_RELATED_TYPES,
@@ -319,5 +320,28 @@ OPTIONAL_SCHEMAS: dict[str, TableContract] = {
             Field("occurred_at", Kind.TIMESTAMP, event_time=True),
         ),
         after_parent=(("occurred_at", "lead_id", "created_at"),),
+    ),
+    # Each change of a customer account's lifecycle stage (customer success's record; v7), like stage_history.
+    "account_states": TableContract(
+        "account_states",
+        (
+            _id("company_id", "companies"),
+            Field("from_stage", Kind.CATEGORY, nullable=True, allowed=LIFECYCLE_STAGES),
+            Field("to_stage", Kind.CATEGORY, allowed=LIFECYCLE_STAGES),
+            Field("changed_at", Kind.TIMESTAMP, event_time=True),
+        ),
+        key=("company_id", "changed_at"),
+    ),
+    # CSAT survey answers of customer accounts (1-5; v7); the comment is free text (scrub before use).
+    "surveys": TableContract(
+        "surveys",
+        (
+            _id(),
+            _id("organization_id", "organizations"),
+            _id("company_id", "companies"),
+            Field("score", Kind.INTEGER, minimum=1, maximum=5),
+            Field("comment", Kind.TEXT, nullable=True),
+            Field("responded_at", Kind.TIMESTAMP, event_time=True),
+        ),
     ),
 }

@@ -44,6 +44,7 @@ That is the "oracle" the report shows next to the model; it is kept out of every
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -66,6 +67,7 @@ from fulqrun_ml.data.simulator_engagement import (
     simulate_engaged_deal_touches,
 )
 from fulqrun_ml.data.simulator_history import simulate_company_history, simulate_user_history
+from fulqrun_ml.data.simulator_lifecycle import LifecycleTruth, simulate_lifecycle
 from fulqrun_ml.data.simulator_lead_events import add_lead_events, draw_lead_intent
 from fulqrun_ml.data.simulator_notes import simulate_text_tables
 from fulqrun_ml.data.simulator_products import ProductStory
@@ -105,6 +107,7 @@ class SimulatedCRM:
     tables: CRMTables
     latent: pd.DataFrame  # opportunity_id, true_win_probability, latent_quality, exit_stage_index, won
     lead_latent: pd.DataFrame | None = None  # lead_id, true_conversion_probability, latent_quality, converted
+    lifecycle_truth: LifecycleTruth | None = None  # true stage transitions and expected CSAT (lifecycle=True)
 
 
 def oracle_win_probability(true_win_probability: np.ndarray, stage_index: np.ndarray) -> np.ndarray:
@@ -130,6 +133,7 @@ def simulate_crm(
     products: ProductStory | None = None,
     slippage: SlippageStory | None = None,
     engagement: str = "poisson",
+    lifecycle: bool = False,
     lead_events: bool = False,
 ) -> SimulatedCRM:
     """Generate a deterministic CRM: same arguments, same tables, byte for byte. `engagement="dynamic"` swaps the
@@ -388,4 +392,8 @@ def simulate_crm(
     )
     if intent is not None:  # the optional lead intent story (simulator_lead_events.py)
         tables, lead_latent = add_lead_events(tables, intent, lead_latent, start_ts, days, seed)
-    return SimulatedCRM(tables=tables, latent=latent, lead_latent=lead_latent)
+    truth = None
+    if lifecycle:  # account stages and CSAT surveys (simulator_lifecycle.py), from generators of their own
+        states, surveys, truth = simulate_lifecycle(seed, tables)
+        tables = dataclasses.replace(tables, account_states=states, surveys=surveys)
+    return SimulatedCRM(tables=tables, latent=latent, lead_latent=lead_latent, lifecycle_truth=truth)

@@ -62,3 +62,5 @@ NOTE_KINDS: tuple[str, ...] = ("note", "call_summary", "email")
 NOTE_RELATED_TYPES: tuple[str, ...] = ("lead", "opportunity")
 # What a lead does on its own (`lead_events.type`, optional table): web and email behaviour, low to high intent.
 LEAD_EVENT_TYPES: tuple[str, ...] = ("site_visit", "content_download", "email_open", "email_reply", "form_fill")
+# A customer account's lifecycle stage (optional `account_states` table): "churned" is absorbing.
+LIFECYCLE_STAGES: tuple[str, ...] = ("onboarding", "adoption", "expansion", "at_risk", "churned")
