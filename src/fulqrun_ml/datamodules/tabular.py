@@ -77,11 +77,14 @@ class TabularDataModuleBase(SplitBatchDataModule):
         self.data_hash: str | None = None
         self.sizes: dict[str, int] = {}
         self.leakage_audit: dict[str, int] = {}
+        self.classes: tuple[str, ...] | None = None  # multiclass: the label index -> class name
         self._datasets: dict[str, BatchDictDataset] = {}
 
     def target(self, split: str) -> np.ndarray:
         """The training target of a split: 0/1 labels, or the scaled regression label."""
         labels = self.frames[split]["label"].to_numpy(dtype=np.float64)
+        if self.target_kind == "multiclass":  # class indices into `classes`, for cross-entropy
+            return labels.astype(np.int64)
         if self.target_kind == "regression":
             return self.target_scaling.encode(labels)
         return labels.astype(np.float32)
@@ -117,6 +120,7 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         self.test_fraction = test_fraction
         self.feature_spec: FeatureSpec = self.builder.feature_spec
         self.target_kind = self.builder.kind
+        self.classes = getattr(self.builder, "classes", None)
         self.scoring_file = self.builder.scoring_file
 
     @property
@@ -146,11 +150,13 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         self.leakage_audit.update(recomputed.summary())
         frame = snapshots.merge(features, on=keys)
         oracle = builder.oracle(loaded, frame, self.horizon_days) if isinstance(loaded, SimulatedCRM) else None
-        if oracle is not None:
+        if oracle is not None and np.ndim(oracle) == 2:  # multiclass: one truth column per class
+            frame = frame.assign(**{f"{ORACLE_COLUMN}__{c}": oracle[:, k] for k, c in enumerate(self.classes)})
+        elif oracle is not None:
             frame[ORACLE_COLUMN] = oracle
         split = time_split(dates, self.val_fraction, self.test_fraction)
         frame["split"] = split.assign(frame).to_numpy()
-        self.data_hash = dataset_hash(frame.drop(columns=[ORACLE_COLUMN], errors="ignore"))
+        self.data_hash = dataset_hash(frame.drop(columns=[c for c in frame if c.startswith(ORACLE_COLUMN)]))
         # After the hash: weights are derived from the rows, not data (calibration fits with them).
         frame[WEIGHT_COLUMN] = split.censoring_weights(frame, frame["split"])
         for column, values in builder.group_columns(tables, frame).items():  # fairness groups, not features
@@ -160,6 +166,8 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         self.baseline_columns = dict(builder.baselines())
         if ORACLE_COLUMN in frame:
             self.baseline_columns["oracle"] = ORACLE_COLUMN
+        elif f"{ORACLE_COLUMN}__{(self.classes or ('',))[0]}" in frame:  # multiclass: a column prefix
+            self.baseline_columns["oracle"] = f"{ORACLE_COLUMN}__"
         self.spec = self.feature_spec.fit(self.frames["train"])
         if self.target_kind == "regression":
             self.target_scaling = TargetScaling.fit(self.frames["train"]["label"], builder.target_log1p)

@@ -128,6 +128,12 @@ def export_run(
         if optimize or quantize or tensorrt:
             raise FulqrunMLError("--optimize/--quantize/--tensorrt apply to binary tasks, not to a survival run")
         return export_survival_run(run_dir, models_dir, name)
+    if record.kind == "multiclass":
+        if optimize or quantize or tensorrt:
+            raise FulqrunMLError("--optimize/--quantize/--tensorrt apply to binary tasks, not to a multiclass run")
+        from fulqrun_ml.export.multiclass_export import export_multiclass_run  # it reuses this module's helpers
+
+        return export_multiclass_run(run_dir, models_dir, name)
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
     holdout = pd.read_parquet(run_dir / "holdout.parquet")

@@ -31,6 +31,8 @@ from fulqrun_ml.models import backbone_family
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.tasks.calibration import CALIBRATION_METHODS
 from fulqrun_ml.tasks.holdout import evaluate_binary, evaluate_regression
+from fulqrun_ml.tasks.multiclass import CLASSES_FILE
+from fulqrun_ml.tasks.multiclass_metrics import evaluate_multiclass
 from fulqrun_ml.tasks.survival_grid import validate_bin_edges
 from fulqrun_ml.tasks.survival_holdout import SURVIVAL_FILE, evaluate_survival
 from fulqrun_ml.training.pipeline import Arm, Capabilities, Evaluation, FittedArm, Pipeline, PipelineConfigError
@@ -41,18 +43,20 @@ class TabularPipeline(Pipeline):
 
     def check(self, cfg: DictConfig) -> None:
         super().check(cfg)
-        if cfg.task.get("kind") == "survival":
+        if cfg.task.get("kind") in ("survival", "multiclass"):
             _, multi_output = backbone_family(cfg.model.net._target_)
             if not multi_output:
                 raise PipelineConfigError(
-                    f"model={cfg.model.name} gives one output; a survival task needs one hazard per time bin"
+                    f"model={cfg.model.name} gives one output; a {cfg.task.kind} task needs one per "
+                    + ("time bin" if cfg.task.kind == "survival" else "class")
                 )
+        if cfg.task.get("kind") == "survival":
             survival_edges(cfg.task)  # a bad grid fails in milliseconds, before any data is built
 
     def capabilities(self, kind: str) -> Capabilities:
         if kind == "binary":
             return Capabilities(calibration=CALIBRATION_METHODS, default_calibration="temperature")
-        if kind == "survival":  # one temperature on the hazard logits, fitted on the validation NLL
+        if kind in ("survival", "multiclass"):  # one temperature on the logits, fitted on the validation NLL
             return Capabilities(calibration=("temperature",), default_calibration="temperature")
         return Capabilities()
 
@@ -72,12 +76,15 @@ class TabularPipeline(Pipeline):
             net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
             if kind == "survival":  # recorded, so export rebuilds the same backbone
                 net_config["n_outputs"] = len(survival_edges(cfg.task)) - 1
+            if kind == "multiclass":  # one logit per class
+                net_config["n_outputs"] = len(datamodule.classes)
             return build_tabular_net(net_config, datamodule), net_config
 
         return [Arm("model", int(cfg.seed), "", build)]
 
     def build_module(self, cfg: DictConfig, net: nn.Module, datamodule: TabularDataModuleBase, kind: str) -> Any:
-        return instantiate(task_module_config(cfg.task, kind), net=net)
+        classes = {"num_classes": len(datamodule.classes)} if kind == "multiclass" else {}
+        return instantiate(task_module_config(cfg.task, kind), net=net, **classes)
 
     def evaluate(
         self,
@@ -93,6 +100,11 @@ class TabularPipeline(Pipeline):
         if kind == "survival":
             evaluation, record = evaluate_survival(net, datamodule.spec, datamodule.frames, survival_edges(cfg.task))
             artifacts["survival"] = record
+        elif kind == "multiclass":
+            evaluation = evaluate_multiclass(
+                net, datamodule.spec, datamodule.frames, datamodule.baseline_columns, datamodule.classes
+            )
+            artifacts["classes"] = list(datamodule.classes)
         elif kind == "regression":
             evaluation = evaluate_regression(
                 net, datamodule.spec, datamodule.target_scaling, datamodule.frames, datamodule.baseline_columns
@@ -105,7 +117,7 @@ class TabularPipeline(Pipeline):
             artifacts["fairness"] = holdout_fairness(net, datamodule.spec, datamodule.frames, evaluation.calibration)
         metrics = dict(evaluation.metrics)
         setting = cfg.task.get("compare_lightgbm")
-        if setting and kind != "survival":
+        if setting and kind not in ("survival", "multiclass"):
             metrics["lightgbm"] = lightgbm_comparison(datamodule, setting, int(cfg.seed), kind)
             extra["lightgbm_setting"] = setting
         return Evaluation(
@@ -124,6 +136,8 @@ class TabularPipeline(Pipeline):
             (out / SURVIVAL_FILE).write_text(json.dumps(evaluation.artifacts["survival"], indent=2))
         if datamodule.target_scaling is not None:
             datamodule.target_scaling.save(out / "target.json")
+        if "classes" in evaluation.artifacts:  # multiclass: output column k is this class
+            (out / CLASSES_FILE).write_text(json.dumps(evaluation.artifacts["classes"]))
         if "fairness" in evaluation.artifacts:
             (out / FAIRNESS_FILE).write_text(json.dumps(evaluation.artifacts["fairness"], indent=2))
         datamodule.frames["test"].drop(columns=["split"], errors="ignore").to_parquet(
@@ -149,12 +163,16 @@ class TabularPipeline(Pipeline):
             )
         if "auc" in model:
             return f"AUC {model['auc']:.4f}"
+        if "macro_f1" in model:
+            return f"log loss {model['log_loss']:.4f}, macro-F1 {model['macro_f1']:.4f}"
         return f"RMSE {model['rmse']:.4f}, MAE {model['mae']:.4f}"
 
     def objective(self, metrics: dict[str, Any]) -> float:
         model = metrics["model"]
         if "integrated_brier" in model:  # survival: higher concordance is better
             return float(model["concordance"])
+        if "macro_f1" in model:  # multiclass: lower log loss is better
+            return -float(model["log_loss"])
         return float(model["auc"]) if "auc" in model else -float(model["rmse"])
 
 

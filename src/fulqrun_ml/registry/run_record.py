@@ -23,7 +23,7 @@ from fulqrun_ml.errors import FulqrunMLError
 
 RUN_RECORD_FILE = "run_info.json"
 RUN_RECORD_VERSION = 1
-KINDS = ("binary", "regression", "survival", "forecast")
+KINDS = ("binary", "regression", "survival", "forecast", "multiclass")
 # What every exporter copies from the record into a version's lineage.json (plus pipeline-specific `extra`).
 LINEAGE_KEYS = (
     "pipeline",

@@ -1,0 +1,219 @@
+"""Lifecycle-stage and CSAT report: learned stage transitions and CSAT predictions against the simulator's truth.
+
+Per seed, a simulated CRM with the lifecycle story is trained through the same spine as churn
+(`train task=lifecycle_stage`, `train task=csat`), exported to ONNX (parity-checked, published to a scratch
+registry) and the *exported graph* scores the holdout. Then:
+- transitions: the learned matrix (mean predicted next-stage distribution per current stage) and the baselines'
+  (empirical transition counts of the training split, persistence) against the TRUE matrix (mean of the story's
+  true transition probabilities over the same holdout rows): mean abs error per cell; and per row, the total
+  variation distance between each predicted distribution and that row's true one (what the drivers add);
+- CSAT: MAE and Spearman against the true expected score, next to the account's last score and the training mean.
+Intervals are t-intervals over seeds (`leaderboard_stats.t_interval`).
+
+    .venv/bin/python scripts/bench_lifecycle.py --seeds 1 2 3 --max-epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from scipy.stats import spearmanr
+
+from fulqrun_ml.benchmarks.leaderboard_stats import t_interval
+from fulqrun_ml.data.simulator_lifecycle import STAGES
+from fulqrun_ml.export.multiclass_export import CLASS_PROBABILITY
+from fulqrun_ml.export.onnx_export import PREDICTION_OUTPUT, onnx_outputs
+from fulqrun_ml.export.package import export_run
+from fulqrun_ml.features.spec import FittedFeatureSpec
+from fulqrun_ml.machine import machine_info
+from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
+from fulqrun_ml.training.train import train
+
+FROM_STAGES = STAGES[:-1]  # churned is absorbing: no row starts there
+ORACLE = "oracle_probability__"
+MATRIX_SOURCES = {"model": None, "empirical": "empirical__", "persistence": "persistence__"}
+
+
+def _train_and_export(task: str, seed: int, max_epochs: int, root: Path, overrides: list[str]) -> dict[str, Any]:
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"task={task}",
+                f"seed={seed}",
+                f"data.source.seed={seed}",
+                f"trainer.max_epochs={max_epochs}",
+                "trainer.enable_progress_bar=false",
+                "logger=none",
+                f"paths.output_dir={root / task}",
+                f"paths.root_dir={root}",
+                *overrides,
+            ],
+        )
+    started = time.perf_counter()
+    result = train(cfg)
+    seconds = time.perf_counter() - started
+    run_dir = Path(result["run_dir"])
+    version, parity = export_run(run_dir, root / "models", task)
+    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
+    graph = (version.path / "model.onnx").read_bytes()
+    output = CLASS_PROBABILITY if task == "lifecycle_stage" else PREDICTION_OUTPUT
+    scores = onnx_outputs(graph, spec, holdout, output)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"holdout": holdout, "scores": scores, "metrics": metrics, "parity": parity, "train_seconds": seconds}
+
+
+def matrix(probabilities: np.ndarray, from_stage: pd.Series) -> np.ndarray:
+    """[from, to] mean next-stage distribution of the rows starting in each non-churned stage."""
+    frame = pd.DataFrame(probabilities, columns=list(STAGES)).assign(stage_now=from_stage.to_numpy())
+    return frame.groupby("stage_now")[list(STAGES)].mean().reindex(list(FROM_STAGES)).to_numpy()
+
+
+def transition_seed(run: dict[str, Any]) -> dict[str, Any]:
+    holdout = run["holdout"]
+    truth_rows = holdout[[f"{ORACLE}{s}" for s in STAGES]].to_numpy()
+    true_matrix = matrix(truth_rows, holdout["stage_now"])
+    out: dict[str, Any] = {"true_matrix": true_matrix.tolist(), "rows": len(holdout)}
+    for who, prefix in MATRIX_SOURCES.items():
+        rows = run["scores"].reshape(len(holdout), -1) if prefix is None else holdout[
+            [f"{prefix}{s}" for s in STAGES]].to_numpy()  # fmt: skip
+        learned = matrix(rows, holdout["stage_now"])
+        out[who] = {
+            "matrix": learned.tolist(),
+            "cell_mae": float(np.nanmean(np.abs(learned - true_matrix))),
+            "row_tv_distance": float(0.5 * np.abs(rows - truth_rows).sum(axis=1).mean()),
+            **{k: v for k, v in run["metrics"][who].items() if k != "ece_by_class"},
+        }
+    out["oracle"] = {k: v for k, v in run["metrics"]["oracle"].items() if k != "ece_by_class"}
+    out["model"]["ece_by_class"] = run["metrics"]["model"]["ece_by_class"]
+    out["export_parity_max_abs_diff"], out["train_seconds"] = run["parity"], run["train_seconds"]
+    return out
+
+
+def csat_seed(run: dict[str, Any]) -> dict[str, Any]:
+    holdout = run["holdout"]
+    truth = holdout["oracle_probability"].to_numpy(dtype=float)  # the datamodule's oracle column: expected score
+    observed = holdout["label"].to_numpy(dtype=float)
+    predictions = {
+        "model": run["scores"],
+        "last_score": holdout["csat_last_score"].to_numpy(dtype=float),
+        "train_mean": holdout["csat_train_mean"].to_numpy(dtype=float),
+        "oracle": truth,
+    }
+    out: dict[str, Any] = {"rows": len(holdout), "export_parity_max_abs_diff": run["parity"]}
+    for who, values in predictions.items():
+        spearman = spearmanr(values, truth).statistic if np.std(values) > 0 else float("nan")
+        out[who] = {
+            "mae_vs_true_expected": float(np.abs(values - truth).mean()),
+            "spearman_vs_true_expected": float(spearman),
+            "mae_vs_observed": float(np.abs(values - observed).mean()),
+        }
+    out["train_seconds"] = run["train_seconds"]
+    return out
+
+
+def summarise(per_seed: list[dict[str, Any]], who: tuple[str, ...], metrics: tuple[str, ...]) -> dict[str, Any]:
+    return {w: {m: t_interval([s[w][m] for s in per_seed]) for m in metrics if m in per_seed[0][w]} for w in who}
+
+
+def run_study(seeds: list[int], max_epochs: int, overrides: list[str]) -> dict[str, Any]:
+    transitions, csat = [], []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            transitions.append(
+                transition_seed(_train_and_export("lifecycle_stage", seed, max_epochs, Path(tmp), overrides))
+            )
+            csat.append(csat_seed(_train_and_export("csat", seed, max_epochs, Path(tmp), overrides)))
+    stage_metrics = ("cell_mae", "row_tv_distance", "log_loss", "macro_f1", "classwise_ece", "accuracy")
+    csat_metrics = ("mae_vs_true_expected", "spearman_vs_true_expected", "mae_vs_observed")
+    return {
+        "machine": machine_info(),
+        "settings": {"seeds": seeds, "max_epochs": max_epochs, "overrides": overrides, "stages": list(STAGES)},
+        "transitions": {
+            "summary": summarise(
+                per_seed=transitions, who=("model", "empirical", "persistence"), metrics=stage_metrics
+            ),
+            "oracle": summarise(transitions, ("oracle",), ("log_loss", "macro_f1", "classwise_ece"))["oracle"],
+            "mean_true_matrix": np.mean([t["true_matrix"] for t in transitions], axis=0).tolist(),
+            "mean_model_matrix": np.mean([t["model"]["matrix"] for t in transitions], axis=0).tolist(),
+            "mean_empirical_matrix": np.mean([t["empirical"]["matrix"] for t in transitions], axis=0).tolist(),
+            "per_seed": transitions,
+        },
+        "csat": {
+            "summary": summarise(csat, ("model", "last_score", "train_mean", "oracle"), csat_metrics),
+            "per_seed": csat,
+        },
+    }
+
+
+def _fmt(cell: dict[str, Any]) -> str:
+    if cell["ci95"] is None:
+        return f"{cell['mean']:.4f}"
+    return f"{cell['mean']:.4f} [{cell['ci95'][0]:.4f}, {cell['ci95'][1]:.4f}]"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    t, c = report["transitions"], report["csat"]
+    lines = [
+        "# Customer lifecycle stage and CSAT vs the simulator's truth",
+        "",
+        f"Seeds {report['settings']['seeds']}, {report['settings']['max_epochs']} epochs max; mean [95% t-interval].",
+        "Scores come from the exported ONNX graph on the holdout (time split); scripts/bench_lifecycle.py made it.",
+        "",
+        "## Stage transitions (30 days ahead)",
+        "",
+        "| who | cell MAE vs true matrix | row TV distance to truth | log loss | macro-F1 | classwise ECE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for who, row in t["summary"].items():
+        lines.append(
+            f"| {who} | {_fmt(row['cell_mae'])} | {_fmt(row['row_tv_distance'])} | {_fmt(row['log_loss'])} | "
+            f"{_fmt(row['macro_f1'])} | {_fmt(row['classwise_ece'])} |"
+        )
+    o = t["oracle"]
+    lines += [f"| oracle (true probabilities) | 0 | 0 | {_fmt(o['log_loss'])} | {_fmt(o['macro_f1'])} | "
+              f"{_fmt(o['classwise_ece'])} |", ""]  # fmt: skip
+    for title, key in (("True", "mean_true_matrix"), ("Learned (model)", "mean_model_matrix")):
+        lines += [f"{title} transition matrix (rows: from, columns: to; mean over seeds)", ""]
+        lines += ["| from \\ to | " + " | ".join(STAGES) + " |", "|---" * (len(STAGES) + 1) + "|"]
+        for stage, values in zip(FROM_STAGES, report["transitions"][key], strict=True):
+            lines.append(f"| {stage} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+        lines.append("")
+    lines += [
+        "## CSAT (next answer within 14 days)",
+        "",
+        "| who | MAE vs true expected score | Spearman vs true expected | MAE vs observed score |",
+        "|---|---|---|---|",
+    ]
+    for who, row in c["summary"].items():
+        lines.append(
+            f"| {who} | {_fmt(row['mae_vs_true_expected'])} | {_fmt(row['spearman_vs_true_expected'])} | "
+            f"{_fmt(row['mae_vs_observed'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--override", action="append", default=[], help="extra Hydra overrides")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "lifecycle_csat")
+    args = parser.parse_args(argv)
+    report = run_study(args.seeds, args.max_epochs, args.override)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_json, tmp_md = args.out.with_suffix(".json.tmp"), args.out.with_suffix(".md.tmp")
+    tmp_json.write_text(json.dumps(report, indent=2))
+    tmp_md.write_text(render_markdown(report))
+    tmp_json.replace(args.out.with_suffix(".json"))
+    tmp_md.replace(args.out.with_suffix(".md"))
+    print(render_markdown(report))
