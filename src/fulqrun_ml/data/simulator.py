@@ -67,8 +67,8 @@ from fulqrun_ml.data.simulator_engagement import (
     simulate_engaged_deal_touches,
 )
 from fulqrun_ml.data.simulator_history import simulate_company_history, simulate_user_history
-from fulqrun_ml.data.simulator_lifecycle import LifecycleTruth, simulate_lifecycle
 from fulqrun_ml.data.simulator_lead_events import add_lead_events, draw_lead_intent
+from fulqrun_ml.data.simulator_lifecycle import LifecycleTruth, simulate_lifecycle
 from fulqrun_ml.data.simulator_notes import simulate_text_tables
 from fulqrun_ml.data.simulator_products import ProductStory
 from fulqrun_ml.data.simulator_slippage import SlippageStory, simulate_opportunity_history
