@@ -78,3 +78,40 @@ def test_dialect_refuses_untranslated_duckdb_constructs():
     assert to_spark("a::VARCHAR, b::TIMESTAMPTZ") == "a::STRING, b::TIMESTAMP"
     with pytest.raises(UnsupportedDialectError, match="ASOF"):
         to_spark("SELECT * FROM a ASOF LEFT JOIN b ON a.t >= b.t")
+
+
+def test_spark_bulk_scores_equal_the_bulk_scorer(spark, published, tmp_path):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fulqrun_ml.errors import FieldValidationError
+    from fulqrun_ml.features.spec import FittedFeatureSpec
+    from fulqrun_ml.scoring.bulk import score_table
+    from fulqrun_ml.spark.bulk import score_table_spark
+
+    version, _ = published
+    spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
+    run_dir = Path(json.loads((version.path / "lineage.json").read_text())["run_dir"])
+    rows = pd.read_parquet(run_dir / "holdout.parquet")[spec.spec.names].reset_index(drop=True)
+    rows.insert(0, "opportunity_id", [f"opp-{i:06d}" for i in range(len(rows))])
+    rows.loc[3, "stage"] = "a-stage-never-seen"  # unknown category: both paths must map it the same way
+    source = tmp_path / "deals.parquet"
+    pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), source, row_group_size=97)
+
+    expected = pd.read_parquet(score_table(version, source, tmp_path / "bulk.parquet", chunk_rows=500).output)
+    assert score_table_spark(spark, version.path, source, tmp_path / "spark_scores") == len(rows)
+    got = pd.read_parquet(tmp_path / "spark_scores").sort_values("opportunity_id").reset_index(drop=True)
+    assert list(got.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=1e-6, rtol=0)
+
+    with pytest.raises(FieldValidationError, match="'value'"):  # the scores file lacks the features
+        score_table_spark(spark, version.path, tmp_path / "bulk.parquet", tmp_path / "bad")
+    numeric = spec.spec.numeric[0].name
+    broken = rows.assign(**{numeric: rows[numeric].astype(float)})
+    broken.loc[7, numeric] = float("nan")  # found inside an executor: still named, nothing published
+    pq.write_table(pa.Table.from_pandas(broken, preserve_index=False), tmp_path / "broken.parquet")
+    with pytest.raises(FieldValidationError, match=f"'{numeric}': contains NaN"):
+        score_table_spark(spark, version.path, tmp_path / "broken.parquet", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.tmp-*"))
