@@ -24,6 +24,7 @@ from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.models import FAMILIES, BackboneDeclarationError, backbone_family
 from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.tasks.binary import predict_probabilities
+from fulqrun_ml.tasks.multiclass import predict_class_probabilities
 from fulqrun_ml.tasks.regression import predict_values
 from fulqrun_ml.tasks.survival import predict_curves
 from fulqrun_ml.tasks.survival_holdout import load_survival_record
@@ -193,6 +194,10 @@ def check_tabular_run(cfg: DictConfig, summary: dict) -> None:
         assert cdf.shape == (len(holdout), len(edges) - 1) and np.all(np.diff(cdf, axis=1) >= 0)
         assert np.all((expected >= 0) & (expected <= edges[-1]))
         assert 0.0 <= model["concordance"] <= 1.0
+    elif summary["kind"] == "multiclass":
+        probs = predict_class_probabilities(net, spec.encode(holdout))
+        assert probs.shape[0] == len(holdout) and probs.shape[1] >= 2 and np.allclose(probs.sum(axis=1), 1.0)
+        assert model["log_loss"] > 0.0 and 0.0 <= model["macro_f1"] <= 1.0
     else:
         assert scaling is None
         probs = predict_probabilities(net, spec.encode(holdout))
