@@ -36,6 +36,7 @@ from hydra.utils import instantiate
 
 from fulqrun_ml.data.contract_versions import contract_fingerprint
 from fulqrun_ml.errors import FulqrunMLError
+from fulqrun_ml.export.multiclass_export import CLASS_PROBABILITY, export_multiclass_onnx
 from fulqrun_ml.export.onnx_export import (
     PARITY_ATOL,
     check_parity,
@@ -53,6 +54,7 @@ from fulqrun_ml.registry.fairness_gate import FAIRNESS_FILE
 from fulqrun_ml.registry.run_record import RunRecord
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 from fulqrun_ml.tasks.binary import predict_probabilities
+from fulqrun_ml.tasks.multiclass import CLASSES_FILE, predict_class_probabilities
 from fulqrun_ml.tasks.regression import predict_values
 from fulqrun_ml.tasks.survival import CLOSE_PROBABILITY, EXPECTED_DAYS, predict_curves
 from fulqrun_ml.tasks.survival_holdout import SURVIVAL_FILE, load_survival_record
@@ -131,8 +133,6 @@ def export_run(
     if record.kind == "multiclass":
         if optimize or quantize or tensorrt:
             raise FulqrunMLError("--optimize/--quantize/--tensorrt apply to binary tasks, not to a multiclass run")
-        from fulqrun_ml.export.multiclass_export import export_multiclass_run  # it reuses this module's helpers
-
         return export_multiclass_run(run_dir, models_dir, name)
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
@@ -225,6 +225,36 @@ def export_survival_run(run_dir: Path, models_dir: Path, name: str | None = None
     }
     copies = ("feature_spec.json", "net_state.pt", SURVIVAL_FILE)
     return publish_run(models_dir, name, run_dir, record, graph, copies, metrics, metadata), parity
+
+
+def export_multiclass_run(run_dir: Path, models_dir: Path, name: str | None = None) -> tuple[ModelVersion, float]:
+    """Export, check parity on every holdout probability, publish atomically. Returns the version and the gap."""
+    run_dir = Path(run_dir)
+    spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
+    net = load_trained_net(run_dir, spec)
+    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    classes = json.loads((run_dir / CLASSES_FILE).read_text())
+    calibration = load_calibration(run_dir)
+    temperature = float(calibration.get("temperature", 1.0))
+    graph = export_multiclass_onnx(net, spec, temperature)
+    reference = predict_class_probabilities(net, spec.encode(holdout), temperature)
+    parity = check_parity(graph, reference.reshape(-1), spec, holdout, output=CLASS_PROBABILITY)
+    record = RunRecord.load(run_dir)
+    metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
+    metrics["export_parity_max_abs_diff"] = parity
+    model = metrics["model"]
+    metadata = {
+        "inputs": raw_inputs(spec),
+        "outputs": [{"name": CLASS_PROBABILITY, "dtype": "float32", "shape": [-1, len(classes)]}],
+        "classes": classes,
+        "parity_max_abs_diff": parity,
+        "calibration": calibration,
+        "holdout_log_loss": model["log_loss"],
+        "holdout_macro_f1": model["macro_f1"],
+    }
+    copies = ("feature_spec.json", "net_state.pt", CLASSES_FILE)
+    version = publish_run(models_dir, name, run_dir, record, graph, copies, metrics, metadata, calibration=calibration)
+    return version, parity
 
 
 def publish_run(
