@@ -148,36 +148,49 @@ def activity_sequences(
     (unvalidated tables) count as direction "unknown", as validation would fill them."""
     acts = tables.activities
     direction = acts["direction"] if "direction" in acts.columns else pd.Series(UNKNOWN_DIRECTION, index=acts.index)
-    acts = acts[["related_id", "type", "created_at"]].assign(direction=direction.fillna(UNKNOWN_DIRECTION))
-    acts = acts.sort_values("created_at", kind="stable")
     type_index = {t: i + 1 for i, t in enumerate(ACTIVITY_TYPES)}
     channel_index = {c: i + 1 for i, c in enumerate(CHANNELS)}
     direction_index = {d: i + 1 for i, d in enumerate(ACTIVITY_DIRECTIONS)}
-    by_entity = {k: g for k, g in acts.groupby("related_id", sort=False)}
-    n = len(index)
-    out = {
-        "event_type": np.zeros((n, max_len), dtype=np.int64),
-        "channel": np.zeros((n, max_len), dtype=np.int64),
-        "direction": np.zeros((n, max_len), dtype=np.int64),
-        "delta_days": np.zeros((n, max_len), dtype=np.float32),
-        "age_days": np.zeros((n, max_len), dtype=np.float32),
-        "length": np.zeros(n, dtype=np.int64),
-    }
-    for row, (entity, as_of) in enumerate(zip(index[entity_column], index["as_of"], strict=True)):
+    stream = pd.DataFrame(
+        {
+            "entity": acts["related_id"],
+            "type": acts["type"].map(type_index).fillna(0).astype(np.int64),
+            "channel": acts["type"].map(lambda t: channel_index[CHANNEL_OF.get(t, "internal")]).astype(np.int64),
+            "direction": direction.fillna(UNKNOWN_DIRECTION)
+            .map(direction_index)
+            .fillna(direction_index[UNKNOWN_DIRECTION])
+            .astype(np.int64),
+            "time": acts["created_at"],
+        }
+    ).sort_values("time", kind="stable")
+    return padded_sequences(stream, index[entity_column], index["as_of"], max_len)
+
+
+def padded_sequences(
+    stream: pd.DataFrame, entities: pd.Series, as_ofs: pd.Series, max_len: int
+) -> dict[str, np.ndarray]:
+    """The sequence arrays of `activity_sequences` from any coded event stream (columns `entity`, integer `type`,
+    `channel`, `direction`, and `time`, sorted by time): for each (entity, as_of) the last `max_len` events at or
+    before as_of, left-padded. One packing loop serves every sequence task (deal touches, lead behaviour), so their
+    arrays mean the same thing to the shared encoder."""
+    by_entity = {k: g for k, g in stream.groupby("entity", sort=False)}
+    n = len(entities)
+    out = {name: np.zeros((n, max_len), dtype=np.int64) for name in ("event_type", "channel", "direction")}
+    out |= {name: np.zeros((n, max_len), dtype=np.float32) for name in ("delta_days", "age_days")}
+    out["length"] = np.zeros(n, dtype=np.int64)
+    for row, (entity, as_of) in enumerate(zip(entities, as_ofs, strict=True)):
         events = by_entity.get(entity)
         if events is None:
             continue
-        events = events[events["created_at"] <= as_of].tail(max_len)
+        events = events[events["time"] <= as_of].tail(max_len)
         k = len(events)
         if k == 0:
             continue
-        times = events["created_at"]
+        times = events["time"]
         seconds = (times - times.iloc[0]).dt.total_seconds().to_numpy()
-        out["event_type"][row, -k:] = [type_index.get(t, 0) for t in events["type"]]
-        out["channel"][row, -k:] = [channel_index[CHANNEL_OF.get(t, "internal")] for t in events["type"]]
-        out["direction"][row, -k:] = [
-            direction_index.get(d, direction_index[UNKNOWN_DIRECTION]) for d in events["direction"]
-        ]
+        out["event_type"][row, -k:] = events["type"].to_numpy()
+        out["channel"][row, -k:] = events["channel"].to_numpy()
+        out["direction"][row, -k:] = events["direction"].to_numpy()
         out["delta_days"][row, -k:] = np.diff(seconds, prepend=seconds[0]) / 86400.0
         out["age_days"][row, -k:] = (as_of - times).dt.total_seconds().to_numpy() / 86400.0
         out["length"][row] = k

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fulqrun_ml.data.contract import CRMTables
-from fulqrun_ml.data.task_snapshots import CHANNEL_OF, CHANNELS
+from fulqrun_ml.data.task_snapshots import CHANNEL_OF, CHANNELS, padded_sequences
 from fulqrun_ml.data.vocabulary import ACTIVITY_DIRECTIONS, ACTIVITY_TYPES, LEAD_EVENT_TYPES, UNKNOWN_DIRECTION
 
 TYPE_CODE = {t: i + 1 for i, t in enumerate((*ACTIVITY_TYPES, *LEAD_EVENT_TYPES))}
@@ -56,25 +56,5 @@ def lead_event_stream(tables: CRMTables) -> pd.DataFrame:
 def lead_sequences(tables: CRMTables, index: pd.DataFrame, max_len: int) -> dict[str, np.ndarray]:
     """The last `max_len` touches and lead events of each (lead_id, as_of) row at or before as_of, left-padded:
     `event_type`, `channel`, `direction` (int, 0 = padding), `delta_days`, `age_days` [N, max_len], `length` [N]."""
-    stream = lead_event_stream(tables)
-    by_lead = {k: g for k, g in stream.groupby("lead_id", sort=False)}
-    n = len(index)
-    out = {name: np.zeros((n, max_len), dtype=np.int64) for name in ("event_type", "channel", "direction")}
-    out |= {name: np.zeros((n, max_len), dtype=np.float32) for name in ("delta_days", "age_days")}
-    out["length"] = np.zeros(n, dtype=np.int64)
-    for row, (lead, as_of) in enumerate(zip(index["lead_id"], index["as_of"], strict=True)):
-        events = by_lead.get(lead)
-        if events is None:
-            continue
-        events = events[events["time"] <= as_of].tail(max_len)
-        k = len(events)
-        if k == 0:
-            continue
-        seconds = (events["time"] - events["time"].iloc[0]).dt.total_seconds().to_numpy()
-        out["event_type"][row, -k:] = events["type"].to_numpy()
-        out["channel"][row, -k:] = events["channel"].to_numpy()
-        out["direction"][row, -k:] = events["direction"].to_numpy()
-        out["delta_days"][row, -k:] = np.diff(seconds, prepend=seconds[0]) / 86400.0
-        out["age_days"][row, -k:] = (as_of - events["time"]).dt.total_seconds().to_numpy() / 86400.0
-        out["length"][row] = k
-    return out
+    stream = lead_event_stream(tables).rename(columns={"lead_id": "entity"})
+    return padded_sequences(stream, index["lead_id"], index["as_of"], max_len)
