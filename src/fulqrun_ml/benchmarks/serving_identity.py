@@ -44,9 +44,22 @@ def identity_config(model: TritonModelConfig, echo_input: str) -> TritonModelCon
     """The identity twin of `model`: same inputs, first output, batching and instances; echoes one input."""
     if echo_input not in {i.name for i in model.inputs}:
         raise FulqrunMLError(f"identity model: '{echo_input}' is not an input of '{model.name}'")
+    return _echo_twin(model, IDENTITY, model.inputs, echo_input)
+
+
+def floor_config(model: TritonModelConfig, width: int) -> TritonModelConfig:
+    """The one-tensor floor next to `model`: one FP32 input of `width` values, the model's first output,
+    batching and instances; echoes the input's first column."""
+    return _echo_twin(model, FLOOR, (TensorSpec(FLOOR_INPUT, "float32", (width,)),), FLOOR_INPUT)
+
+
+def _echo_twin(
+    model: TritonModelConfig, name: str, inputs: tuple[TensorSpec, ...], echo_input: str
+) -> TritonModelConfig:
+    """An echo model served like `model` (first output, batching, instances): what Triton costs without it."""
     return TritonModelConfig(
-        name=IDENTITY,
-        inputs=model.inputs,
+        name=name,
+        inputs=inputs,
         outputs=(TensorSpec(model.outputs[0].name, model.outputs[0].dtype),),
         variant="python-ort",
         max_batch_size=model.max_batch_size,
@@ -54,22 +67,6 @@ def identity_config(model: TritonModelConfig, echo_input: str) -> TritonModelCon
         preferred_batch_sizes=model.preferred_batch_sizes,
         instance_count=model.instance_count,
         parameters={"echo_input": echo_input},
-    )
-
-
-def floor_config(model: TritonModelConfig, width: int) -> TritonModelConfig:
-    """The one-tensor floor next to `model`: one FP32 input of `width` values, the model's first output,
-    batching and instances; echoes the input's first column."""
-    return TritonModelConfig(
-        name=FLOOR,
-        inputs=(TensorSpec(FLOOR_INPUT, "float32", (width,)),),
-        outputs=(TensorSpec(model.outputs[0].name, model.outputs[0].dtype),),
-        variant="python-ort",
-        max_batch_size=model.max_batch_size,
-        max_queue_delay_microseconds=model.max_queue_delay_microseconds,
-        preferred_batch_sizes=model.preferred_batch_sizes,
-        instance_count=model.instance_count,
-        parameters={"echo_input": FLOOR_INPUT},
     )
 
 
