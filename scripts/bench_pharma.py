@@ -17,6 +17,7 @@ from fulqrun_ml.analytics.pharma_effects import METHODS, estimate_effects, lagge
 from fulqrun_ml.data.simulator_pharma import simulate_pharma
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import REPO_ROOT
+from fulqrun_ml.registry.locking import atomic_write_text
 
 
 def interval(values: list[float]) -> dict[str, float]:
@@ -52,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
     }
     path = args.reports_dir / "pharma.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report["estimates"].items()}, indent=0)[:2000])
     return 0
 

@@ -35,6 +35,7 @@ from fulqrun_ml.export.package import export_run
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
+from fulqrun_ml.registry.locking import atomic_write_text
 from fulqrun_ml.training.train import train
 
 FROM_STAGES = STAGES[:-1]  # churned is absorbing: no row starts there
@@ -210,10 +211,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "lifecycle_csat")
     args = parser.parse_args(argv)
     report = run_study(args.seeds, args.max_epochs, args.override)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_json, tmp_md = args.out.with_suffix(".json.tmp"), args.out.with_suffix(".md.tmp")
-    tmp_json.write_text(json.dumps(report, indent=2))
-    tmp_md.write_text(render_markdown(report))
-    tmp_json.replace(args.out.with_suffix(".json"))
-    tmp_md.replace(args.out.with_suffix(".md"))
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps(report, indent=2))
+    atomic_write_text(args.out.with_suffix(".md"), render_markdown(report))
     print(render_markdown(report))

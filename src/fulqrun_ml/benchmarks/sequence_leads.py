@@ -29,6 +29,7 @@ from fulqrun_ml.benchmarks.sequence_dynamic import lead_lines, t_interval
 from fulqrun_ml.benchmarks.sequence_study import compose_config, diagnostics, render_markdown
 from fulqrun_ml.evaluation.logistic_baseline import fit_logistic
 from fulqrun_ml.project import REPO_ROOT, git_commit
+from fulqrun_ml.registry.locking import atomic_write_text
 from fulqrun_ml.sequence.lead_sequences import TYPE_CODE, lead_event_stream
 from fulqrun_ml.tasks.metrics import binary_report
 from fulqrun_ml.training.train import build_pipeline, train
@@ -137,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.reports_dir / "sequence_fusion.json"
     report = json.loads(path.read_text())
     report["lead_conversion"] = section
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(report, indent=2, default=str))
     (args.reports_dir / "sequence_fusion.md").write_text(render_markdown(report))
     print("\n".join(lead_lines(section)))
     return 0

@@ -24,6 +24,7 @@ from fulqrun_ml.data import snapshots_duckdb as duck
 from fulqrun_ml.data.crm_duckdb import DuckDBSettings, open_crm
 from fulqrun_ml.data.simulator_scale import write_simulated_crm
 from fulqrun_ml.machine import machine_info
+from fulqrun_ml.registry.locking import atomic_write_text
 from fulqrun_ml.spark.session import local_session
 from fulqrun_ml.spark.snapshots import deal_win_snapshots, register_crm
 
@@ -96,10 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         **result,
         "machine": machine_info(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps(report, indent=2, default=str) + "\n")
     print(json.dumps({k: report[k] for k in ("duckdb", "spark", "agree", "spark_over_duckdb")}))
 
 

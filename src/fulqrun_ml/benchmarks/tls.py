@@ -29,6 +29,7 @@ from fulqrun_ml.export.package import export_run
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR
+from fulqrun_ml.registry.locking import atomic_write_text
 from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.repository import TritonRepositoryBuilder, config_for_version
 from fulqrun_ml.serving.server import TritonServer
@@ -167,10 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine_info(),
         **result,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(args.output)
+    atomic_write_text(args.output, json.dumps(report, indent=2))
     print(json.dumps({k: report[k] for k in ("latency_ms", "connect_ms")}, indent=1))
     return report
 
