@@ -1,0 +1,1 @@
+"""Federated learning across organisations: rows stay in each organisation's process, only weights travel."""
