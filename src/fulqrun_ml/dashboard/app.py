@@ -2,6 +2,7 @@
 
     fulqrun-ml dashboard [--port 8050] [--models-dir models] [--reports-dir reports] [--triton 127.0.0.1:8000]
                          [--crm-dir DIR] [--organization NAME_OR_ID ...] [--recommendations actions.parquet]
+                         [--views FILE | --views-dsn-env VAR_HOLDING_A_POSTGRESQL_URL]
 
 Why errors become a box on the page: a page that fails (a corrupt report, an unreachable Triton) must say
 what failed in a sentence and leave the rest of the app working; Dash runs with debug off, so no stack trace
@@ -25,7 +26,7 @@ from fulqrun_ml.dashboard.context import DashboardContext, build_context
 from fulqrun_ml.dashboard.layout import BY_PATH, CSS, PAGES, frame, guide_sections
 from fulqrun_ml.dashboard.queries import Filters
 from fulqrun_ml.dashboard.scenario import EDITABLE_NUMERIC
-from fulqrun_ml.dashboard.views import ViewError, load_views, save_view, validate
+from fulqrun_ml.dashboard.views import ViewError, validate
 from fulqrun_ml.errors import FulqrunMLError
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def create_app(ctx: DashboardContext) -> Dash:
     def build(saved: str | None, metric: str, dims: list[str], chart: str, *filter_values: Any) -> Any:
         try:
             if saved:
-                view = load_views(ctx.views_file)[saved]
+                view = ctx.views().load()[saved]
             else:
                 filters = {k: v for k, v in zip(FILTER_IDS, filter_values, strict=True) if v}
                 view = validate({"name": "unsaved", "metric": metric, "dimensions": dims or [], "filters": filters,
@@ -176,8 +177,9 @@ def create_app(ctx: DashboardContext) -> Dash:
         try:
             view = validate({"name": name or "", "metric": metric, "dimensions": dims or [], "filters": filters,
                              "chart": chart})  # fmt: skip
-            save_view(ctx.views_file, view)
-            return f"Saved view '{view.name}' to {ctx.views_file}", sorted(load_views(ctx.views_file))
+            store = ctx.views()
+            store.save(view)
+            return f"Saved view '{view.name}' to {store.describe()}", sorted(store.load())
         except ViewError as exc:
             return f"Not saved: {exc}", no_update
 
@@ -200,6 +202,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--recommendations", type=Path, default=None, help="`fulqrun-ml recommend --out` file")
     parser.add_argument("--views", type=Path, default=Path("configs/dashboard/views.json"))
     parser.add_argument("--logs-dir", type=Path, default=Path("logs"))
+    parser.add_argument(
+        "--views-dsn-env",
+        default=None,
+        help="store custom views in PostgreSQL: the NAME of the variable holding its URL",
+    )
     return parser.parse_args(argv)
 
 
@@ -210,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = build_context(
         args.models_dir, args.reports_dir, args.cache_dir, args.crm_dir, args.triton,
         tuple(args.organization) if args.organization else None, args.recommendations, args.views, args.logs_dir,
+        views_dsn_env=args.views_dsn_env,
     )  # fmt: skip
     app = create_app(ctx)
     print(f"FulQrun dashboard on http://127.0.0.1:{args.port}/ (CRM {ctx.crm_dir}; Ctrl-C stops it)", flush=True)

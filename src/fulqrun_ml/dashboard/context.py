@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from fulqrun_ml.dashboard.queries import ScopedWarehouse
+from fulqrun_ml.dashboard.view_store import FileViewStore, ViewStore, open_view_store
 from fulqrun_ml.dashboard.warehouse import ensure_warehouse, open_warehouse
 from fulqrun_ml.data.crm_duckdb import DuckDBSettings
 from fulqrun_ml.errors import FulqrunMLError, RegistryError
@@ -51,6 +52,11 @@ class DashboardContext:
     deal_model: ModelVersion | None = None
     open_deal_features: pd.DataFrame | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    view_store: ViewStore | None = None  # None: the views file
+
+    def views(self) -> ViewStore:
+        """Where custom views are saved: the configured store, else the views file."""
+        return self.view_store if self.view_store is not None else FileViewStore(self.views_file)
 
     def production(self, task: str) -> ModelVersion | Missing:
         """The version a task's `production` alias points to, else its newest, else how to make one."""
@@ -133,9 +139,12 @@ def build_context(
     views_file: Path | None = None,
     logs_dir: Path | None = None,
     memory_limit: str = "2GB",
+    views_dsn_env: str | None = None,
 ) -> DashboardContext:
     """Resolve every source once; the only hard requirement is a CRM (the simulator always provides one)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
+    views_path = views_file or cache_dir / "views.json"
+    store = open_view_store(views_path, views_dsn_env)  # first: a bad store setting fails before the slow parts
     crm = Path(crm_dir) if crm_dir is not None else default_crm_dir(models_dir, cache_dir)
     if not crm.is_dir():
         raise FulqrunMLError(f"--crm-dir {crm}: no such directory (write one with `fulqrun-ml` data exports)")
@@ -160,7 +169,8 @@ def build_context(
         crm_dir=crm,
         triton_url=triton_url,
         recommendations=recommendations,
-        views_file=views_file or cache_dir / "views.json",
+        views_file=views_path,
+        view_store=store,
         logs_dir=logs_dir or models_dir.parent / "logs",
         deal_model=deal_model,
         open_deal_features=features,

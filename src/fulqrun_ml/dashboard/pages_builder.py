@@ -15,7 +15,7 @@ from fulqrun_ml.dashboard.components import PALETTE, Page, chart, empty, table
 from fulqrun_ml.dashboard.context import DashboardContext, Missing
 from fulqrun_ml.dashboard.insights import generate
 from fulqrun_ml.dashboard.queries import Filters
-from fulqrun_ml.dashboard.views import CHART_TYPES, METRICS, TABLE_DIMENSIONS, ViewDefinition, ViewError, load_views
+from fulqrun_ml.dashboard.views import CHART_TYPES, METRICS, TABLE_DIMENSIONS, ViewDefinition, ViewError
 
 
 def overview(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> Page:
@@ -43,7 +43,7 @@ def overview(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) 
 
 def builder_controls(ctx: DashboardContext) -> list[Any]:
     try:
-        saved = sorted(load_views(ctx.views_file))
+        saved = sorted(ctx.views().load())
         problem = None
     except ViewError as exc:
         saved, problem = [], str(exc)
