@@ -68,6 +68,7 @@ COMMAND_GROUPS = {
         "CoLES-pretrain a sequence-fusion task's encoder and publish it (train overrides follow; init_from it)",
     ),
     "dashboard": ("fulqrun_ml.dashboard.app", "the analytics web app on 127.0.0.1 (--port, --models-dir, --triton)"),
+    "federated": ("fulqrun_ml.federated.train", "federated train: FedAvg/FedProx across organisations' processes"),
 }
 BENCHMARKS = {"models": "leaderboard", "serve": "serving", "score": "scoring", "incremental": "incremental"}
 DEFAULT_EXPORT_TASK = "deal_win"
