@@ -1,0 +1,65 @@
+"""The embedding cache: vectors of the subject's texts, found by recomputing their cache keys.
+
+Why by key: the cache (text/cache.py) stores one `.npy` vector per SHA-256 of the *scrubbed* text and nothing
+else, so no scan of its files can tell whose text a vector came from. The erasure knows the subject's raw texts
+(notes, activity subjects and descriptions, MEDDPICC answers: `Subject.texts`), scrubs them as the encoder did
+(with the names the CRM knows, as the note-embedding view does, and without, as the similar-deal search does)
+and deletes those keys. The re-scan counts the same keys.
+
+Not covered: vectors of composite texts built at a snapshot date (a similar-search deal profile joins the last
+notes with stage and industry); their keys depend on the snapshot and are not recomputed here. The vector
+index itself (search/index.py) is built in memory from the CRM at start and is never persisted, so it holds the
+subject only until the next start after the CRM is erased.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from fulqrun_ml.data.pii import PIIScrubber, names_from_crm
+from fulqrun_ml.erasure.subject import Subject, read_crm_table
+from fulqrun_ml.text.cache import text_key
+from fulqrun_ml.text.model import MODEL_TAG
+from fulqrun_ml.text.validation import MAX_TEXT_CHARS, validate_text
+
+
+def crm_scrubber(crm_dir: Path) -> PIIScrubber:
+    """The scrubber the note-embedding view builds for this CRM (data/pii.py: names_from_crm)."""
+    tables = SimpleNamespace(contacts=read_crm_table(crm_dir, "contacts"), users=read_crm_table(crm_dir, "users"))
+    return PIIScrubber(names_from_crm(tables))  # type: ignore[arg-type]
+
+
+def subject_keys(subject: Subject, scrubbers: list[PIIScrubber]) -> set[str]:
+    """Cache keys of the subject's texts under every scrubber the encoders use."""
+    keys: set[str] = set()
+    for text in subject.texts:
+        if len(text) > MAX_TEXT_CHARS:
+            continue  # the encoder refuses such a text, so it was never cached
+        clean = validate_text(text)
+        keys |= {text_key(scrubber.scrub(clean), MODEL_TAG) for scrubber in scrubbers}
+    return keys
+
+
+class EmbeddingCacheStore:
+    """`<root>/<model tag>/<2 hex>/<key>.npy` (text/cache.py)."""
+
+    name = "embedding_cache"
+
+    def __init__(self, root: Path, keys: set[str]) -> None:
+        self.root = Path(root) / MODEL_TAG
+        self.keys = keys
+
+    def _present(self) -> list[Path]:
+        paths = (self.root / key[:2] / f"{key}.npy" for key in self.keys)
+        return [p for p in paths if p.is_file()]
+
+    def count(self) -> dict[str, int]:
+        present = len(self._present())
+        return {"vectors": present} if present else {}
+
+    def erase(self) -> dict[str, int]:
+        present = self._present()
+        for path in present:
+            path.unlink(missing_ok=True)
+        return {"vectors_deleted": len(present)}

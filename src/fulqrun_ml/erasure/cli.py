@@ -1,0 +1,138 @@
+"""`fulqrun-ml governance forget | scan | report`: erasure, the PII scan of every store, and the compliance report.
+
+    fulqrun-ml governance forget --contact ID | --company ID [--org ORG] --crm DIR [store options]
+    fulqrun-ml governance scan --crm DIR [store options]
+    fulqrun-ml governance report MODEL VERSION ...       (monitoring/governance.py, unchanged)
+
+Store options (each optional; a store not named is not touched, and the report lists only what was checked):
+--snapshots DIR (repeatable: run directories, snapshot exports), --prediction-logs DIR (default: the serving
+config's prediction log directory, spool and Parquet store), --redis-url (default $FULQRUN_REDIS_URL),
+--embedding-cache DIR (default ~/.cache/fulqrun_ml/text_embeddings when it exists), --llm-logs DIR
+(repeatable: the insights response cache and call log), --models-dir (retraining flags).
+
+Exit codes: 0 erased and re-scan clean (forget) / no PII outside the system of record (scan); 1 the re-scan
+still finds the subject / PII found; 2 bad input (one `error:` line, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fulqrun_ml.erasure.caches import crm_scrubber
+from fulqrun_ml.erasure.files import FileStore
+from fulqrun_ml.erasure.forget import Stores, forget
+from fulqrun_ml.erasure.redis_store import RedisStore
+from fulqrun_ml.erasure.scan import scan_stores
+from fulqrun_ml.errors import FulqrunMLError
+from fulqrun_ml.monitoring import governance
+from fulqrun_ml.registry.commands import default_models_dir
+from fulqrun_ml.registry.locking import atomic_write_text
+
+REDIS_ENV = "FULQRUN_REDIS_URL"
+DEFAULT_EMBEDDING_CACHE = Path("~/.cache/fulqrun_ml/text_embeddings").expanduser()
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crm", required=True, help="the CRM export directory (<table>.parquet|csv)")
+    p.add_argument("--snapshots", action="append", default=[], help="snapshot/run directory (repeatable)")
+    p.add_argument("--prediction-logs", action="append", default=None, help="prediction log directory (repeatable)")
+    p.add_argument("--redis-url", default=os.environ.get(REDIS_ENV), help=f"default: ${REDIS_ENV}")
+    p.add_argument("--embedding-cache", default=None, help=f"default: {DEFAULT_EMBEDDING_CACHE} if it exists")
+    p.add_argument("--llm-logs", action="append", default=[], help="LLM cache / call log directory (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fulqrun-ml governance", description=__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("forget", help="erase one contact or company from every store, with a report")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--contact")
+    who.add_argument("--company")
+    p.add_argument("--org", help="the organisation the subject must belong to")
+    _store_options(p)
+    p.add_argument("--models-dir", default=default_models_dir(), help="registry root (default: %(default)s)")
+    p.add_argument("--out", default="reports/erasure", help="report directory (default: %(default)s)")
+    s = sub.add_parser("scan", help="PII findings per store (counts only)")
+    _store_options(s)
+    s.add_argument("--no-names", action="store_true", help="emails and phones only")
+    s.add_argument("--json", help="also write the findings to this file")
+    sub.add_parser("report", help="compliance report of one version (see `governance report -h`)", add_help=False)
+    return parser
+
+
+def _stores(args: argparse.Namespace) -> Stores:
+    crm = Path(args.crm)
+    if not crm.is_dir():
+        raise FulqrunMLError(f"--crm: no CRM export directory {crm}")
+    logs = args.prediction_logs
+    if logs is None:
+        default = governance.default_prediction_store().parent
+        logs = [str(default)] if default.is_dir() else []
+    cache = args.embedding_cache or (str(DEFAULT_EMBEDDING_CACHE) if DEFAULT_EMBEDDING_CACHE.is_dir() else None)
+    for flag, paths in (("--snapshots", args.snapshots), ("--prediction-logs", logs), ("--llm-logs", args.llm_logs)):
+        for path in paths:
+            if not Path(path).exists():
+                raise FulqrunMLError(f"{flag}: no such directory {path}")
+    return Stores(
+        crm_dir=crm,
+        snapshots=[Path(p) for p in args.snapshots],
+        prediction_logs=[Path(p) for p in logs],
+        redis_url=args.redis_url or None,
+        embedding_cache=Path(cache) if cache else None,
+        llm_logs=[Path(p) for p in args.llm_logs],
+        models_dir=Path(args.models_dir) if getattr(args, "models_dir", None) else None,
+    )
+
+
+def _forget(args: argparse.Namespace) -> int:
+    kind, subject = ("contact", args.contact) if args.contact else ("company", args.company)
+    report, path = forget(_stores(args), kind, subject, args.org, Path(args.out))
+    for name, store in report["stores"].items():
+        print(f"{name:16s} hits before {store['hits_before']:6d}  after {store['hits_after']:4d}")
+    for flag in report["models_flagged_for_retraining"]:
+        print(f"flagged for retraining: {flag['model']} v{flag['version']}")
+    print(f"{'erased' if report['erased'] else 'NOT fully erased'}; report: {path}")
+    return 0 if report["erased"] else 1
+
+
+def _scan(args: argparse.Namespace) -> int:
+    stores = _stores(args)
+    scrubber = crm_scrubber(stores.crm_dir)
+    if args.no_names:
+        scrubber.detect_names = False
+    files = [*stores.file_stores(), FileStore("crm", [stores.crm_dir])]
+    redis = RedisStore(stores.redis_url) if stores.redis_url else None
+    result = scan_stores(files, redis, scrubber, stores.embedding_cache)
+    for name, found in result["stores"].items():
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(found["findings"].items())) or "none"
+        where = found.get("files_with_findings", found.get("keys_with_findings"))
+        note = " (system of record: PII expected)" if found["system_of_record"] else ""
+        print(f"{name:16s} findings: {counts}; in {where} file(s)/key(s){note}")
+    print("clean" if result["clean"] else "PII found outside the system of record")
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2, sort_keys=True))
+    return 0 if result["clean"] else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if argv and argv[0] == "report":
+        return governance.main(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        return _forget(args) if args.action == "forget" else _scan(args)
+    except FulqrunMLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

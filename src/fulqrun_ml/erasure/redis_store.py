@@ -1,0 +1,109 @@
+"""The Redis store (online feature rows, note embeddings, the view registry): every key is looked at, by name and
+by value, so a subject is found wherever a writer put it, not only under the layouts this code knows.
+
+Why scan everything: the feature store keys rows by entity id (`fq:fv:{view}:{version}:{id}`, tenant rows as
+`@org/id`), but other writers (the by-id backend's caches, future views) may use other layouts. SCAN walks the
+keyspace without blocking Redis; values are fetched in pipelined batches.
+
+Erasure: a key whose name holds one of the subject's ids is deleted (the entity's whole feature row); a value
+that mentions the subject under another key is removed from it (a hash field, a list or set member) or, for a
+plain string, the key is deleted. Each Redis command is atomic on its own, and a rerun finds only what is left.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from fulqrun_ml.erasure.matcher import Matcher
+from fulqrun_ml.erasure.subject import ErasureError
+from fulqrun_ml.online.store import safe_url
+from fulqrun_ml.serving.tls import require_tls_url
+
+BATCH = 500
+
+
+class RedisStore:
+    """One Redis database, by URL (the password stays in the URL, never in messages)."""
+
+    name = "redis"
+
+    def __init__(self, url: str, socket_timeout: float = 2.0) -> None:
+        self.location = safe_url(url)
+        try:
+            self.client = redis.Redis.from_url(
+                require_tls_url(url, "the Redis URL"),
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                decode_responses=True,
+            )
+        except ValueError as err:
+            raise ErasureError(f"redis URL {self.location!r} is not a Redis URL: {err}") from None
+
+    def _entries(self) -> list[tuple[str, str, Any]]:
+        """(key, type, value) of every key; values as Python containers of strings."""
+        out: list[tuple[str, str, Any]] = []
+        try:
+            keys = list(self.client.scan_iter(count=1000))
+            for start in range(0, len(keys), BATCH):
+                chunk = keys[start : start + BATCH]
+                pipe = self.client.pipeline(transaction=False)
+                for key in chunk:
+                    pipe.type(key)
+                types = pipe.execute()
+                pipe = self.client.pipeline(transaction=False)
+                for key, kind in zip(chunk, types, strict=True):
+                    {
+                        "hash": pipe.hgetall,
+                        "string": pipe.get,
+                        "list": lambda k, p=pipe: p.lrange(k, 0, -1),
+                        "set": pipe.smembers,
+                        "zset": lambda k, p=pipe: p.zrange(k, 0, -1),
+                    }.get(kind, pipe.exists)(key)
+                out.extend(zip(chunk, types, pipe.execute(), strict=True))
+        except redis.exceptions.RedisError as err:
+            raise ErasureError(f"redis {self.location} failed while scanning: {type(err).__name__}") from None
+        return out
+
+    def texts(self) -> list[tuple[str, list[str]]]:
+        """(key, every text it holds: field names, values, members) for the PII scan."""
+        return [(key, _strings(kind, value)) for key, kind, value in self._entries()]
+
+    def count(self, matcher: Matcher) -> dict[str, int]:
+        """Keys whose name or value mentions the subject (key names are not reported: they hold ids)."""
+        hits = sum(1 for key, texts in self.texts() if matcher.count_text(key) or any(map(matcher.count_text, texts)))
+        return {"keys": hits} if hits else {}
+
+    def erase(self, matcher: Matcher) -> dict[str, int]:
+        deleted = trimmed = 0
+        try:
+            for key, kind, value in self._entries():
+                if matcher.count_text(key):
+                    deleted += int(self.client.delete(key))
+                elif kind == "hash":
+                    fields = [f for f, v in value.items() if matcher.count_text(f) or matcher.count_text(v)]
+                    trimmed += int(self.client.hdel(key, *fields)) if fields else 0
+                elif kind == "string" and matcher.count_text(value or ""):
+                    deleted += int(self.client.delete(key))
+                elif kind in ("list", "set", "zset"):
+                    for member in [m for m in value if matcher.count_text(m)]:
+                        remove = {"list": lambda m, k=key: self.client.lrem(k, 0, m)}.get(kind)
+                        if remove is None:
+                            remove = self.client.srem if kind == "set" else self.client.zrem
+                            trimmed += int(remove(key, member))
+                        else:
+                            trimmed += int(remove(member))
+        except redis.exceptions.RedisError as err:
+            raise ErasureError(f"redis {self.location} failed while erasing: {type(err).__name__}") from None
+        return {"keys_deleted": deleted, "values_removed": trimmed}
+
+
+def _strings(kind: str, value: Any) -> list[str]:
+    if kind == "hash":
+        return [s for pair in value.items() for s in pair]
+    if kind == "string":
+        return [value or ""]
+    if kind in ("list", "set", "zset"):
+        return list(value)
+    return []
