@@ -50,7 +50,10 @@ COMMAND_GROUPS = {
         "fulqrun_ml.monitoring.commands",
         "production monitoring: ship | watch | drift | performance | alerts | automations | simulate | refresh",
     ),
-    "governance": ("fulqrun_ml.monitoring.governance", "`governance report <model> <version>`: compliance report"),
+    "governance": (
+        "fulqrun_ml.erasure.cli",
+        "compliance: report <model> <version> | forget --contact/--company ID (erasure) | scan (PII in every store)",
+    ),
     "experiment": ("fulqrun_ml.monitoring.experiments", "A/B experiments: assign | analyse | simulate"),
     "optimize": (
         "fulqrun_ml.optimize.commands",
