@@ -13,6 +13,7 @@ from typing import Any
 from fulqrun_ml.registry.alias_state import read_alias_state
 from fulqrun_ml.registry.audit import read_audit
 from fulqrun_ml.registry.model_card import MODEL_CARD_FILE, read_json
+from fulqrun_ml.registry.retrain_flags import retrain_flags
 from fulqrun_ml.registry.store import ModelVersion, get_version, list_versions
 
 
@@ -27,6 +28,7 @@ class VersionSummary:
     ece: float | None
     data_hash: str | None
     parent: str | None
+    retrain: str | None = None  # why the version must be retrained (registry/retrain_flags.py), else None
 
 
 def list_models(models_dir: Path) -> list[str]:
@@ -40,6 +42,7 @@ def list_models(models_dir: Path) -> list[str]:
 def list_model_versions(models_dir: Path, name: str) -> list[VersionSummary]:
     """Every version of `name`, oldest first, with its aliases and headline numbers."""
     state = read_alias_state(models_dir, name)
+    flags = retrain_flags(models_dir, name)
     rows = []
     for number in list_versions(models_dir, name):
         version = get_version(models_dir, name, number)
@@ -57,6 +60,7 @@ def list_model_versions(models_dir: Path, name: str) -> list[VersionSummary]:
                 ece=(metrics.get("model") or {}).get("ece"),
                 data_hash=version.metadata.get("data_hash") or lineage.get("data_hash"),
                 parent=f"{parent.get('name')}@{parent.get('version')}" if parent else None,
+                retrain="; ".join(f"{f['reason']} ({f['at']})" for f in flags.get(number, [])) or None,
             )
         )
     return rows

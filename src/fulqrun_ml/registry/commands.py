@@ -158,7 +158,8 @@ def _list(console: Console, models_dir: Path, name: str | None) -> None:
     if not rows:
         raise FulqrunMLError(f"no published versions of model '{name}' under {models_dir}")
     table = Table(title=f"{name}: versions")
-    for column in ("version", "aliases", "published", "holdout AUC", "rep AUC", "ECE", "data hash", "parent"):
+    columns = ("version", "aliases", "published", "holdout AUC", "rep AUC", "ECE", "data hash", "parent", "retrain")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(
@@ -170,6 +171,7 @@ def _list(console: Console, models_dir: Path, name: str | None) -> None:
             _num(r.ece),
             r.data_hash or "-",
             r.parent or "-",
+            r.retrain or "-",
         )
     console.print(table)
 
