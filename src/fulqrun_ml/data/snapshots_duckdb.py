@@ -122,6 +122,42 @@ def deal_win_snapshots(
     return name
 
 
+def open_deals(db: CRMDatabase, as_of: pd.Timestamp, spans: str, name: str = "open_deals") -> str:
+    """`snapshots.open_deals_as_of`: deals in an open stage at `as_of` (the scoring rows at extraction time) with
+    stage_index and rep_probability, over `stage_spans_sql` spans (unordered: see `create_first_seen`)."""
+    stage_meta = ", ".join(
+        f"('{stage}', {i}, {STAGE_DEFAULT_PROBABILITY[stage]!r})" for i, stage in enumerate(OPEN_STAGES)
+    )
+    grid = create_grid(db, f"{name}_grid", [as_of])
+    db.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {name} AS
+        WITH meta(stage, stage_index, rep_probability) AS (VALUES {stage_meta})
+        SELECT s.opportunity_id::VARCHAR AS opportunity_id, g.as_of, m.stage_index::BIGINT AS stage_index,
+               m.rep_probability::DOUBLE AS rep_probability
+        FROM {grid} g
+        JOIN {spans} s ON s.entered_at <= g.as_of AND g.as_of < coalesce(s.left_at, 'infinity'::TIMESTAMPTZ)
+        JOIN meta m ON m.stage = s.stage
+        """
+    )
+    return name
+
+
+def create_first_seen(db: CRMDatabase, name: str = "first_seen") -> str:
+    """Per deal, the rank of its first stage-history row in (changed_at, table) order. The pandas builders list
+    a date's deals in that order (a stable sort by time, then groupby in order of appearance); ordering by
+    (as_of, first_seen) gives a DuckDB-built frame the same rows in the same order, so content hashes agree."""
+    db.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {name} AS
+        SELECT opportunity_id::VARCHAR AS opportunity_id, min(rank) AS first_seen FROM (
+            SELECT opportunity_id, row_number() OVER (ORDER BY changed_at, _pos) AS rank FROM stage_history
+        ) GROUP BY 1
+        """
+    )
+    return name
+
+
 def lead_conversion_snapshots(
     db: CRMDatabase, as_of_dates: list[pd.Timestamp], horizon_days: int, name: str = "lead_conversion_snapshots"
 ) -> str:
