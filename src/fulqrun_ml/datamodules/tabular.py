@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,7 @@ from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.snapshots import WEIGHT_COLUMN, snapshot_dates, time_split
 from fulqrun_ml.data.validation import check_contract
 from fulqrun_ml.datamodules.loaders import SplitBatchDataModule
+from fulqrun_ml.datamodules.memmap import memmap_datasets
 from fulqrun_ml.datamodules.task_builders import DealWinBuilder, SnapshotTaskBuilder, TargetKind
 from fulqrun_ml.features.audit import audit_point_in_time
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES
@@ -34,6 +37,22 @@ from fulqrun_ml.features.target import TargetScaling
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 ORACLE_COLUMN = "oracle_probability"
+SNAPSHOT_ENGINES = ("pandas", "duckdb")
+
+
+@dataclass
+class BuiltFrame:
+    """What a snapshot engine hands `setup`: the snapshot rows with features (and the oracle), the as_of grid,
+    the leakage audit, fairness group columns aligned with the rows, today's scoring rows and source counts.
+    `tensor_dir`: where the engine wants the encoded tensors memory-mapped (None: in memory)."""
+
+    frame: pd.DataFrame
+    dates: list[pd.Timestamp]
+    leakage_audit: dict[str, int]
+    groups: dict[str, np.ndarray]
+    scoring_rows: pd.DataFrame
+    counts: dict[str, int]
+    tensor_dir: Path | None = None
 
 
 class BatchDictDataset(Dataset):
@@ -109,8 +128,15 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         batch_size: int = 256,
+        snapshot_engine: str = "pandas",
     ) -> None:
         super().__init__(batch_size)
+        if snapshot_engine not in SNAPSHOT_ENGINES:
+            raise ValueError(f"data.snapshot_engine must be one of {SNAPSHOT_ENGINES}, got {snapshot_engine!r}")
+        # pandas: the definitions, on tables in memory; duckdb: the same rows from the CRM's Parquet files
+        # (datamodules/duckdb_frame.py), for CRMs too large for pandas.
+        self.snapshot_engine = snapshot_engine
+        self.engine_seconds: dict[str, float] = {}  # the duckdb engine's load / build / read split
         self.source = source
         self.builder = builder if builder is not None else DealWinBuilder()
         self.snapshot_every_days = snapshot_every_days
@@ -132,34 +158,20 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         if self._datasets:
             return
         builder = self.builder
-        loaded = self.source()
-        tables = loaded.tables if isinstance(loaded, SimulatedCRM) else loaded
-        check_contract(tables)
+        if self.snapshot_engine == "duckdb":  # the same frame, built by DuckDB from the CRM's Parquet files
+            from fulqrun_ml.datamodules.duckdb_frame import build_with_duckdb
 
-        dates = snapshot_dates(tables, self.snapshot_every_days, self.warmup_days, self.horizon_days)
-        snapshots = builder.snapshots(tables, dates, self.horizon_days)
-        if snapshots.empty:
-            raise ValueError(f"{builder.name}: no snapshots on {len(dates)} as_of dates; is the data too short?")
-        if builder.embargo_by_horizon:
-            snapshots = snapshots.assign(label_time=snapshots["as_of"] + pd.Timedelta(days=self.horizon_days))
-        keys = [builder.entity, "as_of"]
-        features, source_times = builder.features(tables, snapshots, with_sources=True)
-        self.leakage_audit = audit_point_in_time(source_times, self.feature_spec.names)
-        # The check that does not trust the builders: a small sample recomputed from the CRM cut at as_of.
-        recomputed = recompute_audit(tables, features, builder.features, builder.entity, self.feature_spec.names)
-        self.leakage_audit.update(recomputed.summary())
-        frame = snapshots.merge(features, on=keys)
-        oracle = builder.oracle(loaded, frame, self.horizon_days) if isinstance(loaded, SimulatedCRM) else None
-        if oracle is not None and np.ndim(oracle) == 2:  # multiclass: one truth column per class
-            frame = frame.assign(**{f"{ORACLE_COLUMN}__{c}": oracle[:, k] for k, c in enumerate(self.classes)})
-        elif oracle is not None:
-            frame[ORACLE_COLUMN] = oracle
+            built = build_with_duckdb(self)
+        else:
+            built = self._build_with_pandas()
+        frame, dates = built.frame, built.dates
+        self.leakage_audit = built.leakage_audit
         split = time_split(dates, self.val_fraction, self.test_fraction)
         frame["split"] = split.assign(frame).to_numpy()
         self.data_hash = dataset_hash(frame.drop(columns=[c for c in frame if c.startswith(ORACLE_COLUMN)]))
         # After the hash: weights are derived from the rows, not data (calibration fits with them).
         frame[WEIGHT_COLUMN] = split.censoring_weights(frame, frame["split"])
-        for column, values in builder.group_columns(tables, frame).items():  # fairness groups, not features
+        for column, values in built.groups.items():  # fairness groups, not features
             frame[column] = values
         frames = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
         self.frames = builder.fit_baselines(frames)
@@ -172,18 +184,57 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         if self.target_kind == "regression":
             self.target_scaling = TargetScaling.fit(self.frames["train"]["label"], builder.target_log1p)
 
-        self.scoring_rows = builder.scoring_rows(tables, self.horizon_days)
+        self.scoring_rows = built.scoring_rows
         self.sizes = {
-            "opportunities": len(tables.opportunities),
-            "activities": len(tables.activities),
-            "stage_changes": len(tables.stage_history),
+            **built.counts,
             "snapshots": len(frame),
             "embargoed": int((frame["split"] == "embargoed").sum()),
             f"{builder.scoring_file.removesuffix('.parquet')}_now": len(self.scoring_rows),
             **{f"{s}_rows": len(self.frames[s]) for s in SPLITS},
         }
         log.info("%s dataset: %s", builder.name, self.sizes)
-        self._build_datasets()
+        if built.tensor_dir is not None:
+            self._datasets = memmap_datasets(self, built.tensor_dir)
+        else:
+            self._build_datasets()
+
+    def _build_with_pandas(self) -> BuiltFrame:
+        """The definitions: snapshots and features from the CRM tables in memory (`builder`)."""
+        builder = self.builder
+        loaded = self.source()
+        tables = loaded.tables if isinstance(loaded, SimulatedCRM) else loaded
+        check_contract(tables)
+
+        dates = snapshot_dates(tables, self.snapshot_every_days, self.warmup_days, self.horizon_days)
+        snapshots = builder.snapshots(tables, dates, self.horizon_days)
+        if snapshots.empty:
+            raise ValueError(f"{builder.name}: no snapshots on {len(dates)} as_of dates; is the data too short?")
+        if builder.embargo_by_horizon:
+            snapshots = snapshots.assign(label_time=snapshots["as_of"] + pd.Timedelta(days=self.horizon_days))
+        keys = [builder.entity, "as_of"]
+        features, source_times = builder.features(tables, snapshots, with_sources=True)
+        leakage_audit = audit_point_in_time(source_times, self.feature_spec.names)
+        # The check that does not trust the builders: a small sample recomputed from the CRM cut at as_of.
+        recomputed = recompute_audit(tables, features, builder.features, builder.entity, self.feature_spec.names)
+        leakage_audit.update(recomputed.summary())
+        frame = snapshots.merge(features, on=keys)
+        oracle = builder.oracle(loaded, frame, self.horizon_days) if isinstance(loaded, SimulatedCRM) else None
+        if oracle is not None and np.ndim(oracle) == 2:  # multiclass: one truth column per class
+            frame = frame.assign(**{f"{ORACLE_COLUMN}__{c}": oracle[:, k] for k, c in enumerate(self.classes)})
+        elif oracle is not None:
+            frame[ORACLE_COLUMN] = oracle
+        return BuiltFrame(
+            frame=frame,
+            dates=dates,
+            leakage_audit=leakage_audit,
+            groups=builder.group_columns(tables, frame),
+            scoring_rows=builder.scoring_rows(tables, self.horizon_days),
+            counts={
+                "opportunities": len(tables.opportunities),
+                "activities": len(tables.activities),
+                "stage_changes": len(tables.stage_history),
+            },
+        )
 
 
 class DealWinDataModule(TabularSnapshotDataModule):
@@ -200,6 +251,7 @@ class DealWinDataModule(TabularSnapshotDataModule):
         batch_size: int = 256,
         feature_spec: FeatureSpec = DEAL_WIN_FEATURES,
         builder: SnapshotTaskBuilder | None = None,
+        snapshot_engine: str = "pandas",
     ) -> None:
         super().__init__(
             source,
@@ -210,4 +262,5 @@ class DealWinDataModule(TabularSnapshotDataModule):
             val_fraction,
             test_fraction,
             batch_size,
+            snapshot_engine,
         )
