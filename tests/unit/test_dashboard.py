@@ -261,3 +261,24 @@ def test_rep_free_rollups_equal_the_rep_level_tables(warehouse):
     pd.testing.assert_frame_equal(w.funnel(Filters(period="all")), w.funnel(every_rep))
     assert w.win_rate(Filters(period="all")) == pytest.approx(w.win_rate(every_rep))
     pd.testing.assert_frame_equal(w.leads(Filters(period="all")), w.leads(every_rep), check_dtype=False)
+
+
+def test_overview_insights_are_reworded_only_when_a_provider_is_configured(crm, tmp_path, monkeypatch):
+    from .llm_fake_server import FakeLLMServer
+
+    class Rewording(FakeLLMServer):
+        def openai_reply(self, body: dict) -> dict:
+            self.reply = "Reworded: " + body["messages"][-1]["content"]
+            return super().openai_reply(body)
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
+    offline = build_context(tmp_path / "m", tmp_path / "r", tmp_path / "c", crm_dir=crm[0])
+    templated = [c for c in render_page(offline, "/", Filters(), {}).children[0].children[1].children]
+    with Rewording() as server:
+        config = tmp_path / "insights.yaml"
+        config.write_text(f"provider: openai\nmodel: fake\nbase_url: {server.openai_url}\nmax_retries: 0\n")
+        ctx = build_context(tmp_path / "m", tmp_path / "r", tmp_path / "c", crm_dir=crm[0], insights_config=config)
+        items = render_page(ctx, "/", Filters(), {}).children[0].children[1].children
+    assert [i.children for i in items] == ["Reworded: " + t.children for t in templated]
+    assert all("worded by openai (numbers checked)" in i.title for i in items)
+    assert len(server.requests) == len(templated) >= 3

@@ -2,7 +2,7 @@
 
     fulqrun-ml dashboard [--port 8050] [--models-dir models] [--reports-dir reports] [--triton 127.0.0.1:8000]
                          [--crm-dir DIR] [--organization NAME_OR_ID ...] [--recommendations actions.parquet]
-                         [--views FILE | --views-dsn-env VAR_HOLDING_A_POSTGRESQL_URL]
+                         [--views FILE | --views-dsn-env VAR_HOLDING_A_POSTGRESQL_URL] [--insights-config YAML]
 
 Why errors become a box on the page: a page that fails (a corrupt report, an unreachable Triton) must say
 what failed in a sentence and leave the rest of the app working; Dash runs with debug off, so no stack trace
@@ -207,6 +207,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="store custom views in PostgreSQL: the NAME of the variable holding its URL",
     )
+    parser.add_argument(
+        "--insights-config", type=Path, default=None, help="an insights YAML naming an LLM provider to reword insights"
+    )
     return parser.parse_args(argv)
 
 
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = build_context(
         args.models_dir, args.reports_dir, args.cache_dir, args.crm_dir, args.triton,
         tuple(args.organization) if args.organization else None, args.recommendations, args.views, args.logs_dir,
-        views_dsn_env=args.views_dsn_env,
+        views_dsn_env=args.views_dsn_env, insights_config=args.insights_config,
     )  # fmt: skip
     app = create_app(ctx)
     print(f"FulQrun dashboard on http://127.0.0.1:{args.port}/ (CRM {ctx.crm_dir}; Ctrl-C stops it)", flush=True)

@@ -53,6 +53,7 @@ class DashboardContext:
     open_deal_features: pd.DataFrame | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     view_store: ViewStore | None = None  # None: the views file
+    insight_client: Any | None = None  # insights.client.GuardedLLMClient when a provider is configured
 
     def views(self) -> ViewStore:
         """Where custom views are saved: the configured store, else the views file."""
@@ -128,6 +129,27 @@ def _open_deal_scores(version: ModelVersion) -> tuple[pd.DataFrame | None, pd.Da
     return scores, features
 
 
+def _insight_client(config: Path | None) -> Any | None:
+    """The guarded LLM client of an insights config (configs/insights/*.yaml); None when offline (the default)."""
+    if config is None:
+        return None
+    import yaml
+
+    if not Path(config).is_file():
+        raise FulqrunMLError(f"--insights-config {config}: no such file")
+    try:
+        cfg = yaml.safe_load(Path(config).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise FulqrunMLError(f"--insights-config {config}: not valid YAML ({type(exc).__name__})") from None
+    if not isinstance(cfg, dict):
+        raise FulqrunMLError(f"--insights-config {config}: expected a mapping of settings")
+    if cfg.get("provider", "offline") == "offline":
+        return None
+    from fulqrun_ml.insights.commands import make_client  # heavy imports, only when a provider is configured
+
+    return make_client(cfg, set())
+
+
 def build_context(
     models_dir: Path,
     reports_dir: Path,
@@ -140,11 +162,13 @@ def build_context(
     logs_dir: Path | None = None,
     memory_limit: str = "2GB",
     views_dsn_env: str | None = None,
+    insights_config: Path | None = None,
 ) -> DashboardContext:
     """Resolve every source once; the only hard requirement is a CRM (the simulator always provides one)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     views_path = views_file or cache_dir / "views.json"
     store = open_view_store(views_path, views_dsn_env)  # first: a bad store setting fails before the slow parts
+    insight_client = _insight_client(insights_config)
     crm = Path(crm_dir) if crm_dir is not None else default_crm_dir(models_dir, cache_dir)
     if not crm.is_dir():
         raise FulqrunMLError(f"--crm-dir {crm}: no such directory (write one with `fulqrun-ml` data exports)")
@@ -171,6 +195,7 @@ def build_context(
         recommendations=recommendations,
         views_file=views_path,
         view_store=store,
+        insight_client=insight_client,
         logs_dir=logs_dir or models_dir.parent / "logs",
         deal_model=deal_model,
         open_deal_features=features,

@@ -1,13 +1,14 @@
 """Insight generator: short narratives from the warehouse, each number kept beside the sentence that says it.
 
 Why templates with a `numbers` dict: a narrative is only trustworthy if every figure in it can be traced to a
-query and checked; the tests recompute each from the raw CRM. An LLM rewrite (when that capability exists)
-would take the text and the same numbers; the template stays the offline default.
+query and checked; the tests recompute each from the raw CRM. With an LLM provider configured
+(`--insights-config`), `rewritten` asks it to reword each sentence and keeps the rewrite only when it holds
+exactly the template's numbers (insights/rewrite.py); the template stays the offline default and the fallback.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -25,6 +26,25 @@ class Insight:
     text: str
     numbers: dict[str, Any]
     source: str  # which query the numbers come from
+    writer: str = "template"  # template | the LLM provider that reworded it
+    template: str | None = None  # the template text, kept when a provider reworded it
+    rejected: str | None = None  # why a provider's rewrite was not used
+
+
+def rewritten(insights: list[Insight], client: Any | None) -> list[Insight]:
+    """Each insight reworded by the provider when the rewrite keeps every number; as templated otherwise."""
+    if client is None:
+        return insights
+    from fulqrun_ml.insights.rewrite import rewrite_keeping_numbers
+
+    out = []
+    for insight in insights:
+        result = rewrite_keeping_numbers(client, insight.text)
+        if result.source == "template":
+            out.append(replace(insight, rejected=result.rejected))
+        else:
+            out.append(replace(insight, text=result.text, writer=result.source, template=insight.text))
+    return out
 
 
 def generate(w: ScopedWarehouse, filters: Filters) -> list[Insight]:

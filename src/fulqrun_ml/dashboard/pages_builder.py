@@ -13,13 +13,13 @@ from dash import dcc, html
 
 from fulqrun_ml.dashboard.components import PALETTE, Page, chart, empty, table
 from fulqrun_ml.dashboard.context import DashboardContext, Missing
-from fulqrun_ml.dashboard.insights import generate
+from fulqrun_ml.dashboard.insights import Insight, generate, rewritten
 from fulqrun_ml.dashboard.queries import Filters
 from fulqrun_ml.dashboard.views import CHART_TYPES, METRICS, TABLE_DIMENSIONS, ViewDefinition, ViewError
 
 
 def overview(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> Page:
-    insights = generate(ctx.warehouse, filters)
+    insights = rewritten(generate(ctx.warehouse, filters), ctx.insight_client)
     page = Page([])
     if not insights:
         page.children.append(empty(Missing("no deals match these filters", "widen the filters")))
@@ -30,7 +30,7 @@ def overview(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) 
             **{"aria-label": "Insights"},
             children=[
                 html.H2("Insights"),
-                html.Ul([html.Li(i.text, id=f"insight-{i.key}", title=f"source: {i.source}") for i in insights]),
+                html.Ul([html.Li(i.text, id=f"insight-{i.key}", title=_provenance(i)) for i in insights]),
             ],
         )
     )
@@ -39,6 +39,13 @@ def overview(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) 
         html.P(f"CRM {ctx.crm_dir} extracted {info:%Y-%m-%d}; models {ctx.models_dir}.", className="note")
     )
     return page
+
+
+def _provenance(insight: Insight) -> str:
+    """The hover text: the query behind the numbers, and who worded the sentence."""
+    if insight.writer != "template":
+        return f"source: {insight.source}; worded by {insight.writer} (numbers checked); template: {insight.template}"
+    return f"source: {insight.source}" + (f"; {insight.rejected}" if insight.rejected else "")
 
 
 def builder_controls(ctx: DashboardContext) -> list[Any]:
