@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the integration tests use: wrk (HTTP load generator), a PostgreSQL server, Redis and
-# Chromium (the dashboard's Playwright browser tests launch /usr/bin/chromium; `playwright install` needs network).
+# Chromium (the dashboard's Playwright browser tests launch /usr/bin/chromium; `playwright install` needs network)
+# and nginx (`fulqrun-ml serve --replicas N` puts it in front of the Triton replicas; run as the serving user).
 # Idempotent; tests also install what is missing themselves, this just does it once up front.
 set -euo pipefail
 missing=()
@@ -8,6 +9,7 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -32,6 +32,7 @@ from fulqrun_ml.serving.by_id import by_id_config
 from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.nba import nba_actions_config
 from fulqrun_ml.serving.nba_files import is_effect_model
+from fulqrun_ml.serving.replicas import ReplicaSet, live_replica_state, roll_out_to_state
 from fulqrun_ml.serving.repository import (
     EnsembleStep,
     TensorSpec,
@@ -44,6 +45,7 @@ from fulqrun_ml.serving.server import TritonServer
 
 CPU_REPOSITORY = "triton_repo"
 GPU_REPOSITORY = "triton_repo_gpu"
+REPLICA_RUN_DIR = "triton_replicas"  # `serve --replicas N`: nginx.conf, replica repositories, replicas.json
 
 
 def batching_options(serving: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,16 +210,21 @@ def serve_until_stopped(
     version: int | str,
     serving: Mapping[str, Any],
     announce: Callable[[str], None] = print,
+    replicas: int = 1,
 ) -> None:
     """`fulqrun-ml serve`: generate both repositories for the version the registry resolves `version` to (an
     alias such as `production`, a number or `latest`), start Triton on the configured loopback ports with
     explicit model control (so a later promote or rollback can swap versions live) and serve until SIGINT or
-    SIGTERM. A server that dies is an error with its log tail, not a silent exit."""
+    SIGTERM. A server that dies is an error with its log tail, not a silent exit. `replicas` > 1: that many
+    Triton processes behind nginx on the same ports (serving/replicas.py); a dead replica is restarted."""
     resolved = get_version(models_dir, name, version)
     repo, model_names = build_repositories(resolved, serving, models_dir)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if replicas > 1:
+        _serve_replicas(resolved, serving, Path(models_dir) / REPLICA_RUN_DIR, replicas, stop, announce)
+        return
     ports = (int(serving["http_port"]), int(serving["grpc_port"]), int(serving["metrics_port"]))
     # The gateway answers malformed requests with 400 (Triton 2.51 says 500); see serving/gateway.py.
     with TritonServer(repo, *ports, explicit_models=model_names, gateway=True) as server:
@@ -231,6 +238,28 @@ def serve_until_stopped(
     announce("server stopped")
 
 
+def _serve_replicas(
+    version: ModelVersion,
+    serving: Mapping[str, Any],
+    run_dir: Path,
+    replicas: int,
+    stop: threading.Event,
+    announce: Callable[[str], None],
+) -> None:
+    """`serve --replicas N`: the replica set until stopped; nginx dying is an error with its log tail."""
+    ports = int(serving["http_port"]), int(serving["grpc_port"])
+    with ReplicaSet(version, lambda v: cpu_serving_configs(v, serving), run_dir, replicas, *ports) as replica_set:
+        announce(
+            f"serving {version.name} v{version.version} on {replicas} replicas behind nginx: http "
+            f"{replica_set.http_url}  grpc {replica_set.grpc_url}  (Ctrl-C stops)"
+        )
+        while not stop.wait(1.0):
+            process = replica_set.nginx.process
+            if process is None or process.poll() is not None:
+                raise FulqrunMLError(f"nginx exited:\n{replica_set.nginx.log_tail()}")
+    announce("server stopped")
+
+
 def sync_live_server(change: AliasChange, models_dir: Path, serving: Mapping[str, Any]) -> str | None:
     """After the production alias moves, make a running `fulqrun-ml serve` on this machine serve the new version.
 
@@ -238,6 +267,11 @@ def sync_live_server(change: AliasChange, models_dir: Path, serving: Mapping[str
     happened, for the user; None when the change does not concern a live server (another alias, an unset one)."""
     if change.alias != "production" or change.to_version is None:
         return None
+    replica_state = live_replica_state(Path(models_dir) / REPLICA_RUN_DIR)
+    if replica_state is not None:  # `serve --replicas N` runs: roll the promotion out one replica at a time
+        version = get_version(models_dir, change.name, change.to_version)
+        count = roll_out_to_state(replica_state, version, cpu_serving_configs(version, serving))
+        return f"{count} replicas behind {replica_state['http']} now serve {change.name} v{change.to_version}"
     url = f"127.0.0.1:{int(serving['http_port'])}"
     try:
         live = requests.get(f"http://{url}/v2/health/live", timeout=10).ok
