@@ -148,8 +148,24 @@ def _serve(overrides: list[str]) -> None:
         models_dir = Path(compose_config("serve", overrides[2:]).paths.models_dir)
         _on_alias_change(rollback(models_dir, overrides[1], actor="fulqrun-ml serve rollback"), overrides[2:])
         return
+    replicas, overrides = _pop_replicas(overrides)
     cfg = compose_config("serve", overrides)
-    serve_until_stopped(Path(cfg.paths.models_dir), cfg.model_name, cfg.version, cfg.serving)
+    serve_until_stopped(Path(cfg.paths.models_dir), cfg.model_name, cfg.version, cfg.serving, replicas=replicas)
+
+
+def _pop_replicas(overrides: list[str]) -> tuple[int, list[str]]:
+    """`serve --replicas N` (or `--replicas=N`) out of the Hydra overrides; 1 when absent."""
+    rest, replicas, it = [], "1", iter(overrides)
+    for arg in it:
+        if arg == "--replicas":
+            replicas = next(it, "")
+        elif arg.startswith("--replicas="):
+            replicas = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    if not replicas.isdigit() or int(replicas) < 1:
+        raise FulqrunMLError(f"--replicas must be a positive integer, got {replicas!r}")
+    return int(replicas), rest
 
 
 def _bench(argv: list[str]) -> int:
@@ -183,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "serve",
         help="serve the registry's production version (`version=` picks another) with Triton; Hydra overrides "
-        "follow. `serve rollback <model>` returns a live server to the previous production version",
+        "follow. `serve rollback <model>` returns a live server to the previous production version; "
+        "`--replicas N` runs N Triton processes behind nginx",
     )
     # Pass-through commands parse their own options (add_help=False lets `--help` reach them).
     sub.add_parser("models", add_help=False, help="the model registry: list | show | promote | rollback | diff")
