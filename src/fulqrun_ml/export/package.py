@@ -51,6 +51,7 @@ from fulqrun_ml.export.tensorrt import TensorRTUnavailableError, export_tensorrt
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.features.target import TargetScaling
 from fulqrun_ml.registry.fairness_gate import FAIRNESS_FILE
+from fulqrun_ml.registry.names import check_model_name
 from fulqrun_ml.registry.run_record import RunRecord
 from fulqrun_ml.registry.store import ModelVersion, publish_version
 from fulqrun_ml.tasks.binary import predict_probabilities
@@ -123,6 +124,8 @@ def export_run(
     `tensorrt` package; see tensorrt.py), checked against onnxruntime in the staging directory; where it
     cannot be built, nothing is published and the error says why."""
     run_dir = Path(run_dir)
+    if name is not None:
+        check_model_name(name)  # before minutes of export work: the name becomes a directory at publish
     if tensorrt and (reason := tensorrt_unavailable_reason()):
         raise TensorRTUnavailableError(f"--tensorrt: cannot build a TensorRT engine here: {reason}")
     record = finished_run(run_dir, RUN_FILES, what="training run")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fulqrun_ml.errors import RegistryError
 from fulqrun_ml.registry.locking import atomic_write_json
+from fulqrun_ml.registry.names import model_root
 
 ALIASES_FILE = "aliases.json"
 POINTER_ALIASES = ("candidate", "production")
@@ -41,7 +42,7 @@ class AliasState:
 
 def read_alias_state(models_dir: Path, name: str) -> AliasState:
     """The current aliases of `name` (all unset when nothing was ever promoted)."""
-    path = Path(models_dir) / name / ALIASES_FILE
+    path = model_root(models_dir, name) / ALIASES_FILE
     if not path.is_file():
         return AliasState()
     try:
@@ -58,7 +59,7 @@ def read_alias_state(models_dir: Path, name: str) -> AliasState:
 
 def write_alias_state(models_dir: Path, name: str, state: AliasState) -> None:
     """Replace the alias file atomically (callers hold `locking.model_lock`)."""
-    atomic_write_json(Path(models_dir) / name / ALIASES_FILE, state.to_dict())
+    atomic_write_json(model_root(models_dir, name) / ALIASES_FILE, state.to_dict())
 
 
 def resolve_alias(models_dir: Path, name: str, alias: str) -> int:

@@ -29,6 +29,7 @@ from fulqrun_ml.registry.alias_state import ALIASES, AliasState, read_alias_stat
 from fulqrun_ml.registry.audit import append_audit, current_actor
 from fulqrun_ml.registry.fairness_gate import FairnessGateError, GovernanceConfig, gate_message, gate_violations
 from fulqrun_ml.registry.locking import model_lock
+from fulqrun_ml.registry.names import model_root
 from fulqrun_ml.registry.roles import authorize
 from fulqrun_ml.registry.store import get_version
 
@@ -66,7 +67,7 @@ def promote(
         raise RegistryError(f"unknown alias '{alias}'; use one of {list(ALIASES)}")
     if override_reason is not None and not override_reason.strip():
         raise RegistryError("--reason: an override of the fairness gate needs a non-empty reason")
-    root = Path(models_dir) / name
+    root = model_root(models_dir, name)
     with model_lock(root):
         # Roles (roles.py), when configured: researchers propose candidates, approvers decide production.
         authorize(models_dir, name, "archive" if alias == "archived" else "promote", actor, alias)
@@ -117,7 +118,7 @@ def promote(
 
 def rollback(models_dir: Path, name: str, actor: str | None = None) -> AliasChange:
     """Production returns to the previous production version (from the alias history)."""
-    root = Path(models_dir) / name
+    root = model_root(models_dir, name)
     with model_lock(root):
         authorize(models_dir, name, "rollback", actor)
         state = read_alias_state(models_dir, name)
@@ -155,7 +156,7 @@ def _commit(
 ) -> AliasChange:
     """Write the new alias state, then the audit record (both under the caller's lock); `details` (a gate
     override) go into the record."""
-    root = Path(models_dir) / name
+    root = model_root(models_dir, name)
     if new == old:
         # Nothing moved (e.g. promoting the production version again): no write, no audit line.
         return AliasChange(name, alias, before, after, current_actor(actor), action, "")

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fulqrun_ml.registry.names import model_root
+
 AUDIT_FILE = "audit.jsonl"
 
 
@@ -49,7 +51,7 @@ def append_audit(root: Path, action: str, actor: str | None = None, **details: A
 
 def read_audit(models_dir: Path, name: str) -> list[dict[str, Any]]:
     """Every audit record of `name`, oldest first (an empty list before the first change)."""
-    path = Path(models_dir) / name / AUDIT_FILE
+    path = model_root(models_dir, name) / AUDIT_FILE
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

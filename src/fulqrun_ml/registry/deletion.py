@@ -16,13 +16,14 @@ from fulqrun_ml.errors import RegistryError
 from fulqrun_ml.registry.alias_state import read_alias_state
 from fulqrun_ml.registry.audit import append_audit
 from fulqrun_ml.registry.locking import fsync_dir, model_lock
+from fulqrun_ml.registry.names import model_root
 from fulqrun_ml.registry.roles import authorize
 from fulqrun_ml.registry.store import TMP_PREFIX, get_version
 
 
 def delete_version(models_dir: Path, name: str, version: int, actor: str | None = None, reason: str = "") -> dict:
     """Remove version `version` of `name`; returns the audit record."""
-    root = Path(models_dir) / name
+    root = model_root(models_dir, name)
     with model_lock(root):
         authorize(models_dir, name, "delete", actor)
         chosen = get_version(models_dir, name, int(version))

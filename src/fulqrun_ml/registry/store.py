@@ -32,6 +32,7 @@ from fulqrun_ml.registry.alias_state import POINTER_ALIASES, resolve_alias
 from fulqrun_ml.registry.audit import append_audit
 from fulqrun_ml.registry.locking import fsync_dir, model_lock
 from fulqrun_ml.registry.model_card import write_model_card
+from fulqrun_ml.registry.names import model_root
 from fulqrun_ml.registry.signing import sign_version, signing_provider
 
 METADATA_FILE = "metadata.json"
@@ -48,7 +49,7 @@ class ModelVersion:
 
 def list_versions(models_dir: Path, name: str) -> list[int]:
     """Published versions of `name`, oldest first (temporary and foreign directories are ignored)."""
-    root = Path(models_dir) / name
+    root = model_root(models_dir, name)
     if not root.is_dir():
         return []
     return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / METADATA_FILE).is_file())
@@ -85,7 +86,7 @@ def publish_version(
 ) -> ModelVersion:
     """Write a new version atomically. `write_files(tmp_dir)` writes the artifacts; metadata and the
     model card go last. `actor` (default $USER) is recorded in the audit log."""
-    root = Path(models_dir) / name
+    root = model_root(models_dir, name)
     signer = signing_provider()  # read once, before any file is written: bad key material fails early
     root.mkdir(parents=True, exist_ok=True)
     _sweep_stale_tmp(root)
