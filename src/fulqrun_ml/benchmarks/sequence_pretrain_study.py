@@ -114,6 +114,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 if "tabular_only" in metrics:
                     out["tabular_only"] = metrics["tabular_only"]["auc"]
             out["gain_pp"] = 100 * (out["pretrained"] - out["scratch"])
+            out["pretrained_minus_tabular_pp"] = 100 * (out["pretrained"] - out["tabular_only"])
             if "frozen" in out:
                 out["frozen_gain_pp"] = 100 * (out["frozen"] - out["scratch"])
             print(json.dumps(out))
@@ -125,6 +126,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             **{arm: float(np.mean([r[arm] for r in mine])) for arm in ("scratch", "pretrained", "tabular_only")},
             "gain_pp": [r["gain_pp"] for r in mine],
             "gain_ci_pp": t_interval([r["gain_pp"] for r in mine]),
+            "pretrained_minus_tabular_ci_pp": t_interval([r["pretrained_minus_tabular_pp"] for r in mine]),
         }
         if args.freeze_ablation:
             summary[str(size)]["frozen"] = float(np.mean([r["frozen"] for r in mine]))
@@ -145,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also the frozen encoder; results go under `pretraining_freeze`, the main section is kept",
     )
+    parser.add_argument(
+        "--section",
+        default=None,
+        help="report section to write (default: pretraining, or pretraining_freeze with --freeze-ablation); "
+        "fusion_goal: the deal-win fusion goal's pretrained arm, run with --sizes larger than the training deals",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -159,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     path = args.reports_dir / "sequence_fusion.json"
     report = json.loads(path.read_text())
-    report["pretraining_freeze" if args.freeze_ablation else "pretraining"] = section
+    report[args.section or ("pretraining_freeze" if args.freeze_ablation else "pretraining")] = section
     path.write_text(json.dumps(report, indent=2, default=str))
     (args.reports_dir / "sequence_fusion.md").write_text(render_markdown(report))
     print("\n".join(freeze_lines(section) if args.freeze_ablation else pretraining_lines(section)))

@@ -31,6 +31,7 @@ from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.sequence.event_datamodule import EventTableDataModule
 from fulqrun_ml.sequence.event_export import export_event_run
+from fulqrun_ml.sequence.pretrain import apply_pretrained, load_pretrained_encoder
 from fulqrun_ml.tasks.binary import predict_logits, predict_probabilities
 from fulqrun_ml.tasks.calibration import CALIBRATION_METHODS, fit_calibration
 from fulqrun_ml.tasks.metrics import binary_report, regression_report
@@ -81,6 +82,7 @@ class EventPipeline(Pipeline):
                 net = instantiate(
                     net_config, n_continuous=len(spec.spec.numeric), cardinalities=spec.cardinalities, _convert_="all"
                 )
+                self._apply_pretrained(cfg, net, datamodule)
                 return net, net_config
 
             return build
@@ -90,6 +92,17 @@ class EventPipeline(Pipeline):
         if cfg.task.get("ablation", True):
             arms += [Arm(name, int(cfg.seed), name, builder(m)) for name, m in ABLATIONS.items() if m != mode]
         return arms
+
+    def _apply_pretrained(self, cfg: DictConfig, net: nn.Module, datamodule: EventTableDataModule) -> None:
+        """`task.sequence.init_from`: a CoLES encoder (sequence/event_pretrain.py) into every arm that has one."""
+        sequence = cfg.task.get("sequence") or {}
+        ref = sequence.get("init_from")
+        if not ref or not hasattr(net, "sequence"):
+            return
+        state, _, lineage = load_pretrained_encoder(cfg.paths.models_dir, ref, datamodule.encoder)
+        freeze = bool(sequence.get("freeze", False))
+        apply_pretrained(net.sequence, state, freeze)
+        self.pretrained_encoder = {**lineage, "freeze": freeze}
 
     def build_module(self, cfg: DictConfig, net: nn.Module, datamodule: EventTableDataModule, kind: str) -> Any:
         return instantiate(task_module_config(cfg.task, kind), net=net)
@@ -142,6 +155,7 @@ class EventPipeline(Pipeline):
             "sequence_fields": list(datamodule.encoder.sequence_fields),
             "leakage_audit": datamodule.leakage_audit,
             "lightgbm_setting": setting,
+            "pretrained_encoder": getattr(self, "pretrained_encoder", None),
         }
         artifacts = {"ablations": {f.arm.name: f for f in fitted[1:]}}
         return Evaluation(

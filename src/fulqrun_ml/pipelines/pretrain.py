@@ -5,6 +5,8 @@ sequence-fusion task on its own unlabelled histories and publish it to the regis
     fulqrun-ml pretrain task=lead_conversion_sequence model=sequence_fusion +data.source.lead_events=true
     fulqrun-ml train task=deal_win_sequence model=sequence_fusion task.sequence.init_from=deal_win_encoder@1 \
         [task.sequence.freeze=true]
+    fulqrun-ml pretrain task=events data.events_path=E.csv data.labels_path=L.csv data.entity_col=... \
+        data.time_col=... data.target=... data.as_of_col=...    (a user's own event table: sequence/event_pretrain.py)
 
 Why a command of its own: pretraining is done once per data source and reused by many fine-tunes, so the
 encoder is a registry version with lineage, not a by-product of one training run. The overrides compose the same
@@ -20,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.registry.store import ModelVersion
+from fulqrun_ml.sequence.event_pretrain import pretrain_event_encoder
 from fulqrun_ml.sequence.events import SequenceVocabulary
 from fulqrun_ml.sequence.pretrain import (
     PretrainConfig,
@@ -41,9 +44,13 @@ def pretrain_from_config(cfg: DictConfig, name: str, epochs: int) -> tuple[Model
     if "sequence" not in cfg.task:
         raise PretrainError(
             f"task={cfg.task.name} has no sequence inputs; pretrain a sequence-fusion task "
-            "(task=deal_win_sequence or task=lead_conversion_sequence, model=sequence_fusion)"
+            "(task=deal_win_sequence or task=lead_conversion_sequence, model=sequence_fusion) or an event table "
+            "(task=events)"
         )
-    datamodule = build_pipeline(cfg).build_datamodule(cfg)
+    pipeline = build_pipeline(cfg)
+    if cfg.task.name == "events":
+        return _pretrain_event_table(cfg, pipeline, name, epochs)
+    datamodule = pipeline.build_datamodule(cfg)
     datamodule.setup("fit")
     cutoff = datamodule.frames["train"]["as_of"].max()
     entity = datamodule.builder.entity
@@ -72,6 +79,21 @@ def pretrain_from_config(cfg: DictConfig, name: str, epochs: int) -> tuple[Model
     return version, {**lineage, "losses": losses}
 
 
+def _pretrain_event_table(cfg: DictConfig, pipeline: Any, name: str, epochs: int) -> tuple[ModelVersion, dict]:
+    """A user's event table: the `EventSequenceEncoder` of `model=event_fusion` on the training entities' histories,
+    each cut at its as_of (`sequence/event_pretrain.py`)."""
+    pipeline.check(cfg)  # task=events swaps a tabular model group for event_fusion, as `train` does
+    datamodule = pipeline.build_datamodule(cfg)
+    datamodule.setup("fit")
+    net = OmegaConf.to_container(cfg.model.net, resolve=True)
+    t = time.perf_counter()
+    model, config, losses, lineage = pretrain_event_encoder(datamodule, net, epochs, int(cfg.seed))
+    lineage = {**lineage, "source_task": "events", "seconds": round(time.perf_counter() - t, 1)}
+    models_dir = Path(cfg.paths.models_dir)
+    version = publish_pretrained_encoder(models_dir, name, model, config, datamodule.encoder, losses, lineage)
+    return version, {**lineage, "losses": losses}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fulqrun-ml pretrain", description=__doc__.splitlines()[0])
     parser.add_argument("--name", default=None, help="registry name (default: <task>_encoder)")
@@ -89,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"published {name} v{version.version} at {version.path}: {record['histories']} histories up to "
         f"{record['cutoff']}, contrastive loss {loss[0]:.4f} -> {loss[-1]:.4f} in {record['seconds']} s\n"
-        f"next: fulqrun-ml train task={cfg.task.name} model=sequence_fusion "
-        f"task.sequence.init_from={name}@{version.version} [task.sequence.freeze=true]"
+        f"next: fulqrun-ml train task={cfg.task.name}"
+        + ("" if cfg.task.name == "events" else " model=sequence_fusion")
+        + f" task.sequence.init_from={name}@{version.version} [task.sequence.freeze=true]"
     )
     return 0

@@ -32,7 +32,7 @@ from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.models.sequence_fusion import ActivitySequenceEncoder
 from fulqrun_ml.project import git_commit
 from fulqrun_ml.registry.store import ModelVersion, get_version, publish_version
-from fulqrun_ml.sequence.events import PADDING, TIME_FIELDS, SequenceVocabulary, build_sequences
+from fulqrun_ml.sequence.events import PADDING, SequenceVocabulary, build_sequences
 
 ENCODER_STATE, ENCODER_CONFIG, VOCAB_FILE = "encoder_state.pt", "encoder_config.json", "sequence_vocab.json"
 EMBEDDINGS = ("event_type", "channel", "direction")
@@ -70,11 +70,24 @@ def pretraining_histories(
     return {k: v[keep] for k, v in raw.items()}
 
 
-def random_slices(arrays: dict[str, np.ndarray], rng: np.random.Generator, min_slice: int) -> dict[str, np.ndarray]:
+def random_slices(
+    arrays: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    min_slice: int,
+    length: np.ndarray | None = None,
+    padding_age: float = 0.0,
+) -> dict[str, np.ndarray]:
     """One random contiguous slice of each row's real events, left-padded again; its newest event becomes "now"
-    (age 0) and its first event's gap 0, so a slice looks like a history cut at an earlier as_of."""
-    n, max_len = arrays["event_type"].shape
-    length = (arrays["event_type"] != PADDING).sum(axis=1)
+    (age 0) and its first event's gap 0, so a slice looks like a history cut at an earlier as_of.
+
+    `length` [N] counts each row's real (trailing) events; by default the non-padding `event_type` tokens (deal and
+    lead histories). Event tables mark padding by age instead (`padding_age`, -1 there), since they may have no
+    token field at all."""
+    first = next(iter(arrays.values()))
+    n, max_len = first.shape
+    if length is None:
+        length = (arrays["event_type"] != PADDING).sum(axis=1)
+    length = np.asarray(length, dtype=np.int64)
     size = rng.integers(np.minimum(min_slice, length), length + 1)
     start = max_len - length + rng.integers(0, length - size + 1)
     out = {k: np.zeros_like(v) for k, v in arrays.items()}
@@ -82,8 +95,9 @@ def random_slices(arrays: dict[str, np.ndarray], rng: np.random.Generator, min_s
         lo, k = start[row], size[row]
         for name, values in arrays.items():
             out[name][row, max_len - k :] = values[row, lo : lo + k]
+    real = np.arange(max_len)[None, :] >= (max_len - size)[:, None]
     out["delta_days"][:, :] = np.where(np.arange(max_len) == max_len - size[:, None], 0.0, out["delta_days"])
-    out["age_days"] = np.where(out["event_type"] != PADDING, out["age_days"] - out["age_days"][:, -1:], 0.0)
+    out["age_days"] = np.where(real, out["age_days"] - out["age_days"][:, -1:], padding_age)
     return {k: v.astype(arrays[k].dtype) for k, v in out.items()}
 
 
@@ -97,18 +111,30 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tenso
     return F.cross_entropy(logits, target)
 
 
-def pretrain_encoder(arrays: dict[str, np.ndarray], config: PretrainConfig) -> tuple[ActivitySequenceEncoder, list]:
-    """Train an encoder (+ a projection head, discarded) with CoLES on model-ready arrays; returns it and the mean
-    loss per epoch."""
+def pretrain_encoder(
+    arrays: dict[str, np.ndarray],
+    config: PretrainConfig,
+    encoder: nn.Module | None = None,
+    length: np.ndarray | None = None,
+    padding_age: float = 0.0,
+) -> tuple[nn.Module, list]:
+    """Train an encoder (+ a projection head, discarded) with CoLES on model-ready arrays (every key is an encoder
+    input); returns it and the mean loss per epoch.
+
+    `encoder` defaults to `ActivitySequenceEncoder(**config.encoder)` (deal and lead touches); an event table
+    passes the `EventSequenceEncoder` its `task=events` model fine-tunes, with `length` and `padding_age` as in
+    `random_slices`. One loop, one loss, whichever encoder."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    encoder = ActivitySequenceEncoder(**config.encoder)
+    encoder = encoder if encoder is not None else ActivitySequenceEncoder(**config.encoder)
     head = nn.Sequential(
         nn.Linear(encoder.output_dim, encoder.output_dim), nn.ReLU(), nn.Linear(encoder.output_dim, 32)
     )
     optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=config.lr, weight_decay=0.01)
-    fields = [f for f in (*EMBEDDINGS, *TIME_FIELDS) if f in arrays]
-    n, losses = len(arrays["event_type"]), []
+    fields = list(arrays)
+    if length is None:
+        length = (arrays["event_type"] != PADDING).sum(axis=1)
+    n, losses = len(length), []
     for _ in range(config.epochs):
         encoder.train()
         order, total = rng.permutation(n), 0.0
@@ -117,7 +143,9 @@ def pretrain_encoder(arrays: dict[str, np.ndarray], config: PretrainConfig) -> t
         for rows in batches:
             views = []
             for _view in range(2):
-                sliced = random_slices({f: arrays[f][rows] for f in fields}, rng, config.min_slice)
+                sliced = random_slices(
+                    {f: arrays[f][rows] for f in fields}, rng, config.min_slice, length[rows], padding_age
+                )
                 views.append(head(encoder(**{f: torch.from_numpy(sliced[f]) for f in fields})))
             loss = nt_xent(views[0], views[1], config.temperature)
             optimizer.zero_grad()
@@ -141,11 +169,12 @@ def publish_pretrained_encoder(
     name: str,
     encoder: ActivitySequenceEncoder,
     config: PretrainConfig,
-    vocabulary: SequenceVocabulary,
+    vocabulary: Any,
     losses: list[float],
     lineage: dict[str, Any],
 ) -> ModelVersion:
-    """The encoder as a registry version (complete or absent), with its loss curve and lineage."""
+    """The encoder as a registry version (complete or absent), with its loss curve and lineage; `vocabulary` is a
+    `SequenceVocabulary` or an event table's `EventEncoder` (both `save` a `known` mapping)."""
 
     def write(tmp: Path) -> None:
         torch.save(encoder.state_dict(), tmp / ENCODER_STATE)
@@ -160,9 +189,13 @@ def publish_pretrained_encoder(
     return publish_version(Path(models_dir), name, write, metadata)
 
 
-def load_pretrained_encoder(models_dir: Path, ref: str, target: SequenceVocabulary) -> tuple[dict, dict, dict]:
+def load_pretrained_encoder(models_dir: Path, ref: str, target: Any) -> tuple[dict, dict, dict]:
     """(state dict mapped onto `target`'s token indices, the encoder config, the version's lineage record) for a
-    `<name>@<version>` reference. Tokens the encoder never saw keep the run's fresh initialisation (not copied)."""
+    `<name>@<version>` reference. Tokens the encoder never saw keep the run's fresh initialisation (not copied).
+
+    `target` is the run's fitted vocabulary: a `SequenceVocabulary` (deal/lead touches) or an event table's
+    `EventEncoder`; both carry `known` (token field -> values) and save it under the same key, so one remap
+    serves both encoders."""
     name, sep, version = str(ref).partition("@")
     if not sep or not name or not version:
         raise PretrainError(f"task.sequence.init_from='{ref}': expected <name>@<version>, e.g. coles_deals@latest")
@@ -175,14 +208,23 @@ def load_pretrained_encoder(models_dir: Path, ref: str, target: SequenceVocabula
     state = torch.load(chosen.path / ENCODER_STATE, weights_only=True)
     config = json.loads((chosen.path / ENCODER_CONFIG).read_text())
     source = SequenceVocabulary.load(chosen.path / VOCAB_FILE)
-    mapped = {k: v for k, v in state.items() if k.split(".")[0] not in EMBEDDINGS}
-    for field in EMBEDDINGS:
-        if f"{field}.weight" in state and field in target.known:
-            mapped[f"{field}.weight"] = _remap(
-                state[f"{field}.weight"], source.known.get(field, ()), target.known[field]
-            )
+    keys = {field: _embedding_key(state, field) for field in (*EMBEDDINGS, *source.known)}
+    embedded = {key for key in keys.values() if key is not None}
+    mapped = {k: v for k, v in state.items() if k not in embedded}
+    for field, key in keys.items():
+        if key is not None and field in target.known:
+            mapped[key] = _remap(state[key], source.known.get(field, ()), target.known[field])
     lineage = {"name": chosen.name, "version": chosen.version, "data_hash": chosen.metadata.get("data_hash")}
     return mapped, config, lineage
+
+
+def _embedding_key(state: dict[str, torch.Tensor], field: str) -> str | None:
+    """The state key of a token field's embedding: `<field>.weight` (ActivitySequenceEncoder) or
+    `tokens.<field>.weight` (EventSequenceEncoder); None when the encoder has no such field."""
+    for key in (f"{field}.weight", f"tokens.{field}.weight"):
+        if key in state:
+            return key
+    return None
 
 
 def _remap(weight: torch.Tensor, source: tuple, target: tuple) -> torch.Tensor:
