@@ -30,6 +30,7 @@ from fulqrun_ml.data.contract import HISTORY_COLUMNS, HISTORY_OF, TABLE_COLUMNS,
 from fulqrun_ml.data.contract_versions import COLUMN_ALIASES
 from fulqrun_ml.data.event_postgres import read_event_tables, write_event_tables
 from fulqrun_ml.data.history import INTEGER_FIELDS, NUMBER_FIELDS, TIMESTAMP_FIELDS, coerce_history
+from fulqrun_ml.data.postgres_reads import fetch_rows
 from fulqrun_ml.data.postgres_writes import copy_rows, create_table_sql
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, LOAD_ORDER, OPTIONAL_SCHEMAS
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
@@ -259,7 +260,7 @@ class PostgresSource(CRMSource[CRMTables]):
                         sql.Identifier(self.schema, name),
                         sql.SQL(", ").join(map(sql.Identifier, CRM_SCHEMAS[name].key)),
                     )
-                    rows = conn.execute(query).fetchall()
+                    rows = fetch_rows(conn, query, self.schema, name, selected)
                     frames[name] = _frame_from_rows(rows, columns)
                 for name in HISTORY_COLUMNS:  # optional, as in the file source: absent means no versions kept
                     if name in existing:
