@@ -34,12 +34,13 @@ TOL = 1e-7
 
 @dataclass(frozen=True)
 class EffectEstimate:
-    """Cumulative log-lift per extra call and per extra sample (NaN where a method cannot say, e.g. samples
-    under a difference in means), and the distributed-lag coefficients behind them."""
+    """Cumulative log-lift per extra call and per extra sample (None where a method cannot say: a difference
+    in means contrasts weeks with and without a call and has no contrast for samples), and the distributed-lag
+    coefficients behind them."""
 
     method: str
     call: float
-    sample: float
+    sample: float | None
     call_lags: tuple[float, ...] = ()
     sample_lags: tuple[float, ...] = ()
 
@@ -120,7 +121,9 @@ def estimate_effects(panel: pd.DataFrame, lags: int, method: str, target: str = 
     y = panel[target].to_numpy(float)
     if method == "difference_in_means":
         called = panel["calls_l0"].to_numpy() > 0
-        return EffectEstimate(method, float(np.log(y[called].mean() / y[~called].mean())), float("nan"))
+        if called.all() or not called.any():
+            raise DataContractError(f"difference_in_means: every week has {'a' if called.any() else 'no'} call")
+        return EffectEstimate(method, float(np.log(y[called].mean() / y[~called].mean())), None)
     call_cols, sample_cols = _lag_columns(panel, lags)
     lagged = panel[call_cols + sample_cols].to_numpy(float)
     if method == "fixed_effects":
