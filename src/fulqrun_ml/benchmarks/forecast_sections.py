@@ -11,10 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from fulqrun_ml.benchmarks.forecast_series_report import render_series_sections
+from fulqrun_ml.benchmarks.pharma_forecast_report import render_pharma_section
 from fulqrun_ml.benchmarks.pipeline_blend_report import render_pipeline_blend_section
 
 SECTION_RENDERERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
     "pipeline_blend": render_pipeline_blend_section,
+    "pharma": render_pharma_section,
 }
 
 
