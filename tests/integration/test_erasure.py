@@ -1,0 +1,177 @@
+"""`governance forget` on real files and a real Redis: every store loses the subject and nothing else, the report
+proves it without holding PII, trained models are flagged, a crash between files is finished by a rerun.
+
+The checks after a forget do not use the erasure's own matcher: they read every file with pandas and every
+Redis key with redis-py and look for the subject's ids, emails and company name as plain substrings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import redis
+
+from fulqrun_ml.cli import main as cli_main
+from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.sources import DirectorySource
+from fulqrun_ml.erasure import files as erasure_files
+from fulqrun_ml.erasure import forget as forget_module
+from fulqrun_ml.erasure.cli import main
+from tests.integration.erasure_setup import World, build_world, write_template
+
+STORES = ("redis", "prediction_logs", "llm_logs", "snapshots", "embedding_cache", "crm")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CRMTables]:
+    return write_template(tmp_path_factory.mktemp("erasure_template"))
+
+
+@pytest.fixture
+def world(template: tuple[Path, CRMTables], tmp_path: Path, redis_url: str) -> World:
+    return build_world(template, tmp_path, redis_url.rsplit("/", 1)[0] + "/7")  # its own database
+
+
+def _secrets(tables: CRMTables, company: str) -> set[str]:
+    """The company's ids, contact emails and name, straight from the CRM (independent of the erasure code)."""
+    opps = set(tables.opportunities.loc[tables.opportunities["company_id"] == company, "id"])
+    contacts = tables.contacts[tables.contacts["company_id"] == company]
+    leads = set(tables.leads.loc[tables.leads["company_id"] == company, "id"])
+    name = set(tables.companies.loc[tables.companies["id"] == company, "name"])
+    return {company} | opps | leads | set(contacts["id"]) | set(contacts["email"]) | name
+
+
+def _file_text(root: Path) -> str:
+    parts = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            strings = [table[f.name] for f in table.schema if str(f.type) in ("string", "large_string")]
+            parts += [str(v) for column in strings for v in column.to_pylist() if v is not None]
+        elif path.suffix in (".csv", ".json", ".jsonl"):
+            parts.append(path.read_text())
+    return "\n".join(parts)
+
+
+def _forget(world: World, tmp_path: Path, *who: str) -> tuple[int, dict]:
+    out = tmp_path / "reports"
+    rc = main(["forget", *who, *world.cli_args(), "--models-dir", str(world.models), "--out", str(out)])
+    reports = sorted(out.glob("*.json"))
+    return rc, (json.loads(reports[-1].read_text()) if reports else {})
+
+
+def test_forget_a_company_empties_every_store_and_proves_it(
+    world: World, template: tuple[Path, CRMTables], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tables = template[1]
+    secrets = _secrets(tables, world.company)
+    client = redis.Redis.from_url(world.redis_url, decode_responses=True)
+    others_keys = [k for k in client.keys("fq:fv:*") if not any(s in k for s in secrets)]
+    vectors_before = len(list(world.embedding_cache.rglob("*.npy")))
+    other_opps = (tables.opportunities["company_id"] == world.other_company).sum()
+
+    rc, report = _forget(world, tmp_path, "--company", world.company, "--org", world.org)
+
+    assert rc == 0 and report["erased"] is True
+    for store in STORES:
+        assert report["stores"][store]["hits_before"] > 0, store
+        assert report["stores"][store]["hits_after"] == 0, store
+    for root in (world.crm, world.snapshots, world.predictions, world.llm):
+        text = _file_text(root)
+        assert not [s for s in secrets if s in text], root
+    keys = client.keys("*")
+    assert not [k for k in keys if any(s in k for s in secrets)]
+    assert sorted(others_keys) == sorted(k for k in keys if k.startswith("fq:fv:"))  # nobody else's row went
+    deleted = report["stores"]["embedding_cache"]["erased"]["vectors_deleted"]
+    assert 0 < deleted < vectors_before and len(list(world.embedding_cache.rglob("*.npy"))) == vectors_before - deleted
+    assert (world.llm / "cache" / f"{'f' * 64}.json").is_file()
+    erased = DirectorySource(world.crm).load()  # the export still meets the contract
+    assert (erased.opportunities["company_id"] == world.other_company).sum() == other_opps
+    assert world.company not in set(erased.companies["id"])
+    report_text = json.dumps(report)
+    assert not [s for s in secrets if s in report_text] and world.company not in capsys.readouterr().out
+
+    assert report["models_flagged_for_retraining"] == [{"model": "deal_win", "version": 1}]
+    audit = (world.models / "deal_win" / "audit.jsonl").read_text()
+    assert '"action": "flag_retrain"' in audit and world.company not in audit
+    assert not (world.models / "other_model" / "audit.jsonl").exists()
+    assert cli_main(["models", "--models-dir", str(world.models), "list", "deal_win"]) == 0
+    assert "trained on erased company" in capsys.readouterr().out.replace("\n", " ").replace("│", " ")
+
+
+def test_forget_a_contact_keeps_the_companys_deal(
+    world: World, template: tuple[Path, CRMTables], tmp_path: Path
+) -> None:
+    opps = template[1].opportunities
+    deal = opps[opps["contact_id"].notna()].iloc[0]
+    contact = template[1].contacts.set_index("id").loc[deal["contact_id"]]
+
+    rc, report = _forget(world, tmp_path, "--contact", deal["contact_id"])
+
+    assert rc == 0 and report["stores"]["crm"]["hits_before"] > 0
+    after = DirectorySource(world.crm).load()
+    kept = after.opportunities.set_index("id").loc[deal["id"]]
+    assert pd.isna(kept["contact_id"]) and kept["company_id"] == deal["company_id"]
+    assert deal["contact_id"] not in set(after.contacts["id"])
+    text = _file_text(world.crm)
+    assert deal["contact_id"] not in text and contact["email"] not in text and contact["phone"] not in text
+
+
+def test_the_rescan_catches_a_store_that_was_not_erased(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every store's erasure disabled: each store's re-scan must still see the subject (the proof can fail)."""
+    monkeypatch.setattr(forget_module.RedisStore, "erase", lambda self, matcher: {})
+    monkeypatch.setattr(forget_module.EmbeddingCacheStore, "erase", lambda self: {})
+    monkeypatch.setattr(forget_module.FileStore, "erase", lambda self, subject, matcher: {})
+    rc, report = _forget(world, tmp_path, "--company", world.company)
+    assert rc == 1 and report["erased"] is False
+    for store in STORES:
+        assert report["stores"][store]["hits_after"] == report["stores"][store]["hits_before"] > 0, store
+
+
+def test_a_crash_between_files_leaves_whole_files_and_a_rerun_finishes(
+    world: World, template: tuple[Path, CRMTables], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = {p: p.read_bytes() for p in world.crm.glob("*.parquet")}
+    real, calls = erasure_files.publish, []
+
+    def crash_on_fourth(path: Path, data: bytes) -> None:
+        calls.append(path)
+        if len(calls) == 4:
+            raise KeyboardInterrupt("simulated kill between two files")
+        real(path, data)
+
+    monkeypatch.setattr(erasure_files, "publish", crash_on_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        _forget(world, tmp_path, "--company", world.company)
+    changed = [p for p, data in before.items() if p.read_bytes() != data]
+    assert len(calls) == 4 and not list(world.root.rglob(".*.tmp-*"))  # no temporary file left behind
+    for path in before:
+        pq.read_table(path)  # every file whole: the old one or the new one
+    assert not (tmp_path / "reports").exists() or not list((tmp_path / "reports").glob("*.json"))
+
+    monkeypatch.setattr(erasure_files, "publish", real)
+    rc, report = _forget(world, tmp_path, "--company", world.company)
+    assert rc == 0 and report["erased"] is True
+    assert changed == [p for p in changed if p.read_bytes() != before[p]]
+    secrets = _secrets(template[1], world.company)
+    assert not [s for s in secrets if s in _file_text(world.crm)]
+    rc, _ = _forget(world, tmp_path, "--company", world.company)
+    assert rc == 2  # nothing left to resolve: refused, nothing rewritten
+
+
+def test_unknown_subject_or_another_organisation_is_one_error_and_changes_nothing(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snapshot = {p: p.read_bytes() for p in world.crm.glob("*")}
+    for who in (["--company", "not-a-company"], ["--company", world.company, "--org", "another-org"]):
+        rc, report = _forget(world, tmp_path, *who)
+        err = capsys.readouterr().err
+        assert rc == 2 and report == {} and err.startswith("error: ") and "Traceback" not in err
+        assert world.company not in err
+    assert snapshot == {p: p.read_bytes() for p in world.crm.glob("*")}
