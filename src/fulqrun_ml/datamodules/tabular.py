@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +137,7 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         # pandas: the definitions, on tables in memory; duckdb: the same rows from the CRM's Parquet files
         # (datamodules/duckdb_frame.py), for CRMs too large for pandas.
         self.snapshot_engine = snapshot_engine
-        self.engine_seconds: dict[str, float] = {}  # the duckdb engine's load / build / read split
+        self.engine_seconds: dict[str, float] = {}  # the engine's CRM load / snapshot build (/ read) seconds
         self.source = source
         self.builder = builder if builder is not None else DealWinBuilder()
         self.snapshot_every_days = snapshot_every_days
@@ -201,9 +202,11 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
     def _build_with_pandas(self) -> BuiltFrame:
         """The definitions: snapshots and features from the CRM tables in memory (`builder`)."""
         builder = self.builder
+        start = time.perf_counter()
         loaded = self.source()
         tables = loaded.tables if isinstance(loaded, SimulatedCRM) else loaded
         check_contract(tables)
+        loaded_at = time.perf_counter()
 
         dates = snapshot_dates(tables, self.snapshot_every_days, self.warmup_days, self.horizon_days)
         snapshots = builder.snapshots(tables, dates, self.horizon_days)
@@ -223,12 +226,17 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
             frame = frame.assign(**{f"{ORACLE_COLUMN}__{c}": oracle[:, k] for k, c in enumerate(self.classes)})
         elif oracle is not None:
             frame[ORACLE_COLUMN] = oracle
+        groups, scoring_rows = builder.group_columns(tables, frame), builder.scoring_rows(tables, self.horizon_days)
+        self.engine_seconds = {
+            "load": round(loaded_at - start, 3),
+            "snapshot_build": round(time.perf_counter() - loaded_at, 3),
+        }
         return BuiltFrame(
             frame=frame,
             dates=dates,
             leakage_audit=leakage_audit,
-            groups=builder.group_columns(tables, frame),
-            scoring_rows=builder.scoring_rows(tables, self.horizon_days),
+            groups=groups,
+            scoring_rows=scoring_rows,
             counts={
                 "opportunities": len(tables.opportunities),
                 "activities": len(tables.activities),
