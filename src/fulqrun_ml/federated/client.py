@@ -37,6 +37,11 @@ def client_main(address: str, authkey: bytes, profile: dict[str, Any], index: in
     torch.set_num_threads(1)
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     logging.getLogger("lightning").setLevel(logging.WARNING)
+    run_client(address, authkey, profile, index, config_yaml)
+
+
+def run_client(address: str, authkey: bytes, profile: dict[str, Any], index: int, config_yaml: str) -> None:
+    """Connect, say hello, answer until stop; a server that went away ends the client quietly."""
     organisation = OrganisationProfile(**profile)
     conn = Client(address, family="AF_UNIX", authkey=authkey)
     try:

@@ -84,21 +84,13 @@ def declared_spec(cfg: DictConfig) -> FeatureSpec:
     return instantiate(cfg.data, source=None).feature_spec
 
 
-def run_federation(
-    cfg: DictConfig,
-    profiles: Sequence[OrganisationProfile],
-    settings: FederatedSettings,
-    tap: Callable[[str, bytes], None] | None = None,
-) -> FederationResult:
-    """Run the organisations as spawned processes against one server; return the selected global model."""
-    server = FederatedServer(secrets.token_bytes(32), settings.round_timeout_s)
-    server.tap = tap
+def spawn_clients(address: str, authkey: bytes, profiles: Sequence[OrganisationProfile], config_yaml: str) -> list:
+    """One fresh interpreter per organisation (`spawn`: no memory shared with the server)."""
     context = multiprocessing.get_context("spawn")
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     processes = [
         context.Process(
             target=client_main,
-            args=(server.address, server.authkey, dataclasses.asdict(p), i, config_yaml),
+            args=(address, authkey, dataclasses.asdict(p), i, config_yaml),
             name=f"fulqrun-fed-{p.name}",
             daemon=True,
         )
@@ -106,16 +98,34 @@ def run_federation(
     ]
     for process in processes:
         process.start()
+    return processes
+
+
+ClientLauncher = Callable[[str, bytes, Sequence[OrganisationProfile], str], list]
+
+
+def run_federation(
+    cfg: DictConfig,
+    profiles: Sequence[OrganisationProfile],
+    settings: FederatedSettings,
+    tap: Callable[[str, bytes], None] | None = None,
+    launch: ClientLauncher = spawn_clients,
+) -> FederationResult:
+    """Run the organisations (spawned processes by default) against one server; return the selected model.
+    `launch` returns handles with join/is_alive (and terminate, for processes)."""
+    server = FederatedServer(secrets.token_bytes(32), settings.round_timeout_s)
+    server.tap = tap
+    clients = launch(server.address, server.authkey, profiles, OmegaConf.to_yaml(cfg, resolve=True))
     try:
         server.accept(len(profiles), settings.connect_timeout_s)
         return _federate(cfg, server, settings)
     finally:
         server.close()
-        for process in processes:
-            process.join(timeout=30)
-            if process.is_alive():  # only our own children, by handle
-                process.terminate()
-                process.join(timeout=5)
+        for client in clients:
+            client.join(timeout=30)
+            if client.is_alive() and hasattr(client, "terminate"):  # only our own children, by handle
+                client.terminate()
+                client.join(timeout=5)
 
 
 def _federate(cfg: DictConfig, server: FederatedServer, settings: FederatedSettings) -> FederationResult:

@@ -62,6 +62,7 @@ def train_locally(
     """`epochs` of the task's recipe on this organisation's training split, from the weights `net` holds now."""
     pl.seed_everything(seed, workers=True)
     anchor = {k: v for k, v in net.named_parameters()}
+    net.train()  # evaluation left it in eval mode; Lightning keeps the mode it finds (dropout would stay off)
     module = instantiate(module_cfg, net=net)
     trainer = pl.Trainer(
         max_epochs=epochs,

@@ -56,8 +56,9 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose("train", overrides=["logger=none", *overrides])
 
 
-def train_federated(cfg: DictConfig, out: Path | None = None, tap: Any = None) -> dict[str, Any]:
-    """Run the federation and write a finished run directory (staged, then renamed into place)."""
+def train_federated(cfg: DictConfig, out: Path | None = None, **federation: Any) -> dict[str, Any]:
+    """Run the federation and write a finished run directory (staged, then renamed into place); `federation`
+    passes `tap`/`launch` on to `run_federation`."""
     fed = cfg.federated
     settings = FederatedSettings.from_config(fed)
     profiles = profiles_from_config(OmegaConf.to_container(fed.organisations, resolve=True), int(fed.clients))
@@ -69,7 +70,7 @@ def train_federated(cfg: DictConfig, out: Path | None = None, tap: Any = None) -
     cfg = cfg.copy()
     cfg.paths.output_dir = str(out)  # not Hydra's run dir: the config is resolved for the clients
     t0 = time.perf_counter()
-    result = run_federation(cfg, profiles, settings, tap=tap)
+    result = run_federation(cfg, profiles, settings, **federation)
     seconds = {"total": round(time.perf_counter() - t0, 3)}
     staging = out.parent / f".{out.name}.staging"
     staging.mkdir(parents=True)
