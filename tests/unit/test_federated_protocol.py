@@ -5,6 +5,7 @@ threads speaking the real protocol over the real local socket."""
 from __future__ import annotations
 
 import io
+import itertools
 import threading
 import time
 from multiprocessing.connection import Client
@@ -14,12 +15,12 @@ import pytest
 import torch
 
 from fulqrun_ml.errors import FieldValidationError
+from fulqrun_ml.features.spec import FeatureSpec, NumericFeature
 from fulqrun_ml.federated.aggregate import ClientUpdate, fedavg
 from fulqrun_ml.federated.feature_stats import feature_statistics, fit_from_statistics
 from fulqrun_ml.federated.local import FedProxCallback
 from fulqrun_ml.federated.messages import MessageRejected, decode, encode
 from fulqrun_ml.federated.server import FederatedServer
-from fulqrun_ml.features.spec import FeatureSpec, NumericFeature
 from tests.unit.tabular_data import SPEC, frame
 
 SHAPES = {"w": (2, 3), "b": (3,)}
@@ -39,12 +40,12 @@ def test_update_round_trips_and_only_parameters_cross() -> None:
     # A row-level tensor riding along is refused by name, whatever its shape.
     with pytest.raises(MessageRejected, match="client 'a': tensor 'rows'"):
         decode(update_bytes("a", {**delta, "rows": np.zeros((50, 20), np.float32)}), "a", SHAPES)
-    with pytest.raises(MessageRejected, match="tensor 'w'.*shape"):
+    with pytest.raises(MessageRejected, match=r"tensor 'w'.*shape"):
         decode(update_bytes("a", {**delta, "w": np.zeros((4, 3), np.float32)}), "a", SHAPES)
-    with pytest.raises(MessageRejected, match="tensor 'b'.*missing"):
+    with pytest.raises(MessageRejected, match=r"tensor 'b'.*missing"):
         decode(update_bytes("a", {"w": delta["w"]}), "a", SHAPES)
     # An extra header field (rows as a list) and a list where a scalar belongs are refused.
-    with pytest.raises(MessageRejected, match="unexpected.*labels"):
+    with pytest.raises(MessageRejected, match=r"unexpected.*labels"):
         decode(update_bytes("a", delta, labels=[0, 1, 1]), "a", SHAPES)
     bad_stats = {"client_id": "a", "n_rows": 3, "numeric": {"x": {"count": 3, "mean": [1.0, 2.0], "m2": 0.0}}}
     with pytest.raises(MessageRejected, match=r"stats.numeric.x.mean"):
@@ -69,7 +70,7 @@ def test_pickled_payloads_are_refused() -> None:
 def test_federated_feature_spec_equals_central_fit(parts: list[float]) -> None:
     rows = frame(400, seed=5)
     bounds = np.cumsum([0, *[round(p * len(rows)) for p in parts]])
-    shards = [rows.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    shards = [rows.iloc[a:b] for a, b in itertools.pairwise(bounds)]
     federated = fit_from_statistics(SPEC, [feature_statistics(SPEC, s) for s in shards])
     central = SPEC.fit(rows)
     assert federated.vocabularies == central.vocabularies

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from fulqrun_ml.export.package import export_run
+from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.federated.aggregate import shapes_of, shared_state
 from fulqrun_ml.federated.client import run_client
 from fulqrun_ml.federated.local import build_net
 from fulqrun_ml.federated.messages import decode
 from fulqrun_ml.federated.train import compose_config, train_federated
-from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.pipelines import load_pipeline
 from fulqrun_ml.pipelines.tabular import TabularPipeline
 from fulqrun_ml.registry.run_record import RunRecord
