@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 
-from fulqrun_ml.errors import RegistryError
+from fulqrun_ml.cli import main as cli_main
+from fulqrun_ml.errors import FulqrunMLError, RegistryError
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.project import compose_config
 from fulqrun_ml.registry.object_store import MANIFEST, ObjectRegistry
@@ -27,6 +29,8 @@ from fulqrun_ml.registry.store import METADATA_FILE, ModelVersion, list_versions
 from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.deploy import cpu_serving_configs
+from fulqrun_ml.serving.k8s import LATENCY_METRIC, QUEUE_METRIC
+from fulqrun_ml.serving.k8s_commands import validate
 from fulqrun_ml.serving.object_repo import (
     ObjectStoreTritonServer,
     PromotionWatcher,
@@ -205,3 +209,29 @@ def test_a_host_without_shared_disk_serves_s3_and_picks_up_a_promotion(
             controller.close()
     assert errors == [] and str(first.version) in seen
     assert list_versions(host_models, "deal_win") == [first.version, second.version]
+
+
+def test_deploy_k8s_writes_valid_manifests_naming_a_complete_repository(registry, published, tmp_path, capsys):
+    version, _ = published
+    out = tmp_path / "k8s"
+    argv = ["deploy", "k8s", "--out", str(out), "--s3", str(registry.url), "--models-dir", str(version.path.parents[1])]
+    assert cli_main([*argv, "--version", str(version.version), "--min-replicas", "2"]) == 0
+    deployment = yaml.safe_load((out / "deployment.yaml").read_text())
+    hpa = yaml.safe_load((out / "hpa.yaml").read_text())
+    assert [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"]] == [QUEUE_METRIC, LATENCY_METRIC]
+    sync = deployment["spec"]["template"]["spec"]["initContainers"][0]["command"]
+    assert sync[-2] == registry.tree_url(registry.triton_base("deal_win", version.version))  # complete, immutable
+    listed = registry.client.list_objects_v2(
+        Bucket=registry.url.bucket, Prefix=sync[-2][len("s3://fulqrun-registry/") :]
+    )
+    assert any(o["Key"].endswith("config.pbtxt") for o in listed["Contents"])
+    assert "testing" not in (out / "all.yaml").read_text()  # credentials stay in the environment / Secrets
+    for name in ("deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml", "prometheus-adapter-rules.yaml"):
+        validate(yaml.safe_load((out / name).read_text()), name)
+    deployment["spec"]["replicas"] = "two"  # the validator does reject a wrong manifest
+    with pytest.raises(FulqrunMLError, match=r"deployment\.yaml: invalid Kubernetes Deployment at 'spec/replicas'"):
+        validate(deployment, "deployment.yaml")
+    # bad input: a clear error, and the previous generation stays whole
+    assert cli_main([*argv, "--version", "99"]) == 2
+    assert "has no version 99" in capsys.readouterr().err
+    assert (out / "deployment.yaml").is_file() and not list(tmp_path.glob(".k8s.tmp-*"))
