@@ -5,7 +5,8 @@ residual fusion, [CLS] read-out, recency positions, log-scaled gaps), generalise
 fields to whatever columns a user's event table has: one embedding per categorical event column
 (`token_sizes`, index 0 padding, 1 unknown), one linear projection of the numeric event columns
 (`value_fields`, already standardised), plus the gaps `delta_days` and `age_days`. The transformer blocks are
-the project's own (`sequence_fusion._PreNormBlock`), so training, inference and ONNX run the same ops.
+the shared trunk (`sequence_trunk.py`: [CLS], positions, pre-norm blocks, gated fusion), so training, inference
+and ONNX run the same ops as the deal model.
 
 `mode` picks the arm: "fusion" (aggregates + sequence), "aggregates" (the MLP alone: the aggregates-only
 network) or "sequence" (the encoder alone). The aggregates MLP is built first in every mode, so one seed gives
@@ -16,7 +17,6 @@ sequence fields (`seq_<column>`, `delta_days`, `age_days`).
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -24,12 +24,18 @@ from torch import nn
 
 from fulqrun_ml.models.embeddings import ModelConfigError
 from fulqrun_ml.models.mlp import MLP
-from fulqrun_ml.models.sequence_fusion import PADDING_INDEX, SequenceInputError, _PreNormBlock
+from fulqrun_ml.models.sequence_trunk import (
+    PADDING_INDEX,
+    GatedFusion,
+    SequenceInputError,
+    SequenceTrunk,
+    check_trunk_config,
+)
 
 MODES = ("fusion", "aggregates", "sequence")
 
 
-class EventSequenceEncoder(nn.Module):
+class EventSequenceEncoder(SequenceTrunk):
     """Token fields [N, L] int64 + value fields [N, L] float + gaps [N, L] -> [N, d_model], padding-invariant."""
 
     def __init__(
@@ -44,50 +50,32 @@ class EventSequenceEncoder(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        if d_model % n_heads:
-            raise ModelConfigError("d_model", f"must be divisible by n_heads={n_heads}, got {d_model}")
-        if max_len < 1:
-            raise ModelConfigError("max_len", f"must be >= 1, got {max_len}")
+        check_trunk_config(max_len, d_model, n_heads)
         self.token_fields = list(token_sizes)
         self.value_fields = list(value_fields)
-        self.max_len = max_len
         self.tokens = nn.ModuleDict(
             {f: nn.Embedding(n, d_model, padding_idx=PADDING_INDEX) for f, n in token_sizes.items()}
         )
         # Values and the two log-scaled gaps through one small MLP, so a value can mean different things at
         # different spacings (a big basket after a long silence).
         self.values = nn.Sequential(nn.Linear(len(value_fields) + 2, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
-        bound = 1 / math.sqrt(d_model)
-        self.position = nn.Parameter(torch.empty(max_len, d_model).uniform_(-bound, bound))
-        self.cls = nn.Parameter(torch.empty(1, 1, d_model).uniform_(-bound, bound))
-        ffn = max(1, round(d_model * ffn_factor))
-        self.blocks = nn.ModuleList(_PreNormBlock(d_model, n_heads, ffn, dropout) for _ in range(n_layers))
-        self.norm = nn.LayerNorm(d_model)
-        self.output_dim = d_model
+        self.build_trunk(max_len, d_model, n_layers, n_heads, ffn_factor, dropout)
 
     def forward(self, delta_days: torch.Tensor, age_days: torch.Tensor, **fields: torch.Tensor) -> torch.Tensor:
         missing = [f for f in (*self.token_fields, *self.value_fields) if f not in fields]
         if missing:
             raise SequenceInputError(missing[0], "missing")
-        n, length = delta_days.shape
-        if length > self.max_len:
-            raise SequenceInputError("delta_days", f"has {length} events per row, more than max_len={self.max_len}")
+        self.check_length("delta_days", delta_days.shape[1])
         gaps = torch.log1p(torch.stack([delta_days, age_days], dim=-1).clamp(min=0.0))
         values = torch.cat([*(fields[f].unsqueeze(-1) for f in self.value_fields), gaps], dim=-1)
         x = self.values(values)
         for f in self.token_fields:
             x = x + self.tokens[f](fields[f])
-        x = x + self.position[self.max_len - length :]
         # Padding columns carry age_days = -1 (event_features.PADDING_AGE); a real event is never after as_of.
-        real = age_days >= 0
-        keep = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=delta_days.device), real], dim=1)
-        x = torch.cat([self.cls.expand(n, -1, -1), x], dim=1)
-        for block in self.blocks:
-            x = block(x, keep[:, None, None, :])
-        return self.norm(x[:, 0])
+        return self.read(x, age_days >= 0)
 
 
-class EventFusion(nn.Module):
+class EventFusion(GatedFusion):
     """Aggregates MLP + event-sequence encoder with gated residual fusion, or either alone (`mode`)."""
 
     FAMILY: ClassVar[str] = "sequence"
@@ -122,22 +110,16 @@ class EventFusion(nn.Module):
         self.sequence = EventSequenceEncoder(
             dict(token_sizes), list(value_fields), max_len, d_model, n_layers, n_heads, ffn_factor, sequence_dropout
         )
-        width = hidden_dims[-1]
-        self.project = nn.Linear(d_model, width)
-        if mode == "fusion":
-            self.gate = nn.Linear(2 * width, width)
+        self.build_fusion(d_model, hidden_dims[-1], gated=mode == "fusion")
 
     def forward(self, continuous: torch.Tensor, categorical: torch.Tensor, **sequence: torch.Tensor) -> torch.Tensor:
         """Logits (or scaled regression values) [N, 1]."""
-        mlp = self.tabular
         if self.mode == "aggregates":
-            return mlp.head(mlp.body(torch.cat([continuous, mlp.embeddings(categorical)], dim=1)))
+            return self.tabular.head(self.tabular_hidden(continuous, categorical))
         for name in ("delta_days", "age_days"):
             if name not in sequence:
                 raise SequenceInputError(name, "missing: an event model needs the sequence fields")
-        summary = self.project(self.sequence(**sequence))
+        encoded = self.sequence(**sequence)
         if self.mode == "sequence":
-            return mlp.head(torch.relu(summary))
-        hidden = mlp.body(torch.cat([continuous, mlp.embeddings(categorical)], dim=1))
-        gate = torch.sigmoid(self.gate(torch.cat([hidden, summary], dim=1)))
-        return mlp.head(hidden + gate * summary)
+            return self.tabular.head(torch.relu(self.project(encoded)))
+        return self.fuse(self.tabular_hidden(continuous, categorical), encoded)
