@@ -282,3 +282,20 @@ def test_overview_insights_are_reworded_only_when_a_provider_is_configured(crm, 
     assert [i.children for i in items] == ["Reworded: " + t.children for t in templated]
     assert all("worded by openai (numbers checked)" in i.title for i in items)
     assert len(server.requests) == len(templated) >= 3
+
+
+def test_the_accounts_table_equals_a_pandas_recomputation(crm, warehouse):
+    """Customers (a won deal) with their won revenue over the last 365 days and open pipeline, per organisation."""
+    _, tables = crm
+    o = _truth(tables)
+    won = o[o["stage"] == "closed_won"]
+    recent = won[won["close_date"] > tables.extracted_at - pd.Timedelta(days=365)]
+    got = _scoped(warehouse).accounts(Filters()).set_index("company_id")
+    assert set(got.index) == set(won["company_id"].astype(str))
+    expected = recent.groupby(recent["company_id"].astype(str))["value"].sum().reindex(got.index, fill_value=0.0)
+    np.testing.assert_allclose(got["won_value_365d"].to_numpy(), expected.to_numpy(), rtol=1e-9)
+    open_ = o[~o["stage"].isin(["closed_won", "closed_lost"])]
+    pipeline = open_.groupby(open_["company_id"].astype(str))["value"].sum().reindex(got.index, fill_value=0.0)
+    np.testing.assert_allclose(got["open_value"].to_numpy(), pipeline.to_numpy(), rtol=1e-9)
+    only_b = _scoped(warehouse, ("Org B",)).accounts(Filters())
+    assert set(only_b["organization"]) == {"Org B"} and 0 < len(only_b) < len(got)

@@ -28,6 +28,7 @@ from fulqrun_ml.registry.store import ModelVersion, get_version, list_versions
 
 log = logging.getLogger(__name__)
 OPEN_DEALS_FILE = "open_deals.parquet"  # written by every deal-win run (pipelines/end_to_end.py reads it too)
+CUSTOMERS_FILE = "customers.parquet"  # written by every account_churn / account_expansion run (AccountBuilder)
 TASKS = ("deal_win", "lead_conversion", "account_churn", "account_expansion", "close_timing", "nba_uplift")
 
 
@@ -58,6 +59,33 @@ class DashboardContext:
     def views(self) -> ViewStore:
         """Where custom views are saved: the configured store, else the views file."""
         return self.view_store if self.view_store is not None else FileViewStore(self.views_file)
+
+    def crm_tables(self) -> Any:
+        """The CRM export as tables, loaded on first use (only the probability history needs raw rows)."""
+        import threading
+
+        lock = self.extra.setdefault("crm_lock", threading.Lock())
+        with lock:
+            if "crm_tables" not in self.extra:
+                from fulqrun_ml.data.sources import DirectorySource
+
+                self.extra["crm_tables"] = DirectorySource(self.crm_dir).load()
+        return self.extra["crm_tables"]
+
+    def account_scores(self, task: str) -> tuple[ModelVersion, pd.DataFrame] | Missing:
+        """(version, company_id -> probability) of an account model's customers, scored once by its ONNX graph."""
+        key = f"account_scores:{task}"
+        if key not in self.extra:
+            model = self.production(task)
+            if isinstance(model, Missing):
+                return model
+            scores, _ = _scoring_rows_scored(model, CUSTOMERS_FILE, "company_id")
+            if scores is None:
+                return Missing(
+                    f"{task} v{model.version}: its run left no {CUSTOMERS_FILE}", f"fulqrun-ml train task={task}"
+                )
+            self.extra[key] = (model, scores)
+        return self.extra[key]
 
     def production(self, task: str) -> ModelVersion | Missing:
         """The version a task's `production` alias points to, else its newest, else how to make one."""
@@ -110,22 +138,23 @@ def default_crm_dir(models_dir: Path, cache_dir: Path) -> Path:
     return out
 
 
-def _open_deal_scores(version: ModelVersion) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """The open deals the model's run recorded, scored offline by the exported graph (what Triton serves)."""
+def _scoring_rows_scored(
+    version: ModelVersion, file: str, entity: str
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The rows the model's run scored at extraction (`file` in its run dir), scored offline by the exported graph
+    (what Triton serves): (entity, model_probability) and the feature rows; (None, None) when the run left none."""
     from fulqrun_ml.export.onnx_export import onnx_probabilities
     from fulqrun_ml.features.spec import FittedFeatureSpec
 
     try:
         run_dir = Path(json.loads((version.path / "lineage.json").read_text())["run_dir"])
-        features = pd.read_parquet(run_dir / OPEN_DEALS_FILE)
+        features = pd.read_parquet(run_dir / file)
     except (FileNotFoundError, KeyError, json.JSONDecodeError) as exc:
-        log.warning("no open-deal features for %s v%s: %s", version.name, version.version, exc)
+        log.warning("no %s for %s v%s: %s", file, version.name, version.version, exc)
         return None, None
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
     probabilities = onnx_probabilities(version.path / "model.onnx", spec, features)
-    scores = pd.DataFrame(
-        {"opportunity_id": features["opportunity_id"].astype(str), "model_probability": probabilities}
-    )
+    scores = pd.DataFrame({entity: features[entity].astype(str), "model_probability": probabilities})
     return scores, features
 
 
@@ -181,7 +210,7 @@ def build_context(
             deal_model = get_version(models_dir, "deal_win", "production")
         except RegistryError:
             deal_model = get_version(models_dir, "deal_win", "latest")
-        scores, features = _open_deal_scores(deal_model)
+        scores, features = _scoring_rows_scored(deal_model, OPEN_DEALS_FILE, "opportunity_id")
     try:
         warehouse = ScopedWarehouse(con, info.extracted_at, organizations, scores)
     except ValueError as exc:

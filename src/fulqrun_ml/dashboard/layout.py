@@ -13,7 +13,7 @@ from typing import Any
 
 from dash import dcc, html
 
-from fulqrun_ml.dashboard import pages_builder, pages_business, pages_models, pages_predict
+from fulqrun_ml.dashboard import pages_accounts, pages_builder, pages_business, pages_models, pages_predict
 from fulqrun_ml.dashboard.context import DashboardContext
 from fulqrun_ml.dashboard.queries import PERIODS, Filters
 from fulqrun_ml.project import REPO_ROOT
@@ -60,13 +60,26 @@ def _explorer_controls(ctx: DashboardContext) -> list[Any]:
     ]  # fmt: skip
 
 
+def _deals_controls(ctx: DashboardContext) -> list[Any]:
+    deals = ctx.warehouse.open_deals(Filters(), limit=EXPLORER_CHOICES)
+    options = [{"label": f"{r.opportunity_id[:8]} · {r.stage} · ${r.value:,.0f}", "value": r.opportunity_id}
+               for r in deals.itertuples()]  # fmt: skip
+    return [
+        html.Section(className="card controls", children=[
+            html.Label("Probability history of deal", htmlFor="ctl-history-deal"),
+            dcc.Dropdown(id={"type": "control", "name": "history_deal"}, options=options, value=None,
+                         placeholder="pick a deal (largest open deals)"),
+        ])
+    ]  # fmt: skip
+
+
 PAGES = [
     PageSpec("/", "Overview", pages_builder.overview, "overview"),
     PageSpec("/forecast", "Forecast", pages_business.forecast, "forecast", _forecast_controls, True),
     PageSpec("/pipeline", "Pipeline", pages_business.pipeline, "pipeline-analytics"),
-    PageSpec("/deals", "Deals", pages_business.deals, "deals"),
+    PageSpec("/deals", "Deals", pages_business.deals, "deals", _deals_controls, True),
     PageSpec("/leads", "Leads", pages_business.leads, "leads"),
-    PageSpec("/churn", "Churn & expansion", pages_models.churn, "churn-and-expansion"),
+    PageSpec("/churn", "Churn & expansion", pages_accounts.churn, "churn-and-expansion"),
     PageSpec("/actions", "Next actions & pricing", pages_models.actions, "next-actions-and-pricing"),
     PageSpec("/territories", "Territories", pages_models.territories, "territories"),
     PageSpec("/model-health", "Model health", pages_models.model_health, "model-health"),

@@ -15,6 +15,7 @@ from dash import html
 from fulqrun_ml.dashboard.components import PALETTE, Page, empty, kpis, money, pct
 from fulqrun_ml.dashboard.context import DashboardContext, Missing
 from fulqrun_ml.dashboard.forecast import COMMIT_PROBABILITY, bands
+from fulqrun_ml.dashboard.history import probability_history
 from fulqrun_ml.dashboard.queries import Filters
 from fulqrun_ml.dashboard.warehouse import OPEN_STAGES
 
@@ -158,7 +159,44 @@ def deals(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> 
     shown = f"the {TABLE_ROWS:,} largest of {n:,}; CSV: all" if n > TABLE_ROWS else f"{n:,}"
     page.add_table("open-deals", f"Open deals ({shown}; sortable: click a header)", rows(TABLE_ROWS))
     page.tables["open-deals"] = lambda: rows(None)  # the CSV download: every open deal, computed on demand
+    _history(ctx, filters, controls.get("history_deal"), page)
     return page
+
+
+def _history(ctx: DashboardContext, filters: Filters, chosen: str | None, page: Page) -> None:
+    """The picked deal's probability on every week it was open (the production model re-scored point-in-time)."""
+    if not chosen:
+        page.children.append(html.P("Pick a deal above to see its probability history.", className="note"))
+        return
+    if ctx.deal_model is None:
+        page.children.append(empty(Missing("no deal-win model to re-score the deal's history", "fulqrun-ml run")))
+        return
+    if ctx.warehouse.open_deals(filters, opportunity_id=chosen).empty:  # scope and filters apply to the pick too
+        page.children.append(
+            empty(Missing(f"deal {chosen[:8]} is not among the open deals shown", "widen the filters"))
+        )
+        return
+    cache = ctx.extra.setdefault("histories", {})  # a re-render (a filter change) does not re-score the deal
+    key = (chosen, ctx.deal_model.name, ctx.deal_model.version)
+    if key not in cache:
+        if len(cache) >= 64:
+            cache.pop(next(iter(cache)))
+        cache[key] = probability_history(ctx.crm_tables(), ctx.deal_model, chosen)
+    data = cache[key]
+    data = data.assign(stage=[OPEN_STAGES[int(i)] for i in data["stage_index"]]).drop(columns="stage_index")
+    fig = go.Figure()
+    fig.add_scatter(x=data["as_of"], y=data["probability"], mode="lines+markers", name="model",
+                    line={"color": PALETTE[0]}, text=data["stage"])  # fmt: skip
+    fig.add_scatter(x=data["as_of"], y=data["rep_probability"], mode="lines", name="rep's guess (by stage)",
+                    line={"color": PALETTE[3], "dash": "dot", "shape": "hv"})  # fmt: skip
+    fig.update_yaxes(title="win probability", range=[0, 1])
+    page.add_chart(
+        "probability-history",
+        f"Probability history of {chosen[:8]} (deal_win v{ctx.deal_model.version}, re-scored every 14 days)",
+        fig,
+        data,
+        note="Each point is the production model's probability for the deal as the CRM stood on that date.",
+    )
 
 
 def leads(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> Page:

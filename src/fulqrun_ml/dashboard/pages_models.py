@@ -1,4 +1,4 @@
-"""Model pages: Model health, Experiments, and the report-backed Churn, Next actions/pricing and Territories.
+"""Model pages: Model health, Experiments, and the report-backed Next actions/pricing and Territories.
 
 Why these read the registry and reports/ directly: those are the platform's records of what was measured
 (each number has a version, a report file and the command that wrote it). Nothing is recomputed here, so the
@@ -152,25 +152,6 @@ def experiments(ctx: DashboardContext, filters: Filters, controls: dict[str, Any
             "A/B testing: sequential-test record (reports/bench_ab.json)",
             pd.DataFrame(flatten(ab.get("goals", {}))),
         )
-    return page
-
-
-def churn(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> Page:
-    page = Page([])
-    rows = []
-    for task in ("account_churn", "account_expansion"):
-        model = ctx.production(task)
-        if isinstance(model, Missing):
-            page.children.append(empty(model))
-            continue
-        metrics = json.loads((model.path / "metrics.json").read_text())
-        rows += [{"task": task, "version": model.version, "scorer": k, "auc": v.get("auc"), "ece": v.get("ece")}
-                 for k, v in metrics.items() if isinstance(v, dict) and "auc" in v]  # fmt: skip
-    if rows:
-        page.add_table("account-models", "Churn and expansion models (holdout)", pd.DataFrame(rows))
-    by_segment = ctx.warehouse.slipped_by_segment(filters)
-    fig = go.Figure(go.Bar(x=by_segment["segment"], y=by_segment["value"], marker_color=PALETTE[3]))
-    page.add_chart("risk-alerts", "Risk alerts: revenue on slipped open deals by segment", fig, by_segment)
     return page
 
 

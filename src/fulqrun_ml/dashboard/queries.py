@@ -242,6 +242,16 @@ class ScopedWarehouse:
             params,
         )
 
+    # ---- accounts (churn and expansion) ----
+    def accounts(self, filters: Filters) -> pd.DataFrame:
+        """Customers in scope (a won deal), largest recent revenue first; the account models score these."""
+        where, params = self.where(filters, month_col=None)
+        return self.sql(
+            "SELECT company_id, organization, region, rep, segment, won_value_365d, won_deals, open_value "
+            f"FROM accounts WHERE {where} ORDER BY won_value_365d DESC, company_id",
+            params,
+        )
+
     # ---- leads ----
     def leads(self, filters: Filters) -> pd.DataFrame:
         where, params = self.where(filters)

@@ -13,6 +13,7 @@ Tables written:
 - `open_deals`: every open deal with its dimensions, stage, value, rep probability, age, days overdue;
 - `leads_monthly`: org x region x rep x source x status x created month -> leads, mean CRM score;
 - `dims`: the distinct filter values per organisation (what the filter menus offer);
+- `accounts`: customers (a won deal) with owner, segment, won revenue in the last 365 days, open pipeline;
 - `<table>_by_team`: closed_monthly, funnel and leads_monthly summed over reps, read when no rep is filtered;
 - `meta`: extraction time, source directory, row counts.
 """
@@ -34,13 +35,14 @@ from fulqrun_ml.errors import FulqrunMLError
 
 STAGES = ("prospecting", "qualifying", "proposal", "negotiation", "closed_won")
 OPEN_STAGES = STAGES[:4]
-WAREHOUSE_VERSION = 3  # bump when a table's definition changes, so a cached file is rebuilt
+WAREHOUSE_VERSION = 4  # bump when a table's definition changes, so a cached file is rebuilt
 
 _STAGE_INDEX = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STAGES))
 
 _DEALS = """
 CREATE TEMP TABLE deal_dims AS
-SELECT o.id AS opportunity_id, o.organization_id::VARCHAR AS organization_id, org.name AS organization,
+SELECT o.id AS opportunity_id, o.company_id::VARCHAR AS company_id, o.organization_id::VARCHAR AS organization_id,
+       org.name AS organization,
        coalesce(u.region, 'unknown') AS region, o.assigned_to::VARCHAR AS rep_id,
        'rep-' || substr(o.assigned_to::VARCHAR, 1, 8) AS rep, coalesce(c.industry, 'unknown') AS segment,
        o.stage, o.value, o.probability AS rep_probability, o.close_date, o.created_at, o.meddpicc_score,
@@ -99,6 +101,21 @@ LEFT JOIN users u ON u.id = l.assigned_to LEFT JOIN companies c ON c.id = l.comp
 GROUP BY ALL
 """
 
+# Customers (a company with a won deal: the account models' entity), with the owner of its newest deal as its
+# region / rep (what the filters scope by), its won revenue over the last 365 days (what churn takes away) and
+# its open pipeline.
+_ACCOUNTS = """
+CREATE TABLE wh.accounts AS
+SELECT company_id, arg_max(organization_id, created_at) AS organization_id,
+       arg_max(organization, created_at) AS organization, arg_max(region, created_at) AS region,
+       arg_max(rep_id, created_at) AS rep_id, arg_max(rep, created_at) AS rep, arg_max(segment, created_at) AS segment,
+       coalesce(sum(value) FILTER (WHERE status = 'won' AND close_date > $extracted - INTERVAL 365 DAY), 0)
+         AS won_value_365d,
+       count(*) FILTER (WHERE status = 'won') AS won_deals,
+       coalesce(sum(value) FILTER (WHERE status = 'open'), 0) AS open_value
+FROM deal_dims GROUP BY company_id HAVING count(*) FILTER (WHERE status = 'won') > 0
+"""
+
 _DIMS = """
 CREATE TABLE wh.dims AS
 SELECT DISTINCT organization_id, organization, region, rep_id, rep, segment FROM deal_dims
@@ -150,6 +167,7 @@ def build_warehouse(crm_dir: Path, out: Path, settings: DuckDBSettings | None = 
                 f"GROUP BY {', '.join(keys)}"
             )
         con.execute(_OPEN, {"extracted": db.extracted_at.to_pydatetime()})
+        con.execute(_ACCOUNTS, {"extracted": db.extracted_at.to_pydatetime()})
         rows = {t: int(con.sql(f"SELECT count(*) FROM wh.{t}").fetchone()[0]) for t in TABLES}  # type: ignore[index]
         rows["opportunities"] = int(con.sql("SELECT count(*) FROM deal_dims").fetchone()[0])  # type: ignore[index]
         meta = {"extracted_at": db.extracted_at.isoformat(), "crm_dir": str(crm_dir), "rows": rows}
@@ -159,7 +177,7 @@ def build_warehouse(crm_dir: Path, out: Path, settings: DuckDBSettings | None = 
     return WarehouseInfo(out, Path(crm_dir), db.extracted_at, time.perf_counter() - t0, rows)
 
 
-TABLES = ("closed_monthly", "funnel", "open_deals", "leads_monthly", "dims")
+TABLES = ("closed_monthly", "funnel", "open_deals", "leads_monthly", "dims", "accounts")
 ROLLUPS = ("closed_monthly", "funnel", "leads_monthly")
 ROLLUP_KEYS = ("organization_id", "organization", "region", "segment", "month", "status", "source")
 
