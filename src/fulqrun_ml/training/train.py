@@ -46,6 +46,7 @@ from fulqrun_ml.privacy.settings import PrivacyConfigError, privacy_settings, tr
 from fulqrun_ml.project import git_commit
 from fulqrun_ml.registry.run_record import RunRecord
 from fulqrun_ml.training.checkpointing import LAST_CHECKPOINT, RNGStateCheckpoint, resolve_ckpt_path
+from fulqrun_ml.training.config_checks import check_run_config
 from fulqrun_ml.training.holdout_plots import save_holdout_plots
 from fulqrun_ml.training.pipeline import Arm, Capabilities, FittedArm, Pipeline, PipelineConfigError
 from fulqrun_ml.training.wandb_logging import experiment_name, log_artifacts, log_holdout_report, tag_run
@@ -79,7 +80,8 @@ def train(
     try:
         return _train(cfg, extra_callbacks, datamodule)
     except BaseException:
-        remove_empty_run_dir(out)
+        if remove_empty_run_dir(out):
+            _prune_empty_parents(out, Path(cfg.paths.log_dir))
         raise
 
 
@@ -92,6 +94,18 @@ def remove_empty_run_dir(out: Path) -> bool:
     shutil.rmtree(out, ignore_errors=True)
     log.info("removed %s: the run failed before writing anything", out)
     return True
+
+
+def _prune_empty_parents(out: Path, log_dir: Path) -> None:
+    """Remove the now-empty `<log_dir>/<task>/runs/` levels Hydra made for the removed run (never `log_dir` itself,
+    never a directory outside it), so a failed first run leaves the tree as it was (tests/unit/test_fuzz_cli.py)."""
+    parent, root = out.resolve().parent, log_dir.resolve()
+    while parent != root and root in parent.parents:
+        try:
+            parent.rmdir()  # only succeeds when empty
+        except OSError:
+            return
+        parent = parent.parent
 
 
 def check_target_varies(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
@@ -117,6 +131,7 @@ def _train(
     datamodule: pl.LightningDataModule | None,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
+    check_run_config(cfg)  # a bad trainer knob or seed: one line now, not a Lightning assert after the data is built
     pipeline = build_pipeline(cfg)
     pipeline.check(cfg)
     if privacy_settings(cfg.trainer) is not None and cfg.get("ckpt_path"):
