@@ -36,6 +36,7 @@ from fulqrun_ml.scoring.command import main as score_main
 from fulqrun_ml.serving.deploy import serve_until_stopped, sync_live_server
 from fulqrun_ml.serving.predict import predict_file, predict_ids
 from fulqrun_ml.training.compare import compare_main
+from fulqrun_ml.training.config_checks import override_problem
 from fulqrun_ml.training.reproduce import reproduce_version
 from fulqrun_ml.training.train import train
 
@@ -107,6 +108,9 @@ def _train(argv: list[str]) -> None:
         print(f"next: fulqrun-ml export --run-dir {result['run_dir']}")
         return pipeline.objective(result["metrics"])  # what Hydra sweepers maximise
 
+    if problem := override_problem(argv):  # one Hydra crashes on with a traceback (training/config_checks.py)
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     sys.argv = ["fulqrun-ml train", *argv]
     entry()
     if failures:
