@@ -47,6 +47,7 @@ from fulqrun_ml.benchmarks.sequence_dynamic import (
     pretraining_lines,
     t_interval,
 )
+from fulqrun_ml.benchmarks.sequence_goal import fusion_goal_lines
 from fulqrun_ml.evaluation.logistic_baseline import fit_logistic
 from fulqrun_ml.export.package import load_trained_net
 from fulqrun_ml.machine import machine_info
@@ -231,6 +232,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         *_aggregate_lines(report.get("aggregates")),
         *_counterfactual_lines(report.get("counterfactual")),
         *dynamic_lines(report.get("dynamic_engagement"), report),
+        *fusion_goal_lines(report.get("fusion_goal"), report),
         *pretraining_lines(report.get("pretraining")),
         *freeze_lines(report.get("pretraining_freeze")),
         *lead_lines(report.get("lead_conversion")),
