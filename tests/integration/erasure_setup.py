@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import redis
 
 from fulqrun_ml.data.contract import CRMTables
@@ -64,6 +65,12 @@ def write_template(directory: Path) -> tuple[Path, CRMTables]:
     tables = simulate_crm(n_opportunities=200, n_companies=80, n_reps=6, seed=11).tables
     path = write_crm_directory(tables, directory / "crm")
     return path, DirectorySource(path).load()
+
+
+@pytest.fixture(scope="session")
+def erasure_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CRMTables]:
+    """One CRM export for every erasure and PII-scan test (each test copies it)."""
+    return write_template(tmp_path_factory.mktemp("erasure_template"))
 
 
 def build_world(template: tuple[Path, CRMTables], root: Path, redis_url: str) -> World:

@@ -21,19 +21,17 @@ from fulqrun_ml.data.sources import DirectorySource
 from fulqrun_ml.erasure import files as erasure_files
 from fulqrun_ml.erasure import forget as forget_module
 from fulqrun_ml.erasure.cli import main
-from tests.integration.erasure_setup import World, build_world, write_template
+from tests.integration import erasure_setup
+from tests.integration.erasure_setup import World, build_world
+
+erasure_template = erasure_setup.erasure_template  # the session fixture shared by the erasure tests
 
 STORES = ("redis", "prediction_logs", "llm_logs", "snapshots", "embedding_cache", "crm")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CRMTables]:
-    return write_template(tmp_path_factory.mktemp("erasure_template"))
-
-
 @pytest.fixture
-def world(template: tuple[Path, CRMTables], tmp_path: Path, redis_url: str) -> World:
-    return build_world(template, tmp_path, redis_url.rsplit("/", 1)[0] + "/7")  # its own database
+def world(erasure_template: tuple[Path, CRMTables], tmp_path: Path, redis_url: str) -> World:
+    return build_world(erasure_template, tmp_path, redis_url.rsplit("/", 1)[0] + "/7")  # its own database
 
 
 def _secrets(tables: CRMTables, company: str) -> set[str]:
@@ -65,9 +63,9 @@ def _forget(world: World, tmp_path: Path, *who: str) -> tuple[int, dict]:
 
 
 def test_forget_a_company_empties_every_store_and_proves_it(
-    world: World, template: tuple[Path, CRMTables], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: World, erasure_template: tuple[Path, CRMTables], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tables = template[1]
+    tables = erasure_template[1]
     secrets = _secrets(tables, world.company)
     client = redis.Redis.from_url(world.redis_url, decode_responses=True)
     others_keys = [k for k in client.keys("fq:fv:*") if not any(s in k for s in secrets)]
@@ -104,11 +102,11 @@ def test_forget_a_company_empties_every_store_and_proves_it(
 
 
 def test_forget_a_contact_keeps_the_companys_deal(
-    world: World, template: tuple[Path, CRMTables], tmp_path: Path
+    world: World, erasure_template: tuple[Path, CRMTables], tmp_path: Path
 ) -> None:
-    opps = template[1].opportunities
+    opps = erasure_template[1].opportunities
     deal = opps[opps["contact_id"].notna()].iloc[0]
-    contact = template[1].contacts.set_index("id").loc[deal["contact_id"]]
+    contact = erasure_template[1].contacts.set_index("id").loc[deal["contact_id"]]
 
     rc, report = _forget(world, tmp_path, "--contact", deal["contact_id"])
 
@@ -135,7 +133,7 @@ def test_the_rescan_catches_a_store_that_was_not_erased(
 
 
 def test_a_crash_between_files_leaves_whole_files_and_a_rerun_finishes(
-    world: World, template: tuple[Path, CRMTables], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: World, erasure_template: tuple[Path, CRMTables], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = {p: p.read_bytes() for p in world.crm.glob("*.parquet")}
     real, calls = erasure_files.publish, []
@@ -159,7 +157,7 @@ def test_a_crash_between_files_leaves_whole_files_and_a_rerun_finishes(
     rc, report = _forget(world, tmp_path, "--company", world.company)
     assert rc == 0 and report["erased"] is True
     assert changed == [p for p in changed if p.read_bytes() != before[p]]
-    secrets = _secrets(template[1], world.company)
+    secrets = _secrets(erasure_template[1], world.company)
     assert not [s for s in secrets if s in _file_text(world.crm)]
     rc, _ = _forget(world, tmp_path, "--company", world.company)
     assert rc == 2  # nothing left to resolve: refused, nothing rewritten
