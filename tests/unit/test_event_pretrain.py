@@ -12,6 +12,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from fulqrun_ml.benchmarks.sequence_event_pretrain import labelled_subset
 from fulqrun_ml.cli import main as cli_main
 from fulqrun_ml.data.event_fixture import write_event_fixture
 from fulqrun_ml.models.event_fusion import EventSequenceEncoder
@@ -121,3 +122,15 @@ def _without_init(cfg):
     out = cfg.copy()
     out.task.sequence.init_from = None
     return out
+
+
+def test_the_few_label_study_keeps_n_training_entities_and_the_same_holdout(datamodule):
+    sub = labelled_subset(datamodule, 10, seed=1)
+    train = sub.frames["train"]
+    assert train["entity"].nunique() == 10 and set(train["entity"]) <= set(datamodule.frames["train"]["entity"])
+    assert len(sub._datasets["train"]) == len(train) == len(sub.sequences["train"]["age_days"])
+    rows = datamodule.frames["train"]["entity"].isin(train["entity"]).to_numpy()
+    np.testing.assert_array_equal(sub.sequences["train"]["age_days"], datamodule.sequences["train"]["age_days"][rows])
+    for split in ("val", "test"):
+        assert sub.frames[split] is datamodule.frames[split] and sub._datasets[split] is datamodule._datasets[split]
+    assert len(datamodule.frames["train"]) > len(train)  # the original is untouched

@@ -10,6 +10,7 @@ the SDK: sequential single-query requests with prebuilt inputs, and the time to 
 raw files. Writes reports/sequence_user_events.{json,md}.
 
     python scripts/bench_events.py --seeds 0 1 2 --customers 1500
+    python scripts/bench_events.py --pretraining --sizes 200 500 1000    (benchmarks/sequence_event_pretrain.py)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fulqrun_ml.benchmarks import sequence_event_pretrain
 from fulqrun_ml.benchmarks.leaderboard_stats import t_interval
 from fulqrun_ml.data.event_fixture import write_event_fixture
 from fulqrun_ml.features.spec import FittedFeatureSpec
@@ -193,7 +195,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{serving['parity_max_abs_diff']:.1e}; served vs onnxruntime "
             f"{serving['served_vs_onnxruntime_max_abs_diff']:.1e}.",
         ]
-    lines += ["", f"Machine: {report['machine'].get('cpu_model')} ({report['machine'].get('cpu_count')} CPUs), "
+    lines += ["", *sequence_event_pretrain.markdown_lines(report.get("pretraining"))]
+    lines += [f"Machine: {report['machine'].get('cpu_model')} ({report['machine'].get('cpu_count')} CPUs), "
               f"load average (1, 5, 15 min) {report['machine'].get('load_average_1m_5m_15m')}."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
@@ -208,7 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--no-serve", action="store_true")
     parser.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports")
+    parser.add_argument("--pretraining", action="store_true", help="run the CoLES pretraining study instead")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[200, 500, 1000], help="--pretraining: labelled entities"
+    )
+    parser.add_argument("--pretrain-epochs", type=int, default=30, help="--pretraining: CoLES epochs")
+    parser.add_argument("--data-seed", type=int, default=0, help="--pretraining: the fixture draw")
+    parser.add_argument("--threads", type=int, default=1, help="--pretraining: torch threads")
     args = parser.parse_args(argv)
+    if args.pretraining:
+        return sequence_event_pretrain.main(args, args.reports_dir, REPORT, markdown)
     with tempfile.TemporaryDirectory(prefix="bench_events_") as tmp:
         root = Path(tmp)
         per_seed = [run_seed(seed, root, args) for seed in args.seeds]
@@ -223,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         "serving": serving,
         "machine": machine_info(),
     }
+    previous = args.reports_dir / f"{REPORT}.json"
+    if previous.is_file() and "pretraining" in json.loads(previous.read_text()):  # its own study; kept
+        report["pretraining"] = json.loads(previous.read_text())["pretraining"]
     args.reports_dir.mkdir(parents=True, exist_ok=True)
     (args.reports_dir / f"{REPORT}.json").write_text(json.dumps(report, indent=2, default=str))
     (args.reports_dir / f"{REPORT}.md").write_text(markdown(report))
