@@ -1,0 +1,40 @@
+"""The federated report's paired gaps and goal verdicts, on hand-made per-seed rows."""
+
+from __future__ import annotations
+
+from fulqrun_ml.benchmarks.federated import ALL, judge, summarise, with_weighted_means
+
+
+def rows(fed_gap: float, small_lead: float) -> list[dict]:
+    out = []
+    for seed, noise in enumerate((0.0, 0.001, -0.001)):
+        for org, n, base in (("big", 1000, 0.80), ("small", 100, 0.70)):
+            arms = {"centralised": base, "local_only": base - (small_lead if org == "small" else 0.0)}
+            arms["fedavg"] = base + fed_gap + noise
+            for arm, auc in arms.items():
+                out.append(
+                    {
+                        "seed": seed,
+                        "arm": arm,
+                        "organisation": org,
+                        "auc": auc,
+                        "n": n,
+                        "oracle_auc": 0.9,
+                        "train_rows": n,
+                        "positives": n // 3,
+                        "log_loss": 0.5,
+                    }
+                )
+    return with_weighted_means(out)
+
+
+def test_goals_follow_the_paired_intervals() -> None:
+    summary = summarise(rows(-0.001, 0.05), ["fedavg"])
+    assert abs(summary[ALL]["fedavg_minus_centralised"]["mean"] + 0.001) < 1e-9
+    goals = judge(summary, ["fedavg"])
+    assert goals["small_organisations"] == ["small"]
+    assert goals["fedavg"]["within_0.005_of_centralised"]["verdict"] == "met"
+    assert goals["fedavg"]["ahead_of_local_only"]["small"]["verdict"] == "met"
+    goals = judge(summarise(rows(-0.02, -0.01), ["fedavg"]), ["fedavg"])
+    assert goals["fedavg"]["within_0.005_of_centralised"]["verdict"] == "not met"
+    assert goals["fedavg"]["ahead_of_local_only"]["small"]["verdict"] == "not met"
