@@ -21,7 +21,7 @@ from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.sequence import pretrain as pt
 from fulqrun_ml.sequence.event_datamodule import EventTableDataModule
 from fulqrun_ml.sequence.event_features import PADDING_AGE
-from fulqrun_ml.sequence.event_pretrain import event_lengths, event_pretraining_arrays, pretrain_event_encoder
+from fulqrun_ml.sequence.event_pretrain import event_lengths, event_pretraining_arrays
 
 MAX_LEN = 8
 NET = {"d_model": 8, "n_layers": 1, "n_heads": 2, "ffn_factor": 2.0, "sequence_dropout": 0.0}
@@ -70,12 +70,6 @@ def test_event_slices_keep_the_age_padding_and_end_now(datamodule):
         assert (sliced[field][padding] == 0).all() and (sliced[field][~padding] != 0).all()
 
 
-def test_pretraining_the_event_encoder_learns(datamodule):
-    model, config, losses, lineage = pretrain_event_encoder(datamodule, NET, epochs=4, seed=0, min_events=2)
-    assert isinstance(model, EventSequenceEncoder) and config.encoder["token_sizes"] == datamodule.encoder.token_sizes
-    assert losses[-1] < losses[0] and lineage["split"] == "time"
-
-
 def test_pretrain_command_publishes_what_an_event_run_starts_from(tmp_path, files, datamodule, capsys):
     events, labels = files
     data = [
@@ -91,12 +85,17 @@ def test_pretrain_command_publishes_what_an_event_run_starts_from(tmp_path, file
         *(f"model.net.{k}={v}" for k, v in NET.items()),
         f"paths.root_dir={tmp_path}",
     ]
-    assert cli_main(["pretrain", "--epochs", "2", "--name", "shop_enc", *data]) == 0
+    assert cli_main(["pretrain", "--epochs", "4", "--name", "shop_enc", *data]) == 0
     assert "published shop_enc v1" in capsys.readouterr().out
     version = tmp_path / "models" / "shop_enc" / "1"
     lineage = json.loads((version / "lineage.json").read_text())
     assert lineage["source_task"] == "events" and lineage["entity"] == "customer_id" and lineage["histories"] > 10
+    losses = json.loads((version / "metrics.json").read_text())["contrastive_loss_per_epoch"]
+    assert len(losses) == 4 and losses[-1] < losses[0]  # CoLES learns on the event encoder
+    config = json.loads((version / pt.ENCODER_CONFIG).read_text())
+    assert config["token_sizes"] == datamodule.encoder.token_sizes and config["max_len"] == MAX_LEN
     pretrained = torch.load(version / pt.ENCODER_STATE, weights_only=True)
+    assert set(pretrained) == set(EventSequenceEncoder(**config).state_dict())  # the class task=events builds
     # What `train task=events task.sequence.init_from=...` builds: every arm with an encoder starts from it.
     fine_tune = ["task.sequence.init_from=shop_enc@1", "task.sequence.freeze=true", "logger=none"]
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):

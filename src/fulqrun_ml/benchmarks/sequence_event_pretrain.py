@@ -116,8 +116,10 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                     [*base, *extra, compare, f"seed={seed}", f"paths.output_dir={root / f'{arm}_{size}_{seed}'}"],
                 )
                 t = time.perf_counter()
-                metrics = train(cfg, datamodule=sub)["metrics"]
+                result = train(cfg, datamodule=sub)
+                metrics = result["metrics"]
                 out[f"{arm}_seconds"] = round(time.perf_counter() - t, 1)
+                out[f"{arm}_epochs"] = result["epochs"]
                 out[arm] = metrics["model"]["auc"]
                 if "lightgbm" in metrics:
                     out["lightgbm"] = metrics["lightgbm"]["auc"]
