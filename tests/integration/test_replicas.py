@@ -23,6 +23,7 @@ from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.project import compose_config
 from fulqrun_ml.registry.store import METADATA_FILE, ModelVersion, publish_version
 from fulqrun_ml.serving.client import TritonPredictionClient
+from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.deploy import cpu_serving_configs
 from fulqrun_ml.serving.nginx import Upstream, render_config
 from fulqrun_ml.serving.replicas import ReplicaSet, live_replica_state
@@ -119,9 +120,9 @@ def test_sigkill_of_a_replica_under_load_fails_no_request(replica_set, rows):
         http_load.wait_calls(50)
         grpc_load.wait_calls(20)
         os.killpg(os.getpgid(victim.server.process.pid), signal.SIGKILL)
-        http_load.wait_calls(200)
+        http_load.wait_calls(100)
         grpc_load.wait_calls(50)
-        # the readiness loop restarts the dead replica and puts it back into rotation
+        # the readiness loop restarts the dead replica (nginx's passive check covers the gap)
         wait_for(lambda: replica_set.restarts > restarts and victim.in_rotation)
         http_load.wait_calls(50)
     assert http_load.errors == [] and grpc_load.errors == []
@@ -143,12 +144,26 @@ def republish(version: ModelVersion) -> ModelVersion:
 def test_rolling_update_across_replicas_fails_no_request(replica_set, published, rows):
     second = republish(published[0])
     with Load(replica_set.http_url, rows) as load:
-        load.wait_calls(30)
+        load.wait_calls(10)
         replica_set.rolling_update(second)
-        load.wait_calls(50)
+        load.wait_calls(20)
     assert load.errors == []
     assert str(second.version) in load.versions  # the new version answered through nginx
     for replica in replica_set.replicas:  # and every replica serves it now
         ready = requests.get(f"http://{replica.server.http_url}/v2/models/deal_win/versions/{second.version}/ready")
         assert ready.status_code == 200
     assert live_replica_state(replica_set.run_dir)["version"] == second.version
+
+
+def test_a_live_replica_whose_model_is_unloaded_leaves_the_rotation_until_ready(replica_set):
+    replica = replica_set.replicas[1]
+    controller = ModelController(replica.server.http_url, replica.builder)
+    try:
+        controller.client.unload_model("deal_win")
+        wait_for(lambda: not replica.in_rotation, 30)
+        assert " down;" in (replica_set.run_dir / "nginx.conf").read_text()
+        controller.client.load_model("deal_win")
+        wait_for(lambda: replica.in_rotation, 60)
+    finally:
+        controller.close()
+    assert " down;" not in (replica_set.run_dir / "nginx.conf").read_text()
