@@ -53,10 +53,10 @@ class Stores:
         ]
 
 
-def _count_all(stores: Stores, subject: Subject, keys: set[str]) -> dict[str, dict[str, int]]:
+def _count_all(stores: Stores, subject: Subject, keys: set[str], redis: bool = True) -> dict[str, dict[str, int]]:
     matcher = Matcher(subject)
     out: dict[str, dict[str, int]] = {}
-    if stores.redis_url:
+    if stores.redis_url and redis:
         out["redis"] = RedisStore(stores.redis_url).count(matcher)
     for store in stores.file_stores():
         out[store.name] = store.count(matcher)
@@ -91,14 +91,18 @@ def forget(
     stores: Stores, kind: Kind, subject_id: str, organization_id: str | None, out_dir: Path, actor: str | None = None
 ) -> tuple[dict[str, Any], Path]:
     """Erase the subject everywhere; returns the report and where it was written."""
-    started = time.perf_counter()
+    clock = {"start": time.perf_counter()}
     subject = resolve_subject(stores.crm_dir, kind, subject_id, organization_id)
     matcher = Matcher(subject)
     keys = subject_keys(subject, [crm_scrubber(stores.crm_dir), PIIScrubber()])
-    before = _count_all(stores, subject, keys)
+    clock["resolve"] = time.perf_counter()
+    # Redis is read once for both: its erase counts what it finds before removing (it goes first).
+    before = _count_all(stores, subject, keys, redis=False)
+    clock["scan_before"] = time.perf_counter()
     erased: dict[str, dict[str, int]] = {}
     if stores.redis_url:
         erased["redis"] = RedisStore(stores.redis_url).erase(matcher)
+        before = {"redis": {"keys": erased["redis"]["keys_with_hits"]}, **before}
     if stores.embedding_cache is not None:
         erased["embedding_cache"] = EmbeddingCacheStore(stores.embedding_cache, keys).erase()
     for store in stores.file_stores():
@@ -107,16 +111,20 @@ def forget(
     if stores.models_dir is not None:
         hit_files = [str(Path(f).resolve()) for f in before.get("snapshots", {})]
         for name, version in affected_versions(stores.models_dir, stores.crm_dir, subject, hit_files):
-            flag_for_retraining(
-                stores.models_dir, name, version, f"trained on erased {kind} data", subject.hashed(), actor
-            )
+            reason = f"trained on erased {kind} data"
+            flag_for_retraining(stores.models_dir, name, version, reason, subject.hashed(), actor)
             flagged.append({"model": name, "version": version})
     erased["crm"] = {"rows_removed": sum(FileStore("crm", [stores.crm_dir]).erase(subject, matcher).values())}
+    clock["erase"] = time.perf_counter()
     after = _count_all(stores, subject, keys)  # the subject as resolved before: the CRM no longer knows it
+    clock["scan_after"] = time.perf_counter()
+    phases = ("resolve", "scan_before", "erase", "scan_after")
+    marks = [clock["start"], *(clock[p] for p in phases)]
     report = {
         "subject": {"kind": kind, "hash": subject.hashed(), "organization_id": subject.organization_id},
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(clock["scan_after"] - clock["start"], 3),
+        "seconds_by_phase": {p: round(b - a, 3) for p, a, b in zip(phases, marks[:-1], marks[1:], strict=True)},
         "identifiers_checked": {"ids": len(subject.ids), "other": len(subject.identifiers), "texts": len(keys)},
         "stores": {
             name: {

@@ -72,31 +72,30 @@ class RedisStore:
 
     def count(self, matcher: Matcher) -> dict[str, int]:
         """Keys whose name or value mentions the subject (key names are not reported: they hold ids)."""
-        hits = sum(1 for key, texts in self.texts() if matcher.count_text(key) or any(map(matcher.count_text, texts)))
+        hits = sum(1 for key, texts in self.texts() if matcher.count_text("\x1f".join([key, *texts])))
         return {"keys": hits} if hits else {}
 
     def erase(self, matcher: Matcher) -> dict[str, int]:
-        deleted = trimmed = 0
+        """Remove the subject (module docstring); `keys_with_hits` is what one scan found before removing."""
+        deleted = trimmed = hits = 0
         try:
             for key, kind, value in self._entries():
-                if matcher.count_text(key):
+                if not matcher.count_text("\x1f".join([key, *_strings(kind, value)])):
+                    continue
+                hits += 1
+                if matcher.count_text(key) or kind == "string":
                     deleted += int(self.client.delete(key))
                 elif kind == "hash":
                     fields = [f for f, v in value.items() if matcher.count_text(f) or matcher.count_text(v)]
                     trimmed += int(self.client.hdel(key, *fields)) if fields else 0
-                elif kind == "string" and matcher.count_text(value or ""):
-                    deleted += int(self.client.delete(key))
-                elif kind in ("list", "set", "zset"):
-                    for member in [m for m in value if matcher.count_text(m)]:
-                        remove = {"list": lambda m, k=key: self.client.lrem(k, 0, m)}.get(kind)
-                        if remove is None:
-                            remove = self.client.srem if kind == "set" else self.client.zrem
-                            trimmed += int(remove(key, member))
-                        else:
-                            trimmed += int(remove(member))
+                elif kind == "list":
+                    trimmed += sum(int(self.client.lrem(key, 0, m)) for m in value if matcher.count_text(m))
+                elif kind in ("set", "zset"):
+                    remove = self.client.srem if kind == "set" else self.client.zrem
+                    trimmed += sum(int(remove(key, m)) for m in value if matcher.count_text(m))
         except redis.exceptions.RedisError as err:
             raise ErasureError(f"redis {self.location} failed while erasing: {type(err).__name__}") from None
-        return {"keys_deleted": deleted, "values_removed": trimmed}
+        return {"keys_with_hits": hits, "keys_deleted": deleted, "values_removed": trimmed}
 
 
 def _strings(kind: str, value: Any) -> list[str]:
