@@ -26,10 +26,11 @@ from typing import Any
 import pandas as pd
 
 from fulqrun_ml.data.contract import HISTORY_COLUMNS, OPTIONAL_COLUMN_DEFAULTS
+from fulqrun_ml.data.pharma_contract import PHARMA_SCHEMAS
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, OPTIONAL_SCHEMAS, Kind
 from fulqrun_ml.errors import DataContractError
 
-CONTRACT_VERSION = 7
+CONTRACT_VERSION = 8
 RELEASED_DIR = Path(__file__).with_name("contracts")
 
 # Canonical column <- names sources may still use for it. v2 accepts the names older FulQrun exports and common
@@ -59,6 +60,9 @@ CHANGELOG = {
     6: "optional event table lead_events (a lead's site visits, content downloads, email opens and replies, form "
     "fills, with when): behavioural lead scoring",
     7: "optional tables account_states (lifecycle stage changes of customer accounts) and surveys (CSAT answers, 1-5)",
+    8: "optional pharma tables (data/pharma_contract.py, all five together): territories, hcps, products, "
+    "prescriptions (TRx/NRx per HCP x product x week), hcp_calls (calls and samples; rows after the extraction "
+    "are the plan)",
 }
 
 
@@ -66,7 +70,7 @@ def contract_fingerprint() -> dict[str, Any]:
     """The running contract as plain JSON: per table and column its kind, nullability, allowed values,
     and whether the column has a default (so its absence is tolerated)."""
     tables: dict[str, Any] = {}
-    for name, table in {**CRM_SCHEMAS, **OPTIONAL_SCHEMAS}.items():
+    for name, table in {**CRM_SCHEMAS, **OPTIONAL_SCHEMAS, **PHARMA_SCHEMAS}.items():
         defaults = OPTIONAL_COLUMN_DEFAULTS.get(name, {})
         tables[name] = {
             f.name: {
@@ -80,7 +84,7 @@ def contract_fingerprint() -> dict[str, Any]:
     return {
         "version": CONTRACT_VERSION,
         "tables": tables,
-        "optional_tables": sorted([*HISTORY_COLUMNS, *OPTIONAL_SCHEMAS]),
+        "optional_tables": sorted([*HISTORY_COLUMNS, *OPTIONAL_SCHEMAS, *PHARMA_SCHEMAS]),
         "aliases": {t: {c: list(a) for c, a in cols.items()} for t, cols in COLUMN_ALIASES.items()},
     }
 

@@ -4,7 +4,7 @@ Why optional tables of their own (not new CRM_SCHEMAS entries): a CRM without a 
 of them, and every reader of the required tables (validation order, CDC, the online mirror) must keep working
 unchanged; a pharma export is validated here, with the same typed `TableContract`s and the same per-row problem
 reports (`table_checks.check_table`), plus its foreign keys and TRx >= NRx. The tables enter the contract
-fingerprint as optional tables (contract v6), so exports made under v5 still load.
+fingerprint as optional tables (contract v8, `contract_versions`), so exports made under v7 still load.
 
 - territories: a sales territory (id, organization_id, name, region, created_at);
 - hcps: a prescriber (healthcare professional), no name or NPI (PII), in one territory, with a specialty;
