@@ -24,6 +24,7 @@ mapping live in `codec.py`, shared by both clients.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -61,6 +62,7 @@ from fulqrun_ml.serving.codec import (
     record_columns,
     with_sequences,
 )
+from fulqrun_ml.serving.tenant_gateway import ORG_ENV, ORG_HEADER
 from fulqrun_ml.serving.tls import grpc_client_options  # TLS from $FULQRUN_TRITON_TLS_CA (serving/tls.py)
 
 
@@ -77,12 +79,17 @@ class TritonPredictionClient:
         concurrency: int = 1,
         timeout_s: float = 30.0,
         layout: Layout = "packed",
+        organization_id: str | None = None,
     ) -> None:
         self.model_name = model_name
         self.model_version = model_version
         self.protocol = protocol
         self.layout = layout  # "named": one tensor per field, as any KServe client sends
         self.retry = retry or RetryPolicy()
+        # The caller's organisation (else $FULQRUN_ORG), sent as X-Fulqrun-Org with every inference; the HTTP
+        # gateway scopes the request's ids to it (serving/tenant_gateway.py).
+        org = organization_id or os.environ.get(ORG_ENV)
+        self._headers = {ORG_HEADER: org} if org else None
         self._lib = httpclient if protocol == "http" else grpcclient
         if protocol == "http":
             self._client = httpclient.InferenceServerClient(
@@ -139,7 +146,14 @@ class TritonPredictionClient:
         for chunk in interface.chunks(columns):
             inputs = interface.encode(self._lib, chunk, self.model_name, self.layout)
             results.append(
-                self._call(self._client.infer, self.model_name, inputs, model_version=version, outputs=outputs)
+                self._call(
+                    self._client.infer,
+                    self.model_name,
+                    inputs,
+                    model_version=version,
+                    outputs=outputs,
+                    headers=self._headers,
+                )
             )
         return results
 
@@ -195,7 +209,9 @@ class TritonPredictionClient:
             chunk = column[start : start + interface.max_batch_size]
             tensor = self._lib.InferInput(ID_INPUT, list(chunk.shape), "BYTES")
             tensor.set_data_from_numpy(chunk)
-            result = self._call(self._client.infer, name, [tensor], model_version=model_version, outputs=outputs)
+            result = self._call(
+                self._client.infer, name, [tensor], model_version=model_version, outputs=outputs, headers=self._headers
+            )
             rows += decode_id_predictions(result, chunk, interface.outputs, self.protocol, name)
         return rows
 

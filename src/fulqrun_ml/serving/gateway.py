@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from fulqrun_ml.errors import ServingError
+from fulqrun_ml.serving.tenant_gateway import TenantRefused, scope_infer_request, tenancy_enforced
 
 INFER_PATH = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -101,8 +102,9 @@ def _count_elements(data: Any, name: str) -> int:
 class InferenceGateway:
     """Listens on `host:port` and forwards to Triton's HTTP endpoint `upstream` ("127.0.0.1:8000")."""
 
-    def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0, tenancy: bool | None = None) -> None:
         self.upstream = upstream
+        self.tenancy = tenancy_enforced(tenancy)  # the caller's organisation scopes ids (serving/tenant_gateway.py)
         self.host = host
         self.port = port
         self._loop = asyncio.new_event_loop()
@@ -135,13 +137,22 @@ class InferenceGateway:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        scoped = None
         if request.method == "POST" and INFER_PATH.match(request.path):
             try:
                 check_infer_request(body, request.headers.get(HEADER_LENGTH))
+                scoped = scope_infer_request(request.path.split("/")[3], body, request.headers, self.tenancy)
             except BadRequest as exc:
                 return web.json_response({"error": str(exc)}, status=400)
+            except TenantRefused as exc:
+                return web.json_response({"error": str(exc)}, status=exc.status)
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in REQUEST_DROP}
+        if scoped is not None:  # ids rewritten to the caller's organisation: a new body (and binary header length)
+            body = scoped[0]
+            headers = {k: v for k, v in headers.items() if k.lower() != HEADER_LENGTH.lower()}
+            if scoped[1] is not None:
+                headers[HEADER_LENGTH] = scoped[1]
         url = f"http://{self.upstream}{request.path_qs}"
         try:
             async with self._session.request(request.method, url, data=body, headers=headers) as answer:
