@@ -133,3 +133,17 @@ def test_the_few_label_study_keeps_n_training_entities_and_the_same_holdout(data
     for split in ("val", "test"):
         assert sub.frames[split] is datamodule.frames[split] and sub._datasets[split] is datamodule._datasets[split]
     assert len(datamodule.frames["train"]) > len(train)  # the original is untouched
+
+
+def test_suffix_slices_are_the_newest_events_as_they_were(datamodule):
+    arrays, _ = event_pretraining_arrays(datamodule, min_events=2)
+    length = event_lengths(arrays)
+    sliced = pt.random_slices(arrays, np.random.default_rng(0), 2, length, PADDING_AGE, suffix=True)
+    size = event_lengths(sliced)
+    assert (size <= length).all() and (size < length).any()
+    real = np.arange(MAX_LEN)[None, :] >= (MAX_LEN - size)[:, None]
+    for field, values in arrays.items():  # the newest `size` events, untouched (ages still before the as_of)
+        np.testing.assert_array_equal(sliced[field][real], values[real])
+    assert (sliced["age_days"][~real] == PADDING_AGE).all()
+    with pytest.raises(pt.PretrainError, match="slices"):
+        pt.PretrainConfig(encoder={}, slices="middle")

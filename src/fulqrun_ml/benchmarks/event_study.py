@@ -196,6 +196,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{serving['served_vs_onnxruntime_max_abs_diff']:.1e}.",
         ]
     lines += ["", *sequence_event_pretrain.markdown_lines(report.get("pretraining"))]
+    lines += sequence_event_pretrain.markdown_lines(report.get("pretraining_suffix"))
     lines += [f"Machine: {report['machine'].get('cpu_model')} ({report['machine'].get('cpu_count')} CPUs), "
               f"load average (1, 5, 15 min) {report['machine'].get('load_average_1m_5m_15m')}."]  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -218,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-epochs", type=int, default=30, help="--pretraining: CoLES epochs")
     parser.add_argument("--data-seed", type=int, default=0, help="--pretraining: the fixture draw")
     parser.add_argument("--threads", type=int, default=1, help="--pretraining: torch threads")
+    parser.add_argument("--slices", choices=("random", "suffix"), default="random", help="--pretraining: CoLES views")
+    parser.add_argument(
+        "--reuse-scratch",
+        action="store_true",
+        help="--pretraining --slices suffix: scratch/LightGBM from `pretraining`",
+    )
     args = parser.parse_args(argv)
     if args.pretraining:
         return sequence_event_pretrain.main(args, args.reports_dir, REPORT, markdown)
@@ -236,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
     }
     previous = args.reports_dir / f"{REPORT}.json"
-    if previous.is_file() and "pretraining" in json.loads(previous.read_text()):  # its own study; kept
-        report["pretraining"] = json.loads(previous.read_text())["pretraining"]
+    if previous.is_file():  # the pretraining studies' sections are their own; kept
+        kept = json.loads(previous.read_text())
+        report.update({k: v for k, v in kept.items() if k.startswith("pretraining")})
     args.reports_dir.mkdir(parents=True, exist_ok=True)
     (args.reports_dir / f"{REPORT}.json").write_text(json.dumps(report, indent=2, default=str))
     (args.reports_dir / f"{REPORT}.md").write_text(markdown(report))

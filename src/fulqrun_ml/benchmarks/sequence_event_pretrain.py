@@ -81,19 +81,31 @@ def base_overrides(events: Path, labels: Path, root: Path, args: argparse.Namesp
     ]
 
 
-def pretrain(datamodule: EventTableDataModule, cfg: Any, models_dir: Path, epochs: int) -> dict[str, Any]:
+def pretrain(
+    datamodule: EventTableDataModule, cfg: Any, models_dir: Path, epochs: int, slices: str = "random"
+) -> dict[str, Any]:
     """One encoder on every training entity's cut history, published as `coles_events`."""
     net = {k: cfg.model.net[k] for k in ("d_model", "n_layers", "n_heads", "ffn_factor", "sequence_dropout")}
     t = time.perf_counter()
-    model, config, losses, lineage = pretrain_event_encoder(datamodule, net, epochs, seed=0)
+    model, config, losses, lineage = pretrain_event_encoder(datamodule, net, epochs, seed=0, slices=slices)
     seconds = round(time.perf_counter() - t, 1)
     version: ModelVersion = publish_pretrained_encoder(
         models_dir, ENCODER_NAME, model, config, datamodule.encoder, losses, lineage
     )
-    return {**lineage, "losses": losses, "seconds": seconds, "epochs": epochs, "version": version.version}
+    return {
+        **lineage,
+        "losses": losses,
+        "seconds": seconds,
+        "epochs": epochs,
+        "slices": slices,
+        "version": version.version,
+    }
 
 
-def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+def run(args: argparse.Namespace, root: Path, reuse: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Pretrain once, then scratch vs pretrained per size and seed. With `reuse` (an earlier section on the same
+    fixture draw, checked by its data sizes), the scratch and LightGBM numbers are taken from it instead of
+    retrained: they do not depend on the pretraining, and the spine is deterministic per seed."""
     events, labels = write_event_fixture(root / "data", n_customers=args.customers, seed=args.data_seed)
     base = base_overrides(events, labels, root, args)
     first = compose_config("train", [*base, "seed=0", f"paths.output_dir={root / 'setup'}"])
@@ -101,7 +113,14 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     pipeline.check(first)
     datamodule = pipeline.build_datamodule(first)
     datamodule.setup("fit")
-    encoder = pretrain(datamodule, first, root / "models", args.pretrain_epochs)
+    if reuse is not None and reuse["data"] != {
+        "customers": args.customers,
+        "data_seed": args.data_seed,
+        **datamodule.sizes,
+    }:
+        raise ValueError("--reuse-scratch: the earlier section was measured on another fixture draw")
+    done = {(r["entities"], r["seed"]): r for r in (reuse or {}).get("runs", [])}
+    encoder = pretrain(datamodule, first, root / "models", args.pretrain_epochs, args.slices)
     print(json.dumps({"pretrained": encoder}))
     arms = {"scratch": [], "pretrained": [f"task.sequence.init_from={ENCODER_NAME}@latest"]}
     rows = []
@@ -110,6 +129,11 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             sub = labelled_subset(datamodule, size, seed)
             out: dict[str, Any] = {"entities": size, "seed": seed, "train_rows": sub.sizes["train_rows"]}
             for arm, extra in arms.items():
+                if arm == "scratch" and (size, seed) in done:
+                    old = done[size, seed]
+                    out.update({k: old[k] for k in ("scratch", "lightgbm", "scratch_seconds") if k in old})
+                    out["scratch_reused"] = True
+                    continue
                 compare = "task.compare_lightgbm=lightgbm_default" if arm == "scratch" else "task.compare_lightgbm=null"
                 cfg = compose_config(
                     "train",
@@ -142,6 +166,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "sizes": args.sizes,
         "data": {"customers": args.customers, "data_seed": args.data_seed, **datamodule.sizes},
         "recipe": {"max_len": args.max_len, "max_epochs": args.max_epochs, "patience": args.patience},
+        "scratch_reused_from": "pretraining" if done else None,
     }
 
 
@@ -151,7 +176,8 @@ def markdown_lines(section: dict[str, Any] | None) -> list[str]:
         return []
     enc, data, recipe = section["encoder"], section["data"], section["recipe"]
     lines = [
-        "## CoLES pretraining on the event table vs scratch at few labels (`bench_events.py --pretraining`)",
+        f"## CoLES pretraining on the event table ({enc.get('slices', 'random')} slices) vs scratch at few labels "
+        f"(`bench_events.py --pretraining --slices {enc.get('slices', 'random')}`)",
         "",
         f"One fixture draw ({data['customers']} customers, seed {data['data_seed']}; {data['train_rows']} training, "
         f"{data['test_rows']} test rows, time split). One `EventSequenceEncoder` (the class `task=events` "
@@ -161,7 +187,12 @@ def markdown_lines(section: dict[str, Any] | None) -> list[str]:
         "training rows of N random training entities (same validation and test rows); fused model from scratch vs "
         f"from the pretrained encoder, fine-tuned (max_len {recipe['max_len']}, at most {recipe['max_epochs']} "
         f"epochs, patience {recipe['patience']}); LightGBM on the same aggregates and rows. Holdout AUC, mean over "
-        "seeds:",
+        "seeds"
+        + (
+            " (scratch and LightGBM as measured in the random-slices section: same draw, seeds and recipe):"
+            if section.get("scratch_reused_from")
+            else ":"
+        ),
         "",
         "| labelled entities | training rows | scratch (fused) | pretrained (fused, fine-tuned) | LightGBM "
         "| pretrained − scratch (95% CI) |",
@@ -189,12 +220,15 @@ def main(args: argparse.Namespace, reports_dir: Path, report_name: str, render: 
     """Run the study and merge its section into the existing report (the rest of the report is kept)."""
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench_events_pretrain_") as tmp:
-        section = run(args, Path(tmp))
-    section.update(seconds=round(time.perf_counter() - t0, 1), git_commit=git_commit(), machine=machine_info())
     path = reports_dir / f"{report_name}.json"
     report = json.loads(path.read_text()) if path.is_file() else {}
-    report["pretraining"] = section
+    key = "pretraining" if args.slices == "random" else f"pretraining_{args.slices}"
+    reuse = report.get("pretraining") if args.reuse_scratch and key != "pretraining" else None
+    with tempfile.TemporaryDirectory(prefix="bench_events_pretrain_") as tmp:
+        section = run(args, Path(tmp), reuse)
+    section.update(seconds=round(time.perf_counter() - t0, 1), git_commit=git_commit(), machine=machine_info())
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    report[key] = section
     atomic_write_text(path, json.dumps(report, indent=2, default=str))
     atomic_write_text(reports_dir / f"{report_name}.md", render(report))
     print("\n".join(markdown_lines(section)))

@@ -39,7 +39,9 @@ from fulqrun_ml.sequence.pretrain import (
 from fulqrun_ml.training.train import build_pipeline
 
 
-def pretrain_from_config(cfg: DictConfig, name: str, epochs: int) -> tuple[ModelVersion, dict[str, Any]]:
+def pretrain_from_config(
+    cfg: DictConfig, name: str, epochs: int, slices: str = "random"
+) -> tuple[ModelVersion, dict[str, Any]]:
     """Build the task's datamodule, pretrain on histories up to its training split's end, publish `name`."""
     if "sequence" not in cfg.task:
         raise PretrainError(
@@ -49,7 +51,7 @@ def pretrain_from_config(cfg: DictConfig, name: str, epochs: int) -> tuple[Model
         )
     pipeline = build_pipeline(cfg)
     if cfg.task.name == "events":
-        return _pretrain_event_table(cfg, pipeline, name, epochs)
+        return _pretrain_event_table(cfg, pipeline, name, epochs, slices)
     datamodule = pipeline.build_datamodule(cfg)
     datamodule.setup("fit")
     cutoff = datamodule.frames["train"]["as_of"].max()
@@ -64,7 +66,7 @@ def pretrain_from_config(cfg: DictConfig, name: str, epochs: int) -> tuple[Model
         **{k: net[k] for k in ("d_model", "n_layers", "n_heads", "ffn_factor")},
         "dropout": float(net.sequence_dropout),
     }
-    config = PretrainConfig(encoder=encoder, epochs=epochs, seed=int(cfg.seed))
+    config = PretrainConfig(encoder=encoder, epochs=epochs, seed=int(cfg.seed), slices=slices)
     t = time.perf_counter()
     model, losses = pretrain_encoder(arrays, config)
     lineage = {
@@ -79,7 +81,9 @@ def pretrain_from_config(cfg: DictConfig, name: str, epochs: int) -> tuple[Model
     return version, {**lineage, "losses": losses}
 
 
-def _pretrain_event_table(cfg: DictConfig, pipeline: Any, name: str, epochs: int) -> tuple[ModelVersion, dict]:
+def _pretrain_event_table(
+    cfg: DictConfig, pipeline: Any, name: str, epochs: int, slices: str
+) -> tuple[ModelVersion, dict]:
     """A user's event table: the `EventSequenceEncoder` of `model=event_fusion` on the training entities' histories,
     each cut at its as_of (`sequence/event_pretrain.py`)."""
     pipeline.check(cfg)  # task=events swaps a tabular model group for event_fusion, as `train` does
@@ -87,7 +91,7 @@ def _pretrain_event_table(cfg: DictConfig, pipeline: Any, name: str, epochs: int
     datamodule.setup("fit")
     net = OmegaConf.to_container(cfg.model.net, resolve=True)
     t = time.perf_counter()
-    model, config, losses, lineage = pretrain_event_encoder(datamodule, net, epochs, int(cfg.seed))
+    model, config, losses, lineage = pretrain_event_encoder(datamodule, net, epochs, int(cfg.seed), slices=slices)
     lineage = {**lineage, "source_task": "events", "seconds": round(time.perf_counter() - t, 1)}
     models_dir = Path(cfg.paths.models_dir)
     version = publish_pretrained_encoder(models_dir, name, model, config, datamodule.encoder, losses, lineage)
@@ -98,12 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fulqrun-ml pretrain", description=__doc__.splitlines()[0])
     parser.add_argument("--name", default=None, help="registry name (default: <task>_encoder)")
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--slices",
+        choices=("random", "suffix"),
+        default="random",
+        help="CoLES views: random re-dated slices (default) or the newest k events at as_of (sequence/pretrain.py)",
+    )
     args, overrides = parser.parse_known_args(argv)
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["logger=none", *overrides])
     name = args.name or f"{cfg.task.name}_encoder"
     try:
-        version, record = pretrain_from_config(cfg, name, args.epochs)
+        version, record = pretrain_from_config(cfg, name, args.epochs, args.slices)
     except PretrainError as error:
         print(f"error: {error}")
         return 2

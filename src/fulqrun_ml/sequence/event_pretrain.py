@@ -73,12 +73,17 @@ def event_encoder_config(datamodule: EventTableDataModule, net: dict[str, Any]) 
 
 
 def pretrain_event_encoder(
-    datamodule: EventTableDataModule, net: dict[str, Any], epochs: int, seed: int, min_events: int = 4
+    datamodule: EventTableDataModule,
+    net: dict[str, Any],
+    epochs: int,
+    seed: int,
+    min_events: int = 4,
+    slices: str = "random",
 ) -> tuple[EventSequenceEncoder, PretrainConfig, list[float], dict[str, Any]]:
     """CoLES on the training entities' cut histories; returns the encoder, its recipe, the loss per epoch and the
     lineage record (data hash, the latest as_of read, how many entities)."""
     arrays, cut_at = event_pretraining_arrays(datamodule, min_events)
-    config = PretrainConfig(encoder=event_encoder_config(datamodule, net), epochs=epochs, seed=seed)
+    config = PretrainConfig(encoder=event_encoder_config(datamodule, net), epochs=epochs, seed=seed, slices=slices)
     torch.manual_seed(seed)  # the encoder's initialisation follows the recipe's seed, as the deal encoder's does
     encoder = EventSequenceEncoder(**config.encoder)
     model, losses = pretrain_encoder(arrays, config, encoder, event_lengths(arrays), PADDING_AGE)

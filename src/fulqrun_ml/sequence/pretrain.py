@@ -36,6 +36,7 @@ from fulqrun_ml.sequence.events import PADDING, SequenceVocabulary, build_sequen
 
 ENCODER_STATE, ENCODER_CONFIG, VOCAB_FILE = "encoder_state.pt", "encoder_config.json", "sequence_vocab.json"
 EMBEDDINGS = ("event_type", "channel", "direction")
+SLICES = ("random", "suffix")
 
 
 class PretrainError(FulqrunMLError, ValueError):
@@ -54,6 +55,14 @@ class PretrainConfig:
     lr: float = 1e-3
     temperature: float = 0.1
     seed: int = 0
+    # "random": any contiguous slice, re-dated so its newest event is "now" (CoLES as published). "suffix": the
+    # newest k events at the history's own as_of, ages kept: for labels that hinge on the state at as_of (days
+    # since the last event, a recent drift), which re-dating random slices teaches the encoder to ignore.
+    slices: str = "random"
+
+    def __post_init__(self) -> None:
+        if self.slices not in SLICES:
+            raise PretrainError(f"slices must be one of {SLICES}, got {self.slices!r}")
 
 
 def pretraining_histories(
@@ -76,26 +85,31 @@ def random_slices(
     min_slice: int,
     length: np.ndarray | None = None,
     padding_age: float = 0.0,
+    suffix: bool = False,
 ) -> dict[str, np.ndarray]:
     """One random contiguous slice of each row's real events, left-padded again; its newest event becomes "now"
     (age 0) and its first event's gap 0, so a slice looks like a history cut at an earlier as_of.
 
     `length` [N] counts each row's real (trailing) events; by default the non-padding `event_type` tokens (deal and
     lead histories). Event tables mark padding by age instead (`padding_age`, -1 there), since they may have no
-    token field at all."""
+    token field at all. With `suffix`, each slice is the row's newest k events, left as they are (ages before the
+    row's own as_of, the first gap unchanged): a shorter memory of the same moment."""
     first = next(iter(arrays.values()))
     n, max_len = first.shape
     if length is None:
         length = (arrays["event_type"] != PADDING).sum(axis=1)
     length = np.asarray(length, dtype=np.int64)
     size = rng.integers(np.minimum(min_slice, length), length + 1)
-    start = max_len - length + rng.integers(0, length - size + 1)
+    start = max_len - size if suffix else max_len - length + rng.integers(0, length - size + 1)
     out = {k: np.zeros_like(v) for k, v in arrays.items()}
     for row in range(n):
         lo, k = start[row], size[row]
         for name, values in arrays.items():
             out[name][row, max_len - k :] = values[row, lo : lo + k]
     real = np.arange(max_len)[None, :] >= (max_len - size)[:, None]
+    if suffix:
+        out["age_days"] = np.where(real, out["age_days"], padding_age)
+        return {k: v.astype(arrays[k].dtype) for k, v in out.items()}
     out["delta_days"][:, :] = np.where(np.arange(max_len) == max_len - size[:, None], 0.0, out["delta_days"])
     out["age_days"] = np.where(real, out["age_days"] - out["age_days"][:, -1:], padding_age)
     return {k: v.astype(arrays[k].dtype) for k, v in out.items()}
@@ -144,7 +158,12 @@ def pretrain_encoder(
             views = []
             for _view in range(2):
                 sliced = random_slices(
-                    {f: arrays[f][rows] for f in fields}, rng, config.min_slice, length[rows], padding_age
+                    {f: arrays[f][rows] for f in fields},
+                    rng,
+                    config.min_slice,
+                    length[rows],
+                    padding_age,
+                    suffix=config.slices == "suffix",
                 )
                 views.append(head(encoder(**{f: torch.from_numpy(sliced[f]) for f in fields})))
             loss = nt_xent(views[0], views[1], config.temperature)
