@@ -19,9 +19,10 @@ from fulqrun_ml.data.simulator_scale import read_sharded_crm, write_simulated_cr
 from fulqrun_ml.data.sources import write_crm_directory
 from fulqrun_ml.spark.dialect import UnsupportedDialectError, to_spark
 from fulqrun_ml.spark.session import local_session
-from fulqrun_ml.spark.snapshots import deal_win_snapshots, register_crm
+from fulqrun_ml.spark.snapshots import LEAD_TABLES, deal_win_snapshots, lead_conversion_snapshots, register_crm
 
 EVERY, WARMUP, HORIZON = 21, 60, 180
+LEAD_HORIZON = 60
 KEYS = ["as_of", "opportunity_id"]
 
 
@@ -44,7 +45,8 @@ def floored(sharded: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tables = read_sharded_crm(sharded)
     history = tables.stage_history.assign(changed_at=tables.stage_history["changed_at"].dt.floor("D"))
     opportunities = tables.opportunities.assign(created_at=tables.opportunities["created_at"].dt.floor("D"))
-    day = dataclasses.replace(tables, stage_history=history, opportunities=opportunities)
+    leads = tables.leads.assign(**{c: tables.leads[c].dt.floor("D") for c in ("created_at", "updated_at")})
+    day = dataclasses.replace(tables, stage_history=history, opportunities=opportunities, leads=leads)
     return write_crm_directory(day, tmp_path_factory.mktemp("crm") / "floored")
 
 
@@ -71,6 +73,29 @@ def test_spark_deal_win_snapshot_equals_duckdb_exactly(spark, layout, sharded, f
     assert len(expected) > 200
     expected, got = _normalised(expected), _normalised(got[expected.columns])
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_exact=True)
+
+
+@pytest.mark.parametrize("layout", ["sharded", "floored"])
+def test_spark_lead_conversion_snapshot_equals_duckdb_exactly(spark, layout, sharded, floored, tmp_path):
+    """The lead-conversion SQL text on Spark; the floored CRM puts lead creations and decisions on as_of dates."""
+    directory = sharded if layout == "sharded" else floored
+    with open_crm(directory, DuckDBSettings(memory_limit="512MB", threads=1, temp_directory=str(tmp_path))) as db:
+        dates = sql_snapshots.snapshot_dates(db, EVERY, WARMUP, LEAD_HORIZON)
+        expected = db.sql(f"SELECT * FROM {sql_snapshots.lead_conversion_snapshots(db, dates, LEAD_HORIZON)}").df()
+        extracted_at = db.extracted_at
+    register_crm(spark, directory, LEAD_TABLES)
+    got = lead_conversion_snapshots(spark, dates, LEAD_HORIZON, extracted_at).toPandas()
+    assert len(expected) > 200 and 0 < expected["label"].sum() < len(expected)
+    keys = ["as_of", "lead_id"]
+    expected, got = (
+        f.astype({c: "datetime64[us, UTC]" for c in ("as_of", "label_time")}).sort_values(keys).reset_index(drop=True)
+        for f in (expected, _utc(got[expected.columns]))
+    )
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_exact=True)
+
+
+def _utc(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(**{c: pd.to_datetime(frame[c], utc=True) for c in ("as_of", "label_time")})
 
 
 def test_dialect_refuses_untranslated_duckdb_constructs():

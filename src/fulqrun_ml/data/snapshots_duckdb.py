@@ -158,34 +158,38 @@ def create_first_seen(db: CRMDatabase, name: str = "first_seen") -> str:
     return name
 
 
+def lead_conversion_sql(grid: str, horizon_days: int) -> str:
+    """The query behind `lead_conversion_snapshots`, as text over a date grid: the one definition that Spark
+    also runs (`fulqrun_ml.spark.dialect` translates the DuckDB spellings)."""
+    decided = ", ".join("'" + s.replace("'", "''") + "'" for s in sorted(DECIDED_LEAD_STATUSES))
+    horizon_end = f"g.as_of + INTERVAL {int(horizon_days)} DAY"
+    return f"""
+        WITH l AS (
+            SELECT id, status, created_at, CASE WHEN status IN ({decided}) THEN updated_at END AS decided_at
+            FROM leads
+        )
+        SELECT l.id::VARCHAR AS lead_id, g.as_of,
+               (l.status = 'converted' AND coalesce(l.decided_at <= {horizon_end}, false))::FLOAT AS label,
+               CASE WHEN l.decided_at <= {horizon_end} THEN l.decided_at ELSE {horizon_end} END AS label_time
+        FROM {grid} g
+        JOIN l ON l.created_at <= g.as_of AND g.as_of < coalesce(l.decided_at, 'infinity'::TIMESTAMPTZ)
+        ORDER BY 2, 1
+        """
+
+
+def usable_dates(extracted_at: pd.Timestamp, as_of_dates: list[pd.Timestamp], horizon_days: int) -> list[pd.Timestamp]:
+    """The as_of dates whose horizon ends by the extraction (the lead and account labels are fully observed)."""
+    return [d for d in as_of_dates if d + pd.Timedelta(days=horizon_days) <= extracted_at]
+
+
 def lead_conversion_snapshots(
     db: CRMDatabase, as_of_dates: list[pd.Timestamp], horizon_days: int, name: str = "lead_conversion_snapshots"
 ) -> str:
     """`task_snapshots.lead_conversion_snapshots`: leads undecided at as_of (dates whose horizon ends after
     extraction are skipped); label 1.0 if converted within the horizon; label_time the decision or the
     horizon's end. Ordered by (as_of, lead_id)."""
-    horizon = pd.Timedelta(days=horizon_days)
-    usable = [d for d in as_of_dates if d + horizon <= db.extracted_at]
-    grid = create_grid(db, f"{name}_grid", usable)
-    decided = _text_list(list(DECIDED_LEAD_STATUSES))
-    db.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {name} AS
-        WITH l AS (
-            SELECT id, status, created_at,
-                   CASE WHEN list_contains({decided}, status) THEN updated_at END AS decided_at
-            FROM leads
-        )
-        SELECT l.id::VARCHAR AS lead_id, g.as_of,
-               (l.status = 'converted' AND coalesce(l.decided_at <= g.as_of + INTERVAL {int(horizon_days)} DAY, false))
-                   ::FLOAT AS label,
-               CASE WHEN l.decided_at <= g.as_of + INTERVAL {int(horizon_days)} DAY THEN l.decided_at
-                    ELSE g.as_of + INTERVAL {int(horizon_days)} DAY END AS label_time
-        FROM {grid} g
-        JOIN l ON l.created_at <= g.as_of AND g.as_of < coalesce(l.decided_at, 'infinity'::TIMESTAMPTZ)
-        ORDER BY 2, 1
-        """
-    )
+    grid = create_grid(db, f"{name}_grid", usable_dates(db.extracted_at, as_of_dates, horizon_days))
+    db.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {lead_conversion_sql(grid, horizon_days)}")
     return name
 
 

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 # The tables the deal-win snapshot reads, with the columns it needs.
 SNAPSHOT_TABLES = {"stage_history": ("opportunity_id", "to_stage", "changed_at")}
+# ... and the lead-conversion snapshot.
+LEAD_TABLES = {"leads": ("id", "status", "created_at", "updated_at")}
 
 
 def register_crm(spark: SparkSession, directory: str | Path, tables: dict | None = None) -> None:
@@ -75,5 +77,20 @@ def deal_win_snapshots(
     spans = spark.sql(to_spark(duck.stage_spans_sql())).cache()
     spans.createOrReplaceTempView(f"{name}_spans")
     result = spark.sql(to_spark(duck.deal_win_sql(grid, f"{name}_spans", horizon_days)))
+    result.createOrReplaceTempView(name)
+    return result
+
+
+def lead_conversion_snapshots(
+    spark: SparkSession,
+    as_of_dates: list[pd.Timestamp],
+    horizon_days: int,
+    extracted_at: pd.Timestamp,
+    name: str = "lead_conversion_snapshots",
+) -> DataFrame:
+    """`snapshots_duckdb.lead_conversion_snapshots` on Spark over views from `register_crm(..., LEAD_TABLES)`:
+    the same SQL text; dates whose horizon ends after `extracted_at` are skipped, as there."""
+    grid = _grid(spark, f"{name}_grid", duck.usable_dates(extracted_at, as_of_dates, horizon_days))
+    result = spark.sql(to_spark(duck.lead_conversion_sql(grid, horizon_days)))
     result.createOrReplaceTempView(name)
     return result
