@@ -13,6 +13,11 @@
    `snapshots.py`, `task_snapshots.py`, `compute_deal_features`) against the DuckDB build on the same data,
    with the largest feature difference between the two.
 
+4. With `--spark` (on by default), Spark local[--threads] next to DuckDB on the scale CRM: the deal-win snapshot
+   from the same SQL text, both engines in the same run (`benchmarks.spark_scale.run`, the measurement of
+   bench_spark), with their row and label agreement. `--only-spark` measures just that section and replaces it
+   in an existing report, leaving the other (earlier) measurements as they were.
+
 Each measured step runs in its own child process (`python -m fulqrun_ml.benchmarks.data_scale --worker ...`),
 so its peak RSS (`ru_maxrss`, plus a psutil sampler summing the process and its children) is its own. Writes
 `reports/bench_data.json`.
@@ -38,6 +43,7 @@ import psutil
 
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import REPO_ROOT
+from fulqrun_ml.registry.locking import atomic_write_text
 
 GENERATION_RECORD = "bench_generation.json"
 # What a child process runs (`python -m`); spelled out, since this module's __name__ is "__main__" under -m.
@@ -167,7 +173,16 @@ def worker_pandas(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-WORKERS = {"generate": worker_generate, "duckdb": worker_duckdb, "pandas": worker_pandas}
+def worker_spark(args: argparse.Namespace) -> dict[str, Any]:
+    from fulqrun_ml.benchmarks.spark_scale import run
+
+    with PeakRSS() as sampler:
+        result = run(Path(args.crm_dir), args.threads, args.memory_limit, Path(args.temp_dir))
+    # The JVM is a child of this process: the sampled total includes it.
+    return {**result, "peak_rss_mib_sampled_total": round(sampler.peak / 2**20, 1)}
+
+
+WORKERS = {"generate": worker_generate, "duckdb": worker_duckdb, "pandas": worker_pandas, "spark": worker_spark}
 
 
 def run_worker(kind: str, **options: Any) -> dict[str, Any]:
@@ -228,6 +243,23 @@ def feature_parity(pandas_file: Path, duckdb_file: Path) -> dict[str, Any]:
     }
 
 
+def spark_section(crm_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Spark next to DuckDB on the scale CRM's deal-win snapshot, both in one child process, same run."""
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    with tempfile.TemporaryDirectory(dir=args.cache_dir) as work:
+        result = run_worker(
+            "spark", crm_dir=crm_dir, temp_dir=work, memory_limit=args.memory_limit, threads=args.threads
+        )
+    return {
+        "started_at": started,
+        "opportunities": args.opportunities,
+        "what": "deal-win snapshot from the same SQL text (spark/dialect.py); Spark's time includes its Parquet write",
+        "baseline": "DuckDB deal_win_snapshots on the same CRM in the same run",
+        **result,
+        "load_average_after": [round(x, 2) for x in psutil.getloadavg()],
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure and write the report; with `--worker`, run one measured step and print its JSON (child side)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -244,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "fulqrun_data_cache")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench_data.json")
     parser.add_argument("--note", default="", help="conditions worth knowing, e.g. who else used the machine")
+    parser.add_argument("--spark", action=argparse.BooleanOptionalAction, default=True, help="the Spark section")
+    parser.add_argument("--only-spark", action="store_true", help="measure only the Spark section into --out")
     # internal: one measured step in a child process
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--crm-dir", help=argparse.SUPPRESS)
@@ -261,6 +295,12 @@ def main(argv: list[str] | None = None) -> None:
     duckdb_options = {"memory_limit": args.memory_limit, "threads": args.threads}
 
     crm_dir, generation = ensure_crm(args.cache_dir, args.opportunities, args)
+    if args.only_spark:
+        report = json.loads(args.out.read_text())
+        report["spark"] = spark_section(crm_dir, args)
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report["spark"], indent=2))
+        return
     with tempfile.TemporaryDirectory(dir=args.cache_dir) as work:
         scale = run_worker(
             "duckdb", crm_dir=crm_dir, out_dir=Path(work) / "out", temp_dir=Path(work) / "spill", **duckdb_options
@@ -308,8 +348,10 @@ def main(argv: list[str] | None = None) -> None:
         },
         "machine": machine_info(load_average_before=load_before),
     }
+    if args.spark:
+        report["spark"] = spark_section(crm_dir, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(json.dumps({"scale_seconds": scale["wall_seconds"], "speedup": report["baseline"]["speedup"]}, indent=2))
     print(f"wrote {args.out}")
 

@@ -10,6 +10,11 @@ the AUC guard accepts it) and each repeat, interleaved so machine noise hits all
   pandas    the naive path for contrast: pd.read_parquet, pandas -> numpy strings, ORT (float graph only)
 Writes reports/bench_score.json with machine info, every repeat, best/median, where bulk time goes,
 and the 1M rows/s target with the gap in numbers.
+
+`--spark-rows N` (default 1,000,000; 0 skips) adds a `spark` section: a table of N rows scored by score_table
+and by Spark local[threads] (mapInPandas + onnxruntime) in the same run, with their largest score difference
+(`benchmarks.spark_scale.score_both`, the measurement bench_spark also uses). `--only-spark` measures just that
+section and replaces it in an existing report, leaving the other (earlier) measurements as they were.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from fulqrun_ml.export.onnx_export import raw_feeds
 from fulqrun_ml.export.optimize import optimize_version
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
+from fulqrun_ml.registry.locking import atomic_write_text
 from fulqrun_ml.registry.store import ModelVersion, get_version
 from fulqrun_ml.scoring.bulk import DEFAULT_CHUNK_ROWS, create_session, score_table
 
@@ -194,6 +200,23 @@ def run(version: ModelVersion, rows: int, chunk_rows: int, repeats: int, threads
     return report
 
 
+def spark_section(version: ModelVersion, rows: int, chunk_rows: int, threads: int) -> dict[str, Any]:
+    """The Spark row: `rows` records scored by the bulk path and by Spark on the same Parquet table, same run."""
+    from fulqrun_ml.benchmarks.spark_scale import score_both
+
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    with tempfile.TemporaryDirectory(prefix="fulqrun-bench-score-spark-") as tmp:
+        source = Path(tmp) / "deals.parquet"
+        build_table(version, rows, chunk_rows, source)
+        result = score_both(version.path, source, Path(tmp), threads)
+    return {
+        "started_at": started,
+        "baseline": "scoring.bulk.score_table on the same table in the same run",
+        **result,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     parser = argparse.ArgumentParser(prog="fulqrun-ml bench score", description=__doc__.split("\n")[0])
@@ -205,12 +228,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", default="reports/bench_score.json")
+    parser.add_argument("--spark-rows", type=int, default=1_000_000, help="rows of the Spark section (0: none)")
+    parser.add_argument("--only-spark", action="store_true", help="measure only the Spark section into --out")
     args = parser.parse_args(argv)
     if args.models_dir:
         version = get_version(Path(args.models_dir), args.model, args.version)
     else:
         version = publish_small_model(name=args.model)
+    if args.only_spark:
+        report = json.loads(Path(args.out).read_text())
+        report["spark"] = spark_section(version, args.spark_rows, args.chunk_rows, args.threads)
+        atomic_write_text(Path(args.out), json.dumps(report, indent=2, default=str))
+        print(json.dumps(report["spark"], indent=2))
+        return 0
     report = run(version, args.rows, args.chunk_rows, args.repeats, args.threads, Path(args.out))
+    if args.spark_rows:
+        report["spark"] = spark_section(version, args.spark_rows, args.chunk_rows, args.threads)
+        atomic_write_text(Path(args.out), json.dumps(report, indent=2, default=str))
     for name, v in report["variants"].items():
         print(
             f"{name:9s} bulk {v['bulk_rows_per_s']['best']:>10,} rows/s (best)  "

@@ -71,6 +71,44 @@ def run(directory: Path, threads: int, memory_limit: str, spill: Path) -> dict[s
     }
 
 
+def score_both(
+    version_dir: Path, source: Path, work: Path, threads: int, key: str = "opportunity_id"
+) -> dict[str, Any]:
+    """Bulk scoring of one Parquet table by `scoring.bulk.score_table` (the baseline, same run) and by Spark
+    local[threads] (`spark.bulk.score_table_spark`: mapInPandas + onnxruntime); rows/s of each, end to end
+    (read, validate, infer, write), and the largest difference between their scores, matched by `key`."""
+    import pandas as pd
+
+    from fulqrun_ml.scoring.bulk import score_table
+    from fulqrun_ml.spark.bulk import score_table_spark
+
+    bulk = score_table(Path(version_dir), source, work / "bulk_scores.parquet", keep_columns=[key], workers=threads)
+    spark = local_session(f"local[{threads}]", shuffle_partitions=threads * 4)
+    try:
+        start = time.perf_counter()
+        spark_rows = score_table_spark(spark, version_dir, source, work / "spark_scores", keep_columns=[key])
+        spark_seconds = time.perf_counter() - start
+    finally:
+        spark.stop()
+    a = pd.read_parquet(work / "bulk_scores.parquet").sort_values(key).reset_index(drop=True)
+    b = pd.read_parquet(work / "spark_scores").sort_values(key).reset_index(drop=True)
+    outputs = [c for c in a.columns if c != key]
+    same_ids = len(a) == len(b) and bool((a[key].to_numpy() == b[key].to_numpy()).all())
+    diff = max(float((a[c].astype(float) - b[c].astype(float)).abs().max()) for c in outputs) if same_ids else None
+    return {
+        "rows": bulk.rows,
+        "bulk": {"seconds": round(bulk.seconds, 2), "rows_per_s": round(bulk.rows_per_s)},
+        "spark": {
+            "seconds": round(spark_seconds, 2),
+            "rows_per_s": round(spark_rows / spark_seconds),
+            "rows": spark_rows,
+        },
+        "same_rows": same_ids,
+        "max_abs_score_diff": diff,
+        "spark_over_bulk_seconds": round(spark_seconds / max(bulk.seconds, 1e-9), 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--opportunities", type=int, default=1_000_000)
