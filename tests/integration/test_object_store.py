@@ -135,6 +135,11 @@ def test_publish_is_complete_or_absent_and_downloads_are_checked(registry, publi
     (other / METADATA_FILE).write_text("{}")
     with pytest.raises(RegistryError, match="already published with other files"):
         registry.push_tree(other, registry.version_base("deal_win", version.version))
+    # two publishers racing for one number: the loser's existence check saw nothing, its manifest PUT is refused
+    monkeypatch.setattr(registry, "_read_json", lambda key: None)
+    with pytest.raises(RegistryError, match="another publisher took"):
+        registry.push_tree(other, registry.version_base("deal_win", version.version))
+    monkeypatch.undo()
 
     pulled = registry.pull_version("deal_win", version.version, tmp_path / "host")
     assert (pulled.path / "model.onnx").read_bytes() == (version.path / "model.onnx").read_bytes()
