@@ -30,6 +30,7 @@ from typing import Any
 from fulqrun_ml.errors import RegistryError
 from fulqrun_ml.registry.alias_state import POINTER_ALIASES, resolve_alias
 from fulqrun_ml.registry.audit import append_audit
+from fulqrun_ml.registry.encryption_at_rest import at_rest_provider, seal_model_files
 from fulqrun_ml.registry.locking import fsync_dir, model_lock
 from fulqrun_ml.registry.model_card import write_model_card
 from fulqrun_ml.registry.names import model_root
@@ -88,12 +89,15 @@ def publish_version(
     model card go last. `actor` (default $USER) is recorded in the audit log."""
     root = model_root(models_dir, name)
     signer = signing_provider()  # read once, before any file is written: bad key material fails early
+    sealer = at_rest_provider()  # $FULQRUN_ENCRYPT_AT_REST: model files sealed before signing (encryption_at_rest.py)
     root.mkdir(parents=True, exist_ok=True)
     _sweep_stale_tmp(root)
     tmp = root / f"{TMP_PREFIX}{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
         write_files(tmp)
+        if sealer is not None:
+            seal_model_files(tmp, sealer)
         version = 0
         while True:
             # Next free number; also past a foreign non-empty directory that once blocked the rename.
@@ -128,6 +132,7 @@ def publish_version(
             to_version=version,
             data_hash=record.get("data_hash"),
             signed_with=None if signer is None else signer.current()[0],
+            **({} if sealer is None else {"encrypted_with": sealer.current()[0]}),
         )
     return ModelVersion(name, version, root / str(version), record)
 
