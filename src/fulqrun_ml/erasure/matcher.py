@@ -34,6 +34,7 @@ class Matcher:
         self.drop = pa.array(sorted(subject.scoped(subject.drop_ids)), type=pa.string())
         self.detach = pa.array(sorted(subject.scoped(subject.detach_ids)), type=pa.string())
         tokens = subject.tokens()
+        self.tokens = tokens
         self.pattern = "(?i)" + "|".join(re.escape(t) for t in tokens) if tokens else None
         # Python's `re` tries alternatives one by one, so in Python ids are found by token and set lookup, and
         # only the few identifiers (emails, phones, names) by a pattern.
