@@ -142,12 +142,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--work", type=Path, default=Path("/tmp/fulqrun-bench-privacy"))
     parser.add_argument("--output", type=Path, default=Path("reports/privacy.json"))
+    parser.add_argument(
+        "--override", action="append", default=[], help="extra train override for every arm (the DP levers: lr, batch)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     rows = []
     for task in args.tasks:
         for seed in range(args.seeds):
-            base = overrides(task, seed, args.n_opportunities, args.epochs, args.work)
+            base = [*overrides(task, seed, args.n_opportunities, args.epochs, args.work), *args.override]
             with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
                 cfg = compose("train", overrides=[*base, f"paths.output_dir={args.work / 'data'}"])
             datamodule = build_pipeline(cfg).build_datamodule(cfg)
