@@ -69,9 +69,17 @@ def write_pharma_table(seed: int, n_territories: int, hcps_per_territory: int, w
 
 
 def run_one(
-    target: str, seed: int, workdir: Path, scale: tuple[int, int], max_epochs: int | None, ensemble: int
+    target: str,
+    seed: int,
+    workdir: Path,
+    scale: tuple[int, int],
+    max_epochs: int | None,
+    ensemble: int,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """Train + backtest + export one (target, seed); its metrics per level, timings and noise floor."""
+    """Train + backtest + export one (target, seed); its metrics per level, timings and noise floor. With
+    `reuse`, a finished run of the same (target, seed) in `workdir` is read instead of retrained (an
+    interrupted study resumes without repeating hours of CPU)."""
     table, expected = write_pharma_table(seed, *scale, workdir)
     run_dir = workdir / f"{target}_{seed}"
     overrides = [
@@ -93,8 +101,13 @@ def run_one(
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     t0 = time.perf_counter()
-    summary = train(cfg)
-    wall = time.perf_counter() - t0
+    if reuse and (run_dir / "run_info.json").is_file() and (run_dir / "metrics.json").is_file():
+        summary = json.loads((run_dir / "run_info.json").read_text())
+        summary["metrics"] = json.loads((run_dir / "metrics.json").read_text())
+        wall = float(summary["seconds"]["total"])
+    else:
+        summary = train(cfg)
+        wall = time.perf_counter() - t0
     model = load_calibrated_forecaster(run_dir)
     n_calendar = int(json.loads((run_dir / "net_config.json").read_text())["n_calendar"])
     graph = export_forecaster_onnx(model, n_calendar).SerializeToString()
@@ -124,12 +137,13 @@ def run_section(
     max_epochs: int | None,
     ensemble: int,
     workdir: Path | None = None,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     """Every (target, seed); `summary` keyed "<target>/<level>" (mean, min-max over seeds, goal checks)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        by_target = {t: [run_one(t, s, root, scale, max_epochs, ensemble) for s in seeds] for t in targets}
+        by_target = {t: [run_one(t, s, root, scale, max_epochs, ensemble, reuse) for s in seeds] for t in targets}
     summary = {
         f"{target}/{level}": value for target, runs in by_target.items() for level, value in summarise(runs).items()
     }
@@ -159,13 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ensemble", type=int, default=1)
     parser.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true", help="read finished runs in --workdir instead of retraining")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
     scale = (args.territories, args.hcps_per_territory)
-    section = run_section(args.targets, args.seeds, scale, args.max_epochs, args.ensemble, args.workdir)
+    section = run_section(args.targets, args.seeds, scale, args.max_epochs, args.ensemble, args.workdir, args.reuse)
     paths = write_series_sections({"sections": {SECTION: section}, "machine": section["machine"]}, args.reports_dir)
     sys.stdout.write(render_pharma_section(SECTION, section))
     sys.stdout.write(f"\nwrote {', '.join(str(p) for p in paths)}\n")
