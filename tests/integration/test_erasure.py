@@ -129,7 +129,7 @@ def test_the_rescan_catches_a_store_that_was_not_erased(
 
     monkeypatch.setattr(forget_module.RedisStore, "erase", count_only)
     monkeypatch.setattr(forget_module.EmbeddingCacheStore, "erase", lambda self: {})
-    monkeypatch.setattr(forget_module.FileStore, "erase", lambda self, subject, matcher: {})
+    monkeypatch.setattr(forget_module.FileStore, "erase", lambda self, *args: {})
     rc, report = _forget(world, tmp_path, "--company", world.company)
     assert rc == 1 and report["erased"] is False
     for store in STORES:

@@ -95,13 +95,16 @@ class FileStore:
 
     # --- erasing -------------------------------------------------------------------------------------
 
-    def erase(self, subject: Subject, matcher: Matcher) -> dict[str, int]:
-        """Rewrite (or delete) every file that mentions the subject; rows/lines/files removed per file."""
+    def erase(self, subject: Subject, matcher: Matcher, hits: dict[str, int] | None = None) -> dict[str, int]:
+        """Rewrite (or delete) every file that mentions the subject; rows/lines/files removed per file. `hits`
+        (this store's `count` just before) limits the work to the files known to hold the subject."""
         removed: dict[str, int] = {}
         for path in self.files():
+            if hits is not None and str(path) not in hits:
+                continue
             if path.suffix in (".parquet", ".csv"):
                 table = self._table(path)
-                if not matcher.hit_rows(table):
+                if hits is None and not matcher.hit_rows(table):
                     continue
                 kept = matcher.erase(table)
                 publish(path, _encode(kept, path))

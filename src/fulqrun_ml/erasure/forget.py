@@ -106,7 +106,7 @@ def forget(
     if stores.embedding_cache is not None:
         erased["embedding_cache"] = EmbeddingCacheStore(stores.embedding_cache, keys).erase()
     for store in stores.file_stores():
-        erased[store.name] = {"rows_removed": sum(store.erase(subject, matcher).values())}
+        erased[store.name] = {"rows_removed": sum(store.erase(subject, matcher, before[store.name]).values())}
     flagged = []
     if stores.models_dir is not None:
         hit_files = [str(Path(f).resolve()) for f in before.get("snapshots", {})]
@@ -114,7 +114,8 @@ def forget(
             reason = f"trained on erased {kind} data"
             flag_for_retraining(stores.models_dir, name, version, reason, subject.hashed(), actor)
             flagged.append({"model": name, "version": version})
-    erased["crm"] = {"rows_removed": sum(FileStore("crm", [stores.crm_dir]).erase(subject, matcher).values())}
+    crm = FileStore("crm", [stores.crm_dir]).erase(subject, matcher, before["crm"])
+    erased["crm"] = {"rows_removed": sum(crm.values())}
     clock["erase"] = time.perf_counter()
     after = _count_all(stores, subject, keys)  # the subject as resolved before: the CRM no longer knows it
     clock["scan_after"] = time.perf_counter()
