@@ -148,6 +148,7 @@ def main() -> None:
         started = time.perf_counter()
         crm, opps = build(template, args.opportunities, args.seed)
         built = time.perf_counter() - started
+        rows = crm_rows(crm)
         ids = opps["id"].tolist()
         per_company = opps.groupby("company_id").size()
         companies = per_company[per_company == per_company.median()].index[: args.repeats].tolist()
@@ -183,7 +184,7 @@ def main() -> None:
         "machine": machine_info(),
         "setup": {
             "opportunities": args.opportunities,
-            "crm_rows": crm_rows(crm),
+            "crm_rows": rows,
             "snapshot_rows": args.opportunities * 6,
             "prediction_records": 20_000,
             "redis_rows": len(ids),
