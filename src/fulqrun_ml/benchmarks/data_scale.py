@@ -250,9 +250,12 @@ def spark_section(crm_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         result = run_worker(
             "spark", crm_dir=crm_dir, temp_dir=work, memory_limit=args.memory_limit, threads=args.threads
         )
+    manifest = json.loads((Path(crm_dir) / "crm_export.json").read_text())
     return {
         "started_at": started,
-        "opportunities": args.opportunities,
+        "crm_dir": str(crm_dir),
+        "crm_spec": manifest.get("spec"),
+        "crm_rows": manifest.get("rows"),
         "what": "deal-win snapshot from the same SQL text (spark/dialect.py); Spark's time includes its Parquet write",
         "baseline": "DuckDB deal_win_snapshots on the same CRM in the same run",
         **result,
@@ -277,7 +280,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench_data.json")
     parser.add_argument("--note", default="", help="conditions worth knowing, e.g. who else used the machine")
     parser.add_argument("--spark", action=argparse.BooleanOptionalAction, default=True, help="the Spark section")
-    parser.add_argument("--only-spark", action="store_true", help="measure only the Spark section into --out")
+    parser.add_argument(
+        "--only-spark", action="store_true", help="measure only the Spark section into --out (on --crm-dir if given)"
+    )
     # internal: one measured step in a child process
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--crm-dir", help=argparse.SUPPRESS)
@@ -294,13 +299,14 @@ def main(argv: list[str] | None = None) -> None:
     load_before = [round(x, 2) for x in psutil.getloadavg()]
     duckdb_options = {"memory_limit": args.memory_limit, "threads": args.threads}
 
-    crm_dir, generation = ensure_crm(args.cache_dir, args.opportunities, args)
-    if args.only_spark:
+    if args.only_spark:  # --crm-dir: an existing CRM directory instead of this benchmark's cached one
+        crm_dir = Path(args.crm_dir) if args.crm_dir else ensure_crm(args.cache_dir, args.opportunities, args)[0]
         report = json.loads(args.out.read_text())
         report["spark"] = spark_section(crm_dir, args)
         atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
         print(json.dumps(report["spark"], indent=2))
         return
+    crm_dir, generation = ensure_crm(args.cache_dir, args.opportunities, args)
     with tempfile.TemporaryDirectory(dir=args.cache_dir) as work:
         scale = run_worker(
             "duckdb", crm_dir=crm_dir, out_dir=Path(work) / "out", temp_dir=Path(work) / "spill", **duckdb_options

@@ -212,6 +212,7 @@ def spark_section(version: ModelVersion, rows: int, chunk_rows: int, threads: in
     return {
         "started_at": started,
         "baseline": "scoring.bulk.score_table on the same table in the same run",
+        "model": {"name": version.name, "version": version.version, "path": str(version.path)},
         **result,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
