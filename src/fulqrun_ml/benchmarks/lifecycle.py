@@ -156,6 +156,26 @@ def run_study(seeds: list[int], max_epochs: int, overrides: list[str]) -> dict[s
     }
 
 
+def verdict(report: dict[str, Any]) -> list[str]:
+    """Model vs empirical transition counts per metric: the mean gap and whether the seeds' intervals separate."""
+    summary = report["transitions"]["summary"]
+    lines = []
+    for metric, label in (("cell_mae", "cell MAE"), ("row_tv_distance", "row TV distance"), ("log_loss", "log loss")):
+        model, empirical = summary["model"][metric], summary["empirical"][metric]
+        gap = model["mean"] - empirical["mean"]
+        apart = (
+            model["ci95"] is not None
+            and empirical["ci95"] is not None
+            and (model["ci95"][1] < empirical["ci95"][0] or model["ci95"][0] > empirical["ci95"][1])
+        )
+        word = "beats" if gap < 0 else "loses to"
+        lines.append(
+            f"- {label}: model {model['mean']:.4f} vs empirical {empirical['mean']:.4f}: {word} it by "
+            f"{abs(gap):.4f} ({'intervals apart' if apart else 'intervals overlap'})"
+        )
+    return lines
+
+
 def _fmt(cell: dict[str, Any]) -> str:
     if cell["ci95"] is None:
         return f"{cell['mean']:.4f}"
@@ -189,6 +209,17 @@ def render_markdown(report: dict[str, Any]) -> str:
         for stage, values in zip(FROM_STAGES, report["transitions"][key], strict=True):
             lines.append(f"| {stage} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
         lines.append("")
+    lines += ["Model vs the empirical transition matrix (lower is better):", "", *verdict(report), ""]
+    if report.get("diagnosis"):
+        d = report["diagnosis"]
+        lines += [
+            f"Why the 5-epoch smoke run lost ({d['setting']}):",
+            "",
+            "| setting | " + " | ".join(d["columns"]) + " |",
+        ]
+        lines += ["|---" * (len(d["columns"]) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(f"{v:.4f}" for v in row) + " |" for name, row in d["rows"].items()]
+        lines += ["", d["finding"], ""]
     lines += [
         "## CSAT (next answer within 14 days)",
         "",
