@@ -1,18 +1,22 @@
 """The dashboard in a real Chromium (apt `chromium`, Playwright) against a real Triton serving the tiny model.
 
-One app (a werkzeug server thread), one Triton and one browser for the whole module, to keep it fast.
-Checked: every page renders with no console errors; a filter changes the numbers (to the warehouse's value);
-a CSV download holds the chart's numbers; a saved custom view reloads identically; the what-if shows exactly
-the probability Triton returns for the changed deal.
+One app (a werkzeug server thread), one Triton and one browser for the whole module, to keep it fast; the app
+keeps its custom views in the session's PostgreSQL (`--views-dsn-env`), the file store being tested in the unit
+tests. Checked: every page renders with no console errors; a filter changes the numbers (to the warehouse's
+value); a CSV download holds the chart's numbers; a saved custom view reloads identically (from PostgreSQL);
+the what-if shows exactly the probability Triton returns for the changed deal; a deal's probability history
+draws the model's point-in-time scores, ending at the deal's score on the page.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from werkzeug.serving import make_server
 
@@ -31,7 +35,7 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def app_url(published, tmp_path_factory):
+def app_url(published, tmp_path_factory, pg_dsn):
     """(url, context, triton url): the dashboard on a free loopback port, reading the tiny registry."""
     if not CHROMIUM.is_file():
         pytest.fail("apt chromium is missing: run scripts/install_test_services.sh (as root)")
@@ -41,10 +45,14 @@ def app_url(published, tmp_path_factory):
     builder.add(version, config_for_version(version))
     builder.add(version, config_for_version(version, reasons_top_k=3))
     cache = tmp_path_factory.mktemp("dash-cache")
-    with TritonServer(repo, explicit_models=["deal_win", "deal_win_reasons"]) as triton:
+    with (
+        TritonServer(repo, explicit_models=["deal_win", "deal_win_reasons"]) as triton,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv("DASHBOARD_VIEWS_DSN", pg_dsn)
         ctx = build_context(
             version.path.parent.parent, REPO_ROOT / "reports", cache, triton_url=triton.http_url,
-            views_file=cache / "views.json", logs_dir=cache / "logs",
+            views_file=cache / "views.json", logs_dir=cache / "logs", views_dsn_env="DASHBOARD_VIEWS_DSN",
         )  # fmt: skip
         server = make_server("127.0.0.1", 0, create_app(ctx).server, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -128,7 +136,7 @@ def _builder_values(page) -> str:
 
 
 def test_a_saved_custom_view_reloads_identically(app_url, page):
-    url, _ctx, _ = app_url
+    url, ctx, _ = app_url
     page.goto(url + "/builder")
     settle(page)
     page.locator("#builder-dimensions").click()
@@ -145,6 +153,25 @@ def test_a_saved_custom_view_reloads_identically(app_url, page):
     page.get_by_role("option", name="won by month and region").click()
     page.wait_for_function("() => document.querySelector('#builder-definition').innerText.includes('month and region')")
     assert _builder_values(page) == drawn
+    assert "won by month and region" in ctx.views().load()  # stored in PostgreSQL, not the views file
+    assert not (ctx.views_file).exists()
+
+
+def test_a_deals_probability_history_ends_at_its_score(app_url, page):
+    url, ctx, _ = app_url
+    page.goto(url + "/deals")
+    settle(page)
+    deal = ctx.warehouse.open_deals(Filters(), limit=1).iloc[0]
+    page.locator("[id*='history_deal']").first.click()
+    page.get_by_role("option", name=f"{deal['opportunity_id'][:8]} ·", exact=False).first.click()
+    page.wait_for_selector("#chart-probability-history .js-plotly-plot")
+    script = "() => document.querySelector('#chart-probability-history .js-plotly-plot').data[0].y"
+    ys = page.evaluate(script)
+    if isinstance(ys, dict):  # plotly sends numeric arrays binary-encoded: {"dtype": "f8", "bdata": base64}
+        ys = np.frombuffer(base64.b64decode(ys["bdata"]), dtype=ys["dtype"]).tolist()
+    assert len(ys) >= 2 and all(0 <= y <= 1 for y in ys)
+    assert ys[-1] == pytest.approx(float(deal["model_probability"]), abs=1e-6)
+    assert page.console_errors == []
 
 
 def test_what_if_shows_the_probability_triton_returns(app_url, page):

@@ -100,12 +100,16 @@ def builder_controls(ctx: DashboardContext) -> list[Any]:
                 html.Button("Save view", id="builder-save", className="primary"),
                 html.Div(problem or "", id="builder-status", role="status", **{"aria-live": "polite"}),
             ],
-        )
+        ),
+        # The view's output sits with its inputs: drawn in the page content instead, it could appear before them
+        # (a slow views store delays the controls) and Dash would fire its callback with inputs missing.
+        html.Div(id="builder-output"),
     ]
 
 
 def builder_page(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> Page:
-    return Page([html.Div(id="builder-output")])
+    where = ctx.views().describe()
+    return Page([html.P(f"Saved views are stored in {where}.", className="note", id="builder-store")])
 
 
 def render_view(ctx: DashboardContext, view: ViewDefinition) -> tuple[html.Section, Any]:
