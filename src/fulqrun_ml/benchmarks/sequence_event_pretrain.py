@@ -39,6 +39,14 @@ from fulqrun_ml.training.train import build_pipeline, train
 
 ENCODER_NAME = "coles_events"
 GOAL_PP = 0.5
+SUFFIX_READING = (
+    'Why suffix views: random CoLES slices are re-dated so that their newest event is "now", so the encoder is '
+    "taught to map an early and a late stretch of one customer's history to the same point, i.e. to ignore the "
+    "state at as_of (days since the last purchase, the recent drift to `sale` and to smaller baskets) that precedes "
+    "churn in this fixture. Suffix views are the newest k events at the history's own as_of, ages kept, so what "
+    "the two views share is the recent state. This recipe was chosen after the random-slices result above (two "
+    "recipes tried on the same draw and seeds), so read its interval with that selection in mind."
+)
 
 
 def labelled_subset(datamodule: EventTableDataModule, entities: int, seed: int) -> EventTableDataModule:
@@ -211,6 +219,21 @@ def markdown_lines(section: dict[str, Any] | None) -> list[str]:
         "",
         f"Goal (pretraining adds >= {GOAL_PP} pp when labels are scarce): met on the mean at "
         f"{', '.join(met) if met else 'no size'}; the interval excludes zero at {', '.join(excludes) or 'no size'}.",
+        "",
+    ]
+    epochs = [r["pretrained_epochs"] for r in section["runs"] if "pretrained_epochs" in r]
+    if epochs:
+        lines += [
+            f"The pretrained fine-tunes ran {min(epochs)}–{max(epochs)} of at most {recipe['max_epochs']} epochs: the "
+            "epoch cap binds, so a longer budget could move both arms.",
+            "",
+        ]
+    if enc.get("slices") == "suffix":
+        lines += [SUFFIX_READING, ""]
+    machine = section.get("machine") or {}
+    lines += [
+        f"This study: {section.get('seconds')} s on {machine.get('cpu_model')} ({machine.get('cpu_count')} CPUs, "
+        f"shared), load average {machine.get('load_average_1m_5m_15m')}.",
         "",
     ]
     return lines
