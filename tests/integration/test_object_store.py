@@ -225,7 +225,9 @@ def test_deploy_k8s_writes_valid_manifests_naming_a_complete_repository(registry
     hpa = yaml.safe_load((out / "hpa.yaml").read_text())
     assert [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"]] == [QUEUE_METRIC, LATENCY_METRIC]
     sync = deployment["spec"]["template"]["spec"]["initContainers"][0]["command"]
-    assert sync[-2] == registry.tree_url(registry.triton_base("deal_win", version.version))  # complete, immutable
+    assert sync[-2] == registry.tree_url(
+        registry.triton_base("deal_win", version.version, "gpu")
+    )  # complete, immutable
     listed = registry.client.list_objects_v2(
         Bucket=registry.url.bucket, Prefix=sync[-2][len("s3://fulqrun-registry/") :]
     )

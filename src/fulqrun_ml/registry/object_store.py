@@ -7,8 +7,8 @@ load must live in object storage. Object stores have no rename, so the local reg
     <prefix>/<name>/versions/<v>/<upload>/<file>   every file of version v, under a fresh upload id (staging)
     <prefix>/<name>/versions/<v>/MANIFEST.json     written last, once: upload id + sha256 and size of each file
     <prefix>/<name>/aliases/<alias>.json           {"version": v}: one PUT, so a promotion is atomic too
-    <prefix>/<name>/triton/<v>/<upload>/...        a Triton model repository for version v (`push_tree`)
-    <prefix>/<name>/triton/<v>/MANIFEST.json       written last, like a version's
+    <prefix>/<name>/triton/<variant>/<v>/<upload>/...  a Triton repository of version v for one host kind
+    <prefix>/<name>/triton/<variant>/<v>/MANIFEST.json written last, like a version's
 
 Readers trust only manifests: a version without one does not exist (a crashed upload leaves only objects
 under an upload id nobody references), and every downloaded file is checked against the manifest's sha256,
@@ -152,8 +152,10 @@ class ObjectRegistry:
     def version_base(self, name: str, version: int) -> str:
         return self.url.key(name, "versions", version)
 
-    def triton_base(self, name: str, version: int) -> str:
-        return self.url.key(name, "triton", version)
+    def triton_base(self, name: str, version: int, variant: str) -> str:
+        """Where a Triton repository of `version` lives; `variant` ("cpu", "gpu", ...) keeps the repositories of
+        one version for different hosts apart (each is immutable once its manifest is written)."""
+        return self.url.key(name, "triton", variant, version)
 
     def push_version(self, version: ModelVersion) -> dict[str, Any]:
         """Publish a local registry version under the same number."""

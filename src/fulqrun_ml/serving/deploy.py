@@ -267,10 +267,11 @@ def sync_live_server(change: AliasChange, models_dir: Path, serving: Mapping[str
     happened, for the user; None when the change does not concern a live server (another alias, an unset one)."""
     if change.alias != "production" or change.to_version is None:
         return None
-    replica_state = live_replica_state(Path(models_dir) / REPLICA_RUN_DIR)
+    run_dir = Path(models_dir) / REPLICA_RUN_DIR
+    replica_state = live_replica_state(run_dir)
     if replica_state is not None:  # `serve --replicas N` runs: roll the promotion out one replica at a time
         version = get_version(models_dir, change.name, change.to_version)
-        count = roll_out_to_state(replica_state, version, cpu_serving_configs(version, serving))
+        count = roll_out_to_state(run_dir, replica_state, version, cpu_serving_configs(version, serving))
         return f"{count} replicas behind {replica_state['http']} now serve {change.name} v{change.to_version}"
     url = f"127.0.0.1:{int(serving['http_port'])}"
     try:

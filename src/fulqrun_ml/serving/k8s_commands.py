@@ -88,7 +88,7 @@ def generate(args: argparse.Namespace) -> Path:
     try:
         registry = ObjectRegistry(args.s3)
         registry.push_version(version)
-        repository_url = push_triton_repository(registry, version, configs)
+        repository_url = push_triton_repository(registry, version, configs, variant="gpu")
     except (BotoCoreError, ClientError) as exc:  # unreachable endpoint, no bucket, bad credentials
         raise FulqrunMLError(f"deploy k8s: object store {args.s3}: {exc}") from None
     objects = manifests(version.name, version.version, repository_url, [c.name for c in configs], opts)

@@ -33,17 +33,18 @@ log = logging.getLogger(__name__)
 
 
 def push_triton_repository(
-    registry: ObjectRegistry, version: ModelVersion, configs: Sequence[TritonModelConfig]
+    registry: ObjectRegistry, version: ModelVersion, configs: Sequence[TritonModelConfig], variant: str = "cpu"
 ) -> str:
-    """Build the Triton repository of `version` (these configs) and publish it manifest-last; returns the
-    s3:// URL of the complete tree."""
+    """Build the Triton repository of `version` (these configs) and publish it manifest-last under `variant`
+    ("cpu": Python backend, this project's hosts; "gpu": the NGC container's); returns the s3:// URL of the
+    complete tree. Publishing other configs under the same variant and version is refused (immutable)."""
     with tempfile.TemporaryDirectory(prefix="fulqrun-triton-push-") as tmp:
         builder = TritonRepositoryBuilder(Path(tmp) / "repo")
         for config in configs:
             builder.add(version, config)
         (builder.repository / ".control_key").unlink(missing_ok=True)  # a secret: never uploaded
-        registry.push_tree(builder.repository, registry.triton_base(version.name, version.version))
-    return registry.tree_url(registry.triton_base(version.name, version.version))
+        registry.push_tree(builder.repository, registry.triton_base(version.name, version.version, variant))
+    return registry.tree_url(registry.triton_base(version.name, version.version, variant))
 
 
 def triton_s3_url(tree_url: str, endpoint_url: str | None) -> str:

@@ -170,18 +170,12 @@ class ReplicaSet:
         load keeps the old version answering until the new one is ready and retires it after its in-flight
         requests (serving/control.py), so a drain would only add two nginx reloads per replica."""
         with self._lock:
-            for replica in self.replicas:
-                controller = ModelController(replica.server.http_url, replica.builder)
-                try:
-                    for config in self.configs_for(version):
-                        controller.deploy(version, config)
-                finally:
-                    controller.close()
+            roll_out_to_state(self.run_dir, self._state(), version, self.configs_for(version))
             self.version = version
-            self._write_state()
 
-    def _write_state(self) -> None:
-        state = {
+    def _state(self) -> dict[str, Any]:
+        """What `replicas.json` says: enough for another process to roll a promotion out (no secrets)."""
+        return {
             "model": self.version.name,
             "version": self.version.version,
             "http": self.http_url,
@@ -192,7 +186,9 @@ class ReplicaSet:
                 for r in self.replicas
             ],
         }
-        atomic_write_text(self.run_dir / STATE_FILE, json.dumps(state, indent=2))
+
+    def _write_state(self) -> None:
+        atomic_write_text(self.run_dir / STATE_FILE, json.dumps(self._state(), indent=2))
 
     def stop(self) -> None:
         self._stop.set()
@@ -222,7 +218,9 @@ def live_replica_state(run_dir: Path) -> Mapping[str, Any] | None:
     return state
 
 
-def roll_out_to_state(state: Mapping[str, Any], version: ModelVersion, configs: Sequence[TritonModelConfig]) -> int:
+def roll_out_to_state(
+    run_dir: Path, state: Mapping[str, Any], version: ModelVersion, configs: Sequence[TritonModelConfig]
+) -> int:
     """Deploy `version` to each replica a running set recorded, one after another (from another process: a
     `models promote`). Triton's load is graceful, so each replica keeps answering while it switches. Returns
     the number of replicas updated."""
@@ -234,4 +232,5 @@ def roll_out_to_state(state: Mapping[str, Any], version: ModelVersion, configs: 
                 controller.deploy(version, config)
         finally:
             controller.close()
+    atomic_write_text(Path(run_dir) / STATE_FILE, json.dumps({**state, "version": version.version}, indent=2))
     return len(state["replicas"])
