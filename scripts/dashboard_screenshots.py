@@ -7,7 +7,8 @@ Either point it at a running app (`fulqrun-ml dashboard`, ideally with --triton 
 --serve: it serves the registry's deal-win model (production, else latest) with a real Triton (the model and
 its reasons endpoint) and runs the app in this process on a free port. Each page is loaded,
 given time to finish its callbacks, checked for browser console errors (listed, exit 1 if any), and saved
-as <out>/<page>.png at a laptop width (1366 px); the Deals page also at a tablet width (820 px).
+as <out>/<page>.png at a laptop width (1366 px; the Deals page with the largest deal's probability history
+picked); the Deals page also at a tablet width (820 px).
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ def shoot(url: str, out: Path, scenario: bool = False) -> int:
                     page.fill("#whatif-activities_total", "60")
                     page.get_by_role("button", name="Score with Triton").click()
                     page.wait_for_selector("#whatif-probability", timeout=60_000)
+                if spec.path == "/deals" and not suffix:  # show a probability history: the largest deal's
+                    page.locator("[id*='history_deal']").first.click()
+                    page.get_by_role("option").first.click()
+                    page.wait_for_selector("#chart-probability-history .js-plotly-plot", timeout=120_000)
+                    wait_rendered(page)
                 name = "overview" if spec.path == "/" else spec.path.strip("/")
                 page.screenshot(path=str(out / f"{name}{suffix}.png"), full_page=True)
                 print(f"{spec.path}: {out / (name + suffix)}.png")

@@ -27,15 +27,18 @@ ALERT_ROWS = 1000  # rows sent to the browser; the CSV holds every account
 def scored_accounts(ctx: DashboardContext, filters: Filters) -> tuple[pd.DataFrame, list[str], list[Any]]:
     """Accounts in scope with churn/expansion probabilities (NaN where a model did not score them), the tasks
     that scored, and the empty states of the tasks that could not."""
+    tasks = (("account_churn", "churn_probability"), ("account_expansion", "expansion_probability"))
+    scored = {task: ctx.account_scores(task) for task, _ in tasks}
+    missing = [empty(s) for s in scored.values() if isinstance(s, Missing)]
+    if len(missing) == len(tasks):  # no account model: no per-account query (100k+ customers on a large CRM)
+        return pd.DataFrame(), [], missing
     accounts = ctx.warehouse.accounts(filters)
-    used, missing = [], []
-    for task, column in (("account_churn", "churn_probability"), ("account_expansion", "expansion_probability")):
-        scored = ctx.account_scores(task)
-        if isinstance(scored, Missing):
-            missing.append(empty(scored))
+    used = []
+    for task, column in tasks:
+        if isinstance(scored[task], Missing):
             accounts[column] = float("nan")
             continue
-        version, scores = scored
+        version, scores = scored[task]
         used.append(f"{task} v{version.version}")
         mapping = scores.set_index("company_id")["model_probability"]
         accounts[column] = accounts["company_id"].map(mapping).astype(float)
