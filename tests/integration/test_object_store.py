@@ -1,17 +1,11 @@
 """The registry on an S3-compatible server (moto's standalone server, a real HTTP S3 API in its own process):
-publish is complete or absent, downloads are checked, Triton loads an s3:// repository itself, and a replica
-with its own disk picks up a promotion under load with no failed request."""
+publish is complete or absent, downloads are checked, Triton loads an s3:// repository itself, and `deploy k8s`
+writes valid manifests naming a complete repository. (A promotion made on object storage rolling out across
+replicas with their own disks: tests/integration/test_replicas.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,63 +18,22 @@ from fulqrun_ml.cli import main as cli_main
 from fulqrun_ml.errors import FulqrunMLError, RegistryError
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.project import compose_config
-from fulqrun_ml.registry.object_store import MANIFEST, ObjectRegistry
-from fulqrun_ml.registry.store import METADATA_FILE, ModelVersion, list_versions, publish_version
+from fulqrun_ml.registry.object_store import MANIFEST
+from fulqrun_ml.registry.store import METADATA_FILE
 from fulqrun_ml.serving.client import TritonPredictionClient
-from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.deploy import cpu_serving_configs
 from fulqrun_ml.serving.k8s import LATENCY_METRIC, QUEUE_METRIC
 from fulqrun_ml.serving.k8s_commands import validate
 from fulqrun_ml.serving.object_repo import (
     ObjectStoreTritonServer,
-    PromotionWatcher,
     push_triton_repository,
     triton_s3_url,
 )
-from fulqrun_ml.serving.repository import TritonRepositoryBuilder
-from fulqrun_ml.serving.server import free_port
+from tests.integration import s3_service
 
 pytestmark = pytest.mark.integration
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """moto_server on a free loopback port, with the AWS_* environment boto3 and Triton read."""
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in (*CREDENTIALS, "AWS_ENDPOINT_URL")}
-    os.environ.update({**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint})
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "moto_server did not start"
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@pytest.fixture(scope="module")
-def registry(s3_endpoint):
-    store = ObjectRegistry("s3://fulqrun-registry/team-a")
-    store.client.create_bucket(Bucket="fulqrun-registry")
-    return store
+BUCKET = s3_service.BUCKET
+s3_endpoint, registry = s3_service.s3_endpoint, s3_service.registry  # the fixtures, used by name below
 
 
 @pytest.fixture(scope="module")
@@ -94,18 +47,6 @@ def rows(published):
     holdout = Path(json.loads((version.path / "lineage.json").read_text())["run_dir"]) / "holdout.parquet"
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
     return pd.read_parquet(holdout)[spec.spec.names].head(32)
-
-
-def republish(version: ModelVersion) -> ModelVersion:
-    """The same artifacts as the next local version (a fresh ONNX export would only cost time here)."""
-
-    def write(tmp: Path) -> None:
-        for path in version.path.iterdir():
-            if path.is_file() and path.name not in (METADATA_FILE, "MODEL_CARD.md"):
-                shutil.copy2(path, tmp / path.name)
-
-    metadata = {k: v for k, v in version.metadata.items() if k not in ("name", "version", "published_at")}
-    return publish_version(version.path.parent.parent, version.name, write, metadata)
 
 
 def test_publish_is_complete_or_absent_and_downloads_are_checked(registry, published, tmp_path, monkeypatch):
@@ -152,68 +93,19 @@ def test_publish_is_complete_or_absent_and_downloads_are_checked(registry, publi
     registry.client.upload_file(str(version.path / "model.onnx"), registry.url.bucket, key)  # restore
 
 
-def test_a_host_without_shared_disk_serves_s3_and_picks_up_a_promotion(
-    registry, published, serving, rows, s3_endpoint, tmp_path
-):
-    """One Triton host: `deal_win_s3` loaded by Triton itself from an s3:// repository, and `deal_win` from the
-    host's own disk, pulled from the object-store registry and switched when `production` moves there."""
-    first, _ = published
-    second = republish(first)
-    registry.push_version(second)
-    registry.set_alias("deal_win", "production", first.version)
-    s3_config = replace(cpu_serving_configs(first, serving)[0], name="deal_win_s3")
-    tree = push_triton_repository(registry, first, [s3_config])
-    with pytest.raises(ClientError):  # the control key is a secret: it never leaves the host
-        registry.client.head_object(
-            Bucket=registry.url.bucket, Key=tree[len("s3://fulqrun-registry/") :] + "/.control_key"
-        )
-    host_models = tmp_path / "host-models"  # this host's own disk: nothing shared with the publisher
-    builder = TritonRepositoryBuilder(tmp_path / "host-repo")
-    first_local = registry.pull_version("deal_win", first.version, host_models)
-    builder.add(first_local, cpu_serving_configs(first_local, serving)[0])
+def test_triton_loads_an_s3_repository_natively(registry, published, serving, rows, s3_endpoint):
+    """Triton itself reads the repository from the S3 server (no local copy); the control key never leaves."""
+    version, _ = published
+    config = replace(cpu_serving_configs(version, serving)[0], name="deal_win_s3")
+    tree = push_triton_repository(registry, version, [config])
+    with pytest.raises(ClientError):
+        registry.client.head_object(Bucket=registry.url.bucket, Key=tree[len(f"s3://{BUCKET}/") :] + "/.control_key")
     url = triton_s3_url(tree, s3_endpoint)
     assert url.startswith("s3://http://127.0.0.1:")
-    server = ObjectStoreTritonServer(url, ["deal_win", "deal_win_s3"], local_repository=builder.repository)
-    with server, TritonPredictionClient(server.http_url, "deal_win_s3") as s3_client:
-        from_s3 = s3_client.predict_detailed(rows.head(3))
-        assert len(from_s3) == 3 and from_s3[0].model_version == str(first.version)
-        controller = ModelController(server.http_url, builder)
-
-        def deploy(version: ModelVersion) -> None:
-            for config in cpu_serving_configs(version, serving)[:1]:
-                controller.deploy(version, config)
-
-        watcher = PromotionWatcher(registry, "deal_win", host_models, deploy, interval_s=0.2, current=first.version)
-        errors: list[BaseException] = []
-        seen: list[str] = []
-        stop = threading.Event()
-
-        def load() -> None:
-            with TritonPredictionClient(server.http_url, "deal_win") as client:
-                i = 0
-                while not stop.is_set():
-                    try:
-                        seen.append(client.predict_detailed(rows.iloc[[i % len(rows)]])[0].model_version)
-                    except Exception as exc:  # any failed call during the switch
-                        errors.append(exc)
-                    i += 1
-
-        thread = threading.Thread(target=load)
-        thread.start()
-        watcher.start()
-        try:
-            registry.set_alias("deal_win", "production", second.version)  # the promotion, on object storage only
-            deadline = time.monotonic() + 60
-            while not seen or seen[-1] != str(second.version):
-                assert time.monotonic() < deadline, f"promotion not picked up; watcher errors {watcher.errors}"
-                time.sleep(0.05)
-        finally:
-            watcher.stop()
-            stop.set()
-            thread.join(timeout=30)
-            controller.close()
-    assert errors == [] and str(first.version) in seen
-    assert list_versions(host_models, "deal_win") == [first.version, second.version]
+    server = ObjectStoreTritonServer(url, ["deal_win_s3"])
+    with server, TritonPredictionClient(server.http_url, "deal_win_s3") as client:
+        from_s3 = client.predict_detailed(rows.head(3))
+    assert len(from_s3) == 3 and from_s3[0].model_version == str(version.version)
 
 
 def test_deploy_k8s_writes_valid_manifests_naming_a_complete_repository(registry, published, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""Two real Triton replicas behind a real nginx: a SIGKILLed replica and a rolling update cost no request.
+"""Two real Triton replicas behind a real nginx: a SIGKILLed replica and a rolling update (driven by a promotion
+on object storage) cost no request.
 
 The load runs through nginx with the SDK (its bounded retry on), from threads, while a replica's whole process
 group is SIGKILLed (stubs included, as the OOM killer would) and later while a new version rolls out replica by
@@ -21,15 +22,18 @@ import requests
 
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.project import compose_config
-from fulqrun_ml.registry.store import METADATA_FILE, ModelVersion, publish_version
+from fulqrun_ml.registry.store import METADATA_FILE, ModelVersion, list_versions, publish_version
 from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.control import ModelController
 from fulqrun_ml.serving.deploy import cpu_serving_configs
 from fulqrun_ml.serving.nginx import Upstream, render_config
+from fulqrun_ml.serving.object_repo import PromotionWatcher
 from fulqrun_ml.serving.replicas import ReplicaSet, live_replica_state
 from fulqrun_ml.serving.server import free_port
+from tests.integration import s3_service
 
 pytestmark = pytest.mark.integration
+s3_endpoint, registry = s3_service.s3_endpoint, s3_service.registry  # the fixtures, used by name below
 
 
 @pytest.fixture(scope="module")
@@ -141,14 +145,32 @@ def republish(version: ModelVersion) -> ModelVersion:
     return publish_version(version.path.parent.parent, version.name, write, metadata)
 
 
-def test_rolling_update_across_replicas_fails_no_request(replica_set, published, rows):
-    second = republish(published[0])
+def test_a_promotion_on_object_storage_rolls_out_across_replicas_with_no_failed_request(
+    replica_set, published, rows, registry, tmp_path
+):
+    """The production pointer moves on the S3 server only; the watcher pulls the version onto the serving host's
+    own disk (not the publisher's registry) and rolls it out replica by replica under load."""
+    first = published[0]
+    second = republish(first)
+    for version in (first, second):
+        registry.push_version(version)
+    registry.set_alias("deal_win", "production", first.version)
+    host_models = tmp_path / "host-models"
+    watcher = PromotionWatcher(
+        registry, "deal_win", host_models, replica_set.rolling_update, interval_s=0.2, current=first.version
+    )
     with Load(replica_set.http_url, rows) as load:
         load.wait_calls(10)
-        replica_set.rolling_update(second)
+        watcher.start()
+        try:
+            registry.set_alias("deal_win", "production", second.version)
+            wait_for(lambda: watcher.current == second.version or bool(watcher.errors))
+        finally:
+            watcher.stop()
         load.wait_calls(20)
-    assert load.errors == []
+    assert watcher.errors == [] and load.errors == []
     assert str(second.version) in load.versions  # the new version answered through nginx
+    assert list_versions(host_models, "deal_win") == [second.version]  # pulled from S3, nothing shared
     for replica in replica_set.replicas:  # and every replica serves it now
         ready = requests.get(f"http://{replica.server.http_url}/v2/models/deal_win/versions/{second.version}/ready")
         assert ready.status_code == 200
