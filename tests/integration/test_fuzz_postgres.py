@@ -61,7 +61,7 @@ def _table_digest(conn: psycopg.Connection) -> str:
     return conn.execute(query.format(sql.Identifier(SCHEMA, "opportunities"))).fetchone()[0]
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(hostile=HOSTILE)
 @example(hostile=("close_date", "infinity"))  # found by this test: was a bare psycopg DataError
 def test_a_hostile_row_in_postgres_is_loaded_or_refused_naming_its_row_and_field(crm_in_postgres, hostile):

@@ -55,7 +55,7 @@ def _write(folder: Path) -> None:
     (folder / "model.onnx").write_bytes(b"not a real model")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(name=NAMES)
 def test_publish_takes_a_safe_name_and_refuses_the_rest_leaving_no_trace(tmp_path_factory, name):
     sandbox = tmp_path_factory.mktemp("sandbox")

@@ -77,7 +77,7 @@ def test_without_an_organisation_enforced_is_403_and_single_tenant_passes_unchan
     assert scope_infer_request("deal_win_by_id", body, headers, enforce=False) is None
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(org=st.text(max_size=20) | st.sampled_from(["../x", "a/b", "a:b", "*", "", "a\x00", "@b"]))
 def test_a_hostile_organisation_is_400_or_a_key_safe_scope(org):
     body, headers = _binary_request([b"d1"])
@@ -92,7 +92,7 @@ def test_a_hostile_organisation_is_400_or_a_key_safe_scope(org):
     assert not set(org) & set("/:*?[]\\\x00 ")
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(segment=st.binary(max_size=24))
 def test_a_hostile_binary_ids_segment_is_400_or_every_element_scoped(segment):
     head = json.dumps(
