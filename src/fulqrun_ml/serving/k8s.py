@@ -183,7 +183,7 @@ def adapter_rules(app: str, version: int, opts: K8sOptions) -> dict[str, Any]:
             "  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}\n"
             f'  name: {{matches: "{counter}", as: "{name}"}}\n'
             f"  metricsQuery: '{per_pod.format(m=counter)} / "
-            f"clamp_min({per_pod.format(m='nv_inference_request_success')}, 1)'\n"
+            f"clamp_min({per_pod.format(m='nv_inference_request_success')}, 0.001)'\n"
         )
 
     rules = "rules:\n" + rule("nv_inference_queue_duration_us", QUEUE_METRIC)

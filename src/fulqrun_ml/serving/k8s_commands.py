@@ -28,6 +28,14 @@ from fulqrun_ml.serving.deploy import gpu_serving_configs
 from fulqrun_ml.serving.k8s import K8sOptions, manifests
 from fulqrun_ml.serving.object_repo import push_triton_repository
 
+
+class _PlainDumper(yaml.SafeDumper):
+    """No YAML anchors/aliases for objects shared between probes: plain manifests, as people write them."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 MARKER = ".fulqrun-k8s"  # a directory holding this was written by us and may be replaced whole
 KUBERNETES_VERSION = "1.30.0"
 
@@ -95,7 +103,7 @@ def generate(args: argparse.Namespace) -> Path:
     files = {}
     for name, obj in objects.items():
         validate(obj, name)
-        files[name] = yaml.safe_dump(obj, sort_keys=False)
+        files[name] = yaml.dump(obj, Dumper=_PlainDumper, sort_keys=False)
     files["all.yaml"] = "---\n".join(files[n] for n in objects if n != "prometheus-adapter-rules.yaml")
     publish_dir(files, Path(args.out))
     return Path(args.out)
