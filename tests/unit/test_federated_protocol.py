@@ -127,7 +127,9 @@ def fake_client(address: str, authkey: bytes, who: str, behaviour: str, n: int, 
         delta["b"] = np.zeros(4, np.float32)
     if behaviour == "rows":
         delta["rows"] = np.zeros((n, 20), np.float32)
-    if behaviour != "hang":
+    if behaviour == "fail":  # its data broke: one located line, no rows
+        conn.send_bytes(encode("failed", {"client_id": who, "error": "field 'value': must be >= 0"}))
+    elif behaviour != "hang":
         conn.send_bytes(update_bytes(who, delta, n))
     try:
         while True:  # until the server says stop or closes
@@ -141,7 +143,7 @@ def test_server_refuses_bad_updates_by_name_and_does_not_wait_for_dead_clients()
     seen: list[str] = []
     server.tap = lambda who, data: seen.append(who)
     cast = {"good_a": ("ok", 30, 1.0), "good_b": ("ok", 10, -1.0), "nan": ("nan", 10, 5.0), "shape": ("shape", 10, 5.0)}
-    cast |= {"rows": ("rows", 10, 5.0), "dies": ("die", 10, 5.0), "hangs": ("hang", 10, 5.0)}
+    cast |= {"rows": ("rows", 10, 5.0), "dies": ("die", 10, 5.0), "hangs": ("hang", 10, 5.0), "fails": ("fail", 10, 0)}
     threads = [
         threading.Thread(target=fake_client, args=(server.address, server.authkey, who, *spec), daemon=True)
         for who, spec in cast.items()
@@ -163,5 +165,6 @@ def test_server_refuses_bad_updates_by_name_and_does_not_wait_for_dead_clients()
     assert refused["rows"]["what"] == "tensor 'rows'"
     assert refused["dies"]["dropped"] and "disconnected" in refused["dies"]["reason"]
     assert refused["hangs"]["dropped"] and "no reply within 1.5 s" in refused["hangs"]["reason"]
+    assert refused["fails"]["dropped"] and "field 'value'" in refused["fails"]["reason"]
     assert not refused["nan"]["dropped"]  # a refused update leaves the client in the federation
     assert "hangs" not in seen and "dies" not in seen
