@@ -88,7 +88,10 @@ def build_world(template: tuple[Path, CRMTables], root: Path, redis_url: str) ->
     snapshots = root / "runs" / "run1"
     snapshots.mkdir(parents=True)
     holdout = opps[["id", "company_id", "stage", "value"]].rename(columns={"id": "opportunity_id"})
+    holdout["company_id"] = holdout["company_id"].astype("category")  # feature frames keep categoricals
     holdout.to_parquet(snapshots / "holdout.parquet", index=False)
+    accounts = pd.DataFrame({"company_id": tables.companies["id"].astype("category"), "won": 1.0})
+    accounts.to_parquet(snapshots / "accounts.parquet", index=False)  # the company only in a categorical
 
     predictions = root / "predictions"
     records = [

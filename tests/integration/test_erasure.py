@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import redis
@@ -21,6 +22,7 @@ from fulqrun_ml.data.sources import DirectorySource
 from fulqrun_ml.erasure import files as erasure_files
 from fulqrun_ml.erasure import forget as forget_module
 from fulqrun_ml.erasure.cli import main
+from fulqrun_ml.monitoring.prediction_store import ParquetStore
 from tests.integration import erasure_setup
 from tests.integration.erasure_setup import World, build_world
 
@@ -48,7 +50,8 @@ def _file_text(root: Path) -> str:
     for path in sorted(root.rglob("*")):
         if path.suffix == ".parquet":
             table = pq.read_table(path)
-            strings = [table[f.name] for f in table.schema if str(f.type) in ("string", "large_string")]
+            strings = [table[f.name].cast(pa.string()) for f in table.schema if pa.types.is_dictionary(f.type)]
+            strings += [table[f.name] for f in table.schema if str(f.type) in ("string", "large_string")]
             parts += [str(v) for column in strings for v in column.to_pylist() if v is not None]
         elif path.suffix in (".csv", ".json", ".jsonl"):
             parts.append(path.read_text())
@@ -87,6 +90,8 @@ def test_forget_a_company_empties_every_store_and_proves_it(
     deleted = report["stores"]["embedding_cache"]["erased"]["vectors_deleted"]
     assert 0 < deleted < vectors_before and len(list(world.embedding_cache.rglob("*.npy"))) == vectors_before - deleted
     assert (world.llm / "cache" / f"{'f' * 64}.json").is_file()
+    logged = ParquetStore(world.predictions / "store").frame(None, None, None)  # still readable, hive columns intact
+    assert len(logged) > 0 and set(logged["model"]) == {"deal_win"}
     erased = DirectorySource(world.crm).load()  # the export still meets the contract
     assert (erased.opportunities["company_id"] == world.other_company).sum() == other_opps
     assert world.company not in set(erased.companies["id"])

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 from fulqrun_ml.data.pii import PIIScrubber, names_from_crm
 from fulqrun_ml.erasure.subject import Subject, read_crm_table
+from fulqrun_ml.errors import FieldValidationError
 from fulqrun_ml.text.cache import text_key
 from fulqrun_ml.text.model import MODEL_TAG
 from fulqrun_ml.text.validation import MAX_TEXT_CHARS, validate_text
@@ -34,9 +35,10 @@ def subject_keys(subject: Subject, scrubbers: list[PIIScrubber]) -> set[str]:
     """Cache keys of the subject's texts under every scrubber the encoders use."""
     keys: set[str] = set()
     for text in subject.texts:
-        if len(text) > MAX_TEXT_CHARS:
+        try:
+            clean = validate_text(text, "text", MAX_TEXT_CHARS)
+        except FieldValidationError:
             continue  # the encoder refuses such a text, so it was never cached
-        clean = validate_text(text)
         keys |= {text_key(scrubber.scrub(clean), MODEL_TAG) for scrubber in scrubbers}
     return keys
 

@@ -47,7 +47,9 @@ def _store_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fulqrun-ml governance", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fulqrun-ml governance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("forget", help="erase one contact or company from every store, with a report")
     who = p.add_mutually_exclusive_group(required=True)

@@ -70,10 +70,10 @@ class FileStore:
 
     # --- reading -------------------------------------------------------------------------------------
 
-    def _table(self, path: Path) -> pa.Table:
+    def table(self, path: Path) -> pa.Table:
         try:
             if path.suffix == ".parquet":
-                return pq.read_table(path)
+                return _decoded(pq.read_table(path, partitioning=None))  # the file as stored, no hive columns
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
             return pa.Table.from_pandas(frame, preserve_index=False)
         except (OSError, ValueError, pa.ArrowException) as err:
@@ -84,7 +84,7 @@ class FileStore:
         out: dict[str, int] = {}
         for path in self.files():
             if path.suffix in (".parquet", ".csv"):
-                hits = matcher.hit_rows(self._table(path))
+                hits = matcher.hit_rows(self.table(path))
             elif path.suffix == ".jsonl":
                 hits = sum(1 for line in _lines(path) if matcher.count_text(line))
             else:
@@ -103,7 +103,7 @@ class FileStore:
             if hits is not None and str(path) not in hits:
                 continue
             if path.suffix in (".parquet", ".csv"):
-                table = self._table(path)
+                table = self.table(path)
                 if hits is None and not matcher.hit_rows(table):
                     continue
                 kept = matcher.erase(table)
@@ -127,6 +127,14 @@ class FileStore:
                     publish(path, matcher.scrub_text(text).encode("utf-8"))
                 removed[str(path)] = 1
         return removed
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded text (pandas categoricals) as plain strings, so it is matched like any text."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type) and pa.types.is_string(f.type.value_type):
+            table = table.set_column(i, pa.field(f.name, pa.string()), table[f.name].cast(pa.string()))
+    return table
 
 
 def _lines(path: Path) -> list[str]:

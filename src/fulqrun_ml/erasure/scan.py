@@ -37,7 +37,7 @@ def scan_files(store: FileStore, scrubber: PIIScrubber) -> dict[str, Any]:
     for path in store.files():
         found: Counter[str] = Counter()
         if path.suffix in (".parquet", ".csv"):
-            table = store._table(path)
+            table = store.table(path)
             for name in table.schema.names:
                 column = table[name]
                 if str(column.type) not in ("string", "large_string"):
