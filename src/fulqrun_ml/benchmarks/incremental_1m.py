@@ -175,7 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     for hidden in ("overrides", "run-dir", "models-dir", "crm-dir", "out-dir"):
         parser.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--derive-only", action="store_true", help="recompute at_1m and goals of --out's runs")
     args = parser.parse_args(argv)
+    if args.derive_only:
+        report = derive(json.loads(args.out.read_text()))
+        atomic_write_text(args.out, json.dumps(report, indent=2, default=str) + "\n")
+        print(json.dumps(report["goals"], indent=2))
+        return 0
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args), default=str))
         return 0
@@ -200,19 +206,6 @@ def main(argv: list[str] | None = None) -> int:
             runs[name] = run_worker("train", overrides=train_overrides(work, name, flat, engine, *recipe))
     for run in runs.values():
         run.pop("run_dir", None)
-    full, warm = runs["full"]["seconds"]["total"], runs["warm"]["seconds"]["total"]
-    base_pandas, base_duckdb = runs["baseline_pandas"]["seconds"], runs["baseline_duckdb"]["seconds"]
-    factor = TARGET_OPPORTUNITIES / args.opportunities
-    at_target = None
-    if factor != 1:
-        at_target = {
-            "extrapolated": True,
-            "why": f"measured at {args.opportunities:,} opportunities (what fitted the shared machine's time), scaled "
-            f"linearly x{factor:g} to {TARGET_OPPORTUNITIES:,}: an estimate, not a measurement",
-            "full_seconds": extrapolate(runs["full"], factor),
-            "warm_seconds": extrapolate(runs["warm"], factor),
-        }
-        full, warm = at_target["full_seconds"]["total"], at_target["warm_seconds"]["total"]
     report = {
         "benchmark": "deal-win training from the DuckDB-built snapshot: full retrain vs warm start",
         "started_at": started,
@@ -227,29 +220,51 @@ def main(argv: list[str] | None = None) -> int:
             "model": "mlp (configs/model/mlp.yaml), logger=none",
         },
         "runs": runs,
-        "at_1m": at_target or "measured at 1M",
-        "goals": {
-            "at_opportunities": TARGET_OPPORTUNITIES,
-            "seconds_are": "extrapolated (see at_1m)" if at_target else "measured",
-            "full_under_10_min": {"seconds": full, "met": full < GOALS["full_seconds"]},
-            "warm_under_2_min": {"seconds": warm, "met": warm < GOALS["warm_seconds"]},
-        },
         "baseline": {
             "opportunities": args.baseline_opportunities,
             "what": "the same recipe on a flat Parquet export, pandas engine (the definitions) vs duckdb, same run",
-            "data_seconds_pandas": round(
-                base_pandas["total"] - base_pandas["fit"] - base_pandas["evaluate_and_write"], 2
-            ),
-            "data_seconds_duckdb": round(
-                base_duckdb["total"] - base_duckdb["fit"] - base_duckdb["evaluate_and_write"], 2
-            ),
         },
         "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
         "machine": machine_info(),
     }
-    atomic_write_text(args.out, json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(args.out, json.dumps(derive(report), indent=2, default=str) + "\n")
     print(json.dumps(report["goals"], indent=2))
     return 0
+
+
+def derive(report: dict[str, Any]) -> dict[str, Any]:
+    """The 1M figures and the goal verdicts, computed from the measured runs (in place; also `--derive-only`).
+
+    Wall time on a shared machine is mostly waiting for a core, so the verdict rests on CPU seconds: a run using
+    its 2 cores fully would take cpu/2 of wall, one core cpu. A goal is met when even `cpu` is under it, missed
+    when even `cpu/2` is over it, and undetermined in between. Measured below 1M, both are scaled linearly."""
+    runs, factor = report["runs"], TARGET_OPPORTUNITIES / report["opportunities"]
+    at_1m: dict[str, Any] = {"extrapolated": factor != 1}
+    if factor != 1:
+        at_1m["why"] = (
+            f"measured at {report['opportunities']:,} opportunities (what fitted the shared machine's time), scaled "
+            f"linearly x{factor:g} to {TARGET_OPPORTUNITIES:,}: an estimate, not a measurement"
+        )
+    goals: dict[str, Any] = {"at_opportunities": TARGET_OPPORTUNITIES}
+    for run, goal in (("full", "full_seconds"), ("warm", "warm_seconds")):
+        cpu = runs[run]["cpu_seconds"]["total"] * factor
+        at_1m[run] = {"wall_seconds_scaled": extrapolate(runs[run], factor), "cpu_seconds": round(cpu, 1)}
+        low, high = cpu / 2, cpu
+        verdict = "met" if high < GOALS[goal] else "missed" if low > GOALS[goal] else "undetermined"
+        goals[f"{run}_under_{GOALS[goal] // 60}_min"] = {
+            "idle_2_core_wall_seconds_range": [round(low, 1), round(high, 1)],
+            "goal_seconds": GOALS[goal],
+            "verdict": verdict,
+            "wall_seconds_on_this_shared_machine": at_1m[run]["wall_seconds_scaled"]["total"],
+        }
+    for engine in ("pandas", "duckdb"):  # the data step of the same recipe on one CRM, wall and CPU
+        seconds = runs[f"baseline_{engine}"]["seconds"]
+        report["baseline"][f"data_seconds_{engine}"] = round(
+            seconds["total"] - seconds["fit"] - seconds["evaluate_and_write"], 2
+        )
+        report["baseline"][f"data_cpu_seconds_{engine}"] = runs[f"baseline_{engine}"]["cpu_seconds"]["data"]
+    report["at_1m"], report["goals"] = at_1m, goals
+    return report
 
 
 if __name__ == "__main__":
