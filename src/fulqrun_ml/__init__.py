@@ -4,3 +4,7 @@ The spine: CRM tables -> point-in-time snapshots -> FeatureSpec -> Lightning mod
 """
 
 __version__ = "0.1.0"
+
+from fulqrun_ml import _import_guard
+
+_import_guard.install()

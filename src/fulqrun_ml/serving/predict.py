@@ -23,13 +23,24 @@ ID_COLUMNS = ("id", "opportunity_id", "lead_id", "account_id")
 
 
 def read_records(path: Path) -> pd.DataFrame:
-    """CSV, Parquet, or JSON lines (anything else), by file suffix."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_json(path, lines=True)
+    """CSV, Parquet, or JSON lines (anything else), by file suffix.
+
+    A missing or unreadable file is the user's input error, so it is one line naming the file, not a pandas
+    traceback.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FulqrunMLError(f"{path}: no such input file")
+    suffix = path.suffix.lower()
+    kind = {".csv": "CSV", ".parquet": "Parquet"}.get(suffix, "JSON lines")
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_json(path, lines=True)
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise FulqrunMLError(f"{path}: not readable as {kind} ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def _answers(client: TritonPredictionClient, features: pd.DataFrame) -> list[dict[str, Any]]:
