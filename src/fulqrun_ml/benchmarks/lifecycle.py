@@ -134,6 +134,17 @@ def run_study(seeds: list[int], max_epochs: int, overrides: list[str]) -> dict[s
                 transition_seed(_train_and_export("lifecycle_stage", seed, max_epochs, Path(tmp), overrides))
             )
             csat.append(csat_seed(_train_and_export("csat", seed, max_epochs, Path(tmp), overrides)))
+    return assemble(transitions, csat, seeds, max_epochs, overrides)
+
+
+def assemble(
+    transitions: list[dict[str, Any]],
+    csat: list[dict[str, Any]],
+    seeds: list[int],
+    max_epochs: int,
+    overrides: list[str],
+) -> dict[str, Any]:
+    """The report from per-seed results (of one study, or of one-seed studies run side by side: `merge`)."""
     stage_metrics = ("cell_mae", "row_tv_distance", "log_loss", "macro_f1", "classwise_ece", "accuracy")
     csat_metrics = ("mae_vs_true_expected", "spearman_vs_true_expected", "mae_vs_observed")
     return {
@@ -154,6 +165,17 @@ def run_study(seeds: list[int], max_epochs: int, overrides: list[str]) -> dict[s
             "per_seed": csat,
         },
     }
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from one-seed (or any) reports of the same settings, seeds in order, intervals recomputed."""
+    settings = [{k: v for k, v in r["settings"].items() if k != "seeds"} for r in reports]
+    if any(s != settings[0] for s in settings):
+        raise ValueError(f"reports differ in settings: {settings}")
+    seeds = [seed for r in reports for seed in r["settings"]["seeds"]]
+    transitions = [t for r in reports for t in r["transitions"]["per_seed"]]
+    csat = [c for r in reports for c in r["csat"]["per_seed"]]
+    return assemble(transitions, csat, seeds, settings[0]["max_epochs"], settings[0]["overrides"])
 
 
 def verdict(report: dict[str, Any]) -> list[str]:
@@ -240,8 +262,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-epochs", type=int, default=20)
     parser.add_argument("--override", action="append", default=[], help="extra Hydra overrides")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "lifecycle_csat")
+    parser.add_argument("--merge", type=Path, nargs="+", help="merge these reports' seeds instead of training")
     args = parser.parse_args(argv)
-    report = run_study(args.seeds, args.max_epochs, args.override)
+    if args.merge:
+        report = merge([json.loads(p.read_text()) for p in args.merge])
+    else:
+        report = run_study(args.seeds, args.max_epochs, args.override)
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(report, indent=2))
     atomic_write_text(args.out.with_suffix(".md"), render_markdown(report))
     print(render_markdown(report))
