@@ -112,18 +112,26 @@ def csat_seed(run: dict[str, Any]) -> dict[str, Any]:
     }
     out: dict[str, Any] = {"rows": len(holdout), "export_parity_max_abs_diff": run["parity"]}
     for who, values in predictions.items():
-        spearman = spearmanr(values, truth).statistic if np.std(values) > 0 else float("nan")
+        # a constant prediction (the training mean) has no rank order: undefined, written as null
+        spearman = spearmanr(values, truth).statistic if np.std(values) > 0 else None
         out[who] = {
             "mae_vs_true_expected": float(np.abs(values - truth).mean()),
-            "spearman_vs_true_expected": float(spearman),
+            "spearman_vs_true_expected": None if spearman is None else float(spearman),
             "mae_vs_observed": float(np.abs(values - observed).mean()),
         }
     out["train_seconds"] = run["train_seconds"]
     return out
 
 
+def _interval(values: list[float | None]) -> dict[str, Any]:
+    """t-interval over seeds; null with a reason where a seed's value is undefined (None, or NaN in old reports)."""
+    if any(v is None or not np.isfinite(v) for v in values):
+        return {"mean": None, "std": None, "ci95": None, "n": len(values), "reason": "undefined (constant prediction)"}
+    return t_interval(values)
+
+
 def summarise(per_seed: list[dict[str, Any]], who: tuple[str, ...], metrics: tuple[str, ...]) -> dict[str, Any]:
-    return {w: {m: t_interval([s[w][m] for s in per_seed]) for m in metrics if m in per_seed[0][w]} for w in who}
+    return {w: {m: _interval([s[w][m] for s in per_seed]) for m in metrics if m in per_seed[0][w]} for w in who}
 
 
 def run_study(seeds: list[int], max_epochs: int, overrides: list[str]) -> dict[str, Any]:
@@ -175,6 +183,12 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     seeds = [seed for r in reports for seed in r["settings"]["seeds"]]
     transitions = [t for r in reports for t in r["transitions"]["per_seed"]]
     csat = [c for r in reports for c in r["csat"]["per_seed"]]
+    for seed in csat:  # reports written before undefined Spearman was null held NaN
+        for row in seed.values():
+            if isinstance(row, dict) and row.get("spearman_vs_true_expected", 0.0) != row.get(
+                "spearman_vs_true_expected", 0.0
+            ):
+                row["spearman_vs_true_expected"] = None
     return assemble(transitions, csat, seeds, settings[0]["max_epochs"], settings[0]["overrides"])
 
 
@@ -199,6 +213,8 @@ def verdict(report: dict[str, Any]) -> list[str]:
 
 
 def _fmt(cell: dict[str, Any]) -> str:
+    if cell["mean"] is None:
+        return cell.get("reason", "undefined")
     if cell["ci95"] is None:
         return f"{cell['mean']:.4f}"
     return f"{cell['mean']:.4f} [{cell['ci95'][0]:.4f}, {cell['ci95'][1]:.4f}]"
@@ -268,6 +284,6 @@ def main(argv: list[str] | None = None) -> None:
         report = merge([json.loads(p.read_text()) for p in args.merge])
     else:
         report = run_study(args.seeds, args.max_epochs, args.override)
-    atomic_write_text(args.out.with_suffix(".json"), json.dumps(report, indent=2))
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps(report, indent=2, allow_nan=False))
     atomic_write_text(args.out.with_suffix(".md"), render_markdown(report))
     print(render_markdown(report))
