@@ -35,12 +35,7 @@ from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.simulator_scale import iter_latent
 from fulqrun_ml.data.sources import write_crm_directory
 from fulqrun_ml.data.validation import check_contract
-from fulqrun_ml.datamodules.tabular import (
-    ORACLE_COLUMN,
-    BuiltFrame,
-    DealWinDataModule,
-    TabularSnapshotDataModule,
-)
+from fulqrun_ml.datamodules.built_frame import ORACLE_COLUMN, BuiltFrame, SnapshotEngineError
 from fulqrun_ml.datamodules.task_builders import REP_TENURE_COLUMN, DealWinBuilder, rep_tenure_days
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES
 from fulqrun_ml.features.deal_features_duckdb import audit_leakage, create_deal_features
@@ -51,12 +46,11 @@ SCORING_COLUMNS = ("opportunity_id", "as_of", "stage_index", "rep_probability")
 OWNER = "_owner"
 
 
-class SnapshotEngineError(ValueError):
-    """A datamodule, task or source that the DuckDB snapshot engine does not build."""
+def build_with_duckdb(module: Any, settings: DuckDBSettings | None = None) -> BuiltFrame:
+    """The deal-win frame of `module` (its grid, horizon and source) built by DuckDB; see the module doc.
 
-
-def build_with_duckdb(module: TabularSnapshotDataModule, settings: DuckDBSettings | None = None) -> BuiltFrame:
-    """The deal-win frame of `module` (its grid, horizon and source) built by DuckDB; see the module doc."""
+    `module` is the calling TabularSnapshotDataModule, typed Any because importing datamodules.tabular here would
+    close an import cycle (tabular calls this function)."""
     _check_supported(module)
     work = Path(tempfile.mkdtemp(prefix="fulqrun_snapshot_"))
     weakref.finalize(module, shutil.rmtree, work, True)  # the memory-mapped tensors live as long as the module
@@ -120,12 +114,7 @@ def build_with_duckdb(module: TabularSnapshotDataModule, settings: DuckDBSetting
     )
 
 
-def _check_supported(module: TabularSnapshotDataModule) -> None:
-    if type(module) not in (TabularSnapshotDataModule, DealWinDataModule):
-        raise SnapshotEngineError(
-            f"data.snapshot_engine=duckdb: {type(module).__name__} is not supported (only the plain deal-win "
-            "datamodule); use data.snapshot_engine=pandas"
-        )
+def _check_supported(module: Any) -> None:
     if type(module.builder) is not DealWinBuilder:
         raise SnapshotEngineError(
             f"data.snapshot_engine=duckdb builds task deal_win only, not {module.builder.name}; "

@@ -14,8 +14,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,6 +24,7 @@ from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.snapshots import WEIGHT_COLUMN, snapshot_dates, time_split
 from fulqrun_ml.data.validation import check_contract
+from fulqrun_ml.datamodules.built_frame import ORACLE_COLUMN, BuiltFrame, SnapshotEngineError
 from fulqrun_ml.datamodules.loaders import SplitBatchDataModule
 from fulqrun_ml.datamodules.memmap import memmap_datasets
 from fulqrun_ml.datamodules.task_builders import DealWinBuilder, SnapshotTaskBuilder, TargetKind
@@ -37,23 +36,7 @@ from fulqrun_ml.features.target import TargetScaling
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
-ORACLE_COLUMN = "oracle_probability"
 SNAPSHOT_ENGINES = ("pandas", "duckdb")
-
-
-@dataclass
-class BuiltFrame:
-    """What a snapshot engine hands `setup`: the snapshot rows with features (and the oracle), the as_of grid,
-    the leakage audit, fairness group columns aligned with the rows, today's scoring rows and source counts.
-    `tensor_dir`: where the engine wants the encoded tensors memory-mapped (None: in memory)."""
-
-    frame: pd.DataFrame
-    dates: list[pd.Timestamp]
-    leakage_audit: dict[str, int]
-    groups: dict[str, np.ndarray]
-    scoring_rows: pd.DataFrame
-    counts: dict[str, int]
-    tensor_dir: Path | None = None
 
 
 class BatchDictDataset(Dataset):
@@ -160,6 +143,11 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
             return
         builder = self.builder
         if self.snapshot_engine == "duckdb":  # the same frame, built by DuckDB from the CRM's Parquet files
+            if type(self) not in (TabularSnapshotDataModule, DealWinDataModule):
+                raise SnapshotEngineError(
+                    f"data.snapshot_engine=duckdb: {type(self).__name__} is not supported (only the plain deal-win "
+                    "datamodule); use data.snapshot_engine=pandas"
+                )
             from fulqrun_ml.datamodules.duckdb_frame import build_with_duckdb
 
             built = build_with_duckdb(self)
