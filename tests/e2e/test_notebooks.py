@@ -10,7 +10,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+# The quickstart runs in `make test`; the serving notebook repeats what tests/integration/test_triton_serving.py
+# checks and is extended (it starts its own Triton).
+EXTENDED = {"02_serving"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=pytest.mark.extended) if p.stem in EXTENDED else p for p in NOTEBOOKS],
+    ids=[p.stem for p in NOTEBOOKS],
+)
 def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("FULQRUN_ROOT", str(tmp_path))
     monkeypatch.setenv("FULQRUN_NOTEBOOK_SMALL", "1")

@@ -7,7 +7,9 @@ import pytest
 
 from fulqrun_ml.benchmarks.freshness import FreshnessSettings, run
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The freshness benchmark harness end to end (extended); by-id freshness itself is checked by
+# test_online_stream.py and test_serving_by_id.py.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.extended]
 
 
 def test_freshness_probes_by_id_and_catch_up(published, tmp_path):

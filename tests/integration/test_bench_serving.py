@@ -51,6 +51,7 @@ def quick_report(published, tmp_path_factory):
     return json.loads(out.read_text()), out
 
 
+@pytest.mark.extended  # runs the benchmark harness end to end (~60 s); the report it writes is committed
 def test_report_rows_are_well_formed(quick_report):
     report, _ = quick_report
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["tritonserver"]
@@ -64,6 +65,7 @@ def test_report_rows_are_well_formed(quick_report):
         assert row["requests"] > 0 and row["rps"] > 0
 
 
+@pytest.mark.extended  # runs the benchmark harness end to end (~60 s); the report it writes is committed
 def test_every_point_ran_clean_for_model_and_identity(quick_report):
     report, _ = quick_report
     measured = {(r["model"], r["protocol"], r["concurrency"], r["rows_per_request"]) for r in report["rows"]}
@@ -116,6 +118,7 @@ def test_floor_targets_judge_the_ratio_to_the_floor():
     }
 
 
+@pytest.mark.extended  # runs the benchmark harness end to end (~60 s); the report it writes is committed
 def test_targets_and_plot_are_written(quick_report):
     report, out = quick_report
     assert {t["protocol"] for t in report["targets"]} == {"http", "grpc"}

@@ -55,7 +55,10 @@ DDP_RUNS = {  # pipeline -> overrides and the headline number its two processes 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pipeline", sorted(DDP_RUNS))
+# tabular runs in `make test`; the other pipelines share its launcher and sampler path (extended)
+@pytest.mark.parametrize(
+    "pipeline", [p if p == "tabular" else pytest.param(p, marks=pytest.mark.extended) for p in sorted(DDP_RUNS)]
+)
 def test_ddp_training_on_two_cpu_processes(pipeline, tmp_path):
     overrides, good_enough = DDP_RUNS[pipeline]
     out = tmp_path / "run"

@@ -66,7 +66,11 @@ def holdout_traffic(version, drifted: bool) -> tuple[pd.DataFrame, pd.DataFrame]
     return rows, outcomes
 
 
-@pytest.mark.parametrize("drifted", [True, False], ids=["drifted", "reference-like"])
+# The drifted run checks the whole ship/compare/alert/export path in `make test`; the no-false-alarm side is also
+# checked fast by tests/unit/test_monitoring_drift.py, so the reference-like run is extended.
+@pytest.mark.parametrize(
+    "drifted", [True, pytest.param(False, marks=pytest.mark.extended)], ids=["drifted", "reference-like"]
+)
 def test_watch_ships_compares_alerts_and_exports_metrics(published, receiver, tmp_path, drifted):  # noqa: F811
     version, _ = published
     rows, outcomes = holdout_traffic(version, drifted)

@@ -1,5 +1,5 @@
-"""The daily refresh replayed over 8 simulated weeks: bootstrap, gated promotions, and a planted regression
-rolled back. Real training, export, registry and ONNX scoring; tiny data so it fits CI."""
+"""The daily refresh replayed over 5 simulated weeks: bootstrap, gated promotions, and a regression planted in
+week 3 rolled back. Real training, export, registry and ONNX scoring; tiny data so it fits CI."""
 
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ def test_gates_name_the_failing_metric():
 @pytest.fixture(scope="module")
 def weeks(tmp_path_factory) -> tuple[Path, list[dict]]:
     work = tmp_path_factory.mktemp("refresh")
-    rows = replay(work, weeks=8, opportunities=1000, start_days=600, bad_week=4, warm_epochs=1, first_epochs=3)
+    rows = replay(work, weeks=5, opportunities=1000, start_days=600, bad_week=3, warm_epochs=1, first_epochs=3)
     return work, rows
 
 
-def test_eight_weeks_bootstrap_then_refresh(weeks):
+def test_five_weeks_bootstrap_then_refresh(weeks):
     _, rows = weeks
-    assert len(rows) == 9 and rows[0]["decision"] == "bootstrapped"
+    assert len(rows) == 6 and rows[0]["decision"] == "bootstrapped"
     for row in rows[1:]:
         assert row["holdout_rows"] > 0 and {"production", "candidate"} <= set(row["metrics"])
         assert row["warm_start"]
@@ -51,7 +51,7 @@ def test_every_promotion_passed_its_gates_and_every_rejection_kept_production(we
 
 def test_a_planted_bad_production_is_rolled_back_the_week_it_appears(weeks):
     work, rows = weeks
-    bad_week = rows[4]
+    bad_week = rows[3]
     planted = bad_week["planted_bad_version"]
     assert planted is not None
     assert bad_week["decision"].startswith("rolled_back")

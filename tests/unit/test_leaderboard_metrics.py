@@ -123,6 +123,7 @@ def write_external_reports(reports: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # the sections are checked one by one in test_leaderboard_sections/_survival
 def test_leaderboard_runs_end_to_end_on_tiny_data(tmp_path):
     """One tiny model per task (two seeds on deal win) plus every baseline: a section per task with its own
     reference rows, seed intervals, paired intervals, honest parity and real timings, choices made on
