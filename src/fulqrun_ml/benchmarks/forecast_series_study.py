@@ -76,21 +76,28 @@ def oracle_wape(table_path: Path, run_dir: Path, spec: SeriesTableSpec, truth: A
     return result
 
 
-def run_one(
-    section: str, seed: int, workdir: Path, max_epochs: int | None, ensemble: int, reuse: bool = False
+def train_and_measure(
+    table: Path,
+    run_dir: Path,
+    workdir: Path,
+    seed: int,
+    data_overrides: Sequence[str],
+    spec: SeriesTableSpec,
+    truth: Any,
+    max_epochs: int | None,
+    ensemble: int,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """Train + backtest + export one (section, seed); its metrics per level, timings and noise floor."""
-    fixture = make_series_fixture(n_regions=3, stores_per_region=5, weeks=156, future_weeks=4, seed=seed)
-    table = workdir / f"stores_{seed}.csv"
-    fixture.table.to_csv(table, index=False)
-    run_dir = workdir / f"{section}_{seed}"
+    """Train + backtest + export one series table (`data_overrides`: its columns and windows) with the study's
+    recipe, shared by the store sections and the pharma section; its metrics per level, timings and noise floor
+    against `truth`. With `reuse`, a finished run in `run_dir` (e.g. from an interrupted study) is read instead of
+    retrained."""
     overrides = [
         "task=forecast",
         "model=nbeats",
         f"model.ensemble={ensemble}",
         f"data.path={table}",
-        *SECTIONS[section],
-        *COMMON,
+        *data_overrides,
         "logger=none",
         "trainer.enable_progress_bar=false",
         "++trainer.enable_model_summary=false",
@@ -105,7 +112,6 @@ def run_one(
     t0 = time.perf_counter()
     reused = reuse and (run_dir / "run_info.json").is_file() and (run_dir / "metrics.json").is_file()
     if reused:
-        # a finished run of the same section and seed (e.g. from an interrupted study): read it, do not retrain
         summary = {**json.loads((run_dir / "run_info.json").read_text())}
         summary["metrics"] = json.loads((run_dir / "metrics.json").read_text())
     else:
@@ -116,14 +122,11 @@ def run_one(
     graph = export_forecaster_onnx(model, n_calendar).SerializeToString()
     with np.load(run_dir / "backtest.npz") as data:
         windows = {k: data[k] for k in data.files}
-    spec = SeriesTableSpec(
-        ("region", "store"), "week", "sales", hierarchy=("region", "store") if section == "hierarchy" else ()
-    )
     levels = list(summary["metrics"])
     return {
         "seed": seed,
         "metrics": summary["metrics"],
-        "noise_floor_wape": oracle_wape(table, run_dir, spec, fixture.truth, levels),
+        "noise_floor_wape": oracle_wape(table, run_dir, spec, truth, levels),
         "train_seconds": summary["seconds"]["fit"],
         "wall_seconds": round(wall, 1),
         "epochs": summary["epochs"],
@@ -132,6 +135,22 @@ def run_one(
         "onnx_us_per_row": onnx_microseconds_per_row(graph, windows),
         "sizes": summary["sizes"],
     }
+
+
+def run_one(
+    section: str, seed: int, workdir: Path, max_epochs: int | None, ensemble: int, reuse: bool = False
+) -> dict[str, Any]:
+    """One (section, seed) of the store fixture through `train_and_measure`."""
+    fixture = make_series_fixture(n_regions=3, stores_per_region=5, weeks=156, future_weeks=4, seed=seed)
+    table = workdir / f"stores_{seed}.csv"
+    fixture.table.to_csv(table, index=False)
+    spec = SeriesTableSpec(
+        ("region", "store"), "week", "sales", hierarchy=("region", "store") if section == "hierarchy" else ()
+    )
+    run_dir = workdir / f"{section}_{seed}"
+    return train_and_measure(
+        table, run_dir, workdir, seed, [*SECTIONS[section], *COMMON], spec, fixture.truth, max_epochs, ensemble, reuse
+    )
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,29 +18,21 @@ report's table and PNG code reads it unchanged.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from hydra import compose, initialize_config_dir
-
-from fulqrun_ml.benchmarks.forecast_series_study import oracle_wape, summarise, write_series_sections
-from fulqrun_ml.benchmarks.forecast_study import onnx_microseconds_per_row
+from fulqrun_ml.benchmarks.forecast_series_study import summarise, train_and_measure, write_series_sections
 from fulqrun_ml.benchmarks.pharma_forecast_report import render_pharma_section
 from fulqrun_ml.data.pharma_series import pharma_series_frame
 from fulqrun_ml.data.series_table import SeriesTableSpec
 from fulqrun_ml.data.simulator_pharma import simulate_pharma
-from fulqrun_ml.forecasting.export import export_forecaster_onnx, load_calibrated_forecaster
 from fulqrun_ml.machine import machine_info
-from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
-from fulqrun_ml.training.train import train
+from fulqrun_ml.project import REPO_ROOT
 
 SECTION = "pharma"
 TARGETS = ("trx", "nrx")
@@ -82,52 +74,12 @@ def run_one(
     interrupted study resumes without repeating hours of CPU)."""
     table, expected = write_pharma_table(seed, *scale, workdir)
     run_dir = workdir / f"{target}_{seed}"
-    overrides = [
-        "task=forecast",
-        "model=nbeats",
-        f"model.ensemble={ensemble}",
-        f"data.path={table}",
-        f"data.target={target}",
-        *COMMON,
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "++trainer.enable_model_summary=false",
-        f"paths.output_dir={run_dir}",
-        f"paths.root_dir={workdir}",
-        f"seed={seed}",
-    ]
-    if max_epochs is not None:
-        overrides.append(f"trainer.max_epochs={max_epochs}")
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    t0 = time.perf_counter()
-    if reuse and (run_dir / "run_info.json").is_file() and (run_dir / "metrics.json").is_file():
-        summary = json.loads((run_dir / "run_info.json").read_text())
-        summary["metrics"] = json.loads((run_dir / "metrics.json").read_text())
-        wall = float(summary["seconds"]["total"])
-    else:
-        summary = train(cfg)
-        wall = time.perf_counter() - t0
-    model = load_calibrated_forecaster(run_dir)
-    n_calendar = int(json.loads((run_dir / "net_config.json").read_text())["n_calendar"])
-    graph = export_forecaster_onnx(model, n_calendar).SerializeToString()
-    with np.load(run_dir / "backtest.npz") as data:
-        windows = {k: data[k] for k in data.files}
     spec = SeriesTableSpec(ID_COLS, "week", target, hierarchy=ID_COLS)
-    levels = list(summary["metrics"])
-    return {
-        "target": target,
-        "seed": seed,
-        "metrics": summary["metrics"],
-        "noise_floor_wape": oracle_wape(table, run_dir, spec, expected[f"expected_{target}"], levels),
-        "train_seconds": summary["seconds"]["fit"],
-        "wall_seconds": round(wall, 1),
-        "epochs": summary["epochs"],
-        "params": summary["extra"]["parameters"],
-        "baseline_seconds": summary["extra"]["baseline_fit_forecast_seconds"],
-        "onnx_us_per_row": onnx_microseconds_per_row(graph, windows),
-        "sizes": summary["sizes"],
-    }
+    data_overrides = [f"data.target={target}", *COMMON]
+    measured = train_and_measure(
+        table, run_dir, workdir, seed, data_overrides, spec, expected[f"expected_{target}"], max_epochs, ensemble, reuse
+    )
+    return {"target": target, **measured}
 
 
 def run_section(
