@@ -71,7 +71,10 @@ COMMAND_GROUPS = {
         "fulqrun_ml.pipelines.pretrain",
         "CoLES-pretrain a sequence-fusion task's encoder and publish it (train overrides follow; init_from it)",
     ),
-    "dashboard": ("fulqrun_ml.dashboard.app", "the analytics web app on 127.0.0.1 (--port, --models-dir, --triton)"),
+    "dashboard": (
+        "fulqrun_ml.dashboard.app",
+        "the analytics web app on 127.0.0.1 (--port, --models-dir, --triton, --views-dsn-env, --insights-config)",
+    ),
     "deploy": (
         "fulqrun_ml.serving.k8s_commands",
         "`deploy k8s --out DIR --s3 s3://bucket/prefix`: validated Kubernetes manifests for a registry version",
