@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from hydra import compose, initialize_config_dir
 
 from fulqrun_ml.benchmarks.forecast_series_report import png_path, render_series_png, render_series_sections
 from fulqrun_ml.benchmarks.forecast_study import onnx_microseconds_per_row, write_forecast_leaderboard
+from fulqrun_ml.benchmarks.study_logging import configure_study_logging
 from fulqrun_ml.data.series_fixture import make_series_fixture
 from fulqrun_ml.data.series_table import SeriesTableSpec, build_series_table
 from fulqrun_ml.forecasting.export import export_forecaster_onnx, load_calibrated_forecaster
@@ -248,9 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--reuse", action="store_true", help="read finished runs in --workdir instead of retraining")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_study_logging()
     warnings.filterwarnings("ignore")
     result = run_sections(args.sections, args.seeds, args.workdir, args.max_epochs, args.ensemble, args.reuse)
     paths = write_series_sections(result, args.reports_dir)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ import onnxruntime as ort
 from hydra import compose, initialize_config_dir
 
 from fulqrun_ml.benchmarks.forecast_sections import render_sections
+from fulqrun_ml.benchmarks.study_logging import configure_study_logging
 from fulqrun_ml.evaluation.latency import median_microseconds_per_row
 from fulqrun_ml.forecasting.export import OUTPUT_NAME, export_forecaster_onnx, load_calibrated_forecaster
 from fulqrun_ml.machine import machine_info
@@ -293,9 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports")
     parser.add_argument("--workdir", type=Path, default=None, help="where runs go (default: a temp dir)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_study_logging()
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
 

@@ -48,6 +48,7 @@ from fulqrun_ml.benchmarks.forecast_study import run_forecast_leaderboard, write
 from fulqrun_ml.benchmarks.leaderboard_board import build_section, render_markdown, section_kind
 from fulqrun_ml.benchmarks.leaderboard_kinds import Holdout, LeaderboardError, NeuralRun
 from fulqrun_ml.benchmarks.leaderboard_stats import RESAMPLES
+from fulqrun_ml.benchmarks.study_logging import configure_study_logging
 from fulqrun_ml.evaluation.lightgbm_baseline import LIGHTGBM_SETTINGS
 from fulqrun_ml.export.package import load_trained_net
 from fulqrun_ml.features.spec import FittedFeatureSpec
@@ -301,9 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         help="no training: re-read the forecast/sequence reports into the existing leaderboard.json, rewrite the .md",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_study_logging()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     plan = models_by_task(tasks, args.models, args.skip)
 

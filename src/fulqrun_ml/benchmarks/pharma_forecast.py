@@ -18,7 +18,6 @@ report's table and PNG code reads it unchanged.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import tempfile
 import warnings
@@ -28,6 +27,7 @@ from typing import Any
 
 from fulqrun_ml.benchmarks.forecast_series_study import summarise, train_and_measure, write_series_sections
 from fulqrun_ml.benchmarks.pharma_forecast_report import render_pharma_section
+from fulqrun_ml.benchmarks.study_logging import configure_study_logging
 from fulqrun_ml.data.pharma_series import pharma_series_frame
 from fulqrun_ml.data.series_table import SeriesTableSpec
 from fulqrun_ml.data.simulator_pharma import simulate_pharma
@@ -134,9 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--reuse", action="store_true", help="read finished runs in --workdir instead of retraining")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_study_logging()
     warnings.filterwarnings("ignore")
     scale = (args.territories, args.hcps_per_territory)
     seeds = {t: list(args.seeds) for t in args.targets}

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from fulqrun_ml.analytics.pipeline_blend import rolling_blend
 from fulqrun_ml.analytics.pipeline_forecast import PipelineForecastSettings, period_ends, pipeline_forecasts
 from fulqrun_ml.benchmarks.forecast_study import onnx_microseconds_per_row, write_forecast_leaderboard
 from fulqrun_ml.benchmarks.pipeline_blend_report import SECTION, render_pipeline_blend_section, summarise
+from fulqrun_ml.benchmarks.study_logging import configure_study_logging
 from fulqrun_ml.forecasting.anchors import anchor_forecasts
 from fulqrun_ml.forecasting.backtest import interval_indices, local_forecasts
 from fulqrun_ml.forecasting.baselines import baseline_forecasters
@@ -170,9 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_study_logging()
     warnings.filterwarnings("ignore")
     section = run_section(args.seeds, args.workdir, args.max_epochs, args.draws)
     paths = write_section(section, args.reports_dir)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 
 from fulqrun_ml.benchmarks.sequence_dynamic import lead_lines, t_interval
 from fulqrun_ml.benchmarks.sequence_study import compose_config, diagnostics, render_markdown
+from fulqrun_ml.benchmarks.study_logging import configure_study_logging
 from fulqrun_ml.evaluation.logistic_baseline import fit_logistic
 from fulqrun_ml.project import REPO_ROOT, git_commit
 from fulqrun_ml.registry.locking import atomic_write_text
@@ -131,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_study_logging()
     section = run(args.seeds, args.override)
     path = args.reports_dir / "sequence_fusion.json"
     report = json.loads(path.read_text())

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import statistics
 import tempfile
 import time
@@ -48,6 +47,7 @@ from fulqrun_ml.benchmarks.sequence_dynamic import (
     t_interval,
 )
 from fulqrun_ml.benchmarks.sequence_goal import fusion_goal_lines
+from fulqrun_ml.benchmarks.study_logging import configure_study_logging
 from fulqrun_ml.evaluation.logistic_baseline import fit_logistic
 from fulqrun_ml.export.package import load_trained_net
 from fulqrun_ml.machine import machine_info
@@ -328,9 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(report, indent=2, default=str))
         (args.reports_dir / "sequence_fusion.md").write_text(render_markdown(report))
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("pytorch_lightning", "lightning", "lightning_fabric", "torch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_study_logging()
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fulqrun-sequence-bench-") as tmp:
