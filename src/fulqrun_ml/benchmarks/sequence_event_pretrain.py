@@ -16,7 +16,6 @@ training split (statistics of unlabelled histories, no labels), as in the deal-w
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import tempfile
 import time
@@ -27,12 +26,13 @@ import numpy as np
 import torch
 
 from fulqrun_ml.benchmarks.leaderboard_stats import t_interval
+from fulqrun_ml.benchmarks.sequence_pretrain_study import subset_training_entities
 from fulqrun_ml.data.event_fixture import write_event_fixture
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import compose_config, git_commit
 from fulqrun_ml.registry.locking import atomic_write_text
 from fulqrun_ml.registry.store import ModelVersion
-from fulqrun_ml.sequence.event_datamodule import EventTableDataModule, TrimmedBatchDataset
+from fulqrun_ml.sequence.event_datamodule import EventTableDataModule
 from fulqrun_ml.sequence.event_pretrain import pretrain_event_encoder
 from fulqrun_ml.sequence.pretrain import publish_pretrained_encoder
 from fulqrun_ml.training.train import build_pipeline, train
@@ -51,20 +51,7 @@ SUFFIX_READING = (
 
 def labelled_subset(datamodule: EventTableDataModule, entities: int, seed: int) -> EventTableDataModule:
     """A shallow copy whose training split keeps only the rows of `entities` random training entities."""
-    train = datamodule.frames["train"]
-    ids = np.sort(train["entity"].unique())
-    chosen = np.random.default_rng(seed).choice(ids, size=min(entities, len(ids)), replace=False)
-    keep = train["entity"].isin(chosen).to_numpy()
-    sub = copy.copy(datamodule)
-    sub.frames = {**datamodule.frames, "train": train[keep].reset_index(drop=True)}
-    sub.sequences = {**datamodule.sequences, "train": {k: v[keep] for k, v in datamodule.sequences["train"].items()}}
-    tensors = datamodule._datasets["train"].tensors
-    sub._datasets = {
-        **datamodule._datasets,
-        "train": TrimmedBatchDataset({k: v.numpy()[keep] for k, v in tensors.items()}),
-    }
-    sub.sizes = {**datamodule.sizes, "train_rows": int(keep.sum()), "train_entities": len(chosen)}
-    return sub
+    return subset_training_entities(datamodule, "entity", entities, seed, "train_entities", sort_ids=True)
 
 
 def base_overrides(events: Path, labels: Path, root: Path, args: argparse.Namespace) -> list[str]:

@@ -28,7 +28,6 @@ import torch
 
 from fulqrun_ml.benchmarks.sequence_dynamic import freeze_lines, pretraining_lines, t_interval
 from fulqrun_ml.benchmarks.sequence_study import compose_config, render_markdown
-from fulqrun_ml.datamodules.tabular import BatchDictDataset
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import REPO_ROOT, git_commit
 from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule
@@ -46,22 +45,33 @@ DYNAMIC = "+data.source.engagement=dynamic"
 ENCODER_NAME = "coles_deals"
 
 
-def labelled_subset(datamodule: DealWinSequenceDataModule, deals: int, seed: int) -> DealWinSequenceDataModule:
-    """A shallow copy whose training split keeps only the snapshots of `deals` random training deals."""
+def subset_training_entities(
+    datamodule: Any, id_column: str, entities: int, seed: int, size_key: str, sort_ids: bool = False
+) -> Any:
+    """A shallow copy of a set-up sequence datamodule whose training split keeps only the rows of `entities`
+    random training entities (`id_column`); validation and test stay whole. One subsetting for the deal and the
+    event-table studies; `sort_ids` keeps each study's own draw order (and so its committed numbers)."""
     train = datamodule.frames["train"]
-    ids = train["opportunity_id"].unique()
-    chosen = np.random.default_rng(seed).choice(ids, size=min(deals, len(ids)), replace=False)
-    keep = train["opportunity_id"].isin(chosen).to_numpy()
+    ids = train[id_column].unique()
+    if sort_ids:
+        ids = np.sort(ids)
+    chosen = np.random.default_rng(seed).choice(ids, size=min(entities, len(ids)), replace=False)
+    keep = train[id_column].isin(chosen).to_numpy()
     sub = copy.copy(datamodule)
     sub.frames = {**datamodule.frames, "train": train[keep].reset_index(drop=True)}
     sub.sequences = {**datamodule.sequences, "train": {k: v[keep] for k, v in datamodule.sequences["train"].items()}}
-    tensors = datamodule._datasets["train"].tensors
+    dataset = datamodule._datasets["train"]
     sub._datasets = {
         **datamodule._datasets,
-        "train": BatchDictDataset({k: v.numpy()[keep] for k, v in tensors.items()}),
+        "train": type(dataset)({k: v.numpy()[keep] for k, v in dataset.tensors.items()}),
     }
-    sub.sizes = {**datamodule.sizes, "train_rows": int(keep.sum()), "train_deals": len(chosen)}
+    sub.sizes = {**datamodule.sizes, "train_rows": int(keep.sum()), size_key: len(chosen)}
     return sub
+
+
+def labelled_subset(datamodule: DealWinSequenceDataModule, deals: int, seed: int) -> DealWinSequenceDataModule:
+    """A shallow copy whose training split keeps only the snapshots of `deals` random training deals."""
+    return subset_training_entities(datamodule, "opportunity_id", deals, seed, "train_deals")
 
 
 def pretrain(datamodule: DealWinSequenceDataModule, cfg: Any, models_dir: Path, epochs: int) -> dict[str, Any]:
