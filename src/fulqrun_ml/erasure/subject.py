@@ -30,23 +30,14 @@ import pyarrow.parquet as pq
 
 from fulqrun_ml.data.pii import pseudonymize
 from fulqrun_ml.data.tenancy import SCOPE_MARK
+from fulqrun_ml.data.vocabulary import MEDDPICC_FIELDS
 from fulqrun_ml.errors import FulqrunMLError
 
 Kind = Literal["contact", "company"]
 TEXT_COLUMNS = {
     "activities": ("subject", "description"),
     "notes": ("body",),
-    "opportunities": (
-        "metrics",
-        "economic_buyer",
-        "decision_criteria",
-        "decision_process",
-        "paper_process",
-        "identify_pain",
-        "implicate_pain",
-        "champion",
-        "competition",
-    ),
+    "opportunities": MEDDPICC_FIELDS,
 }
 
 
