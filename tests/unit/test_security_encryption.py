@@ -1,12 +1,10 @@
 """AES-GCM at rest: round trips, refuses altered or swapped files, rotates keys (old key decrypts until
-retired), seals snapshots without writing plaintext, and the Triton repository gets the decrypted model."""
+retired), and the Triton repository gets the decrypted model."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from fulqrun_ml.registry.encryption import (
@@ -15,9 +13,7 @@ from fulqrun_ml.registry.encryption import (
     encrypt_file,
     encrypt_tree,
     key_id_of,
-    read_encrypted_parquet,
     rotate_tree,
-    write_encrypted_parquet,
 )
 from fulqrun_ml.registry.key_material import EnvKeyProvider, new_key
 from fulqrun_ml.registry.store import publish_version
@@ -69,15 +65,6 @@ def test_rotation_re_encrypts_and_the_old_key_works_until_retired(tmp_path, monk
     assert rotate_tree(tmp_path, rotated) == 1 and key_id_of(sealed.read_bytes(), "x") == "k2"
     assert rotate_tree(tmp_path, rotated) == 0
     assert decrypt_file(sealed, keyring(monkeypatch, f"k2:{K2}")) == MODEL  # k1 retired, nothing needs it
-
-
-def test_snapshots_are_sealed_without_plaintext_on_disk(tmp_path, monkeypatch):
-    provider = keyring(monkeypatch, f"k1:{K1}")
-    frame = pd.DataFrame({"contact_email": ["planted.person@example.com"] * 3, "value": np.arange(3.0)})
-    path = write_encrypted_parquet(frame, tmp_path / "snapshot.parquet", provider)
-    assert path.name == "snapshot.parquet.enc" and [p.name for p in tmp_path.iterdir()] == [path.name]
-    assert b"planted.person" not in path.read_bytes()
-    pd.testing.assert_frame_equal(read_encrypted_parquet(path, provider), frame)
 
 
 def test_the_triton_repository_gets_the_decrypted_model(tmp_path, monkeypatch):

@@ -14,27 +14,14 @@ files would be worse than none.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from fulqrun_ml.registry.encryption import encrypt_file, encryption_provider
-from fulqrun_ml.registry.key_material import ENCRYPTION_KEYS_ENV, KeyMaterialError, KeyProvider
+from fulqrun_ml.crypto.envelope import AT_REST_ENV, at_rest_provider
+from fulqrun_ml.registry.encryption import encrypt_file
+from fulqrun_ml.registry.key_material import KeyProvider
 
-AT_REST_ENV = "FULQRUN_ENCRYPT_AT_REST"
+__all__ = ["AT_REST_ENV", "MODEL_FILE_SUFFIXES", "at_rest_provider", "seal_model_files"]
 MODEL_FILE_SUFFIXES = (".onnx", ".plan")  # the weights: what a reader of the disk must not get
-
-
-def at_rest_provider() -> KeyProvider | None:
-    """The keyring to seal new versions with when `$FULQRUN_ENCRYPT_AT_REST` is on ("1", "true", "yes"), else None."""
-    setting = os.environ.get(AT_REST_ENV, "").strip().lower()
-    if setting in ("", "0", "false", "no"):
-        return None
-    if setting not in ("1", "true", "yes"):
-        raise KeyMaterialError(f"{AT_REST_ENV} must be 1/true/yes or 0/false/no, got {setting!r}")
-    provider = encryption_provider()
-    if provider is None:
-        raise KeyMaterialError(f"{AT_REST_ENV} is on but no encryption keys are configured: set {ENCRYPTION_KEYS_ENV}")
-    return provider
 
 
 def seal_model_files(directory: Path, provider: KeyProvider) -> list[Path]:

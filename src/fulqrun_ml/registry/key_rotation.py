@@ -20,13 +20,12 @@ from pathlib import Path
 
 from fulqrun_ml.registry.audit import append_audit, current_actor
 from fulqrun_ml.registry.encryption import SUFFIX, encrypt_file, encryption_provider, rotate_tree
+from fulqrun_ml.registry.encryption_at_rest import MODEL_FILE_SUFFIXES
 from fulqrun_ml.registry.key_material import ENCRYPTION_KEYS_ENV, KeyMaterialError
 from fulqrun_ml.registry.roles import authorize
 from fulqrun_ml.registry.signing import SIGNATURE_FILE, rotate_signed_version, sign_version, signing_provider
 from fulqrun_ml.registry.signing import verify_version as verify_signed
 from fulqrun_ml.registry.store import get_version, list_versions
-
-MODEL_FILE_SUFFIXES = (".onnx", ".plan")  # the weights: what a reader of the disk must not get
 
 
 @dataclass(frozen=True)

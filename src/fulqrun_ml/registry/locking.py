@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from fulqrun_ml.crypto.atomic import atomic_write_bytes, fsync_dir  # noqa: F401  (re-exported: one copy)
 
 LOCK_FILE = ".lock"
 
@@ -41,28 +41,3 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Replace `path` with `text`: write a temporary sibling, fsync, rename over, fsync the dir, so readers see
     the old file or the new one, never half of it."""
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """`atomic_write_text` for bytes (encrypted artifacts): temporary sibling, fsync, rename, fsync the dir."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename durable: the directory entry is only on disk once the directory is synced."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
