@@ -56,13 +56,16 @@ def decode_utf8(array):
     return np.fromiter(map(bytes.decode, array.ravel()), dtype=object, count=array.size).reshape(array.shape)
 
 
-def load_spool_module():
-    """prediction_spool.py from this version directory, loaded by path (the stub's sys.path does not have it)."""
-    path = Path(__file__).with_name("prediction_spool.py")
-    spec = importlib.util.spec_from_file_location("fulqrun_prediction_spool", path)
+def load_sibling(filename, module_name):
+    """A helper copied into this version directory, loaded by path (the stub's sys.path does not have it)."""
+    spec = importlib.util.spec_from_file_location(module_name, Path(__file__).with_name(filename))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_spool_module():
+    return load_sibling("prediction_spool.py", "fulqrun_prediction_spool")
 
 
 class RequestError(Exception):
@@ -77,6 +80,9 @@ def client_error(message):
 
 class TritonPythonModel:
     def initialize(self, args):
+        # The stub deserializes BYTES inputs (packed_categorical, named categoricals) with a per-element Python
+        # loop before execute() runs; triton_bytes.py (copied next to this file) says why and how it is faster.
+        load_sibling("triton_bytes.py", "fulqrun_triton_bytes").install(pb_utils)
         config = json.loads(args["model_config"])
         version_dir = Path(args["model_repository"]) / args["model_version"]
         spec = json.loads((version_dir / "feature_spec.json").read_text())

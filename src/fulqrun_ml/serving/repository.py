@@ -57,6 +57,8 @@ PYTHON_TEMPLATES = {v: v.replace("-", "_") for v in ("python-ort", "python-tenso
 # The prediction log's spool writer (TEMPLATE_DIR/prediction_spool.py), copied next to every Python model.py;
 # the variants that log (set `prediction_log_dir`) when `config_for_version` is given a `prediction_log`.
 SPOOL_TEMPLATE = "prediction_spool.py"
+# The faster BYTES deserializer the stub uses for the python-ort backend (TEMPLATE_DIR/triton_bytes.py, why there).
+BYTES_TEMPLATE = "triton_bytes.py"
 LOGGING_VARIANTS = ("python-ort", "python-tensor")
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "onnxruntime-cpu": "onnxruntime_onnx", "tensorrt_plan": "tensorrt_plan"}
 GPU_VARIANTS = ("onnxruntime", "tensorrt_plan")
@@ -357,6 +359,7 @@ class TritonRepositoryBuilder:
             if config.variant in PYTHON_TEMPLATES:
                 shutil.copy2(TEMPLATE_DIR / PYTHON_TEMPLATES[config.variant] / "model.py", version_dir / "model.py")
                 shutil.copy2(TEMPLATE_DIR / SPOOL_TEMPLATE, version_dir / SPOOL_TEMPLATE)
+                shutil.copy2(TEMPLATE_DIR / BYTES_TEMPLATE, version_dir / BYTES_TEMPLATE)
             if config.variant == "python-nba":
                 write_nba_companions(version_dir, version.metadata)
             if config.variant == "python-tensor":
