@@ -56,6 +56,7 @@ def test_repository_layout_for_each_variant(published, tmp_path, variant):
             "model.onnx",
             "model.py",
             "prediction_spool.py",
+            "triton_bytes.py",
         ]
     else:
         assert parsed.platform == "onnxruntime_onnx" and files == ["feature_spec.json", "model.onnx"]

@@ -359,6 +359,7 @@ class TritonRepositoryBuilder:
             if config.variant in PYTHON_TEMPLATES:
                 shutil.copy2(TEMPLATE_DIR / PYTHON_TEMPLATES[config.variant] / "model.py", version_dir / "model.py")
                 shutil.copy2(TEMPLATE_DIR / SPOOL_TEMPLATE, version_dir / SPOOL_TEMPLATE)
+            if config.variant == "python-ort":
                 shutil.copy2(TEMPLATE_DIR / BYTES_TEMPLATE, version_dir / BYTES_TEMPLATE)
             if config.variant == "python-nba":
                 write_nba_companions(version_dir, version.metadata)
