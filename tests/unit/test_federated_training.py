@@ -51,12 +51,13 @@ def check_messages(messages: list[tuple[str, bytes]], run_dir: Path) -> None:
     for who, data in messages:
         message = decode(data, who, shapes)
         kinds.append(message.type)
-        if message.type == "update":
+        if message.type in ("update", "masked_update"):
             assert set(message.tensors) == set(shapes)
         else:
             assert not message.tensors
-    assert set(kinds) <= {"hello", "stats", "update", "metrics"}
-    assert kinds.count("update") == 2 * 2 and kinds.count("stats") == 2
+    update = "masked_update" if "public_key" in kinds else "update"
+    assert set(kinds) <= {"hello", "stats", update, "metrics", "public_key"}
+    assert kinds.count(update) == 2 * 2 and kinds.count("stats") == 2
 
 
 def test_federated_run_sends_only_aggregates_and_records_lineage(tmp_path: Path) -> None:
@@ -79,11 +80,19 @@ def test_federated_run_sends_only_aggregates_and_records_lineage(tmp_path: Path)
 
 @pytest.mark.slow
 def test_spawned_organisations_train_and_publish(tmp_path: Path) -> None:
-    cfg = compose_config([f"paths.root_dir={tmp_path}", *OVERRIDES])
+    """Spawned processes with secure aggregation and client-level DP on: the server receives masked updates only,
+    and epsilon reaches the run record, the lineage and the model card."""
+    secure = ["federated.secure_aggregation=true", "federated.dp.noise_multiplier=0.5", "federated.dp.clip_norm=0.5"]
+    cfg = compose_config([f"paths.root_dir={tmp_path}", *OVERRIDES, *secure])
     received: list[tuple[str, bytes]] = []
     result = train_federated(cfg, tmp_path / "run", tap=lambda who, data: received.append((who, data)))
     check_messages(received, Path(result["run_dir"]))
+    privacy = result["extra"]["privacy"]
+    assert privacy["steps"] == 2 and privacy["noise_multiplier"] == 0.5 and 0 < privacy["epsilon"] < float("inf")
+    assert result["extra"]["federated"]["secure_aggregation"] and not result["extra"]["federated"]["events"]
     version, parity = export_run(Path(result["run_dir"]), tmp_path / "models")
     assert parity < 1e-4
     lineage = (version.path / "lineage.json").read_text()
-    assert '"algorithm": "fedavg"' in lineage
+    assert '"algorithm": "fedavg"' in lineage and '"secure_aggregation": true' in lineage
+    card = (version.path / "MODEL_CARD.md").read_text()
+    assert "client-level DP-FedAvg" in card and f"ε = {privacy['epsilon']:.3g}" in card

@@ -69,3 +69,17 @@ def fedavg(global_state: Mapping[str, np.ndarray], updates: Sequence[ClientUpdat
         step = sum(np.float64(u.n_examples) * u.delta[name].astype(np.float64) for u in updates) / total
         new_state[name] = (value.astype(np.float64) + step).astype(np.float32)
     return new_state
+
+
+def apply_step(global_state: Mapping[str, np.ndarray], step: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """global + step, in float64, stored as float32 (the wire and model dtype)."""
+    return {
+        name: (value.astype(np.float64) + np.asarray(step[name], dtype=np.float64)).astype(np.float32)
+        for name, value in global_state.items()
+    }
+
+
+def plain_sum(updates: Sequence[ClientUpdate]) -> dict[str, np.ndarray]:
+    """The unweighted float64 sum of the deltas (client-level DP weighs every organisation 1)."""
+    names = updates[0].delta
+    return {name: sum(u.delta[name].astype(np.float64) for u in updates) for name in names}

@@ -7,9 +7,15 @@ sends goes through `messages.encode`, and the server checks it with `messages.de
     -> hello(client_id)
     -> stats(count/mean/M2 per numeric feature, category counts)      or failed(error) if its data is unusable
     <- spec(fitted FeatureSpec)
-    repeat:  <- weights(purpose=train, round, mu, local_epochs)  -> update(delta, n_examples, val_log_loss, n_val)
+    with secure aggregation:  <- key_request  -> public_key(X25519)  <- peer_keys(every client's public key)
+    repeat:  <- weights(purpose=train, round, mu, local_epochs, clip_norm, roster)
+                -> update(delta, n_examples, val_log_loss, n_val), or masked_update when the roster is not empty
              <- weights(purpose=evaluate)                         -> metrics(val/test AUC, log loss, ...)
     <- stop
+
+With clip_norm > 0 (client-level DP, client_dp.py) the delta is clipped here, before it leaves, and weighs 1.
+Under secure aggregation the client sends (weight x delta) fixed-point and masked (secure_agg.py), with weight its
+training rows (FedAvg) or 1 (DP), so the server's unmasked sum is the numerator of the mean.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from omegaconf import OmegaConf
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.federated.aggregate import load_shared_state, shapes_of, shared_state
+from fulqrun_ml.federated.client_dp import clip
 from fulqrun_ml.federated.feature_stats import feature_statistics
 from fulqrun_ml.federated.local import build_net, split_metrics, train_locally, use_spec
-from fulqrun_ml.federated.messages import decode, encode
+from fulqrun_ml.federated.messages import FederatedError, decode, encode
 from fulqrun_ml.federated.organisations import OrganisationProfile, organisation_datamodule
+from fulqrun_ml.federated.secure_agg import PairwiseMasker
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +77,17 @@ def serve(conn: Connection, organisation: OrganisationProfile, index: int, cfg: 
     net = build_net(cfg.model.net, spec)
     shapes = shapes_of(shared_state(net))
     n_train = len(datamodule.frames["train"])
+    masker = PairwiseMasker(who)
     while True:
         message = decode(conn.recv_bytes(), "server", shapes)
         if message.type == "stop":
             return
+        if message.type == "key_request":
+            conn.send_bytes(encode("public_key", {"client_id": who, "public_key": masker.public_key}))
+            continue
+        if message.type == "peer_keys":
+            masker.set_peers(message.header["keys"])
+            continue
         load_shared_state(net, message.tensors)
         head = message.header
         if head["purpose"] == "evaluate":
@@ -91,4 +106,19 @@ def serve(conn: Connection, organisation: OrganisationProfile, index: int, cfg: 
             "val_log_loss": float(val["log_loss"] or 0.0),
             "n_val": int(val["n"]),
         }
-        conn.send_bytes(encode("update", update, delta))
+        conn.send_bytes(outgoing_update(masker, update, delta, head))
+
+
+def outgoing_update(masker: PairwiseMasker, update: dict[str, Any], delta: dict[str, Any], head: dict) -> bytes:
+    """The update message for this round's weights header: clipped when DP asks, masked when a roster is given.
+    A roster the masker refuses (too small, unknown peer) becomes a `failed` message: nothing readable leaves."""
+    if head["clip_norm"] > 0:
+        delta = clip(delta, head["clip_norm"])
+    if not head["roster"]:
+        return encode("update", update, delta)
+    weight = 1.0 if head["clip_norm"] > 0 else float(update["n_examples"])
+    try:
+        masked = masker.mask({k: v * weight for k, v in delta.items()}, head["roster"].split(","), head["round"])
+    except FederatedError as error:
+        return encode("failed", {"client_id": update["client_id"], "error": str(error)})
+    return encode("masked_update", update, masked)

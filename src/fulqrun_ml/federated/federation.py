@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from fulqrun_ml.features.spec import FeatureSpec, FittedFeatureSpec
 from fulqrun_ml.federated.aggregate import shared_state
 from fulqrun_ml.federated.client import client_main
+from fulqrun_ml.federated.client_dp import ClientDP, accounting
 from fulqrun_ml.federated.feature_stats import fit_from_statistics
 from fulqrun_ml.federated.local import build_net
 from fulqrun_ml.federated.messages import FederatedError
@@ -46,6 +47,8 @@ class FederatedSettings:
     mu: float = 0.0
     round_timeout_s: float = 300.0
     connect_timeout_s: float = 120.0
+    secure_aggregation: bool = False
+    dp: ClientDP = field(default_factory=ClientDP)
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -60,7 +63,12 @@ class FederatedSettings:
     @classmethod
     def from_config(cls, fed: Mapping[str, Any]) -> FederatedSettings:
         keys = ("algorithm", "rounds", "local_epochs", "mu", "round_timeout_s", "connect_timeout_s")
-        return cls(**{k: fed[k] for k in keys if k in fed})
+        secure = fed.get("secure_aggregation", False)
+        if not isinstance(secure, bool):
+            raise FederatedError(f"federated.secure_aggregation must be true or false, got {secure!r}")
+        return cls(
+            **{k: fed[k] for k in keys if k in fed}, secure_aggregation=secure, dp=ClientDP.from_config(fed.get("dp"))
+        )
 
 
 @dataclass
@@ -76,6 +84,7 @@ class FederationResult:
     train_rows: dict[str, int]
     statistics_hash: str
     settings: FederatedSettings
+    privacy: dict[str, Any] | None = None  # client-level DP accounting (client_dp.accounting), when DP was on
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,7 +122,9 @@ def run_federation(
 ) -> FederationResult:
     """Run the organisations (spawned processes by default) against one server; return the selected model.
     `launch` returns handles with join/is_alive (and terminate, for processes)."""
-    server = FederatedServer(secrets.token_bytes(32), settings.round_timeout_s)
+    server = FederatedServer(
+        secrets.token_bytes(32), settings.round_timeout_s, secure=settings.secure_aggregation, dp=settings.dp
+    )
     server.tap = tap
     clients = launch(server.address, server.authkey, profiles, OmegaConf.to_yaml(cfg, resolve=True))
     try:
@@ -135,6 +146,8 @@ def _federate(cfg: DictConfig, server: FederatedServer, settings: FederatedSetti
     headers = {who: message.header for who, message in sorted(statistics.items())}
     spec = fit_from_statistics(declared_spec(cfg), headers.values())
     server.broadcast("spec", {"spec": spec.to_dict()})
+    if settings.secure_aggregation:
+        server.exchange_keys()
     pl.seed_everything(int(cfg.seed), workers=True)
     net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
     state = shared_state(build_net(net_config, spec))
@@ -170,6 +183,7 @@ def _federate(cfg: DictConfig, server: FederatedServer, settings: FederatedSetti
         train_rows={who: int(h["n_rows"]) for who, h in headers.items()},
         statistics_hash=digest,
         settings=settings,
+        privacy=accounting(settings.dp, server.noised_rounds, len(headers)) if settings.dp.enabled else None,
     )
 
 

@@ -8,7 +8,8 @@ is read with `np.load(allow_pickle=False)`, and `decode` checks it against one s
 
 - the header holds exactly the keys its type allows, each a scalar of the expected type (a list of values is
   refused, so a column of rows cannot ride in a header field);
-- tensors are allowed only in `update` (server-bound) and `weights` (client-bound) messages. Their names must be
+- tensors are allowed only in `update`/`masked_update` (server-bound) and `weights` (client-bound) messages, as
+  float32 (uint64 fixed-point residues for `masked_update`, secure_agg.py). Their names must be
   exactly the model's floating-point state_dict entries, with the reference shapes. A tensor with one more name,
   one name missing or another shape is refused by name, before the server reads its values.
 
@@ -29,19 +30,27 @@ import numpy as np
 
 from fulqrun_ml.errors import FulqrunMLError
 
-# Server-bound: hello, stats (FeatureSpec sufficient statistics), update (weight delta), metrics, failed.
-# Client-bound: spec (the fitted FeatureSpec), weights (global state for a round or an evaluation), stop.
+# Server-bound: hello, stats (FeatureSpec sufficient statistics), update (weight delta), metrics, failed;
+# with secure aggregation public_key (X25519, hex) and masked_update (the delta, fixed-point and masked).
+# Client-bound: spec (the fitted FeatureSpec), weights (global state for a round or an evaluation; `roster` is the
+# comma-joined ids to mask against, empty without secure aggregation; `clip_norm` > 0 asks for client-level DP
+# clipping), key_request and peer_keys (the relayed public keys), stop.
 HEADER_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "hello": {"client_id": str},
     "stats": {"client_id": str, "n_rows": int, "numeric": dict, "categories": dict},
     "update": {"client_id": str, "round": int, "n_examples": int, "val_log_loss": float, "n_val": int},
+    "masked_update": {"client_id": str, "round": int, "n_examples": int, "val_log_loss": float, "n_val": int},
+    "public_key": {"client_id": str, "public_key": str},
     "metrics": {"client_id": str, "metrics": dict},
     "failed": {"client_id": str, "error": str},
     "spec": {"spec": dict},
-    "weights": {"round": int, "purpose": str, "mu": float, "local_epochs": int},
+    "weights": {"round": int, "purpose": str, "mu": float, "local_epochs": int, "clip_norm": float, "roster": str},
+    "key_request": {},
+    "peer_keys": {"keys": dict},
     "stop": {},
 }
-TENSOR_TYPES = frozenset({"update", "weights"})
+# Tensor dtypes per message type: masked updates are fixed-point residues mod 2**64 (secure_agg.py).
+TENSOR_TYPES = {"update": np.float32, "weights": np.float32, "masked_update": np.uint64}
 NUMERIC_STATS = ("count", "mean", "m2")
 # Per-split metrics a client may report about the global model on its own holdout (scalars only).
 METRIC_NAMES = frozenset({"auc", "log_loss", "brier", "n", "positives", "oracle_auc", "oracle_log_loss", "base_rate"})
@@ -70,12 +79,13 @@ class Message:
 
 
 def encode(kind: str, header: Mapping[str, Any], tensors: Mapping[str, np.ndarray] | None = None) -> bytes:
-    """One message as bytes: header JSON and, for update/weights, float32 arrays in an .npz (no pickle)."""
+    """One message as bytes: header JSON and, for the TENSOR_TYPES, arrays of their dtype in an .npz (no pickle)."""
     head = json.dumps({"type": kind, **header}, sort_keys=True).encode()
     body = b""
     if tensors:
         buffer = io.BytesIO()
-        np.savez(buffer, **{name: np.asarray(value, dtype=np.float32) for name, value in tensors.items()})
+        dtype = TENSOR_TYPES.get(kind, np.float32)
+        np.savez(buffer, **{name: np.asarray(value, dtype=dtype) for name, value in tensors.items()})
         body = buffer.getvalue()
     return struct.pack(">I", len(head)) + head + body
 
@@ -103,7 +113,7 @@ def decode(data: bytes, sender: str = "?", shapes: Mapping[str, tuple[int, ...]]
             raise MessageRejected(who, kind, "carries tensors, which this message type may not")
         tensors = read_tensors(who, body)
     if kind in TENSOR_TYPES:
-        check_tensor_names(who, tensors, shapes)
+        check_tensor_names(who, tensors, shapes, TENSOR_TYPES[kind])
     return Message(kind, header, tensors)
 
 
@@ -134,6 +144,11 @@ def check_header(who: str, kind: str, header: dict[str, Any]) -> None:
             if not isinstance(counts, dict):
                 raise MessageRejected(who, f"stats.categories.{name}", "must map category -> count")
             _scalars(who, f"stats.categories.{name}", counts, integer=True)
+    if kind == "peer_keys":
+        for peer, key in header["keys"].items():
+            _public_key(who, f"peer_keys.{peer}", key)
+    if kind == "public_key":
+        _public_key(who, "public_key", header["public_key"])
     if kind == "metrics":
         for split, values in header["metrics"].items():
             if split not in METRIC_SPLITS or not isinstance(values, dict):
@@ -142,6 +157,11 @@ def check_header(who: str, kind: str, header: dict[str, Any]) -> None:
             if unknown:
                 raise MessageRejected(who, f"metrics.{split}", f"unknown metrics {unknown}")
             _scalars(who, f"metrics.{split}", values, allow_none=True)
+
+
+def _public_key(who: str, where: str, key: Any) -> None:
+    if not isinstance(key, str) or len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        raise MessageRejected(who, where, "must be a 32-byte X25519 public key in lower-case hex")
 
 
 def _scalars(who: str, where: str, values: dict[str, Any], integer: bool = False, allow_none: bool = False) -> None:
@@ -163,9 +183,12 @@ def read_tensors(who: str, body: bytes) -> dict[str, np.ndarray]:
 
 
 def check_tensor_names(
-    who: str, tensors: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]] | None
+    who: str,
+    tensors: Mapping[str, np.ndarray],
+    shapes: Mapping[str, tuple[int, ...]] | None,
+    dtype: type = np.float32,
 ) -> None:
-    """Tensor names are exactly the model's parameters, with their shapes and float32: nothing else crosses."""
+    """Tensor names are exactly the model's parameters, with their shapes and dtype: nothing else crosses."""
     if shapes is None:
         raise MessageRejected(who, "tensors", "no reference shapes to check them against")
     extra = sorted(set(tensors) - set(shapes))
@@ -175,8 +198,8 @@ def check_tensor_names(
     if missing:
         raise MessageRejected(who, f"tensor '{missing[0]}'", "is missing from the update")
     for name, value in tensors.items():
-        if value.dtype != np.float32:
-            raise MessageRejected(who, f"tensor '{name}'", f"dtype {value.dtype}, expected float32")
+        if value.dtype != dtype:
+            raise MessageRejected(who, f"tensor '{name}'", f"dtype {value.dtype}, expected {np.dtype(dtype).name}")
         if tuple(value.shape) != tuple(shapes[name]):
             raise MessageRejected(
                 who, f"tensor '{name}'", f"shape {tuple(value.shape)}, expected {tuple(shapes[name])}"

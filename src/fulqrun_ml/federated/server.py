@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from fulqrun_ml.federated.aggregate import ClientUpdate, check_update, fedavg
+from fulqrun_ml.federated.aggregate import ClientUpdate, apply_step, check_update, fedavg, plain_sum
+from fulqrun_ml.federated.client_dp import ClientDP, global_norm, noised_mean
 from fulqrun_ml.federated.messages import FederatedError, Message, MessageRejected, decode, encode
+from fulqrun_ml.federated.secure_agg import dequantize, sum_residues
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -33,7 +35,18 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 class FederatedServer:
     """Connections to the organisations, and one method per protocol step; each step has a deadline."""
 
-    def __init__(self, authkey: bytes, round_timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        authkey: bytes,
+        round_timeout_s: float = 300.0,
+        secure: bool = False,
+        dp: ClientDP | None = None,
+        noise_rng: np.random.Generator | None = None,
+    ) -> None:
+        self.secure = secure  # pairwise-masked updates only (secure_agg.py); the server sees their sum
+        self.dp = dp or ClientDP()
+        self.noise_rng = noise_rng or np.random.default_rng()  # OS entropy unless a test pins it
+        self.noised_rounds = 0  # rounds that released a noised aggregate: what the accountant composes
         self._dir = Path(tempfile.mkdtemp(prefix="fulqrun-fed-"))
         self.address = str(self._dir / "server.sock")
         self.authkey = authkey
@@ -127,13 +140,40 @@ class FederatedServer:
             except (OSError, EOFError) as error:
                 self.drop(who, kind, f"disconnected ({type(error).__name__})")
 
+    def exchange_keys(self) -> None:
+        """Secure aggregation's set-up: collect every client's X25519 public key and relay the roster of keys."""
+        self.broadcast("key_request", {})
+        replies = self.collect("public_key", "key exchange")
+        for who in set(self.clients) - set(replies):  # refused its key: it cannot take part in masking
+            self.drop(who, "key exchange", "no usable public key")
+        self.broadcast("peer_keys", {"keys": {who: m.header["public_key"] for who, m in sorted(replies.items())}})
+
+    def reap(self, stage: str) -> None:
+        """Drop clients whose socket closed since the last step, so the next roster leaves them out. Between
+        steps a client sends nothing: anything readable is EOF, or a message out of turn (refused)."""
+        for who, conn in list(self.clients.items()):
+            if not conn.poll(0):
+                continue
+            try:
+                conn.recv_bytes(MAX_MESSAGE_BYTES)
+                self._event(stage, who, "sent a message out of turn; ignored")
+            except (EOFError, OSError) as error:
+                self.drop(who, stage, f"disconnected ({type(error).__name__})")
+
     def run_round(
         self, round_index: int, state: Mapping[str, np.ndarray], mu: float, local_epochs: int
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """One FedAvg/FedProx round; returns the new global state and what happened (accepted, refused, val loss)."""
+        """One FedAvg/FedProx round (masked and/or with client-level DP when configured); returns the new global
+        state and what happened (accepted, refused, val loss)."""
+        stage = f"round {round_index}"
+        if self.secure:
+            self.reap(stage)
+        roster = sorted(self.clients) if self.secure else []
+        clip_norm = self.dp.clip_norm if self.dp.enabled else 0.0
         header = {"round": round_index, "purpose": "train", "mu": float(mu), "local_epochs": int(local_epochs)}
-        self.broadcast("weights", header, state)
-        replies = self.collect("update", f"round {round_index}", {k: tuple(v.shape) for k, v in state.items()})
+        self.broadcast("weights", {**header, "clip_norm": clip_norm, "roster": ",".join(roster)}, state)
+        kind = "masked_update" if self.secure else "update"
+        replies = self.collect(kind, stage, {k: tuple(v.shape) for k, v in state.items()})
         updates = []
         for who, message in replies.items():
             head = message.header
@@ -141,24 +181,52 @@ class FederatedServer:
             try:
                 if head["round"] != round_index:
                     raise MessageRejected(who, "round", f"{head['round']} is not the current round {round_index}")
-                check_update(update)
+                if self.secure:  # only the counts can be checked: the tensors are masked
+                    if update.n_examples <= 0 or not np.isfinite(update.val_log_loss):
+                        raise MessageRejected(who, "n_examples/val_log_loss", "not a positive count / finite loss")
+                else:
+                    check_update(update)
+                    if clip_norm and global_norm(update.delta) > clip_norm * (1 + 1e-4):
+                        raise MessageRejected(who, "update", f"norm {global_norm(update.delta):.4g} > clip {clip_norm}")
             except MessageRejected as error:
-                self._event(f"round {round_index}", who, str(error), what=error.what)
+                self._event(stage, who, str(error), what=error.what)
                 continue
             updates.append(update)
         n_val = sum(u.n_val for u in updates)
-        val_loss = sum(u.val_log_loss * u.n_val for u in updates) / n_val if n_val else None
         summary = {
             "round": round_index,
             "accepted": [u.client_id for u in updates],
             "examples": sum(u.n_examples for u in updates),
-            "val_log_loss_before": val_loss,  # of the global model this round started from
+            # of the global model this round started from
+            "val_log_loss_before": sum(u.val_log_loss * u.n_val for u in updates) / n_val if n_val else None,
         }
-        return fedavg(state, updates), summary
+        missing = sorted(set(roster) - {u.client_id for u in updates})
+        if missing:  # their peers' masks stay in the sum: nothing usable this round (secure_agg.py)
+            self._event(stage, ",".join(missing), "masked update missing after masking; round discarded")
+            return {k: v.copy() for k, v in state.items()}, {**summary, "accepted": [], "discarded": True}
+        return self.aggregate(state, updates), summary
+
+    def aggregate(self, state: Mapping[str, np.ndarray], updates: list[ClientUpdate]) -> dict[str, np.ndarray]:
+        """FedAvg's weighted mean, or with DP the noised unweighted mean; under secure aggregation from the
+        unmasked sum of the clients' pre-weighted (or clipped) fixed-point updates."""
+        if not updates:
+            return {k: v.copy() for k, v in state.items()}
+        if self.secure:
+            summed = dequantize(sum_residues([u.delta for u in updates]))
+        elif self.dp.enabled:
+            summed = plain_sum(updates)
+        else:
+            return fedavg(state, updates)
+        if self.dp.enabled:
+            self.noised_rounds += 1
+            return apply_step(state, noised_mean(summed, len(updates), self.dp, self.noise_rng))
+        total = float(sum(u.n_examples for u in updates))
+        return apply_step(state, {name: value / total for name, value in summed.items()})
 
     def evaluate(self, state: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
         """Each organisation's val/test metrics of `state`, computed on its own rows."""
-        self.broadcast("weights", {"round": -1, "purpose": "evaluate", "mu": 0.0, "local_epochs": 0}, state)
+        header = {"round": -1, "purpose": "evaluate", "mu": 0.0, "local_epochs": 0, "clip_norm": 0.0, "roster": ""}
+        self.broadcast("weights", header, state)
         replies = self.collect("metrics", "evaluate")
         return {who: message.header["metrics"] for who, message in replies.items()}
 

@@ -21,6 +21,7 @@ holdout metrics, and `per_organisation` keeps each one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import time
@@ -104,6 +105,8 @@ def write_run(cfg: DictConfig, result: FederationResult, staging: Path, out: Pat
         "selected_round": result.chosen_round,
         "history": result.history,
         "events": result.events,
+        "secure_aggregation": settings.secure_aggregation,
+        "dp": dataclasses.asdict(settings.dp) if settings.dp.enabled else None,
         "holdout_parquet": "synthetic parity probe from the federated FeatureSpec; no organisation's rows",
     }
     record = RunRecord(
@@ -125,7 +128,7 @@ def write_run(cfg: DictConfig, result: FederationResult, staging: Path, out: Pat
         },
         data_window={},
         seconds=seconds,
-        extra={"federated": federated},
+        extra={"federated": federated, **({"privacy": result.privacy} if result.privacy else {})},
     )
     record.save(staging)
     return record
@@ -171,4 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(test-row-weighted over organisations), {len(fed['events'])} refused/dropped events\n"
         f"next: fulqrun-ml export --run-dir {result['run_dir']}"
     )
+    privacy = result["extra"].get("privacy")
+    if fed["secure_aggregation"] or privacy:
+        masked = "pairwise-masked updates (the server saw only their sum)" if fed["secure_aggregation"] else ""
+        dp = f"client-level DP: ε = {privacy['epsilon']:.3g} at δ = {privacy['delta']:.3g}" if privacy else ""
+        print("; ".join(x for x in (masked, dp) if x))
     return 0
