@@ -25,6 +25,7 @@ from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.snapshots import WEIGHT_COLUMN, snapshot_dates, time_split
 from fulqrun_ml.data.validation import check_contract
 from fulqrun_ml.datamodules.built_frame import ORACLE_COLUMN, BuiltFrame, SnapshotEngineError
+from fulqrun_ml.datamodules.eval_sample import stratified_sample
 from fulqrun_ml.datamodules.loaders import SplitBatchDataModule
 from fulqrun_ml.datamodules.memmap import memmap_datasets
 from fulqrun_ml.datamodules.task_builders import DealWinBuilder, SnapshotTaskBuilder, TargetKind
@@ -113,13 +114,22 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         test_fraction: float = 0.15,
         batch_size: int = 256,
         snapshot_engine: str = "pandas",
+        snapshot_cache_dir: str | None = None,
+        eval_sample_rows: int | None = None,
     ) -> None:
         super().__init__(batch_size)
         if snapshot_engine not in SNAPSHOT_ENGINES:
             raise ValueError(f"data.snapshot_engine must be one of {SNAPSHOT_ENGINES}, got {snapshot_engine!r}")
         # pandas: the definitions, on tables in memory; duckdb: the same rows from the CRM's Parquet files
         # (datamodules/duckdb_frame.py), for CRMs too large for pandas.
+        if snapshot_cache_dir is not None and snapshot_engine != "duckdb":
+            raise ValueError("data.snapshot_cache_dir caches the duckdb engine's rows: set data.snapshot_engine=duckdb")
         self.snapshot_engine = snapshot_engine
+        # duckdb: reuse the rows of a previous build (datamodules/duckdb_snapshot_cache.py); build only new dates.
+        self.snapshot_cache_dir = snapshot_cache_dir
+        # Evaluate on at most this many val / test rows (datamodules/eval_sample.py); the record says so.
+        self.eval_sample_rows = eval_sample_rows
+        self.eval_samples: dict[str, dict] = {}
         self.engine_seconds: dict[str, float] = {}  # the engine's CRM load / snapshot build (/ read) seconds
         self.source = source
         self.builder = builder if builder is not None else DealWinBuilder()
@@ -164,6 +174,10 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
             frame[column] = values
         frames = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
         self.frames = builder.fit_baselines(frames)
+        if self.eval_sample_rows is not None:
+            for name in ("val", "test"):
+                self.frames[name], record = stratified_sample(self.frames[name], self.eval_sample_rows, 0)
+                self.eval_samples.update({name: record} if record else {})
         self.baseline_columns = dict(builder.baselines())
         if ORACLE_COLUMN in frame:
             self.baseline_columns["oracle"] = ORACLE_COLUMN
@@ -180,6 +194,7 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
             "embargoed": int((frame["split"] == "embargoed").sum()),
             f"{builder.scoring_file.removesuffix('.parquet')}_now": len(self.scoring_rows),
             **{f"{s}_rows": len(self.frames[s]) for s in SPLITS},
+            **{f"{s}_rows_sampled_from": r["of_rows"] for s, r in self.eval_samples.items()},
         }
         log.info("%s dataset: %s", builder.name, self.sizes)
         if built.tensor_dir is not None:
@@ -248,6 +263,8 @@ class DealWinDataModule(TabularSnapshotDataModule):
         feature_spec: FeatureSpec = DEAL_WIN_FEATURES,
         builder: SnapshotTaskBuilder | None = None,
         snapshot_engine: str = "pandas",
+        snapshot_cache_dir: str | None = None,
+        eval_sample_rows: int | None = None,
     ) -> None:
         super().__init__(
             source,
@@ -259,4 +276,6 @@ class DealWinDataModule(TabularSnapshotDataModule):
             test_fraction,
             batch_size,
             snapshot_engine,
+            snapshot_cache_dir,
+            eval_sample_rows,
         )
