@@ -19,10 +19,12 @@ simulated directory). Not done here: the pandas path's sampled recompute audit, 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
 import weakref
+from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +38,7 @@ from fulqrun_ml.data.simulator_scale import iter_latent
 from fulqrun_ml.data.sources import write_crm_directory
 from fulqrun_ml.data.validation import check_contract
 from fulqrun_ml.datamodules.built_frame import ORACLE_COLUMN, BuiltFrame, SnapshotEngineError
+from fulqrun_ml.datamodules.duckdb_snapshot_cache import FALLBACKS, Plan, SnapshotCache, merge_audits
 from fulqrun_ml.datamodules.task_builders import REP_TENURE_COLUMN, DealWinBuilder, rep_tenure_days
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES
 from fulqrun_ml.features.deal_features_duckdb import audit_leakage, create_deal_features
@@ -59,10 +62,16 @@ def build_with_duckdb(module: Any, settings: DuckDBSettings | None = None) -> Bu
     start = time.perf_counter()
     directory, simulated = _crm_directory(module.source, work)
     timings["load"] = time.perf_counter() - start
-    with open_crm(directory, settings) as db:
+    cache = SnapshotCache(module.snapshot_cache_dir, _cache_settings(module)) if module.snapshot_cache_dir else None
+    with open_crm(directory, settings) as db, cache.locked() if cache else nullcontext():
         dates = duck.snapshot_dates(db, module.snapshot_every_days, module.warmup_days, module.horizon_days)
-        snapshots = duck.deal_win_snapshots(db, dates, module.horizon_days)
-        if db.rows(snapshots) == 0:
+        plan = cache.plan(db, dates) if cache else Plan(reason="no snapshot cache configured")
+        new_dates = dates[plan.reused_dates :]
+        snapshots = duck.deal_win_snapshots(db, new_dates or dates[-1:], module.horizon_days)
+        if not new_dates:  # the extract adds no date: the one-date build above only made the stage spans
+            db.execute(f"DELETE FROM {snapshots}")
+        built_rows = db.rows(snapshots)
+        if plan.reused_rows + built_rows == 0:
             raise ValueError(f"deal_win: no snapshots on {len(dates)} as_of dates; is the data too short?")
         spans = f"{snapshots}_spans"
         now = duck.open_deals(db, db.extracted_at, spans, "open_now")
@@ -72,18 +81,36 @@ def build_with_duckdb(module: Any, settings: DuckDBSettings | None = None) -> Bu
         )
         touches = duck.create_touch_counts(db, "feature_index", "opportunity_id", "deal_touches")
         features = create_deal_features(db, "feature_index", spans=spans, touches=touches)
-        audit = audit_leakage(db, features, list(module.feature_spec.names))
+        names = list(module.feature_spec.names)
+        extracted = f"'{db.extracted_at.isoformat()}'::TIMESTAMPTZ"
+        past = f"(SELECT * FROM {features} WHERE as_of < {extracted})"  # the snapshot rows; the rest: today's
+        snapshot_audit = audit_leakage(db, past, names)
+        audit = merge_audits(
+            plan.audit,
+            snapshot_audit,
+            audit_leakage(db, f"(SELECT * FROM {features} WHERE as_of >= {extracted})", names),
+        )
         order = duck.create_first_seen(db)
         values = ", ".join(f'f."{name}"' for name in DEAL_WIN_FEATURES.names)
+        tmp, part = cache.new_part() if cache else (work / ".rows.tmp", work / "rows.parquet")
         _copy(
             db,
-            f"""SELECT {", ".join(f"s.{c}" for c in SNAPSHOT_COLUMNS)}, {values}, o.assigned_to::VARCHAR AS {OWNER}
+            f"""SELECT {", ".join(f"s.{c}" for c in SNAPSHOT_COLUMNS)}, {values}
                 FROM {snapshots} s JOIN {features} f USING (opportunity_id, as_of) JOIN {order} r USING (opportunity_id)
-                LEFT JOIN (SELECT DISTINCT ON (id) id, assigned_to FROM opportunities ORDER BY id, _pos) o
-                       ON o.id = s.opportunity_id::UUID
                 ORDER BY s.as_of, r.first_seen""",
-            work / "deal_win.parquet",
+            tmp,
         )
+        os.replace(tmp, part)
+        parts = [*plan.parts, part]
+        if cache:
+            fallback_ids = {
+                table: f"SELECT DISTINCT o.{column}::VARCHAR AS id FROM {past} f "
+                f"JOIN opportunities o ON o.id = f.opportunity_id::UUID WHERE f.{flag}"
+                for table, (flag, column, _) in FALLBACKS.items()
+            }
+            rows = plan.reused_rows + built_rows
+            cache.commit(db, plan, dates, parts, rows, merge_audits(plan.audit, snapshot_audit), fallback_ids)
+        _copy(db, _assemble_sql(parts), work / "deal_win.parquet")
         _copy(
             db,
             f"""SELECT {", ".join(f"n.{c}" for c in SCORING_COLUMNS)}, {values}
@@ -94,6 +121,16 @@ def build_with_duckdb(module: Any, settings: DuckDBSettings | None = None) -> Bu
         users = db.sql("SELECT DISTINCT ON (id) id::VARCHAR AS id, created_at FROM users ORDER BY id, _pos").df()
         counts = {"opportunities": "opportunities", "activities": "activities", "stage_changes": "stage_history"}
         counts = {key: db.rows(table) for key, table in counts.items()}
+    module.snapshot_cache_report = {
+        "reused_dates": plan.reused_dates,
+        "built_dates": len(new_dates),
+        "reused_rows": plan.reused_rows,
+        "built_rows": built_rows,
+        "reason": plan.reason,
+    }
+    if cache:  # the run record's sizes say what was reused
+        counts.update(snapshot_dates_reused=plan.reused_dates, snapshot_dates_built=len(new_dates))
+    log.info("duckdb snapshot: %s", module.snapshot_cache_report)
     timings["snapshot_build"] = time.perf_counter() - start - timings["load"]
     frame = pd.read_parquet(work / "deal_win.parquet")
     owner = frame.pop(OWNER)
@@ -145,6 +182,31 @@ def _sharded_latent(directory: Path) -> SimpleNamespace | None:
     if not (directory / "latent" / "opportunities").is_dir():
         return None
     return SimpleNamespace(latent=pd.concat(list(iter_latent(directory)), ignore_index=True))
+
+
+def _cache_settings(module: Any) -> dict[str, Any]:
+    """What decides the cached rows besides the data and the code (the cache entry's address)."""
+    return {
+        "task": "deal_win",
+        "snapshot_every_days": module.snapshot_every_days,
+        "warmup_days": module.warmup_days,
+        "horizon_days": module.horizon_days,
+        "features": list(DEAL_WIN_FEATURES.names),
+    }
+
+
+def _assemble_sql(parts: list[Path]) -> str:
+    """The frame from its parts in order (each already in frame order), with each deal's current owner (the rep
+    tenure group: current, so never cached)."""
+    scans = " UNION ALL ".join(
+        f"SELECT *, {k} AS _part, file_row_number AS _row FROM read_parquet('{part}', file_row_number = true)"
+        for k, part in enumerate(parts)
+    )
+    return f"""SELECT p.* EXCLUDE (_part, _row, file_row_number), o.assigned_to::VARCHAR AS {OWNER}
+               FROM ({scans}) p
+               LEFT JOIN (SELECT DISTINCT ON (id) id, assigned_to FROM opportunities ORDER BY id, _pos) o
+                      ON o.id = p.opportunity_id::UUID
+               ORDER BY p._part, p._row"""
 
 
 def _copy(db: Any, query: str, path: Path) -> None:
