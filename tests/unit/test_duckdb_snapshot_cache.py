@@ -86,9 +86,19 @@ def test_incremental_snapshot_equals_the_full_rebuild(extracts, older_cache, ful
     counts = dict(incremental.counts)
     assert counts.pop("snapshot_dates_reused") == len(first.dates) and counts.pop("snapshot_dates_built") == 2
     assert_same(dataclasses.replace(incremental, counts=counts), full_newer)
-    again, report = build(extracts[1], cache)  # the same extract again: nothing new to build
-    assert report["built_dates"] == 0 and report["built_rows"] == 0
-    pd.testing.assert_frame_equal(again.frame, full_newer.frame, check_exact=True)
+    # The same extract again, through the datamodule with a sampled evaluation: nothing new to build, and the
+    # record says what was evaluated.
+    module = DealWinDataModule(
+        DirectorySource(extracts[1]), **GRID, snapshot_engine="duckdb", snapshot_cache_dir=cache, eval_sample_rows=30
+    )
+    module.setup()
+    assert module.snapshot_cache_report["built_dates"] == 0 and module.snapshot_cache_report["built_rows"] == 0
+    assert module.sizes["snapshot_dates_reused"] == len(full_newer.dates) and module.sizes["test_rows"] == 30
+    test, whole = module.frames["test"], module.sizes["test_rows_sampled_from"]
+    assert whole > 30 and module.eval_samples["test"]["positives"] == int(test["label"].sum())
+    assert test["as_of"].is_monotonic_increasing  # drawn rows keep the split's time order
+    keys = ["opportunity_id", "as_of"]
+    assert len(test[keys].merge(full_newer.frame[keys])) == 30  # rows of the full rebuild's frame
 
 
 def _edit_past_activity(newer: Path, out: Path, older_frame: pd.DataFrame) -> Path:

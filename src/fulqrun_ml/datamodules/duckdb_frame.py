@@ -39,14 +39,13 @@ from fulqrun_ml.data.sources import write_crm_directory
 from fulqrun_ml.data.validation import check_contract
 from fulqrun_ml.datamodules.built_frame import ORACLE_COLUMN, BuiltFrame, SnapshotEngineError
 from fulqrun_ml.datamodules.duckdb_snapshot_cache import FALLBACKS, Plan, SnapshotCache, merge_audits
-from fulqrun_ml.datamodules.task_builders import REP_TENURE_COLUMN, DealWinBuilder, rep_tenure_days
+from fulqrun_ml.datamodules.task_builders import REP_TENURE_COLUMN, DealWinBuilder
 from fulqrun_ml.features.deal_features import DEAL_WIN_FEATURES
 from fulqrun_ml.features.deal_features_duckdb import audit_leakage, create_deal_features
 
 log = logging.getLogger(__name__)
 SNAPSHOT_COLUMNS = ("opportunity_id", "as_of", "stage_index", "rep_probability", "label", "label_time")
 SCORING_COLUMNS = ("opportunity_id", "as_of", "stage_index", "rep_probability")
-OWNER = "_owner"
 
 
 def build_with_duckdb(module: Any, settings: DuckDBSettings | None = None) -> BuiltFrame:
@@ -118,7 +117,6 @@ def build_with_duckdb(module: Any, settings: DuckDBSettings | None = None) -> Bu
                 ORDER BY r.first_seen""",
             work / "open_deals.parquet",
         )
-        users = db.sql("SELECT DISTINCT ON (id) id::VARCHAR AS id, created_at FROM users ORDER BY id, _pos").df()
         counts = {"opportunities": "opportunities", "activities": "activities", "stage_changes": "stage_history"}
         counts = {key: db.rows(table) for key, table in counts.items()}
     module.snapshot_cache_report = {
@@ -133,7 +131,7 @@ def build_with_duckdb(module: Any, settings: DuckDBSettings | None = None) -> Bu
     log.info("duckdb snapshot: %s", module.snapshot_cache_report)
     timings["snapshot_build"] = time.perf_counter() - start - timings["load"]
     frame = pd.read_parquet(work / "deal_win.parquet")
-    owner = frame.pop(OWNER)
+    tenure = frame.pop(REP_TENURE_COLUMN).to_numpy()
     oracle_source = simulated or _sharded_latent(directory)
     if oracle_source is not None:
         frame[ORACLE_COLUMN] = module.builder.oracle(oracle_source, frame, module.horizon_days)
@@ -144,7 +142,7 @@ def build_with_duckdb(module: Any, settings: DuckDBSettings | None = None) -> Bu
         frame=frame,
         dates=dates,
         leakage_audit=audit,
-        groups={REP_TENURE_COLUMN: rep_tenure_days(SimpleNamespace(users=users), owner, frame["as_of"])},
+        groups={REP_TENURE_COLUMN: tenure},
         scoring_rows=pd.read_parquet(work / "open_deals.parquet"),
         counts=counts,
         tensor_dir=work / "tensors",
@@ -196,16 +194,19 @@ def _cache_settings(module: Any) -> dict[str, Any]:
 
 
 def _assemble_sql(parts: list[Path]) -> str:
-    """The frame from its parts in order (each already in frame order), with each deal's current owner (the rep
-    tenure group: current, so never cached)."""
+    """The frame from its parts in order (each already in frame order), with the days since each deal's current
+    owner joined (the rep-tenure fairness group: `task_builders.rep_tenure_days` in SQL; current, so never
+    cached; NaN where the rep is unknown)."""
     scans = " UNION ALL ".join(
         f"SELECT *, {k} AS _part, file_row_number AS _row FROM read_parquet('{part}', file_row_number = true)"
         for k, part in enumerate(parts)
     )
-    return f"""SELECT p.* EXCLUDE (_part, _row, file_row_number), o.assigned_to::VARCHAR AS {OWNER}
+    return f"""SELECT p.* EXCLUDE (_part, _row, file_row_number),
+                      ((epoch_us(p.as_of) - epoch_us(u.created_at)) / {duck.DAY_US})::DOUBLE AS {REP_TENURE_COLUMN}
                FROM ({scans}) p
                LEFT JOIN (SELECT DISTINCT ON (id) id, assigned_to FROM opportunities ORDER BY id, _pos) o
                       ON o.id = p.opportunity_id::UUID
+               LEFT JOIN (SELECT DISTINCT ON (id) id, created_at FROM users ORDER BY id, _pos) u ON u.id = o.assigned_to
                ORDER BY p._part, p._row"""
 
 
