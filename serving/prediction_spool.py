@@ -141,14 +141,19 @@ def utc_now():
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
-def batch_line(head, requests, inputs, outputs):
+def batch_line(head, requests, inputs, outputs, json_inputs=None):
     """The JSON line of a batch: `head` (model, version, time, latency), [[request id, rows, entity ids], ...],
-    and the columns (`encode_column`) over all those rows."""
+    and the columns (`encode_column`) over all those rows. `json_inputs`: more input columns already encoded as
+    JSON text (`ScrubbedColumns.column`), spliced into "inputs" as they are."""
     record = dict(head)
     record["requests"] = requests
-    record["inputs"] = inputs
     record["outputs"] = outputs
-    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    record["inputs"] = inputs  # last, so the text ends with its closing brace: see the splice below
+    text = json.dumps(record, separators=(",", ":"))
+    if json_inputs:
+        spliced = ",".join(f"{json.dumps(name)}:{column}" for name, column in json_inputs.items())
+        text = f"{text[:-2]}{',' if inputs else ''}{spliced}}}}}"
+    return text.encode() + b"\n"
 
 
 def encode_column(values):
@@ -159,6 +164,35 @@ def encode_column(values):
     return {"dtype": data.dtype.str, "shape": list(data.shape), "b64": base64.b64encode(data.tobytes()).decode()}
 
 
+def column_json(values):
+    """`encode_column(values)` of a numpy array as JSON text, for `batch_line(json_inputs=...)`: its dtype, shape
+    and base64 need no escaping, so formatting it directly skips json's scan of every base64 character (~0.3 ms of
+    a 1,024-row batch with 15 numeric fields)."""
+    data = values if values.flags.c_contiguous else values.copy(order="C")
+    shape = ",".join(map(str, data.shape))
+    return f'{{"dtype":"{data.dtype.str}","shape":[{shape}],"b64":"{base64.b64encode(data.tobytes()).decode()}"}}'
+
+
 def scrub_categorical(values, vocabulary):
     """Training-vocabulary values pass, anything else becomes UNSEEN (see the module docstring)."""
     return [v if v in vocabulary else UNSEEN for v in values]
+
+
+class ScrubbedColumns:
+    """Categorical columns as JSON text, scrubbed like `scrub_categorical`, for `batch_line(json_inputs=...)`.
+
+    Why: scrubbing value by value in Python and then JSON-encoding every string again cost ~1 ms of a 1,024-row
+    batch (5 categorical fields), about as much as onnxruntime. Each vocabulary value's JSON text is made once
+    here; a column is then one C-level map over a dict and one join. The text equals json.dumps of the scrubbed
+    list (tests/unit/test_prediction_spool_columns.py)."""
+
+    def __init__(self, vocabularies):
+        self.fragments = {
+            name: {value: json.dumps(value) for value in values if isinstance(value, str)}
+            for name, values in vocabularies.items()
+        }
+        self.unseen = json.dumps(UNSEEN)
+
+    def column(self, name, values):
+        """`values` (str) of field `name` -> the JSON text of the scrubbed list."""
+        return "[" + ",".join(map(self.fragments[name].get, values, itertools.repeat(self.unseen))) + "]"

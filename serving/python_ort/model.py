@@ -120,7 +120,7 @@ class TritonPythonModel:
             self.spool = self.log.spool_from_config(config, args)
             self.log_head = {"model": args["model_name"], "version": int(args["model_version"])}
             vocabularies = spec.get("vocabularies", {})
-            self.vocabularies = {name: frozenset(vocabularies.get(name, ())) for name in self.categorical}
+            self.scrubbed = self.log.ScrubbedColumns({name: vocabularies.get(name, ()) for name in self.categorical})
 
     def _init_packed(self, parameters):
         """The packed layout (fulqrun_ml/serving/packed.py): two inputs whose columns the config names. Their
@@ -299,16 +299,16 @@ class TritonPythonModel:
         that the log does not hold."""
         try:
             log = self.log
-            inputs = {name: log.encode_column(feeds[name]) for name in self.numeric}
-            for name in self.categorical:
-                inputs[name] = log.scrub_categorical(feeds[name].ravel().tolist(), self.vocabularies[name])
+            # Columns as JSON text (prediction_spool.column_json / ScrubbedColumns: the same line, less formatting).
+            inputs = {name: log.column_json(feeds[name]) for name in self.numeric}
+            inputs.update((name, self.scrubbed.column(name, feeds[name].ravel().tolist())) for name in self.categorical)
             outputs = {name: log.encode_column(r) for name, r in zip(self.output_names, results, strict=True)}
             answered = []  # [request id, rows, entity ids]: the batch's rows, request by request
             for i, _, _, rows in valid:
                 request_id, entity_ids = log.request_identity(requests[i], rows)
                 answered.append([request_id, rows, entity_ids])
             head = dict(self.log_head, time=log.utc_now(), latency_ms=round((time.perf_counter() - started) * 1e3, 3))
-            self.spool.write(log.batch_line(head, answered, inputs, outputs))
+            self.spool.write(log.batch_line(head, answered, {}, outputs, json_inputs=inputs))
         except Exception as exc:
             error = pb_utils.TritonError(f"prediction log unavailable: {type(exc).__name__}: {exc}")
             for i, *_ in valid:
