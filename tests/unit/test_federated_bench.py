@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fulqrun_ml.benchmarks.federated import ALL, judge, summarise, with_weighted_means
+import pytest
+
+from fulqrun_ml.benchmarks.federated import ALL, judge, privacy_cost, summarise, with_weighted_means
+from fulqrun_ml.benchmarks.federated_study import arm_overrides
 
 
 def rows(fed_gap: float, small_lead: float) -> list[dict]:
@@ -38,3 +41,26 @@ def test_goals_follow_the_paired_intervals() -> None:
     goals = judge(summarise(rows(-0.02, -0.01), ["fedavg"]), ["fedavg"])
     assert goals["fedavg"]["within_0.005_of_centralised"]["verdict"] == "not met"
     assert goals["fedavg"]["ahead_of_local_only"]["small"]["verdict"] == "not met"
+
+
+def test_privacy_arms_are_costed_against_plain_fedavg() -> None:
+    base = rows(-0.001, 0.05)
+    extra = []
+    for row in base:
+        if row["arm"] == "fedavg" and row["organisation"] != ALL:
+            extra.append({**row, "arm": "fedavg+secagg", "epsilon": None})
+            extra.append({**row, "arm": "fedavg+dp1", "auc": row["auc"] - 0.03, "epsilon": 19.0})
+    table = with_weighted_means([r for r in base if r["organisation"] != ALL] + extra)
+    arms = ["fedavg", "fedavg+secagg", "fedavg+dp1"]
+    cost = privacy_cost(table, summarise(table, arms), arms)
+    assert cost["fedavg+secagg"]["max_abs_gap_to_fedavg"] == 0.0 and cost["fedavg+secagg"]["epsilon"] is None
+    assert abs(cost["fedavg+dp1"]["auc_minus_fedavg"]["mean"] + 0.03) < 1e-9
+    assert cost["fedavg+dp1"]["epsilon"] == 19.0
+    assert arm_overrides("fedavg+secagg+dp0.5", 0.01, 0.1) == [
+        "federated=fedavg",
+        "federated.secure_aggregation=true",
+        "federated.dp.noise_multiplier=0.5",
+        "federated.dp.clip_norm=0.1",
+    ]
+    with pytest.raises(ValueError, match="unknown option 'tls'"):
+        arm_overrides("fedavg+tls", 0.01, 0.1)

@@ -169,7 +169,7 @@ def test_config_knobs_are_checked_by_name() -> None:
     settings = FederatedSettings.from_config(
         {"algorithm": "fedavg", "rounds": 2, "secure_aggregation": True, "dp": {"noise_multiplier": 0.3}}
     )
-    assert settings.secure_aggregation and settings.dp.enabled and settings.dp.clip_norm == 1.0
+    assert settings.secure_aggregation and settings.dp.enabled and settings.dp.clip_norm == 0.1
     with pytest.raises(FederatedError, match=r"federated\.dp\.noise_multiplier"):
         FederatedSettings.from_config({"algorithm": "fedavg", "rounds": 2, "dp": {"noise_multiplier": -1}})
     with pytest.raises(FederatedError, match=r"federated\.dp has unknown keys"):

@@ -1,4 +1,5 @@
-"""`scripts/bench_federated.py`: federated (FedAvg, FedProx) vs centralised vs local-only AUC per organisation.
+"""`scripts/bench_federated.py`: federated (FedAvg, FedProx, with secure aggregation and client-level DP) vs
+centralised vs local-only AUC per organisation.
 
 Writes reports/federated.json, .md and .png. Intervals are t-intervals over seeds. A seed re-draws every
 organisation's CRM and the training seed. Gaps are paired per seed (same rows, same initialisation seed). The
@@ -7,6 +8,8 @@ issue's goals, judged on the paired gaps:
   95% bound of (centralised - federated) is <= 0.005, not met when its mean is above, else inconclusive;
 - ahead of local-only for the small organisations (train rows below the median): met when the lower bound of
   (federated - local-only) is > 0, not met when its mean is <= 0, else inconclusive.
+Arms named `fedavg+secagg` / `fedavg+dp<sigma>` (federated_study.arm_overrides) also get their cost against plain
+FedAvg on the same seed: the paired AUC gap, the largest per-organisation |gap|, and the epsilon spent.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def with_weighted_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         n = sum(r["n"] for r in cell)
         auc = sum(r["auc"] * r["n"] for r in cell) / n
         oracle = sum(r["oracle_auc"] * r["n"] for r in cell) / n
-        out.append({"seed": seed, "arm": arm, "organisation": ALL, "auc": auc, "oracle_auc": oracle, "n": n})
+        row = {"seed": seed, "arm": arm, "organisation": ALL, "auc": auc, "oracle_auc": oracle, "n": n}
+        out.append({**row, "epsilon": cell[0].get("epsilon")})
     return out
 
 
@@ -55,12 +59,30 @@ def summarise(rows: list[dict[str, Any]], federated_arms: list[str]) -> dict[str
             "auc": {arm: t_interval([by[(arm, s)] for s in seeds if (arm, s) in by]) for arm in arms_of(cell)},
         }
         for arm in federated_arms:
-            for other in ("centralised", "local_only"):
+            for other in ("centralised", "local_only", *(["fedavg"] if arm != "fedavg" else [])):
                 gaps = [by[(arm, s)] - by[(other, s)] for s in seeds if (arm, s) in by and (other, s) in by]
                 if gaps:
                     entry[f"{arm}_minus_{other}"] = t_interval(gaps)
         summary[org] = entry
     return summary
+
+
+def privacy_cost(rows: list[dict[str, Any]], summary: dict[str, Any], federated_arms: list[str]) -> dict[str, Any]:
+    """Per arm other than plain FedAvg: epsilon, the paired AUC gap to FedAvg on the weighted mean, and the
+    largest |gap| over organisations and seeds (secure aggregation should leave it at rounding level)."""
+    by = {(r["arm"], r["seed"], r["organisation"]): r["auc"] for r in rows if r["auc"] is not None}
+    out = {}
+    for arm in federated_arms:
+        if arm == "fedavg" or f"{arm}_minus_fedavg" not in summary[ALL]:
+            continue
+        gaps = [abs(v - by[("fedavg", s, o)]) for (a, s, o), v in by.items() if a == arm and ("fedavg", s, o) in by]
+        epsilons = {r.get("epsilon") for r in rows if r["arm"] == arm}
+        out[arm] = {
+            "epsilon": max((e for e in epsilons if e is not None), default=None),
+            "auc_minus_fedavg": summary[ALL][f"{arm}_minus_fedavg"],
+            "max_abs_gap_to_fedavg": max(gaps, default=None),
+        }
+    return out
 
 
 def arms_of(rows: list[dict[str, Any]]) -> list[str]:
@@ -148,6 +170,13 @@ def markdown(report: dict[str, Any]) -> str:
                 f"- {arm} - centralised, {org}: {fmt(entry.get(f'{arm}_minus_centralised'))}; "
                 f"{arm} - local-only: {fmt(entry.get(f'{arm}_minus_local_only'))}"
             )
+    if report.get("privacy_cost"):
+        lines += ["", "Cost of secure aggregation and client-level DP (paired with plain FedAvg, same seed):", ""]
+        lines += ["| arm | ε (δ = 1e-5) | AUC - FedAvg, all | max abs gap, any organisation |", "|---|---|---|---|"]
+        for arm, cost in report["privacy_cost"].items():
+            eps = "none (no DP)" if cost["epsilon"] is None else f"{cost['epsilon']:.3g}"
+            worst = "n/a" if cost["max_abs_gap_to_fedavg"] is None else f"{cost['max_abs_gap_to_fedavg']:.2g}"
+            lines.append(f"| {arm} | {eps} | {fmt(cost['auc_minus_fedavg'])} | {worst} |")
     lines += ["", "Goals:", ""]
     for arm in arms:
         goal = report["goals"][arm]
@@ -164,8 +193,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--n-opportunities", type=int, default=3000, help="the federation's total")
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--algorithms", nargs="+", default=["fedavg", "fedprox"])
+    parser.add_argument(
+        "--algorithms",
+        nargs="+",
+        default=["fedavg", "fedavg+secagg", "fedavg+secagg+dp0.1", "fedavg+secagg+dp1"],
+        help="federated arms: <fedavg|fedprox>[+secagg][+dp<noise multiplier>]",
+    )
     parser.add_argument("--mu", type=float, default=0.01)
+    parser.add_argument("--clip-norm", type=float, default=0.1, help="client-level DP clipping norm of the dp arms")
     parser.add_argument("--work", type=Path, default=Path("/tmp/fulqrun-bench-federated"))
     parser.add_argument("--output", type=Path, default=Path("reports/federated.json"))
     args = parser.parse_args(argv)
@@ -175,7 +210,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for seed in range(args.seeds):
         work = args.work / stamp
-        rows += run_seed(seed, args.clients, args.n_opportunities, args.rounds, args.algorithms, args.mu, work)
+        rows += run_seed(
+            seed, args.clients, args.n_opportunities, args.rounds, args.algorithms, args.mu, work, args.clip_norm
+        )
     rows = with_weighted_means(rows)
     summary = summarise(rows, args.algorithms)
     report = {
@@ -187,6 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
         "federated_arms": args.algorithms,
         "goals": judge(summary, args.algorithms),
+        "privacy_cost": privacy_cost(rows, summary, args.algorithms),
         "summary": summary,
         "runs": rows,
     }

@@ -60,8 +60,30 @@ def fit_with_selection(cfg: DictConfig, datamodule: TabularDataModuleBase, epoch
     return net.eval()
 
 
+def arm_overrides(arm: str, mu: float, clip_norm: float) -> list[str]:
+    """The federated config of one arm name: `<fedavg|fedprox>[+secagg][+dp<noise multiplier>]`, e.g.
+    `fedavg+secagg` or `fedavg+secagg+dp0.5` (DP clips at `clip_norm`)."""
+    algorithm, *options = arm.split("+")
+    out = [f"federated={algorithm}", *([f"federated.mu={mu}"] if algorithm == "fedprox" else [])]
+    for option in options:
+        if option == "secagg":
+            out.append("federated.secure_aggregation=true")
+        elif option.startswith("dp"):
+            out += [f"federated.dp.noise_multiplier={float(option[2:])}", f"federated.dp.clip_norm={clip_norm}"]
+        else:
+            raise ValueError(f"arm {arm!r}: unknown option {option!r} (secagg, dp<sigma>)")
+    return out
+
+
 def run_seed(
-    seed: int, clients: int, n_opportunities: int, rounds: int, algorithms: list[str], mu: float, work: Path
+    seed: int,
+    clients: int,
+    n_opportunities: int,
+    rounds: int,
+    algorithms: list[str],
+    mu: float,
+    work: Path,
+    clip_norm: float = 0.1,
 ) -> list[dict[str, Any]]:
     """All arms for one seed (one draw of the organisations' CRMs and one training seed)."""
     overrides = [
@@ -88,16 +110,17 @@ def run_seed(
         local = fit_with_selection(cfg, part, rounds, seed)
         record("local_only", profile.name, split_metrics(local, part.spec, part.frames["test"]))
     for algorithm in algorithms:
-        arm_cfg = compose_config(
-            [f"federated={algorithm}", *overrides, *([f"federated.mu={mu}"] if algorithm == "fedprox" else [])]
-        )
-        result = train_federated(arm_cfg, work / f"seed{seed}_{algorithm}")
+        arm_cfg = compose_config([*arm_overrides(algorithm, mu, clip_norm), *overrides])
+        result = train_federated(arm_cfg, work / f"seed{seed}_{algorithm.replace('+', '_')}")
         per_org = result["metrics"]["per_organisation"]
+        privacy = result["extra"].get("privacy") or {}
         for profile, part in zip(profiles, parts, strict=True):
             test = per_org[profile.name]["test"]
             check_same_rows(profile.name, test, part.frames["test"])
             record(algorithm, profile.name, test)
-        log.info("federated bench seed %d %s: %s", seed, algorithm, result["metrics"]["model"])
+            rows[-1]["epsilon"] = privacy.get("epsilon")
+            rows[-1]["seconds"] = result["seconds"]["total"]
+        log.info("federated bench seed %d %s: %s %s", seed, algorithm, result["metrics"]["model"], privacy)
     sizes = {p.name: len(part.frames["train"]) for p, part in zip(profiles, parts, strict=True)}
     for row in rows:
         row["train_rows"] = sizes[row["organisation"]]

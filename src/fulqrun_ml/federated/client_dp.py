@@ -41,7 +41,7 @@ class ClientDP:
     """`cfg.federated.dp`: noise multiplier sigma (0 is off), clipping norm C, and delta for the accounting."""
 
     noise_multiplier: float = 0.0
-    clip_norm: float = 1.0
+    clip_norm: float = 0.1  # configs/federated/fedavg.yaml says why
     delta: float = 1e-5
 
     def __post_init__(self) -> None:
