@@ -130,3 +130,15 @@ def test_rewrite_keeps_a_sealed_snapshot_sealed_after_encryption_is_switched_off
     rewrite_snapshot(frame(2), tmp_path / "holdout.parquet")  # e.g. erasure removing rows
     assert plaintext_files(tmp_path) == [] and [p.name for p in tmp_path.iterdir()] == ["holdout.parquet.enc"]
     pd.testing.assert_frame_equal(read_snapshot(tmp_path / "holdout.parquet"), frame(2))
+
+
+def test_monitor_drift_reads_a_sealed_reference_and_names_the_option(tmp_path, sealed, monkeypatch):
+    from fulqrun_ml.monitoring.commands import read_frame
+    from fulqrun_ml.monitoring.drift import MonitoringInputError
+
+    write_snapshot(frame(), tmp_path / "holdout.parquet")
+    pd.testing.assert_frame_equal(read_frame(str(tmp_path / "holdout.parquet"), "--reference"), frame())
+    pd.testing.assert_frame_equal(read_frame(str(tmp_path / "holdout.parquet.enc"), "--reference"), frame())
+    monkeypatch.delenv(ENCRYPTION_KEYS_ENV)
+    with pytest.raises(MonitoringInputError, match=r"--reference.*holdout\.parquet\.enc is encrypted at rest"):
+        read_frame(str(tmp_path / "holdout.parquet"), "--reference")

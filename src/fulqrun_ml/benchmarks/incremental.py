@@ -28,9 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from fulqrun_ml.benchmarks.workload import configure_logging
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         # The parent as served (its ONNX graph and stored encoders), scored on the newer holdout.
-        holdout = pd.read_parquet(Path(full_runs[0]["run_dir"]) / "holdout.parquet")
+        holdout = read_snapshot(Path(full_runs[0]["run_dir"]) / "holdout.parquet")
         spec = FittedFeatureSpec.load(parent.path / "feature_spec.json")
         stale = binary_report(
             onnx_probabilities(parent.path / "model.onnx", spec, holdout), holdout["label"].to_numpy()

@@ -29,6 +29,7 @@ from scipy.stats import spearmanr
 
 from fulqrun_ml.benchmarks.leaderboard_stats import t_interval
 from fulqrun_ml.data.simulator_lifecycle import STAGES
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.export.multiclass_export import CLASS_PROBABILITY
 from fulqrun_ml.export.onnx_export import PREDICTION_OUTPUT, onnx_outputs
 from fulqrun_ml.export.package import export_run
@@ -64,7 +65,7 @@ def _train_and_export(task: str, seed: int, max_epochs: int, root: Path, overrid
     seconds = time.perf_counter() - started
     run_dir = Path(result["run_dir"])
     version, parity = export_run(run_dir, root / "models", task)
-    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    holdout = read_snapshot(run_dir / "holdout.parquet")
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
     graph = (version.path / "model.onnx").read_bytes()
     output = CLASS_PROBABILITY if task == "lifecycle_stage" else PREDICTION_OUTPUT

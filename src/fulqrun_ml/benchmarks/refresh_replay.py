@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from fulqrun_ml.benchmarks.workload import configure_logging
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.monitoring.refresh import RefreshGates, refresh, score_version
@@ -100,7 +99,7 @@ def replay(
         if first_model is None:
             first_model = result.production_after
         elif result.holdout_path:
-            holdout = pd.read_parquet(result.holdout_path)
+            holdout = read_snapshot(result.holdout_path)
             row["never_refreshed"] = score_version(get_version(models_dir, NAME, first_model), holdout)
         rows.append(row)
     return rows

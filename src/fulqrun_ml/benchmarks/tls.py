@@ -25,6 +25,7 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 
 from fulqrun_ml.benchmarks.leaderboard_stats import t_interval
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
@@ -59,7 +60,7 @@ def published_version(work: Path, n_opportunities: int) -> tuple[Any, pd.DataFra
         record = train(compose("train", overrides=overrides))
     version, _ = export_run(Path(record["run_dir"]), work / "models", "deal_win")
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
-    rows = pd.read_parquet(Path(record["run_dir"]) / "holdout.parquet")[spec.spec.names]
+    rows = read_snapshot(Path(record["run_dir"]) / "holdout.parquet")[spec.spec.names]
     return version, rows
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.pipelines import load_pipeline
 from fulqrun_ml.project import REPO_ROOT, compose_config
@@ -60,7 +61,7 @@ def benchmark_records(version: ModelVersion, n: int, seed: int = 0) -> pd.DataFr
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
     holdout = version_holdout_path(version.path)
     if holdout is not None:
-        frame = pd.read_parquet(holdout, columns=spec.spec.names)
+        frame = read_snapshot(holdout, columns=spec.spec.names)
         return frame.sample(n, replace=len(frame) < n, random_state=seed).reset_index(drop=True)
     rng = np.random.default_rng(seed)
     columns: dict[str, Any] = {}

@@ -22,6 +22,7 @@ from fulqrun_ml.dashboard.queries import ScopedWarehouse
 from fulqrun_ml.dashboard.view_store import FileViewStore, ViewStore, open_view_store
 from fulqrun_ml.dashboard.warehouse import ensure_warehouse, open_warehouse
 from fulqrun_ml.data.crm_duckdb import DuckDBSettings
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.errors import FulqrunMLError, RegistryError
 from fulqrun_ml.project import compose_config
 from fulqrun_ml.registry.store import ModelVersion, get_version, list_versions
@@ -148,7 +149,7 @@ def _scoring_rows_scored(
 
     try:
         run_dir = Path(json.loads((version.path / "lineage.json").read_text())["run_dir"])
-        features = pd.read_parquet(run_dir / file)
+        features = read_snapshot(run_dir / file)
     except (FileNotFoundError, KeyError, json.JSONDecodeError) as exc:
         log.warning("no %s for %s v%s: %s", file, version.name, version.version, exc)
         return None, None

@@ -28,6 +28,7 @@ import pandas as pd
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from sklearn.metrics import roc_auc_score
 
+from fulqrun_ml.data.snapshot_files import read_snapshot, snapshot_exists
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.features.spec import FittedFeatureSpec
@@ -186,9 +187,9 @@ def optimize_version(
     if holdout is None:
         run_dir = json.loads((version.path / "lineage.json").read_text()).get("run_dir")
         path = Path(run_dir or "") / "holdout.parquet"
-        if not run_dir or not path.is_file():
+        if not run_dir or not snapshot_exists(path):
             raise FulqrunMLError(f"{version.name} v{version.version}: its holdout ({path}) is gone; pass holdout=")
-        holdout = pd.read_parquet(path)
+        holdout = read_snapshot(path)
     report = optimize_onnx(version.path / "model.onnx", spec, holdout, out_dir, "label", quantize, level, max_auc_drop)
     report["version"] = {"name": version.name, "version": version.version}
     return report

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 import onnx
-import pandas as pd
 import torch
 from hydra.utils import instantiate
 
 from fulqrun_ml.data.contract_versions import contract_fingerprint
+from fulqrun_ml.data.snapshot_files import read_snapshot, snapshot_exists
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.export.multiclass_export import CLASS_PROBABILITY, export_multiclass_onnx
 from fulqrun_ml.export.onnx_export import (
@@ -75,10 +75,15 @@ def finished_run(
     if asked := sorted(k for k, v in (refused or {}).items() if v):
         raise FulqrunMLError(f"{', '.join(asked)}: apply to tabular models, not to a {what}")
     record = RunRecord.load(run_dir)
-    missing = [name for name in required if not (Path(run_dir) / name).is_file()]
+    missing = [name for name in required if not _present(Path(run_dir) / name)]
     if missing:
         raise FulqrunMLError(f"{run_dir} is not a finished {what} (missing {', '.join(missing)})")
     return record
+
+
+def _present(path: Path) -> bool:
+    """A run file exists; a snapshot counts in either form (plain or sealed at rest, data/snapshot_files.py)."""
+    return snapshot_exists(path) if path.suffix == ".parquet" else path.is_file()
 
 
 def load_trained_net(run_dir: Path, spec: FittedFeatureSpec) -> torch.nn.Module:
@@ -139,7 +144,7 @@ def export_run(
         return export_multiclass_run(run_dir, models_dir, name)
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
-    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    holdout = read_snapshot(run_dir / "holdout.parquet")
     target = load_target_scaling(run_dir) if record.kind == "regression" else None
     output = output_name(target)
     atol: float | np.ndarray = PARITY_ATOL
@@ -197,7 +202,7 @@ def export_survival_run(run_dir: Path, models_dir: Path, name: str | None = None
     (the gap of `expected_days`, in days, is recorded next to it in metrics.json and metadata.json)."""
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
-    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    holdout = read_snapshot(run_dir / "holdout.parquet")
     survival = load_survival_record(run_dir)
     temperature = float(survival["calibration"]["temperature"])
     graph = export_survival_onnx(net, spec, survival["bin_edges"], temperature)
@@ -235,7 +240,7 @@ def export_multiclass_run(run_dir: Path, models_dir: Path, name: str | None = No
     run_dir = Path(run_dir)
     spec = FittedFeatureSpec.load(run_dir / "feature_spec.json")
     net = load_trained_net(run_dir, spec)
-    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    holdout = read_snapshot(run_dir / "holdout.parquet")
     classes = json.loads((run_dir / CLASSES_FILE).read_text())
     calibration = load_calibration(run_dir)
     temperature = float(calibration.get("temperature", 1.0))

@@ -30,6 +30,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from fulqrun_ml.data.snapshot_files import SEALED_SUFFIX, read_snapshot, sealed_path
+from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.monitoring.alerts import AlertManager, observations_from_results, rules_from_config
@@ -105,6 +107,11 @@ def load_monitoring_config(name_or_path: str | Path = "default") -> dict[str, An
 def read_frame(path: str, option: str) -> pd.DataFrame:
     """Parquet, CSV or JSON lines, chosen by suffix; a missing or unreadable file names its option."""
     file = Path(path)
+    if file.name.endswith((".parquet", SEALED_SUFFIX)) and sealed_path(file).is_file():
+        try:  # a run snapshot sealed at rest (holdout.parquet.enc), decrypted in memory
+            return read_snapshot(file)
+        except FulqrunMLError as exc:
+            raise MonitoringInputError(option, str(exc)) from None
     if not file.is_file():
         raise MonitoringInputError(option, f"no such file: {path}")
     readers = {".parquet": pd.read_parquet, ".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True)}

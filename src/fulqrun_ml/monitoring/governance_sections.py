@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from fulqrun_ml.data.pii import PIIScrubber
+from fulqrun_ml.data.snapshot_files import read_snapshot, snapshot_exists
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.monitoring.drift import DriftReport, drift_report, spec_columns
 from fulqrun_ml.monitoring.prediction_log import read_predictions
@@ -122,7 +123,7 @@ def drift_since_deployment(
     out["first"], out["last"] = str(logged["time"].min()), str(logged["time"].max())
     lineage = json.loads((version_dir / "lineage.json").read_text()) if (version_dir / "lineage.json").is_file() else {}
     reference_path = Path(str(lineage.get("run_dir") or "")) / "holdout.parquet"
-    if not reference_path.is_file() or not (version_dir / "feature_spec.json").is_file():
+    if not snapshot_exists(reference_path) or not (version_dir / "feature_spec.json").is_file():
         out["drift"] = None
         out["drift_note"] = f"no training reference at {reference_path}: drift not computed"
         return out
@@ -130,7 +131,7 @@ def drift_since_deployment(
     numeric = [c for c in numeric if c in logged]
     categorical = [c for c in categorical if c in logged]
     report = drift_report(
-        pd.read_parquet(reference_path),
+        read_snapshot(reference_path),
         logged,
         numeric,
         categorical,

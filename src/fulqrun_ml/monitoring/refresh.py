@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.errors import FulqrunMLError, RegistryError
 from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.export.package import export_run
@@ -148,7 +149,7 @@ def refresh(
         warm_note = f"retrained from scratch: {incompatible}"
         candidate, holdout_path = _train_and_publish(models_dir, name, task, work_dir, overrides, None)
     promote(models_dir, name, candidate.version, alias="candidate", actor=ACTOR)
-    holdout = pd.read_parquet(holdout_path)
+    holdout = read_snapshot(holdout_path)
     result = RefreshResult("kept", production, production, candidate.version, len(holdout), str(holdout_path))
     result.warm_start = warm_note or f"init_from={name}@{production}"
     if len(holdout) < gates.min_holdout_rows or holdout["label"].nunique() < 2:

@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.monitoring.alerts import AlertManager, observations_from_results, rules_from_config
@@ -59,7 +60,7 @@ def reference_rows(version: ModelVersion, path: str | None) -> pd.DataFrame:
         raise MonitoringInputError(
             "--reference", f"{version.name} v{version.version}'s training run is not on disk: pass --reference"
         )
-    rows = pd.read_parquet(holdout)
+    rows = read_snapshot(holdout)
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
     return rows.assign(probability=onnx_probabilities(version.path / "model.onnx", spec, rows))
 

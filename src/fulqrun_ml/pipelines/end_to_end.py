@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.errors import FieldValidationError
 from fulqrun_ml.export.onnx_export import onnx_probabilities
 from fulqrun_ml.features.spec import FittedFeatureSpec
@@ -58,7 +58,7 @@ def run_end_to_end(overrides: list[str], n_requests: int = 1000) -> dict[str, An
     serve_cfg = compose_config("serve", [f"paths.root_dir={cfg.paths.root_dir}"])
     repo, _ = build_repositories(version, serve_cfg.serving, models_dir)
     spec = FittedFeatureSpec.load(version.path / "feature_spec.json")
-    open_deals = pd.read_parquet(run_dir / OPEN_DEALS_FILE)
+    open_deals = read_snapshot(run_dir / OPEN_DEALS_FILE)
     records = open_deals[spec.spec.names].to_dict(orient="records")
     # Free loopback ports, so a running `serve` never collides.
     with TritonServer(repo) as server, TritonPredictionClient(server.http_url, version.name) as client:

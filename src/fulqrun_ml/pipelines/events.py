@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
+from fulqrun_ml.data.snapshot_files import write_snapshot
 from fulqrun_ml.evaluation.lightgbm_baseline import lightgbm_holdout_report
 from fulqrun_ml.models.event_fusion import EventFusion
 from fulqrun_ml.pipelines.tabular import task_module_config
@@ -174,7 +175,7 @@ class EventPipeline(Pipeline):
         (out / "column_types.json").write_text(json.dumps(datamodule.column_types, indent=2))
         if datamodule.target_scaling is not None:
             datamodule.target_scaling.save(out / "target.json")
-        datamodule.frames["test"].drop(columns=["split"]).to_parquet(out / "holdout.parquet", index=False)
+        write_snapshot(datamodule.frames["test"].drop(columns=["split"]), out / "holdout.parquet")
         np.savez_compressed(out / "holdout_sequences.npz", **datamodule.sequences["test"])
         for name, arm in evaluation.artifacts.get("ablations", {}).items():
             (out / name).mkdir(exist_ok=True)

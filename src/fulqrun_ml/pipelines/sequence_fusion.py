@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fulqrun_ml.data.snapshot_files import write_snapshot
 from fulqrun_ml.data.snapshots import WEIGHT_COLUMN
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule
@@ -131,9 +132,9 @@ class SequenceFusionPipeline(Pipeline):
     def write_artifacts(self, out: Path, datamodule: DealWinSequenceDataModule, evaluation: Evaluation) -> None:
         datamodule.spec.save(out / "feature_spec.json")
         datamodule.vocabulary.save(out / "sequence_vocab.json")
-        datamodule.frames["test"].drop(columns=["split"]).to_parquet(out / "holdout.parquet", index=False)
+        write_snapshot(datamodule.frames["test"].drop(columns=["split"]), out / "holdout.parquet")
         np.savez_compressed(out / "holdout_sequences.npz", **datamodule.sequences["test"])
-        datamodule.open_deals.to_parquet(out / "open_deals.parquet", index=False)
+        write_snapshot(datamodule.open_deals, out / "open_deals.parquet")
         np.savez_compressed(out / "open_deals_sequences.npz", **datamodule.open_deal_sequences)
         ablation = evaluation.artifacts.get("ablation")
         if ablation is not None:

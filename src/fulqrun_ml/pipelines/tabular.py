@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fulqrun_ml.data.snapshot_files import write_snapshot
 from fulqrun_ml.datamodules.tabular import SPLITS, TabularDataModuleBase
 from fulqrun_ml.evaluation.fairness import FAIRNESS_FILE, holdout_fairness
 from fulqrun_ml.evaluation.lightgbm_baseline import lightgbm_holdout_report
@@ -140,11 +141,9 @@ class TabularPipeline(Pipeline):
             (out / CLASSES_FILE).write_text(json.dumps(evaluation.artifacts["classes"]))
         if "fairness" in evaluation.artifacts:
             (out / FAIRNESS_FILE).write_text(json.dumps(evaluation.artifacts["fairness"], indent=2))
-        datamodule.frames["test"].drop(columns=["split"], errors="ignore").to_parquet(
-            out / "holdout.parquet", index=False
-        )
+        write_snapshot(datamodule.frames["test"].drop(columns=["split"], errors="ignore"), out / "holdout.parquet")
         if datamodule.scoring_rows is not None and datamodule.scoring_file:
-            datamodule.scoring_rows.to_parquet(out / datamodule.scoring_file, index=False)
+            write_snapshot(datamodule.scoring_rows, out / datamodule.scoring_file)
         column_types = getattr(datamodule, "column_types", None)  # user tables: the inferred kind of each column
         if column_types is not None:
             (out / "column_types.json").write_text(json.dumps(column_types, indent=2))

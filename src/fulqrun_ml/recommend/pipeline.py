@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fulqrun_ml.data.snapshot_files import read_snapshot, write_snapshot
 from fulqrun_ml.errors import ExportParityError
 from fulqrun_ml.export.onnx_export import merge_with_preprocessing, raw_feeds, torch_to_onnx
 from fulqrun_ml.export.package import finished_run, publish_run
@@ -97,7 +98,7 @@ class UpliftPipeline(Pipeline):
     def write_artifacts(self, out: Path, datamodule: UpliftDataModule, evaluation: Evaluation) -> None:
         datamodule.spec.save(out / SPEC_FILE)
         (out / PROPENSITY_FILE).write_text(json.dumps(evaluation.artifacts["propensity"]))
-        datamodule.frames["test"].to_parquet(out / HOLDOUT_FILE, index=False)
+        write_snapshot(datamodule.frames["test"], out / HOLDOUT_FILE)
 
     def data_window(self, datamodule: UpliftDataModule) -> dict[str, dict[str, Any]]:
         return {
@@ -115,7 +116,7 @@ class UpliftPipeline(Pipeline):
         spec = FittedFeatureSpec.load(run_dir / SPEC_FILE)
         ensemble = load_ensemble(record.net_config, run_dir / "net_state.pt")
         graph = export_uplift_onnx(ensemble, spec)
-        parity = uplift_parity(graph, ensemble, spec, pd.read_parquet(run_dir / HOLDOUT_FILE))
+        parity = uplift_parity(graph, ensemble, spec, read_snapshot(run_dir / HOLDOUT_FILE))
         metrics = json.loads((run_dir / "metrics.json").read_text())
         metrics["export_parity_max_abs_diff"] = parity
         k = len(record.net_config["outputs"])

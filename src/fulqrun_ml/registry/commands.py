@@ -31,7 +31,7 @@ from fulqrun_ml.registry.catalog import list_model_versions, list_models, show_v
 from fulqrun_ml.registry.deletion import delete_version
 from fulqrun_ml.registry.diff import Change, diff
 from fulqrun_ml.registry.fairness_gate import load_governance_config
-from fulqrun_ml.registry.key_rotation import encrypt_version, rotate_model_keys
+from fulqrun_ml.registry.key_rotation import encrypt_version, rotate_model_keys, rotate_run_snapshots
 from fulqrun_ml.registry.store import list_versions
 
 OnChange = Callable[[AliasChange], None]
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_rotate = sub.add_parser("rotate-keys", help="re-encrypt encrypted versions with the current key (admin; audited)")
     p_rotate.add_argument("name", nargs="?", help="one model (default: all)")
     p_rotate.add_argument("--actor", help="who is responsible (default: $USER)")
+    p_rotate.add_argument(
+        "--runs-dir", help="also re-encrypt the sealed run snapshots under this folder (default: logs/ next to models)"
+    )
     p_diff = sub.add_parser("diff", help="metrics, config and lineage differences between two versions")
     p_diff.add_argument("name")
     p_diff.add_argument("a")
@@ -117,6 +120,9 @@ def models_main(argv: list[str], on_change: OnChange | None = None) -> int:
             changed = [r for r in rotated if r.files]
             key = rotated[0].key_id if rotated else "-"
             console.print(f"{len(changed)} of {len(rotated)} encrypted version(s) re-encrypted with key '{key}'")
+            runs_dir = Path(args.runs_dir) if args.runs_dir else models_dir.parent / "logs"
+            snapshots = rotate_run_snapshots(runs_dir)  # data/snapshot_files.py: *.parquet.enc of the runs
+            console.print(f"{snapshots} sealed snapshot file(s) under {runs_dir} re-encrypted")
     except FulqrunMLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ file by file with `rotate_tree` also broke signed versions (new ciphertext, stal
 version of one model (or all), re-encrypts with `rotate_signed_version` where the version is signed (content
 checked first, re-signed after) and `rotate_tree` where signing is off, and records each changed version in the
 model's audit log with who and when. It is an admin action when registry roles are on (registry/roles.py).
+The same command then re-encrypts the sealed snapshots of the run directories (`rotate_run_snapshots`,
+default: logs/ next to the registry): a run's holdout sealed with a retired key could no longer be exported.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fulqrun_ml.data.snapshot_files import rotate_snapshots
 from fulqrun_ml.registry.audit import append_audit, current_actor
 from fulqrun_ml.registry.encryption import SUFFIX, encrypt_file, encryption_provider, rotate_tree
 from fulqrun_ml.registry.encryption_at_rest import MODEL_FILE_SUFFIXES
@@ -46,7 +49,10 @@ def rotate_model_keys(models_dir: Path, name: str | None = None, actor: str | No
         raise KeyMaterialError(f"no encryption keys: set {ENCRYPTION_KEYS_ENV} (new key first) to rotate")
     key_id, _ = encryption.current()
     signer = signing_provider()
-    names = [name] if name else sorted(p.name for p in models_dir.iterdir() if list_versions(models_dir, p.name))
+    found = (
+        sorted(p.name for p in models_dir.iterdir() if list_versions(models_dir, p.name)) if models_dir.is_dir() else []
+    )
+    names = [name] if name else found  # no registry yet (only runs to rotate) is not an error
     if name and not list_versions(models_dir, name):
         raise KeyMaterialError(f"model '{name}' has no versions in {models_dir}")
     for model in names:  # every permission first: a refusal changes nothing anywhere
@@ -68,6 +74,15 @@ def rotate_model_keys(models_dir: Path, name: str | None = None, actor: str | No
                 )  # fmt: skip
             done.append(Rotated(model, version, changed, key_id))
     return done
+
+
+def rotate_run_snapshots(runs_dir: Path) -> int:
+    """Re-encrypt the sealed snapshots (`*.parquet.enc`, data/snapshot_files.py) of every run under `runs_dir` with
+    the current key, so the old key can be retired without stranding a run's holdout; how many files changed."""
+    encryption = encryption_provider()
+    if encryption is None:
+        raise KeyMaterialError(f"no encryption keys: set {ENCRYPTION_KEYS_ENV} (new key first) to rotate")
+    return rotate_snapshots(runs_dir, encryption) if Path(runs_dir).is_dir() else 0
 
 
 def encrypt_version(models_dir: Path, name: str, version: int | str, actor: str | None = None) -> Rotated:

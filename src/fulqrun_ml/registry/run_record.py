@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fulqrun_ml.data.snapshot_files import snapshot_exists
 from fulqrun_ml.errors import FulqrunMLError
 
 RUN_RECORD_FILE = "run_info.json"
@@ -164,4 +165,4 @@ def version_holdout_path(version_dir: Path) -> Path | None:
     lineage = Path(version_dir) / "lineage.json"
     run_dir = json.loads(lineage.read_text()).get("run_dir") if lineage.is_file() else None
     path = Path(run_dir) / "holdout.parquet" if run_dir else None
-    return path if path is not None and path.is_file() else None
+    return path if path is not None and snapshot_exists(path) else None  # plain or sealed (read_snapshot)

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.errors import ExportParityError, FulqrunMLError
 from fulqrun_ml.export.onnx_export import (
     OUTPUT_NAME,
@@ -130,7 +131,7 @@ def export_event_run(
     net = load_trained_net(run_dir, spec)
     scaling = load_target_scaling(run_dir)
     calibration = load_calibration(run_dir) if scaling is None else None
-    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    holdout = read_snapshot(run_dir / "holdout.parquet")
     with np.load(run_dir / "holdout_sequences.npz") as stored:
         sequences = {k: stored[k] for k in stored.files}
     graph = export_event_onnx(net, spec, encoder, calibration, scaling)

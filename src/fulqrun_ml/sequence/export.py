@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.errors import ExportParityError, FulqrunMLError
 from fulqrun_ml.export.onnx_export import (
     OUTPUT_NAME,
@@ -142,7 +143,7 @@ def export_sequence_run(
     vocabulary = SequenceVocabulary.load(run_dir / "sequence_vocab.json")
     net = load_trained_net(run_dir, spec)
     calibration = load_calibration(run_dir)
-    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    holdout = read_snapshot(run_dir / "holdout.parquet")
     with np.load(run_dir / "holdout_sequences.npz") as stored:
         sequences = {k: stored[k] for k in stored.files}
     graph = export_fusion_onnx(net, spec, vocabulary, calibration)
