@@ -14,20 +14,22 @@ subject only until the next start after the CRM is erased.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
 from fulqrun_ml.data.pii import PIIScrubber, names_from_crm
-from fulqrun_ml.erasure.subject import Subject, read_crm_table
+from fulqrun_ml.erasure.subject import Subject, TableReader, read_crm_table
 from fulqrun_ml.errors import FieldValidationError
 from fulqrun_ml.text.cache import text_key
 from fulqrun_ml.text.model import MODEL_TAG
 from fulqrun_ml.text.validation import MAX_TEXT_CHARS, validate_text
 
 
-def crm_scrubber(crm_dir: Path) -> PIIScrubber:
+def crm_scrubber(crm_dir: Path | None, reader: TableReader | None = None) -> PIIScrubber:
     """The scrubber the note-embedding view builds for this CRM (data/pii.py: names_from_crm)."""
-    tables = SimpleNamespace(contacts=read_crm_table(crm_dir, "contacts"), users=read_crm_table(crm_dir, "users"))
+    read = reader or partial(read_crm_table, Path(str(crm_dir)))
+    tables = SimpleNamespace(contacts=read("contacts"), users=read("users"))
     return PIIScrubber(names_from_crm(tables))  # type: ignore[arg-type]
 
 

@@ -1,14 +1,18 @@
 """`fulqrun-ml governance forget | scan | report`: erasure, the PII scan of every store, and the compliance report.
 
-    fulqrun-ml governance forget --contact ID | --company ID [--org ORG] --crm DIR [store options]
-    fulqrun-ml governance scan --crm DIR [store options]
+    fulqrun-ml governance forget --contact ID | --company ID [--org ORG] --crm DIR | --crm-dsn-env VAR [stores]
+    fulqrun-ml governance scan --crm DIR | --crm-dsn-env VAR [store options]
     fulqrun-ml governance report MODEL VERSION ...       (monitoring/governance.py, unchanged)
 
-Store options (each optional; a store not named is not touched, and the report lists only what was checked):
---snapshots DIR (repeatable: run directories, snapshot exports), --prediction-logs DIR (default: the serving
-config's prediction log directory, spool and Parquet store), --redis-url (default $FULQRUN_REDIS_URL),
---embedding-cache DIR (default ~/.cache/fulqrun_ml/text_embeddings when it exists), --llm-logs DIR
-(repeatable: the insights response cache and call log), --models-dir (retraining flags).
+The CRM is an export directory or a PostgreSQL database (its DSN in the environment variable named by
+--crm-dsn-env, e.g. FULQRUN_CRM_DSN; --crm-schema). Store options (each optional; a store not named is not
+touched, and the report lists only what was checked): --snapshots DIR (repeatable: run directories, snapshot
+exports), --prediction-logs DIR (default: the serving config's prediction log directory, spool and Parquet
+store), --prediction-dsn-env VAR (the PostgreSQL prediction store; default $FULQRUN_PREDICTION_LOG_DSN when
+set; --prediction-table), --redis-url (default $FULQRUN_REDIS_URL), --embedding-cache DIR (default
+~/.cache/fulqrun_ml/text_embeddings when it exists), --llm-logs DIR (repeatable: the insights response cache
+and call log), --wandb DIR (repeatable: directories holding `wandb/` run directories; the --snapshots
+directories are searched too), --models-dir (retraining flags).
 
 Exit codes: 0 erased and re-scan clean (forget) / no PII outside the system of record (scan); 1 the re-scan
 still finds the subject / PII found; 2 bad input (one `error:` line, nothing written).
@@ -26,10 +30,12 @@ from pathlib import Path
 from fulqrun_ml.erasure.caches import crm_scrubber
 from fulqrun_ml.erasure.files import FileStore
 from fulqrun_ml.erasure.forget import Stores, forget
+from fulqrun_ml.erasure.postgres_store import PostgresTables
 from fulqrun_ml.erasure.redis_store import RedisStore
 from fulqrun_ml.erasure.scan import scan_stores
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.monitoring import governance
+from fulqrun_ml.monitoring.governance import DSN_ENV
 from fulqrun_ml.registry.commands import default_models_dir
 from fulqrun_ml.registry.locking import atomic_write_text
 
@@ -38,12 +44,18 @@ DEFAULT_EMBEDDING_CACHE = Path("~/.cache/fulqrun_ml/text_embeddings").expanduser
 
 
 def _store_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--crm", required=True, help="the CRM export directory (<table>.parquet|csv)")
+    crm = p.add_mutually_exclusive_group(required=True)
+    crm.add_argument("--crm", help="the CRM export directory (<table>.parquet|csv)")
+    crm.add_argument("--crm-dsn-env", help="name of the environment variable holding the CRM's PostgreSQL DSN")
+    p.add_argument("--crm-schema", default="public", help="schema of the PostgreSQL CRM (default: %(default)s)")
+    p.add_argument("--prediction-dsn-env", default=None, help=f"env var with the prediction store's DSN ({DSN_ENV})")
+    p.add_argument("--prediction-table", default="prediction_log", help="prediction store table (%(default)s)")
     p.add_argument("--snapshots", action="append", default=[], help="snapshot/run directory (repeatable)")
     p.add_argument("--prediction-logs", action="append", default=None, help="prediction log directory (repeatable)")
     p.add_argument("--redis-url", default=os.environ.get(REDIS_ENV), help=f"default: ${REDIS_ENV}")
     p.add_argument("--embedding-cache", default=None, help=f"default: {DEFAULT_EMBEDDING_CACHE} if it exists")
     p.add_argument("--llm-logs", action="append", default=[], help="LLM cache / call log directory (repeatable)")
+    p.add_argument("--wandb", action="append", default=[], help="directory holding W&B runs (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,16 +79,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dsn(flag: str, name: str | None) -> str | None:
+    """The DSN in environment variable `name` (a DSN holds a password: never on the command line)."""
+    if name is None:
+        return None
+    if not os.environ.get(name):
+        raise FulqrunMLError(f"{flag}: environment variable {name} is not set")
+    return os.environ[name]
+
+
 def _stores(args: argparse.Namespace) -> Stores:
-    crm = Path(args.crm)
-    if not crm.is_dir():
+    crm_dsn = _dsn("--crm-dsn-env", args.crm_dsn_env)
+    prediction_env = args.prediction_dsn_env or (DSN_ENV if os.environ.get(DSN_ENV) else None)
+    crm = Path(args.crm) if args.crm else None
+    if crm is not None and not crm.is_dir():
         raise FulqrunMLError(f"--crm: no CRM export directory {crm}")
     logs = args.prediction_logs
     if logs is None:
         default = governance.default_prediction_store().parent
         logs = [str(default)] if default.is_dir() else []
     cache = args.embedding_cache or (str(DEFAULT_EMBEDDING_CACHE) if DEFAULT_EMBEDDING_CACHE.is_dir() else None)
-    for flag, paths in (("--snapshots", args.snapshots), ("--prediction-logs", logs), ("--llm-logs", args.llm_logs)):
+    for flag, paths in (
+        ("--snapshots", args.snapshots),
+        ("--prediction-logs", logs),
+        ("--llm-logs", args.llm_logs),
+        ("--wandb", args.wandb),
+    ):
         for path in paths:
             if not Path(path).exists():
                 raise FulqrunMLError(f"{flag}: no such directory {path}")
@@ -88,6 +116,11 @@ def _stores(args: argparse.Namespace) -> Stores:
         embedding_cache=Path(cache) if cache else None,
         llm_logs=[Path(p) for p in args.llm_logs],
         models_dir=Path(args.models_dir) if getattr(args, "models_dir", None) else None,
+        crm_dsn=crm_dsn,
+        crm_schema=args.crm_schema,
+        prediction_dsn=_dsn("--prediction-dsn-env", prediction_env),
+        prediction_table=args.prediction_table,
+        wandb=[Path(p) for p in args.wandb],
     )
 
 
@@ -98,23 +131,27 @@ def _forget(args: argparse.Namespace) -> int:
         print(f"{name:16s} hits before {store['hits_before']:6d}  after {store['hits_after']:4d}")
     for flag in report["models_flagged_for_retraining"]:
         print(f"flagged for retraining: {flag['model']} v{flag['version']}")
+    if report["wandb_runs_flagged"]:
+        print(f"{report['wandb_runs_flagged']} W&B run log(s) could not be rewritten safely: delete or re-log them")
     print(f"{'erased' if report['erased'] else 'NOT fully erased'}; report: {path}")
     return 0 if report["erased"] else 1
 
 
 def _scan(args: argparse.Namespace) -> int:
     stores = _stores(args)
-    scrubber = crm_scrubber(stores.crm_dir)
+    scrubber = crm_scrubber(stores.crm_dir, stores.crm_reader())
     if args.no_names:
         scrubber.detect_names = False
-    files = [*stores.file_stores(), FileStore("crm", [stores.crm_dir])]
+    crm = stores.crm()
+    files = [*stores.file_stores(), *([crm] if isinstance(crm, FileStore) else [])]
+    postgres = [*stores.postgres_stores(), *([crm] if isinstance(crm, PostgresTables) else [])]
     redis = RedisStore(stores.redis_url) if stores.redis_url else None
-    result = scan_stores(files, redis, scrubber, stores.embedding_cache)
+    result = scan_stores(files, redis, scrubber, stores.embedding_cache, postgres, stores.wandb_store())
     for name, found in result["stores"].items():
         counts = ", ".join(f"{k} {v}" for k, v in sorted(found["findings"].items())) or "none"
-        where = found.get("files_with_findings", found.get("keys_with_findings"))
+        where = next(f"{v} {k.split('_')[0]}" for k, v in found.items() if k.endswith("_with_findings"))
         note = " (system of record: PII expected)" if found["system_of_record"] else ""
-        print(f"{name:16s} findings: {counts}; in {where} file(s)/key(s){note}")
+        print(f"{name:20s} findings: {counts}; in {where}{note}")
     print("clean" if result["clean"] else "PII found outside the system of record")
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(result, indent=2, sort_keys=True))

@@ -28,6 +28,7 @@ from fulqrun_ml.erasure.subject import ErasureError, Subject
 from fulqrun_ml.registry.locking import atomic_write_bytes
 
 SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
+WANDB_DIR = "wandb"  # W&B run directories inside run directories are erasure/wandb_store.py's
 # Leaf tables first, the tables the subject is resolved from last (see the module docstring).
 CRM_ORDER = ("activities", "notes", "meddpicc_events", "stage_history", "opportunity_history", "lead_events")
 CRM_LAST = ("opportunities", "leads", "contacts", "companies")
@@ -63,8 +64,9 @@ class FileStore:
             if not Path(root).is_dir():
                 continue
             for path in Path(root).rglob("*"):
-                hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-                if path.is_file() and path.suffix in SUFFIXES and not hidden:
+                parts = path.relative_to(root).parts
+                hidden = any(part.startswith(".") for part in parts)
+                if path.is_file() and path.suffix in SUFFIXES and not hidden and WANDB_DIR not in parts[:-1]:
                     found.append(path)
         yield from sorted(found, key=_rank)
 

@@ -21,7 +21,9 @@ already rewritten, `companies` not yet) a rerun still finds what is left.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +36,7 @@ from fulqrun_ml.data.vocabulary import MEDDPICC_FIELDS
 from fulqrun_ml.errors import FulqrunMLError
 
 Kind = Literal["contact", "company"]
+TableReader = Callable[[str], pd.DataFrame]  # a CRM table by name, every column as text; absent: empty
 TEXT_COLUMNS = {
     "activities": ("subject", "description"),
     "notes": ("body",),
@@ -124,14 +127,23 @@ def _texts(tables: dict[str, pd.DataFrame], rows: dict[str, pd.DataFrame]) -> tu
     return tuple(sorted(out))
 
 
-def resolve_subject(crm_dir: Path, kind: Kind, subject_id: str, organization_id: str | None = None) -> Subject:
-    """The subject's ids, identifiers and texts in the export at `crm_dir`; an unknown subject, or one of another
-    organisation than `organization_id`, is one error (the same for both: no existence oracle)."""
-    crm_dir = Path(crm_dir)
-    if not crm_dir.is_dir():
-        raise ErasureError(f"--crm: no CRM export directory {crm_dir}")
+def resolve_subject(
+    crm_dir: Path | str,
+    kind: Kind,
+    subject_id: str,
+    organization_id: str | None = None,
+    reader: TableReader | None = None,
+) -> Subject:
+    """The subject's ids, identifiers and texts in the export at `crm_dir` (or, with `reader`, in the CRM it reads
+    table by table: a PostgreSQL CRM; `crm_dir` then only names it in messages); an unknown subject, or one of
+    another organisation than `organization_id`, is one error (the same for both: no existence oracle)."""
+    if reader is None:
+        crm_dir = Path(crm_dir)
+        if not crm_dir.is_dir():
+            raise ErasureError(f"--crm: no CRM export directory {crm_dir}")
+        reader = partial(read_crm_table, crm_dir)
     names = ("companies", "contacts", "leads", "opportunities", "activities", "notes")
-    tables = {name: read_crm_table(crm_dir, name) for name in names}
+    tables = {name: reader(name) for name in names}
     subject_id = str(subject_id).strip()
     if kind == "company":
         company_ids = {subject_id}
