@@ -14,6 +14,7 @@ from dash import html
 
 from fulqrun_ml.dashboard.components import PALETTE, Page, empty, kpis, money, pct
 from fulqrun_ml.dashboard.context import DashboardContext, Missing
+from fulqrun_ml.dashboard.deal_rows import deal_rows
 from fulqrun_ml.dashboard.forecast import COMMIT_PROBABILITY, bands
 from fulqrun_ml.dashboard.history import probability_history
 from fulqrun_ml.dashboard.queries import Filters
@@ -181,7 +182,7 @@ def _history(ctx: DashboardContext, filters: Filters, chosen: str | None, page: 
     if key not in cache:
         if len(cache) >= 64:
             cache.pop(next(iter(cache)))
-        cache[key] = probability_history(ctx.crm_tables(), ctx.deal_model, chosen)
+        cache[key] = probability_history(deal_rows(ctx.crm_dir, chosen), ctx.deal_model, chosen)  # its rows only
     data = cache[key]
     data = data.assign(stage=[OPEN_STAGES[int(i)] for i in data["stage_index"]]).drop(columns="stage_index")
     fig = go.Figure()
