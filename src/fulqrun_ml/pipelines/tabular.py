@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fulqrun_ml.data.snapshot_files import write_snapshot
+from fulqrun_ml.datamodules.eval_sample import sample_record
 from fulqrun_ml.datamodules.tabular import SPLITS, TabularDataModuleBase
 from fulqrun_ml.evaluation.fairness import FAIRNESS_FILE, holdout_fairness
 from fulqrun_ml.evaluation.lightgbm_baseline import lightgbm_holdout_report
@@ -117,6 +118,8 @@ class TabularPipeline(Pipeline):
             # Fairness by group on the holdout (fairness.json; its gap summary goes into the version's metadata).
             artifacts["fairness"] = holdout_fairness(net, datamodule.spec, datamodule.frames, evaluation.calibration)
         metrics = dict(evaluation.metrics)
+        if getattr(datamodule, "eval_samples", None):  # evaluated on samples of val / test: the record says so
+            extra["eval_sample"] = sample_record(datamodule.eval_samples, metrics)
         setting = cfg.task.get("compare_lightgbm")
         if setting and kind not in ("survival", "multiclass"):
             metrics["lightgbm"] = lightgbm_comparison(datamodule, setting, int(cfg.seed), kind)
