@@ -130,6 +130,7 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         # Evaluate on at most this many val / test rows (datamodules/eval_sample.py); the record says so.
         self.eval_sample_rows = eval_sample_rows
         self.eval_samples: dict[str, dict] = {}
+        self.eval_unsampled: dict[str, pd.DataFrame] = {}
         self.engine_seconds: dict[str, float] = {}  # the engine's CRM load / snapshot build (/ read) seconds
         self.source = source
         self.builder = builder if builder is not None else DealWinBuilder()
@@ -176,6 +177,7 @@ class TabularSnapshotDataModule(TabularDataModuleBase):
         self.frames = builder.fit_baselines(frames)
         if self.eval_sample_rows is not None:
             for name in ("val", "test"):
+                self.eval_unsampled[name] = self.frames[name]  # kept for an untimed check of the sample (benchmark)
                 self.frames[name], record = stratified_sample(self.frames[name], self.eval_sample_rows, 0)
                 self.eval_samples.update({name: record} if record else {})
         self.baseline_columns = dict(builder.baselines())
