@@ -11,52 +11,32 @@ import json
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from fulqrun_ml.erasure import files as erasure_files
 from fulqrun_ml.erasure.cli import main
 from fulqrun_ml.training.wandb_offline import load_offline_run, read_records
+from tests.integration.erasure_tiny import COMPANY, EMAIL, OTHER_DEAL, SECRETS, store_args, write_tiny_crm
 
 FIXTURE = Path(__file__).parent / "erasure_wandb_run"
-COMPANY, OTHER_COMPANY = "6f1c2a9e-0d4b-4c1e-9a57-3e2b8f0c1d11", "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c66"
-DEAL, OTHER_DEAL = "0b7e4f2a-93c1-4d8e-b6a2-5c9d1e3f7a21", "a3d5c7e9-1b2d-4f6a-8c0e-2d4f6a8c0e13"
-EMAIL, NAME, ORG = "ivan.moreau@northwind-example.com", "Northwind Traders", "4a1d3c5e-7f9b-4d2c-8e6a-0b1c2d3e4f55"
-SECRETS = (COMPANY, DEAL, EMAIL, NAME, "Ivan Moreau")
 
 
 @pytest.fixture
 def run_root(tmp_path: Path) -> Path:
     """A run directory holding the fixture's W&B run, and the small CRM export it was logged from."""
-    crm = tmp_path / "crm"
-    crm.mkdir()
-    pd.DataFrame(
-        {"id": [COMPANY, OTHER_COMPANY], "name": [NAME, "Contoso Ltd"], "organization_id": [ORG, ORG]}
-    ).to_parquet(crm / "companies.parquet")
-    pd.DataFrame(
-        {"id": ["5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b11"], "company_id": [COMPANY], "email": [EMAIL]}
-    ).to_parquet(crm / "contacts.parquet")
-    pd.DataFrame(
-        {"id": [DEAL, OTHER_DEAL], "company_id": [COMPANY, OTHER_COMPANY], "organization_id": [ORG, ORG]}
-    ).to_parquet(crm / "opportunities.parquet")
+    write_tiny_crm(tmp_path)
     run = tmp_path / "runs" / "run1" / "wandb"
     run.mkdir(parents=True)
     for source in FIXTURE.glob("offline-run-*"):
         shutil.copytree(source, run / source.name)
-    (tmp_path / "empty").mkdir()
     return tmp_path
-
-
-def _args(root: Path) -> list[str]:
-    return [
-        "--crm", str(root / "crm"), "--snapshots", str(root / "runs"),
-        "--prediction-logs", str(root / "empty"), "--embedding-cache", str(root / "empty"),
-    ]  # fmt: skip
 
 
 def _forget(root: Path) -> tuple[int, dict]:
     out = root / "reports"
-    rc = main(["forget", "--company", COMPANY, *_args(root), "--models-dir", str(root / "models"), "--out", str(out)])
+    rc = main(
+        ["forget", "--company", COMPANY, *store_args(root), "--models-dir", str(root / "models"), "--out", str(out)]
+    )
     reports = sorted(out.glob("*.json"))
     return rc, (json.loads(reports[-1].read_text()) if reports else {})
 
@@ -78,7 +58,7 @@ def test_forget_rewrites_the_run_log_and_files_and_the_run_still_reads(
     run = _run_dir(run_root)
     before = load_offline_run(run)
     assert len(_mentions(run_root)) >= 4  # run log, table, output.log, debug.log
-    rc = main(["scan", *_args(run_root), "--json", str(run_root / "scan.json")])
+    rc = main(["scan", *store_args(run_root), "--json", str(run_root / "scan.json")])
     found = json.loads((run_root / "scan.json").read_text())["stores"]["wandb"]
     assert rc == 1 and found["findings"].get("email", 0) >= 1 and found["files_with_findings"] >= 2
     assert EMAIL not in capsys.readouterr().out
@@ -95,7 +75,7 @@ def test_forget_rewrites_the_run_log_and_files_and_the_run_still_reads(
     assert [row[0] for row in table["data"]] == [OTHER_DEAL]  # the subject's row went, the other stayed
     log_text = json.dumps([after.config, after.history, after.summary])
     assert "[ERASED]" in log_text and not [s for s in SECRETS if s in log_text]
-    rc = main(["scan", *_args(run_root), "--json", str(run_root / "scan.json")])
+    rc = main(["scan", *store_args(run_root), "--json", str(run_root / "scan.json")])
     assert json.loads((run_root / "scan.json").read_text())["stores"]["wandb"]["findings"].get("email", 0) == 0
 
 

@@ -9,7 +9,10 @@ resolve the subject from the tables not yet rewritten (erasure/subject.py).
 
 Formats: Parquet keeps its schema (Arrow in, Arrow out); CSV is read as text and written as text; JSONL drops
 each line that holds one of the subject's row ids and scrubs the rest; a JSON file is scrubbed, or deleted when
-the store says its files are disposable (an LLM response cache).
+the store says its files are disposable (an LLM response cache). A snapshot sealed at rest
+(`holdout.parquet.enc`, data/snapshot_files.py) is decrypted in memory and rewritten through that module's
+`rewrite_snapshot`, so it stays sealed (atomically, the plaintext never on disk); without the keyring it is
+an error naming the file, raised by the count before anything is changed.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fulqrun_ml.data.snapshot_files import SEALED_SUFFIX, rewrite_snapshot, snapshot_bytes
 from fulqrun_ml.erasure.matcher import Matcher
 from fulqrun_ml.erasure.subject import ErasureError, Subject
+from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.registry.locking import atomic_write_bytes
 
 SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
@@ -66,7 +71,8 @@ class FileStore:
             for path in Path(root).rglob("*"):
                 parts = path.relative_to(root).parts
                 hidden = any(part.startswith(".") for part in parts)
-                if path.is_file() and path.suffix in SUFFIXES and not hidden and WANDB_DIR not in parts[:-1]:
+                wanted = path.suffix in SUFFIXES or path.name.endswith(SEALED_SUFFIX)
+                if path.is_file() and wanted and not hidden and WANDB_DIR not in parts[:-1]:
                     found.append(path)
         yield from sorted(found, key=_rank)
 
@@ -74,18 +80,22 @@ class FileStore:
 
     def table(self, path: Path) -> pa.Table:
         try:
+            if is_sealed(path):
+                return _decoded(pq.read_table(io.BytesIO(snapshot_bytes(path))))
             if path.suffix == ".parquet":
                 return _decoded(pq.read_table(path, partitioning=None))  # the file as stored, no hive columns
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
             return pa.Table.from_pandas(frame, preserve_index=False)
         except (OSError, ValueError, pa.ArrowException) as err:
             raise ErasureError(f"{self.name}: {path} cannot be read ({type(err).__name__})") from None
+        except FulqrunMLError as err:  # sealed: no keyring, wrong key, altered (names file and key id, never a key)
+            raise ErasureError(f"{self.name}: {err}") from None
 
     def count(self, matcher: Matcher) -> dict[str, int]:
         """Hits per file (rows, lines or JSON files that mention the subject); files without hits left out."""
         out: dict[str, int] = {}
         for path in self.files():
-            if path.suffix in (".parquet", ".csv"):
+            if is_table(path):
                 hits = matcher.hit_rows(self.table(path))
             elif path.suffix == ".jsonl":
                 hits = sum(1 for line in _lines(path) if matcher.count_text(line))
@@ -104,12 +114,15 @@ class FileStore:
         for path in self.files():
             if hits is not None and str(path) not in hits:
                 continue
-            if path.suffix in (".parquet", ".csv"):
+            if is_table(path):
                 table = self.table(path)
                 if hits is None and not matcher.hit_rows(table):
                     continue
                 kept = matcher.erase(table)
-                publish(path, _encode(kept, path))
+                if is_sealed(path):
+                    rewrite_snapshot(kept.to_pandas(), path)  # stays sealed (data/snapshot_files.py)
+                else:
+                    publish(path, _encode(kept, path))
                 removed[str(path)] = table.num_rows - kept.num_rows
             elif path.suffix == ".jsonl":
                 lines = _lines(path)
@@ -129,6 +142,16 @@ class FileStore:
                     publish(path, matcher.scrub_text(text).encode("utf-8"))
                 removed[str(path)] = 1
         return removed
+
+
+def is_sealed(path: Path) -> bool:
+    """A snapshot sealed at rest (`<name>.parquet.enc`)."""
+    return path.name.endswith(SEALED_SUFFIX)
+
+
+def is_table(path: Path) -> bool:
+    """Parquet, CSV or a sealed Parquet snapshot: read as an Arrow table."""
+    return path.suffix in (".parquet", ".csv") or is_sealed(path)
 
 
 def _decoded(table: pa.Table) -> pa.Table:

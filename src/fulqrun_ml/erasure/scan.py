@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from fulqrun_ml.data.pii import PIIScrubber
-from fulqrun_ml.erasure.files import FileStore
+from fulqrun_ml.erasure.files import FileStore, is_table
 from fulqrun_ml.erasure.postgres_store import PostgresTables, scan_postgres
 from fulqrun_ml.erasure.redis_store import RedisStore
 from fulqrun_ml.erasure.wandb_store import WandbStore
@@ -41,7 +41,7 @@ def scan_files(store: FileStore, scrubber: PIIScrubber) -> dict[str, Any]:
     files = with_findings = 0
     for path in store.files():
         found: Counter[str] = Counter()
-        if path.suffix in (".parquet", ".csv"):
+        if is_table(path):  # Parquet, CSV, a sealed snapshot (decrypted in memory)
             table = store.table(path)
             for name in table.schema.names:
                 column = table[name]
