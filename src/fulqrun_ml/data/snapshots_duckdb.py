@@ -273,13 +273,11 @@ def revenue_series(
     return frame.assign(level=by, freq=freq)
 
 
-def create_touch_counts(db: CRMDatabase, entity_table: str, entity_column: str, name: str) -> str:
-    """Touches of the entities in `entity_table`, numbered per entity in time order (ties in table order),
-    with running counts per type (ties counted together, so a count means "at or before this instant")."""
+def touch_counts_sql(entity_table: str, entity_column: str) -> str:
+    """The query behind `create_touch_counts`, as text: the one definition that Spark also runs
+    (`fulqrun_ml.spark.dialect` translates the DuckDB spellings)."""
     running = ", ".join(f"count(*) FILTER (WHERE type = '{t}') OVER peers AS n_{t}" for t in ACTIVITY_TYPES)
-    db.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {name} AS
+    return f"""
         SELECT related_id, created_at, type, direction,
                row_number() OVER ordered AS seq, lag(created_at) OVER ordered AS previous_at,
                count(*) OVER peers AS n_total, {running},
@@ -290,7 +288,12 @@ def create_touch_counts(db: CRMDatabase, entity_table: str, entity_column: str, 
                peers AS (PARTITION BY related_id ORDER BY created_at
                          RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
         """
-    )
+
+
+def create_touch_counts(db: CRMDatabase, entity_table: str, entity_column: str, name: str) -> str:
+    """Touches of the entities in `entity_table`, numbered per entity in time order (ties in table order),
+    with running counts per type (ties counted together, so a count means "at or before this instant")."""
+    db.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {touch_counts_sql(entity_table, entity_column)}")
     return name
 
 

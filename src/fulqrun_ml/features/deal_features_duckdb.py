@@ -75,24 +75,12 @@ def _days_between(later: str, earlier: str) -> str:
     return f"((epoch_us({later}) - epoch_us({earlier})) / {DAY_US})"
 
 
-def create_deal_features(
-    db: CRMDatabase,
-    index_table: str,
-    name: str = "deal_win_features",
-    spans: str | None = None,
-    touches: str | None = None,
-) -> str:
-    """A TEMP table with KEYS, every DEAL_WIN_FEATURES column (same names, values and missing values as
-    `compute_deal_features`), and `source__<group>` columns: the newest timestamp each feature group read.
-    Rows follow (as_of, opportunity_id). `spans` / `touches`: tables from `create_stage_spans` /
-    `create_touch_counts` (covering the index's deals) to reuse instead of building them again."""
-    create_history_views(db)
-    spans = spans or create_stage_spans(db, f"{name}_spans")
-    touches = touches or create_touch_counts(db, index_table, "opportunity_id", f"{name}_touches")
+def deal_features_sql(index_table: str, spans: str, touches: str) -> str:
+    """The query behind `create_deal_features`, as text over the index, stage spans and touch counts: the one
+    definition that Spark also runs (`fulqrun_ml.spark.dialect` translates the DuckDB spellings, ASOF joins
+    included). Reads the views `opportunities`, `stage_history`, `companies`, `users` and the history views."""
     age = _days_between("i.as_of", "o.created_at")
-    db.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {name} AS
+    return f"""
         WITH idx AS (
             SELECT DISTINCT opportunity_id::UUID AS opportunity_id, as_of, as_of - INTERVAL 14 DAY AS as_of_14d_ago
             FROM {index_table}
@@ -175,7 +163,23 @@ def create_deal_features(
         FROM joined
         ORDER BY 2, 1
         """
-    )
+
+
+def create_deal_features(
+    db: CRMDatabase,
+    index_table: str,
+    name: str = "deal_win_features",
+    spans: str | None = None,
+    touches: str | None = None,
+) -> str:
+    """A TEMP table with KEYS, every DEAL_WIN_FEATURES column (same names, values and missing values as
+    `compute_deal_features`), and `source__<group>` columns: the newest timestamp each feature group read.
+    Rows follow (as_of, opportunity_id). `spans` / `touches`: tables from `create_stage_spans` /
+    `create_touch_counts` (covering the index's deals) to reuse instead of building them again."""
+    create_history_views(db)
+    spans = spans or create_stage_spans(db, f"{name}_spans")
+    touches = touches or create_touch_counts(db, index_table, "opportunity_id", f"{name}_touches")
+    db.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {deal_features_sql(index_table, spans, touches)}")
     return name
 
 
@@ -203,11 +207,22 @@ def audit_leakage(db: CRMDatabase, features_table: str, features: list[str] | No
     """The point-in-time audit in SQL, with the rules of `audit.audit_point_in_time`: raise LeakageError naming
     each feature of `features` (default: every DEAL_WIN_FEATURES name) that is not declared in FEATURE_SOURCE,
     has rows with no source time, or read a row stamped after its as_of; otherwise return the same summary."""
-    features = list(DEAL_WIN_FEATURES.names) if features is None else features
+    counts = db.sql(audit_counts_sql(features_table)).df().iloc[0]
+    return audit_from_counts(counts, features)
+
+
+def audit_counts_sql(features_table: str) -> str:
+    """The audit's one query (rows; per source group, rows that read after as_of or report no time; rows on
+    current values): also run by Spark over its feature table (`fulqrun_ml.spark.features`)."""
     checks = [f"count(*) FILTER (WHERE source__{g} > as_of) AS late__{g}" for g in SOURCE_GROUPS]
     checks += [f"count(*) FILTER (WHERE source__{g} IS NULL) AS null__{g}" for g in SOURCE_GROUPS]
     checks += [f"count(*) FILTER (WHERE current__{g}) AS current__{g}" for g in VERSIONED_GROUPS]
-    counts = db.sql(f"SELECT count(*) AS rows, {', '.join(checks)} FROM {features_table}").df().iloc[0]
+    return f"SELECT count(*) AS rows, {', '.join(checks)} FROM {features_table}"
+
+
+def audit_from_counts(counts: pd.Series, features: list[str] | None = None) -> dict:
+    """`audit_leakage`'s verdict from the counts of `audit_counts_sql` (whichever engine ran it)."""
+    features = list(DEAL_WIN_FEATURES.names) if features is None else features
     leaks, current = {}, {}
     for feature in features:
         group = FEATURE_SOURCE.get(feature)
