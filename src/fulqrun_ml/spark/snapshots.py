@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from fulqrun_ml.data import snapshots_duckdb as duck
+from fulqrun_ml.data.contract import OPTIONAL_COLUMN_DEFAULTS
 from fulqrun_ml.data.crm_duckdb import _files
 from fulqrun_ml.spark.dialect import to_spark
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 # The tables the deal-win snapshot reads, with the columns it needs.
 SNAPSHOT_TABLES = {"stage_history": ("opportunity_id", "to_stage", "changed_at")}
@@ -34,21 +35,29 @@ def register_crm(spark: SparkSession, directory: str | Path, tables: dict | None
         parts = []
         for k, file in enumerate(_files(root, name)):
             frame = spark.read.parquet(str(file))
-            missing = [c for c in columns if c not in frame.columns]
+            defaults = OPTIONAL_COLUMN_DEFAULTS.get(name, {})
+            missing = [c for c in columns if c not in frame.columns and c not in defaults]
             if missing:
                 raise ValueError(f"table '{name}' in {file} lacks the contract column '{missing[0]}'")
             pos = (F.lit(k).cast("bigint") * F.lit(1 << 32)) + F.col("_metadata.row_index")
-            parts.append(
-                frame.select(
-                    *[F.col(c).cast("string") if c.endswith("_id") else F.col(c) for c in columns], pos.alias("_pos")
-                )
-            )
+            parts.append(frame.select(*[_column(frame, c, defaults) for c in columns], pos.alias("_pos")))
         if not parts:
             raise FileNotFoundError(f"table '{name}' is missing from {root}")
         union = parts[0]
         for part in parts[1:]:
             union = union.unionByName(part)
         union.createOrReplaceTempView(name)
+
+
+def _column(frame: DataFrame, column: str, defaults: dict[str, str]) -> Column:
+    """A contract column as `crm_duckdb` views it: ids as strings, an optional column's missing cells (or the
+    whole column, in an older export) as its "not recorded" value."""
+    from pyspark.sql import functions as F
+
+    if column in defaults:
+        value = F.lit(defaults[column])
+        return (F.coalesce(F.col(column), value) if column in frame.columns else value).alias(column)
+    return F.col(column).cast("string").alias(column) if column.endswith("_id") else F.col(column)
 
 
 def _grid(spark: SparkSession, name: str, as_of_dates: list[pd.Timestamp]) -> str:
