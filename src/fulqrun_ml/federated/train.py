@@ -34,6 +34,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from fulqrun_ml.data.snapshot_files import write_snapshot
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.features.spec import FittedFeatureSpec
 from fulqrun_ml.federated.aggregate import load_shared_state
@@ -93,7 +94,7 @@ def write_run(cfg: DictConfig, result: FederationResult, staging: Path, out: Pat
     result.spec.save(staging / "feature_spec.json")
     metrics = federated_metrics(result.metrics)
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    parity_probe(result.spec, int(cfg.seed)).to_parquet(staging / "holdout.parquet", index=False)
+    write_snapshot(parity_probe(result.spec, int(cfg.seed)), staging / "holdout.parquet")  # sealed when at rest is on
     settings = result.settings
     federated = {
         "algorithm": settings.algorithm,
