@@ -6,10 +6,14 @@ else, so no scan of its files can tell whose text a vector came from. The erasur
 (with the names the CRM knows, as the note-embedding view does, and without, as the similar-deal search does)
 and deletes those keys. The re-scan counts the same keys.
 
-Not covered: vectors of composite texts built at a snapshot date (a similar-search deal profile joins the last
-notes with stage and industry); their keys depend on the snapshot and are not recomputed here. The vector
-index itself (search/index.py) is built in memory from the CRM at start and is never persisted, so it holds the
-subject only until the next start after the CRM is erased.
+The similar-deal search (search/similar.py) caches vectors of composite texts: a deal profile at a date (its
+last notes, then stage, size and industry; search/deal_profiles.py). A profile with notes reads differently at
+each note, each stage change and each change of the company's attributes, and is constant in between, so
+`profile_keys` rebuilds, with the search's own `profiles`, every note-bearing profile of the subject's deals at
+every one of those times (and at the extraction time: the default question) and deletes those keys. Profiles
+without notes are a template of stage, segment and activity counts, shared by many deals and holding nothing
+of the subject's; they are left. The vector index itself (search/index.py) is built in memory from the CRM at
+start and is never persisted, so it holds the subject only until the next start after the CRM is erased.
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
+
+from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.pii import PIIScrubber, names_from_crm
 from fulqrun_ml.erasure.subject import Subject, TableReader, read_crm_table
 from fulqrun_ml.errors import FieldValidationError
+from fulqrun_ml.search.deal_profiles import OPEN_STAGES, profiles, stage_at
 from fulqrun_ml.text.cache import text_key
 from fulqrun_ml.text.model import MODEL_TAG
 from fulqrun_ml.text.validation import MAX_TEXT_CHARS, validate_text
@@ -35,14 +43,54 @@ def crm_scrubber(crm_dir: Path | None, reader: TableReader | None = None) -> PII
 
 def subject_keys(subject: Subject, scrubbers: list[PIIScrubber]) -> set[str]:
     """Cache keys of the subject's texts under every scrubber the encoders use."""
+    return _keys(list(subject.texts), scrubbers)
+
+
+def profile_keys(tables: CRMTables, subject: Subject, scrubbers: list[PIIScrubber]) -> set[str]:
+    """Cache keys of the similar-deal search's note-bearing profiles of the subject's deals (module docstring)."""
+    opps = tables.opportunities
+    deals = set(opps["id"].astype(str)) & set(subject.drop_ids)
+    if not deals:
+        return set()
+    history = tables.stage_history[tables.stage_history["opportunity_id"].astype(str).isin(deals)]
+    times = [(str(d), pd.Timestamp(t)) for d, t in zip(history["opportunity_id"], history["changed_at"], strict=True)]
+    notes = getattr(tables, "notes", None)
+    if isinstance(notes, pd.DataFrame) and {"related_id", "created_at"} <= set(notes.columns):
+        mine = notes[notes["related_id"].astype(str).isin(deals)]
+        times += [(str(d), pd.Timestamp(t)) for d, t in zip(mine["related_id"], mine["created_at"], strict=True)]
+    companies = opps[opps["id"].astype(str).isin(deals)].set_index("company_id")["id"].astype(str)
+    changes = tables.company_history
+    if {"company_id", "valid_from"} <= set(changes.columns):  # the profile's size and industry change then
+        changes = changes[changes["company_id"].isin(companies.index)]
+        for company, valid_from in zip(changes["company_id"], changes["valid_from"], strict=True):
+            times += [(d, pd.Timestamp(valid_from)) for d in companies.loc[[company]]]
+    times += [(d, pd.Timestamp(tables.extracted_at)) for d in deals]
+    rows = []
+    for deal, as_of in set(times):
+        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+        stage = stage_at(tables, deal, as_of)
+        if stage in OPEN_STAGES:
+            rows.append({"opportunity_id": deal, "stage": stage, "as_of": as_of})
+    if not rows:
+        return set()
+    built = profiles(tables, pd.DataFrame(rows))
+    return _keys([t for t, n in zip(built["text"], built["notes"], strict=True) if n], scrubbers)
+
+
+def _keys(texts: list[str], scrubbers: list[PIIScrubber]) -> set[str]:
     keys: set[str] = set()
-    for text in subject.texts:
+    for text in texts:
         try:
             clean = validate_text(text, "text", MAX_TEXT_CHARS)
         except FieldValidationError:
             continue  # the encoder refuses such a text, so it was never cached
         keys |= {text_key(scrubber.scrub(clean), MODEL_TAG) for scrubber in scrubbers}
     return keys
+
+
+def has_vectors(root: Path | None) -> bool:
+    """Whether the cache holds any vector of the current model (else there is nothing to look up)."""
+    return root is not None and any((Path(root) / MODEL_TAG).glob("*/*.npy"))
 
 
 class EmbeddingCacheStore:

@@ -22,14 +22,17 @@ from typing import Any
 
 import pandas as pd
 
+from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.pii import PIIScrubber
-from fulqrun_ml.erasure.caches import EmbeddingCacheStore, crm_scrubber, subject_keys
+from fulqrun_ml.data.sources import DirectorySource, PostgresSource
+from fulqrun_ml.erasure.caches import EmbeddingCacheStore, crm_scrubber, has_vectors, profile_keys, subject_keys
 from fulqrun_ml.erasure.files import FileStore
 from fulqrun_ml.erasure.matcher import Matcher
 from fulqrun_ml.erasure.postgres_store import PostgresTables
 from fulqrun_ml.erasure.redis_store import RedisStore
-from fulqrun_ml.erasure.subject import Kind, Subject, TableReader, resolve_subject
+from fulqrun_ml.erasure.subject import ErasureError, Kind, Subject, TableReader, resolve_subject
 from fulqrun_ml.erasure.wandb_store import WandbStore
+from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.registry.locking import atomic_write_json
 from fulqrun_ml.registry.retrain_flags import flag_for_retraining
 from fulqrun_ml.registry.store import list_versions
@@ -82,6 +85,16 @@ class Stores:
         """Reads the PostgreSQL CRM table by table (None: the directory export is read by path)."""
         crm = self.crm()
         return crm.read_table if isinstance(crm, PostgresTables) else None
+
+    def crm_tables(self) -> CRMTables:
+        """The whole CRM, typed (what the similar-deal search builds its profiles from)."""
+        try:
+            if self.crm_dsn:
+                return PostgresSource(self.crm_dsn, self.crm_schema).load()
+            return DirectorySource(Path(str(self.crm_dir))).load()
+        except FulqrunMLError as err:
+            where = self.crm_label()
+            raise ErasureError(f"the CRM at {where} cannot be loaded to find search profiles: {err}") from None
 
     def crm_label(self) -> str:
         """The CRM as messages may name it (never a DSN's user or password)."""
@@ -142,7 +155,10 @@ def forget(
     reader = stores.crm_reader()
     subject = resolve_subject(stores.crm_label(), kind, subject_id, organization_id, reader)
     matcher = Matcher(subject)
-    keys = subject_keys(subject, [crm_scrubber(stores.crm_dir, reader), PIIScrubber()])
+    scrubbers = [crm_scrubber(stores.crm_dir, reader), PIIScrubber()]
+    keys = subject_keys(subject, scrubbers)
+    if has_vectors(stores.embedding_cache):  # the search's cached deal profiles (caches.profile_keys)
+        keys |= profile_keys(stores.crm_tables(), subject, scrubbers)
     clock["resolve"] = time.perf_counter()
     # Redis is read once for both: its erase counts what it finds before removing (it goes first).
     before = _count_all(stores, subject, keys, redis=False)
