@@ -163,6 +163,7 @@ def run_benchmark(
     pause_s: float = 1.0,
     layout: str = "packed",
     profile: bool = False,
+    gateway: bool = False,
 ) -> dict[str, Any]:
     """Serve `version`, its identity and the one-tensor floor in one real Triton, sweep `points` per protocol,
     write reports.
@@ -170,7 +171,8 @@ def run_benchmark(
     `serving` is the serving config group (default configs/serving/cpu.yaml): the same batching and instances
     `fulqrun-ml serve` gives the version. `layout`: how the model and its identity are sent records.
     `profile`: the model's backend runs under cProfile and the report gets its top functions (use points below
-    FRESH_SERVER_AT: a restart starts afresh)."""
+    FRESH_SERVER_AT: a restart starts afresh). `gateway`: HTTP goes through serving/gateway.py (tenant header,
+    400s for malformed requests) as `fulqrun-ml serve` runs it, in this process; gRPC stays direct."""
     unknown = sorted(set(protocols) - {"http", "grpc"})
     if unknown:
         raise FulqrunMLError(f"unknown protocol(s) {unknown}; choose from http, grpc")
@@ -214,7 +216,8 @@ def run_benchmark(
         def start_server() -> TritonServer:
             nonlocal starts
             starts += 1
-            return TritonServer(repository, log_path=Path(tmp) / f"tritonserver-{starts}.log").start()
+            log_path = Path(tmp) / f"tritonserver-{starts}.log"
+            return TritonServer(repository, log_path=log_path, gateway=gateway).start()
 
         server = start_server()
         fresh = True
@@ -280,6 +283,7 @@ def run_benchmark(
             "serving": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
             "triton_config": model_cfg.to_pbtxt(),
             "loopback_only": True,
+            "http_gateway": gateway,
         },
         "machine": bench_machine(wrk, server_version, nofile, load_before),
         "rows": rows_out,
@@ -325,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the model's backend; top functions in the report"
     )
+    parser.add_argument(
+        "--gateway", action="store_true", help="HTTP through the inference gateway, as `fulqrun-ml serve` runs it"
+    )
     return parser
 
 
@@ -354,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pause_s=0.2 if args.quick else 1.0,
         layout=args.layout,
         profile=args.profile,
+        gateway=args.gateway,
     )
     errors = sum(r["errors"] for r in report["rows"])
     print(f"wrote {out} ({len(report['rows'])} rows, {errors} errors) and {png}")
