@@ -14,11 +14,13 @@ from fulqrun_ml.data.snapshot_files import (
     SnapshotFileError,
     iter_snapshots,
     read_snapshot,
+    read_snapshot_arrays,
     rewrite_snapshot,
     rotate_snapshots,
     seal_snapshots,
     snapshot_exists,
     write_snapshot,
+    write_snapshot_arrays,
 )
 from fulqrun_ml.registry.encryption import encryption_provider
 
@@ -142,3 +144,23 @@ def test_monitor_drift_reads_a_sealed_reference_and_names_the_option(tmp_path, s
     monkeypatch.delenv(ENCRYPTION_KEYS_ENV)
     with pytest.raises(MonitoringInputError, match=r"--reference.*holdout\.parquet\.enc is encrypted at rest"):
         read_frame(str(tmp_path / "holdout.parquet"), "--reference")
+
+
+def test_sequence_arrays_are_sealed_too(tmp_path, sealed, monkeypatch):
+    """holdout_sequences.npz (a sequence model's event tensors, row order shared with the holdout) takes the same path:
+    sealed, no zip/npz magic on disk, read back equal, a swapped file refused, rotated with the Parquet snapshots."""
+    arrays = {"event_type": np.arange(12, dtype=np.int64).reshape(3, 4), "dt": np.linspace(0, 1, 12).reshape(3, 4)}
+    write_snapshot(frame(), tmp_path / "holdout.parquet")
+    sealed_npz = write_snapshot_arrays(arrays, tmp_path / "holdout_sequences.npz")
+    other = write_snapshot_arrays(arrays, tmp_path / "open_deals_sequences.npz")
+    assert sealed_npz.name == "holdout_sequences.npz.enc" and not sealed_npz.read_bytes().startswith(b"PK")
+    back = read_snapshot_arrays(tmp_path / "holdout_sequences.npz")
+    assert sorted(back) == sorted(arrays) and all(np.array_equal(back[k], arrays[k]) for k in arrays)
+    assert [p.name for p in iter_snapshots(tmp_path)] == [
+        "holdout.parquet", "holdout_sequences.npz", "open_deals_sequences.npz"
+    ]  # fmt: skip
+    monkeypatch.setenv(ENCRYPTION_KEYS_ENV, f"k2:{K2},k1:{K1}")
+    assert rotate_snapshots(tmp_path, encryption_provider()) == 3
+    sealed_npz.write_bytes(other.read_bytes())
+    with pytest.raises(EncryptionError, match=r"holdout_sequences\.npz\.enc .*belongs to another file"):
+        read_snapshot_arrays(tmp_path / "holdout_sequences.npz")

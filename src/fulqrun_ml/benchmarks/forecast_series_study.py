@@ -33,6 +33,7 @@ from fulqrun_ml.benchmarks.forecast_study import onnx_microseconds_per_row, writ
 from fulqrun_ml.benchmarks.study_logging import configure_study_logging
 from fulqrun_ml.data.series_fixture import make_series_fixture
 from fulqrun_ml.data.series_table import SeriesTableSpec, build_series_table
+from fulqrun_ml.data.snapshot_files import read_snapshot_arrays
 from fulqrun_ml.forecasting.export import export_forecaster_onnx, load_calibrated_forecaster
 from fulqrun_ml.machine import machine_info
 from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
@@ -61,8 +62,8 @@ def oracle_wape(table_path: Path, run_dir: Path, spec: SeriesTableSpec, truth: A
     frame = __import__("pandas").read_csv(table_path)
     observed = build_series_table(frame, spec)
     expected = build_series_table(frame.assign(**{spec.target: truth.to_numpy()}), spec)
-    with np.load(run_dir / "backtest.npz") as data:
-        series, origin, target = data["series"] - 1, data["origin"], data["target"]
+    data = read_snapshot_arrays(run_dir / "backtest.npz")
+    series, origin, target = data["series"] - 1, data["origin"], data["target"]
     horizon = target.shape[1]
     cells = origin[:, None] + 1 + np.arange(horizon)[None, :]
     inside = cells < observed.n_observed
@@ -120,8 +121,7 @@ def train_and_measure(
     model = load_calibrated_forecaster(run_dir)
     n_calendar = int(json.loads((run_dir / "net_config.json").read_text())["n_calendar"])
     graph = export_forecaster_onnx(model, n_calendar).SerializeToString()
-    with np.load(run_dir / "backtest.npz") as data:
-        windows = {k: data[k] for k in data.files}
+    windows = read_snapshot_arrays(run_dir / "backtest.npz")
     levels = list(summary["metrics"])
     return {
         "seed": seed,

@@ -33,6 +33,7 @@ from hydra import compose, initialize_config_dir
 
 from fulqrun_ml.benchmarks.forecast_sections import render_sections
 from fulqrun_ml.benchmarks.study_logging import configure_study_logging
+from fulqrun_ml.data.snapshot_files import read_snapshot_arrays
 from fulqrun_ml.evaluation.latency import median_microseconds_per_row
 from fulqrun_ml.forecasting.export import OUTPUT_NAME, export_forecaster_onnx, load_calibrated_forecaster
 from fulqrun_ml.machine import machine_info
@@ -124,8 +125,7 @@ def evaluate_setting(
     wall = time.perf_counter() - t0
     metrics = summary["metrics"][level]
     graph = export_forecaster_onnx(load_calibrated_forecaster(run_dir)).SerializeToString()
-    with np.load(run_dir / "backtest.npz") as data:
-        windows = {k: data[k] for k in data.files}
+    windows = read_snapshot_arrays(run_dir / "backtest.npz")
     latency = onnx_microseconds_per_row(graph, windows)
     rows = []
     for who, m in metrics.items():

@@ -1,4 +1,5 @@
-"""The one way a run directory's snapshot files (holdout.parquet, open_deals.parquet, ...) are written and read.
+"""The one way a run directory's snapshot files (holdout.parquet, open_deals.parquet, ...; the sequence models'
+holdout_sequences.npz next to them) are written and read.
 
 Why one helper: a snapshot holds customer rows (features, labels, ids). With `FULQRUN_ENCRYPT_AT_REST=1` it must
 never exist in plain text on disk, and about twenty readers (export, monitoring, dashboard, benchmarks) must not
@@ -15,16 +16,19 @@ what is stored:
 Reading prefers the sealed file, decrypts in memory with the configured keyring, and refuses a wrong key, an
 altered byte or a file renamed from another snapshot (e.g. open_deals.parquet.enc -> holdout.parquet.enc) with
 an error naming the file. `rotate_snapshots` moves every sealed snapshot under a directory onto the current key
-(`fulqrun-ml models rotate-keys --runs-dir`); `rewrite_snapshot` keeps a file's form (for erasure).
+(`fulqrun-ml models rotate-keys --runs-dir`); `rewrite_snapshot` keeps a file's form (for erasure). The event
+sequences of the sequence models (`*.npz`, row order shared with holdout.parquet) take the same path through
+`write_snapshot_arrays` / `read_snapshot_arrays`.
 """
 
 from __future__ import annotations
 
 import errno
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -36,6 +40,8 @@ from fulqrun_ml.errors import FulqrunMLError
 
 PARQUET_SUFFIX = ".parquet"
 SEALED_SUFFIX = PARQUET_SUFFIX + SUFFIX  # holdout.parquet.enc
+ARRAYS_SUFFIX = ".npz"  # holdout_sequences.npz: a sequence model's event tensors (sealed: holdout_sequences.npz.enc)
+SNAPSHOT_SUFFIXES = (PARQUET_SUFFIX, ARRAYS_SUFFIX)
 
 
 class SnapshotFileError(FulqrunMLError):
@@ -43,9 +49,10 @@ class SnapshotFileError(FulqrunMLError):
 
 
 def logical_path(path: str | Path) -> Path:
-    """`holdout.parquet` for either `holdout.parquet` or `holdout.parquet.enc`."""
+    """`holdout.parquet` for either `holdout.parquet` or `holdout.parquet.enc` (likewise `*.npz`)."""
     path = Path(path)
-    return path.with_name(path.name[: -len(SUFFIX)]) if path.name.endswith(SEALED_SUFFIX) else path
+    sealed = path.name.endswith(tuple(s + SUFFIX for s in SNAPSHOT_SUFFIXES))
+    return path.with_name(path.name[: -len(SUFFIX)]) if sealed else path
 
 
 def sealed_path(path: str | Path) -> Path:
@@ -126,6 +133,28 @@ def snapshot_bytes(path: str | Path) -> bytes:
     return stored.read_bytes()
 
 
+def write_snapshot_arrays(arrays: Mapping[str, np.ndarray], path: str | Path) -> Path:
+    """`write_snapshot` for a sequence model's named arrays (`holdout_sequences.npz`, compressed, no pickle)."""
+    path = logical_path(path)
+    if path.suffix != ARRAYS_SUFFIX:
+        raise SnapshotFileError(f"array snapshot {path} must be named *{ARRAYS_SUFFIX}")
+    provider = at_rest_provider()
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **dict(arrays))
+    return _publish(path, buffer.getvalue(), provider)
+
+
+def read_snapshot_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """The named arrays of `holdout_sequences.npz` (sealed or plain, transparently); errors name the file."""
+    stored = stored_snapshot(path)
+    data = snapshot_bytes(path)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError) as exc:
+        raise SnapshotFileError(f"{stored} is not a readable .npz snapshot: {exc}") from None
+
+
 def read_snapshot(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The snapshot `path` as a DataFrame (sealed or plain, transparently); errors name the file."""
     stored = stored_snapshot(path)
@@ -138,13 +167,14 @@ def read_snapshot(path: str | Path, columns: Sequence[str] | None = None) -> pd.
 
 def iter_snapshots(directory: str | Path) -> Iterator[Path]:
     """The logical path of every snapshot under `directory`, plain or sealed, once each (sorted)."""
-    found = {logical_path(p) for p in Path(directory).rglob(f"*{PARQUET_SUFFIX}*") if _is_snapshot_file(p)}
+    found = {logical_path(p) for p in Path(directory).rglob("*") if _is_snapshot_file(p)}
     yield from sorted(found)
 
 
 def _is_snapshot_file(path: Path) -> bool:
     name = path.name
-    return path.is_file() and not name.startswith(".") and name.endswith((PARQUET_SUFFIX, SEALED_SUFFIX))
+    suffixes = SNAPSHOT_SUFFIXES + tuple(s + SUFFIX for s in SNAPSHOT_SUFFIXES)
+    return not name.startswith(".") and name.endswith(suffixes) and path.is_file()
 
 
 def seal_snapshots(directory: str | Path, provider: KeyProvider) -> list[Path]:

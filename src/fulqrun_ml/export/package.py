@@ -34,7 +34,7 @@ import torch
 from hydra.utils import instantiate
 
 from fulqrun_ml.data.contract_versions import contract_fingerprint
-from fulqrun_ml.data.snapshot_files import read_snapshot, snapshot_exists
+from fulqrun_ml.data.snapshot_files import SNAPSHOT_SUFFIXES, read_snapshot, snapshot_exists
 from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.export.multiclass_export import CLASS_PROBABILITY, export_multiclass_onnx
 from fulqrun_ml.export.onnx_export import (
@@ -83,7 +83,7 @@ def finished_run(
 
 def _present(path: Path) -> bool:
     """A run file exists; a snapshot counts in either form (plain or sealed at rest, data/snapshot_files.py)."""
-    return snapshot_exists(path) if path.suffix == ".parquet" else path.is_file()
+    return snapshot_exists(path) if path.suffix in SNAPSHOT_SUFFIXES else path.is_file()
 
 
 def load_trained_net(run_dir: Path, spec: FittedFeatureSpec) -> torch.nn.Module:

@@ -22,6 +22,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from fulqrun_ml.data.snapshot_files import read_snapshot_arrays
 from fulqrun_ml.errors import ExportParityError
 from fulqrun_ml.export.onnx_export import torch_to_onnx
 from fulqrun_ml.export.package import finished_run, publish_run
@@ -101,8 +102,7 @@ def export_forecast_run(
     model = load_calibrated_forecaster(run_dir)
     n_calendar = int(record.net_config.get("n_calendar", len(CALENDAR_FEATURES)))
     graph = export_forecaster_onnx(model, n_calendar)
-    with np.load(run_dir / "backtest.npz") as data:
-        windows = {k: data[k] for k in data.files}
+    windows = read_snapshot_arrays(run_dir / "backtest.npz")
     parity = check_forecast_parity(graph, model, windows, model.min_scale)
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     metrics["export_parity_max_rel_diff"] = parity

@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from fulqrun_ml.data.snapshot_files import write_snapshot
+from fulqrun_ml.data.snapshot_files import write_snapshot, write_snapshot_arrays
 from fulqrun_ml.evaluation.lightgbm_baseline import lightgbm_holdout_report
 from fulqrun_ml.models.event_fusion import EventFusion
 from fulqrun_ml.pipelines.tabular import task_module_config
@@ -176,7 +176,7 @@ class EventPipeline(Pipeline):
         if datamodule.target_scaling is not None:
             datamodule.target_scaling.save(out / "target.json")
         write_snapshot(datamodule.frames["test"].drop(columns=["split"]), out / "holdout.parquet")
-        np.savez_compressed(out / "holdout_sequences.npz", **datamodule.sequences["test"])
+        write_snapshot_arrays(datamodule.sequences["test"], out / "holdout_sequences.npz")
         for name, arm in evaluation.artifacts.get("ablations", {}).items():
             (out / name).mkdir(exist_ok=True)
             torch.save(arm.net.state_dict(), out / name / "net_state.pt")

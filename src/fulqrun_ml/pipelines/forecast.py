@@ -25,6 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fulqrun_ml.data.snapshot_files import write_snapshot_arrays
 from fulqrun_ml.forecasting.backtest import backtest_report, local_forecasts
 from fulqrun_ml.forecasting.baselines import baseline_forecasters
 from fulqrun_ml.forecasting.build import build_forecaster
@@ -157,7 +158,7 @@ class ForecastPipeline(Pipeline):
         (out / "conformal.json").write_text(json.dumps(evaluation.artifacts["conformal"], indent=2))
         index = {"levels": datamodule.levels, "freq": datamodule.freq, "groups": datamodule.panel.groups}
         (out / "series_index.json").write_text(json.dumps(index, indent=2))
-        np.savez_compressed(out / "backtest.npz", **evaluation.artifacts["backtest"])
+        write_snapshot_arrays(evaluation.artifacts["backtest"], out / "backtest.npz")
 
     def data_window(self, datamodule: RevenueForecastDataModule) -> dict[str, dict[str, Any]]:
         return {s: datamodule.split_window(s) for s in datamodule.origins}

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fulqrun_ml.data.snapshot_files import write_snapshot
+from fulqrun_ml.data.snapshot_files import write_snapshot, write_snapshot_arrays
 from fulqrun_ml.data.snapshots import WEIGHT_COLUMN
 from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.sequence.datamodule import DealWinSequenceDataModule
@@ -133,9 +133,9 @@ class SequenceFusionPipeline(Pipeline):
         datamodule.spec.save(out / "feature_spec.json")
         datamodule.vocabulary.save(out / "sequence_vocab.json")
         write_snapshot(datamodule.frames["test"].drop(columns=["split"]), out / "holdout.parquet")
-        np.savez_compressed(out / "holdout_sequences.npz", **datamodule.sequences["test"])
+        write_snapshot_arrays(datamodule.sequences["test"], out / "holdout_sequences.npz")
         write_snapshot(datamodule.open_deals, out / "open_deals.parquet")
-        np.savez_compressed(out / "open_deals_sequences.npz", **datamodule.open_deal_sequences)
+        write_snapshot_arrays(datamodule.open_deal_sequences, out / "open_deals_sequences.npz")
         ablation = evaluation.artifacts.get("ablation")
         if ablation is not None:
             (out / ABLATION_DIR).mkdir(exist_ok=True)

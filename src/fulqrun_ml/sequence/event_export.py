@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fulqrun_ml.data.snapshot_files import read_snapshot
+from fulqrun_ml.data.snapshot_files import read_snapshot, read_snapshot_arrays
 from fulqrun_ml.errors import ExportParityError, FulqrunMLError
 from fulqrun_ml.export.onnx_export import (
     OUTPUT_NAME,
@@ -132,8 +132,7 @@ def export_event_run(
     scaling = load_target_scaling(run_dir)
     calibration = load_calibration(run_dir) if scaling is None else None
     holdout = read_snapshot(run_dir / "holdout.parquet")
-    with np.load(run_dir / "holdout_sequences.npz") as stored:
-        sequences = {k: stored[k] for k in stored.files}
+    sequences = read_snapshot_arrays(run_dir / "holdout_sequences.npz")
     graph = export_event_onnx(net, spec, encoder, calibration, scaling)
     arrays = {**spec.encode(holdout), **sequences}
     onnx_values = event_outputs(graph, spec, holdout, sequences)

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fulqrun_ml.data.snapshot_files import read_snapshot
+from fulqrun_ml.data.snapshot_files import read_snapshot, read_snapshot_arrays
 from fulqrun_ml.errors import ExportParityError, FulqrunMLError
 from fulqrun_ml.export.onnx_export import (
     OUTPUT_NAME,
@@ -144,8 +144,7 @@ def export_sequence_run(
     net = load_trained_net(run_dir, spec)
     calibration = load_calibration(run_dir)
     holdout = read_snapshot(run_dir / "holdout.parquet")
-    with np.load(run_dir / "holdout_sequences.npz") as stored:
-        sequences = {k: stored[k] for k in stored.files}
+    sequences = read_snapshot_arrays(run_dir / "holdout_sequences.npz")
     graph = export_fusion_onnx(net, spec, vocabulary, calibration)
     arrays = {**spec.encode(holdout), **sequences}
     torch_probs = predict_sequence_probabilities(net, arrays, calibration)
