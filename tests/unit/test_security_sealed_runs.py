@@ -1,6 +1,6 @@
 """A real training run's snapshots sealed at rest: no Parquet plaintext is left in the run directory, export (which
 reads holdout.parquet for its parity check) and the version's reference rows work from the sealed files, and
-`fulqrun-ml models rotate-keys` re-encrypts them so the old key can be retired.
+`fulqrun-ml models seal-snapshots` / `rotate-keys` seal and re-encrypt them so the old key can be retired.
 
 Fast: it reuses the session's `trained_run` (tests/conftest.py) on a copy of its directory. The writer path
 (`train` itself with FULQRUN_ENCRYPT_AT_REST=1, then a full export) is the extended test at the bottom."""
@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fulqrun_ml.crypto.envelope import AT_REST_ENV, EncryptionError, encryption_provider, key_id_of
+from fulqrun_ml.crypto.envelope import AT_REST_ENV, EncryptionError, key_id_of
 from fulqrun_ml.crypto.keys import ENCRYPTION_KEYS_ENV, new_key
-from fulqrun_ml.data.snapshot_files import read_snapshot, seal_snapshots
+from fulqrun_ml.data.snapshot_files import read_snapshot
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.registry.commands import models_main
 from fulqrun_ml.registry.run_record import version_holdout_path
@@ -33,13 +33,16 @@ def parquet_plaintext(directory: Path) -> list[str]:
 
 
 @pytest.fixture
-def sealed_run(trained_run, tmp_path, monkeypatch) -> Path:
+def sealed_run(trained_run, tmp_path, monkeypatch, capsys) -> Path:
     run = tmp_path / "logs" / "run"
     shutil.copytree(trained_run["run_dir"], run)
     assert "holdout.parquet" in parquet_plaintext(run)  # the scan sees the plain run: it is able to fail
     monkeypatch.setenv(ENCRYPTION_KEYS_ENV, f"k1:{K1}")
     monkeypatch.setenv(AT_REST_ENV, "1")
-    assert {p.name for p in seal_snapshots(run, encryption_provider())} >= {"holdout.parquet.enc"}
+    plain = {p.name for p in run.iterdir() if p.name.endswith(".parquet")}
+    assert models_main(["--models-dir", str(tmp_path / "models"), "seal-snapshots"]) == 0  # runs: logs/ next to it
+    assert f"{len(plain)} plain snapshot file(s) under {tmp_path / 'logs'} sealed" in capsys.readouterr().out
+    assert {p.name for p in run.iterdir() if p.name.endswith(".enc")} == {f"{name}.enc" for name in plain}
     return run
 
 

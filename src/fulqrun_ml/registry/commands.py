@@ -31,7 +31,12 @@ from fulqrun_ml.registry.catalog import list_model_versions, list_models, show_v
 from fulqrun_ml.registry.deletion import delete_version
 from fulqrun_ml.registry.diff import Change, diff
 from fulqrun_ml.registry.fairness_gate import load_governance_config
-from fulqrun_ml.registry.key_rotation import encrypt_version, rotate_model_keys, rotate_run_snapshots
+from fulqrun_ml.registry.key_rotation import (
+    encrypt_version,
+    rotate_model_keys,
+    rotate_run_snapshots,
+    seal_run_snapshots,
+)
 from fulqrun_ml.registry.store import list_versions
 
 OnChange = Callable[[AliasChange], None]
@@ -83,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_rotate.add_argument(
         "--runs-dir", help="also re-encrypt the sealed run snapshots under this folder (default: logs/ next to models)"
     )
+    p_seal = sub.add_parser("seal-snapshots", help="seal past runs' plain snapshots at rest")
+    p_seal.add_argument("--runs-dir", help="runs folder (default: logs/ next to models)")
     p_diff = sub.add_parser("diff", help="metrics, config and lineage differences between two versions")
     p_diff.add_argument("name")
     p_diff.add_argument("a")
@@ -123,6 +130,9 @@ def models_main(argv: list[str], on_change: OnChange | None = None) -> int:
             runs_dir = Path(args.runs_dir) if args.runs_dir else models_dir.parent / "logs"
             snapshots = rotate_run_snapshots(runs_dir)  # data/snapshot_files.py: *.parquet.enc of the runs
             console.print(f"{snapshots} sealed snapshot file(s) under {runs_dir} re-encrypted")
+        elif args.action == "seal-snapshots":  # registry/key_rotation.py
+            runs_dir = Path(args.runs_dir) if args.runs_dir else models_dir.parent / "logs"
+            console.print(f"{len(seal_run_snapshots(runs_dir))} plain snapshot file(s) under {runs_dir} sealed")
     except FulqrunMLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fulqrun_ml.data.snapshot_files import rotate_snapshots
+from fulqrun_ml.data.snapshot_files import rotate_snapshots, seal_snapshots
 from fulqrun_ml.registry.audit import append_audit, current_actor
 from fulqrun_ml.registry.encryption import SUFFIX, encrypt_file, encryption_provider, rotate_tree
 from fulqrun_ml.registry.encryption_at_rest import MODEL_FILE_SUFFIXES
@@ -83,6 +83,17 @@ def rotate_run_snapshots(runs_dir: Path) -> int:
     if encryption is None:
         raise KeyMaterialError(f"no encryption keys: set {ENCRYPTION_KEYS_ENV} (new key first) to rotate")
     return rotate_snapshots(runs_dir, encryption) if Path(runs_dir).is_dir() else 0
+
+
+def seal_run_snapshots(runs_dir: Path) -> list[Path]:
+    """Seal the plain snapshots left by runs from before encryption at rest was on (`fulqrun-ml models
+    seal-snapshots`): each plaintext is removed once its `.enc` exists, so none stays on disk. The sealed paths."""
+    encryption = encryption_provider()
+    if encryption is None:
+        raise KeyMaterialError(f"no encryption keys: set {ENCRYPTION_KEYS_ENV} to seal snapshots")
+    if not Path(runs_dir).is_dir():
+        raise KeyMaterialError(f"runs folder {runs_dir} does not exist (pass --runs-dir)")
+    return seal_snapshots(runs_dir, encryption)
 
 
 def encrypt_version(models_dir: Path, name: str, version: int | str, actor: str | None = None) -> Rotated:
