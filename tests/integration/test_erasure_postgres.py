@@ -178,16 +178,8 @@ def test_scan_and_forget_on_the_postgres_crm_and_prediction_store(
     assert (after.opportunities["company_id"] == pg_world.other_company).sum() == other.sum()
     assert pg_world.company not in json.dumps(report) and pg_world.dsn not in json.dumps(report)
 
-    # A contact: the deal stays with its company and loses the reference (an UPDATE ... SET NULL).
-    deal = after.opportunities[after.opportunities["contact_id"].notna()].iloc[0]
-    email = after.contacts.set_index("id").loc[deal["contact_id"], "email"]
-    rc, report = _forget(pg_world, tmp_path, "--contact", str(deal["contact_id"]))
-    assert rc == 0 and report["stores"]["crm"]["hits_after"] == 0
-    kept = PostgresSource(pg_world.dsn, pg_world.schema).load().opportunities.set_index("id").loc[deal["id"]]
-    assert pd.isna(kept["contact_id"]) and kept["company_id"] == deal["company_id"]
-    assert _hits(_rows_as_text(pg_world.dsn, pg_world.schema), {str(deal["contact_id"]), email}) == 0
 
-
+@pytest.mark.extended  # ~4 forgets; the fast test above covers the PostgreSQL erasure and scan themselves
 def test_the_proof_can_fail_a_refused_statement_rolls_back_and_a_rerun_finishes(
     pg_world: PgWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,3 +217,16 @@ def test_the_proof_can_fail_a_refused_statement_rolls_back_and_a_rerun_finishes(
     assert _hits(_rows_as_text(pg_world.dsn, pg_world.schema), _secrets(pg_world.tables, pg_world.company)) == 0
     rc, _ = _forget(pg_world, tmp_path, "--company", pg_world.company)
     assert rc == 2  # nothing left to resolve
+
+
+@pytest.mark.extended  # a second forget; the fast test covers the company case
+def test_forget_a_contact_in_the_postgres_crm_keeps_the_companys_deal(pg_world: PgWorld, tmp_path: Path) -> None:
+    """The deal stays with its company and loses the reference (an UPDATE ... SET NULL in the transaction)."""
+    before = PostgresSource(pg_world.dsn, pg_world.schema).load()
+    deal = before.opportunities[before.opportunities["contact_id"].notna()].iloc[0]
+    email = before.contacts.set_index("id").loc[deal["contact_id"], "email"]
+    rc, report = _forget(pg_world, tmp_path, "--contact", str(deal["contact_id"]))
+    assert rc == 0 and report["stores"]["crm"]["hits_before"] > 0 and report["stores"]["crm"]["hits_after"] == 0
+    kept = PostgresSource(pg_world.dsn, pg_world.schema).load().opportunities.set_index("id").loc[deal["id"]]
+    assert pd.isna(kept["contact_id"]) and kept["company_id"] == deal["company_id"]
+    assert _hits(_rows_as_text(pg_world.dsn, pg_world.schema), {str(deal["contact_id"]), email}) == 0

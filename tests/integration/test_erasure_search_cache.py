@@ -33,7 +33,7 @@ def _key(encoder: TextEncoder, text: str) -> str:
 def test_forget_deletes_the_subjects_search_profiles_and_keeps_the_rest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tables = simulate_crm(n_opportunities=30, n_companies=10, n_reps=3, seed=11).tables
+    tables = simulate_crm(n_opportunities=16, n_companies=5, n_reps=2, seed=11).tables
     crm = write_crm_directory(tables, tmp_path)  # what the forget reads back (typed by the same contract)
     cache = tmp_path / "cache"
     encoder = TextEncoder(backend=HashBackend(), cache_dir=cache)
