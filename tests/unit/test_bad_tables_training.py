@@ -1,10 +1,12 @@
-"""Training refuses data it cannot learn from with one line, exit code 2, and no directory left behind."""
+"""Training refuses data it cannot learn from with one line, exit code 2, and no directory left behind.
+
+The command-line cases call the CLI's own `main` in-process (a `fulqrun-ml` subprocess pays ~10 s of imports
+each); that `main`'s status becomes the process's exit code is checked once, by a real subprocess, in
+tests/integration/test_cli.py::test_errors_are_messages_not_tracebacks.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +14,10 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
+from fulqrun_ml.cli import main
 from fulqrun_ml.errors import FieldValidationError
 from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.training.train import train
-
-CLI = Path(sys.executable).parent / "fulqrun-ml"
 
 
 def constant_table(path: Path) -> Path:
@@ -50,9 +51,20 @@ def test_a_constant_target_is_refused_and_the_empty_run_dir_removed(tmp_path):
     assert not out.exists()
 
 
-def test_cli_prints_the_one_line_error_exits_2_and_leaves_no_run_dir(tmp_path):
+def _cli(argv: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    """`fulqrun-ml ARGV` in-process: (exit status, stdout, stderr), whether `main` returns or exits."""
+    monkeypatch.setattr("sys.argv", ["fulqrun-ml", *argv])  # `train` rewrites sys.argv for Hydra: restored after
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "")
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return int(code or 0), out.out, out.err
+
+
+def test_cli_prints_the_one_line_error_exits_2_and_leaves_no_run_dir(tmp_path, capsys, monkeypatch):
     args = [
-        str(CLI),
         "train",
         "task=table",
         "data=table",
@@ -61,18 +73,18 @@ def test_cli_prints_the_one_line_error_exits_2_and_leaves_no_run_dir(tmp_path):
         "logger=none",
         f"paths.root_dir={tmp_path}",
     ]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": ""})
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "error: field 'y': the target is constant" in done.stderr
-    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    code, stdout, stderr = _cli(args, capsys, monkeypatch)
+    assert code == 2, stderr[-2000:]
+    assert "error: field 'y': the target is constant" in stderr
+    assert "Traceback" not in stderr and "Traceback" not in stdout
     runs = tmp_path / "logs" / "table" / "runs"
     assert not runs.exists() or not any(runs.iterdir())
 
 
-def test_cli_unwraps_our_error_from_hydras_instantiation_error(tmp_path):
+def test_cli_unwraps_our_error_from_hydras_instantiation_error(tmp_path, capsys, monkeypatch):
     """A data module's constructor refusing the config reaches the user as its own message, not Hydra's wrapper."""
-    args = [str(CLI), "train", "data=table", f"data.path={tmp_path / 'x.csv'}", "data.target=y", "logger=none"]
-    done = subprocess.run([*args, f"paths.root_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "error: data=table trains under task=table" in done.stderr
-    assert "Error in call to target" not in done.stderr and "Traceback" not in done.stderr
+    args = ["train", "data=table", f"data.path={tmp_path / 'x.csv'}", "data.target=y", "logger=none"]
+    code, _, stderr = _cli([*args, f"paths.root_dir={tmp_path}"], capsys, monkeypatch)
+    assert code == 2, stderr[-2000:]
+    assert "error: data=table trains under task=table" in stderr
+    assert "Error in call to target" not in stderr and "Traceback" not in stderr
