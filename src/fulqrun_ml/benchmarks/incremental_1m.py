@@ -5,13 +5,18 @@
         --out /tmp/x.json
 
 1. The CRM: the sharded simulated CRM in --cache-dir (bench_spark's directory naming, so its 1M CRM is reused),
-   generated if absent; the generation is timed but is not part of a retrain.
-2. full: `train` with data=crm_parquet on that directory and `data.snapshot_engine=duckdb` (the frame built by
-   DuckDB, tensors memory-mapped), from scratch for at most --full-epochs (early stopping as configured),
-   then published to a registry in the work directory (publishing timed apart).
-3. warm: `init_from=deal_win@1` on the same extract for --warm-epochs: the cost of a warm-start update. (A newer
-   extract would cost the same to build; the parent's window is not what this measures.)
-4. baseline, same run, at --baseline-opportunities (a size pandas can do): a flat Parquet export of the
+   generated if absent; the generation is timed but is not part of a retrain. Its previous extract: the same CRM
+   as it stood --days-earlier days before extraction (`older_extract.py`, cached next to it).
+2. full: `train` with data=crm_parquet on the previous extract and `data.snapshot_engine=duckdb` (the frame
+   built by DuckDB, tensors memory-mapped, rows kept in `data.snapshot_cache_dir`), from scratch for at most
+   --full-epochs (early stopping as configured), then published to a registry in the work directory.
+3. warm: `init_from=deal_win@1` on the newer extract for --warm-epochs, with the same snapshot cache (only the
+   dates the newer extract adds are built; `datamodules/duckdb_snapshot_cache.py`) and the evaluation on
+   --eval-sample-rows rows of val and test (`datamodules/eval_sample.py`; the record and this report state the
+   sample and the interval of the holdout AUC, and, untimed, the whole holdout's AUC it should cover).
+4. warm_full_rebuild, same run, last (the report is written before it and again after): the same warm start
+   without the cache and the sample (the cost before them).
+5. baseline, same run, at --baseline-opportunities (a size pandas can do): a flat Parquet export of the
    simulated CRM trained once with each engine (`snapshot_engine=pandas`, the definitions, vs duckdb),
    same recipe as `full`, so the data path's cost is compared on one CRM.
 
@@ -52,6 +57,25 @@ def extrapolate(run: dict[str, Any], factor: float) -> dict[str, float]:
     return {k: round(v * factor, 1) for k, v in run["seconds"].items() if isinstance(v, (int, float))}
 
 
+def whole_holdout_auc(datamodule: Any, run_dir: str) -> float:
+    """Untimed: the trained model's AUC on the whole (unsampled) holdout, for the sampled interval to be judged."""
+    import numpy as np
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from fulqrun_ml.pipelines.tabular import build_tabular_net
+    from fulqrun_ml.tasks.binary import predict_probabilities
+
+    run = Path(run_dir)
+    net = build_tabular_net(json.loads((run / "net_config.json").read_text()), datamodule)
+    net.load_state_dict(torch.load(run / "net_state.pt"))
+    test = datamodule.eval_unsampled["test"]
+    scores = predict_probabilities(
+        net, datamodule.spec.encode(test), json.loads((run / "calibration.json").read_text())
+    )
+    return float(roc_auc_score(test["label"].to_numpy(), np.asarray(scores)))
+
+
 def worker_train(args: argparse.Namespace) -> dict[str, Any]:
     """One `train()` in this (child) process; the datamodule is built here so its engine timings can be read."""
     from hydra.utils import instantiate
@@ -78,6 +102,13 @@ def worker_train(args: argparse.Namespace) -> dict[str, Any]:
         "total": round(total, 2),
     }
     metrics = result["metrics"]
+    sampled = {}
+    if datamodule.eval_samples:  # what the run record says it evaluated, and (untimed) the whole holdout's AUC
+        sampled = dict(result["extra"]["eval_sample"])
+        test = sampled["test"] = dict(sampled["test"])
+        test["whole_holdout_auc_untimed"] = whole_holdout_auc(datamodule, result["run_dir"])
+        low, high = test["auc_interval_95"]
+        test["interval_covers_whole_holdout_auc"] = low <= test["whole_holdout_auc_untimed"] <= high
     return {
         "engine": datamodule.snapshot_engine,
         "seconds": split,
@@ -94,6 +125,8 @@ def worker_train(args: argparse.Namespace) -> dict[str, Any]:
         "holdout_log_loss": metrics["model"]["log_loss"],
         "run_dir": result["run_dir"],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **({"snapshot_cache": datamodule.snapshot_cache_report} if datamodule.snapshot_cache_dir else {}),
+        **({"eval_sample": sampled} if sampled else {}),
     }
 
 
@@ -122,7 +155,21 @@ def worker_flat(args: argparse.Namespace) -> dict[str, Any]:
     return {"out_dir": args.out_dir}
 
 
-WORKERS = {"train": worker_train, "publish": worker_publish, "generate": worker_generate, "flat": worker_flat}
+def worker_older(args: argparse.Namespace) -> dict[str, Any]:
+    from fulqrun_ml.benchmarks.older_extract import write_older_extract
+
+    start = time.perf_counter()
+    manifest = write_older_extract(args.crm_dir, args.out_dir, args.n, workers=2)
+    return {"extracted_at": manifest["extracted_at"], "seconds": round(time.perf_counter() - start, 2)}
+
+
+WORKERS = {
+    "train": worker_train,
+    "publish": worker_publish,
+    "generate": worker_generate,
+    "flat": worker_flat,
+    "older": worker_older,
+}
 
 
 def run_worker(kind: str, **options: Any) -> dict[str, Any]:
@@ -168,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-epochs", type=int, default=4)
     parser.add_argument("--warm-epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--days-earlier", type=int, default=14, help="the parent's extract: this many days older")
+    parser.add_argument("--eval-sample-rows", type=int, default=50_000, help="warm start: val/test rows evaluated")
+    parser.add_argument("--skip-warm-full-rebuild", action="store_true", help="leave out the same-run reference")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "fulqrun_data_cache")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench_incremental_1m.json")
     parser.add_argument("--note", default="")
@@ -189,23 +239,49 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = [round(x, 2) for x in os.getloadavg()]
     crm, generation = ensure_crm(args.cache_dir, args.opportunities, args.seed, args.per_shard)
+    older = crm.with_name(f"{crm.name}_older{args.days_earlier}d")
+    older_made = None
+    if not (older / "crm_export.json").is_file():
+        older_made = run_worker("older", crm_dir=str(crm), out_dir=str(older), n=args.days_earlier)
     runs: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=args.cache_dir, prefix="bench_incremental_1m_") as tmp:
         work = Path(tmp)
         recipe = (args.full_epochs, args.batch_size)
-        runs["full"] = run_worker("train", overrides=train_overrides(work, "full", crm, "duckdb", *recipe))
+        cache = f"data.snapshot_cache_dir={work / 'snapshot_cache'}"
+        runs["full"] = run_worker("train", overrides=train_overrides(work, "full", older, "duckdb", *recipe, cache))
         runs["publish"] = run_worker("publish", run_dir=runs["full"]["run_dir"], models_dir=str(work / "models"))
         parent = f"init_from=deal_win@{runs['publish']['version']}"
         warm = (args.warm_epochs, args.batch_size)
-        runs["warm"] = run_worker("train", overrides=train_overrides(work, "warm", crm, "duckdb", *warm, parent))
+        sample = f"data.eval_sample_rows={args.eval_sample_rows}"
+        runs["warm"] = run_worker(
+            "train", overrides=train_overrides(work, "warm", crm, "duckdb", *warm, parent, cache, sample)
+        )
         base_crm, _ = ensure_crm(args.cache_dir, args.baseline_opportunities, args.seed, args.per_shard)
         flat = work / "baseline_flat"
         run_worker("flat", crm_dir=str(base_crm), out_dir=str(flat))
         for engine in ("pandas", "duckdb"):
             name = f"baseline_{engine}"
             runs[name] = run_worker("train", overrides=train_overrides(work, name, flat, engine, *recipe))
-    for run in runs.values():
-        run.pop("run_dir", None)
+        write_report(args, runs, started, load_before, crm, generation, older, older_made)
+        if not args.skip_warm_full_rebuild:  # last, so a report stands even if the machine is too slow to get here
+            name = "warm_full_rebuild"
+            runs[name] = run_worker("train", overrides=train_overrides(work, name, crm, "duckdb", *warm, parent))
+            write_report(args, runs, started, load_before, crm, generation, older, older_made)
+    return 0
+
+
+def write_report(
+    args: argparse.Namespace,
+    runs: dict[str, Any],
+    started: str,
+    load_before: list[float],
+    crm: Path,
+    generation: dict[str, Any] | None,
+    older: Path,
+    older_made: dict[str, Any] | None,
+) -> None:
+    """reports/bench_incremental_1m.json from the runs so far (atomically; rewritten when another run is added)."""
+    runs = {name: {k: v for k, v in run.items() if k != "run_dir"} for name, run in runs.items()}
     report = {
         "benchmark": "deal-win training from the DuckDB-built snapshot: full retrain vs warm start",
         "started_at": started,
@@ -213,10 +289,19 @@ def main(argv: list[str] | None = None) -> int:
         "opportunities": args.opportunities,
         "crm_dir": str(crm),
         "generation": generation or "cached (generated by an earlier run with the same arguments)",
+        "previous_extract": {
+            "crm_dir": str(older),
+            "days_earlier": args.days_earlier,
+            "made": older_made or "cached (made by an earlier run with the same arguments)",
+        },
         "recipe": {
-            "full": f"from scratch, max_epochs={args.full_epochs}, batch_size={args.batch_size}, early stopping as "
-            "configured (callbacks/default.yaml)",
-            "warm": f"init_from the published full run, max_epochs={args.warm_epochs}, same extract",
+            "full": f"from scratch on the extract of {args.days_earlier} days earlier, max_epochs={args.full_epochs}, "
+            f"batch_size={args.batch_size}, early stopping as configured (callbacks/default.yaml); its snapshot rows "
+            "kept in data.snapshot_cache_dir",
+            "warm": f"init_from the published full run on the newer extract, max_epochs={args.warm_epochs}, the "
+            f"snapshot cache (new dates built only), evaluation on {args.eval_sample_rows} stratified rows of val "
+            "and of test",
+            "warm_full_rebuild": "the same warm start, every snapshot date built and every val/test row evaluated",
             "model": "mlp (configs/model/mlp.yaml), logger=none",
         },
         "runs": runs,
@@ -228,8 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
     }
     atomic_write_text(args.out, json.dumps(derive(report), indent=2, default=str) + "\n")
-    print(json.dumps(report["goals"], indent=2))
-    return 0
+    print(json.dumps(report["goals"], indent=2), flush=True)
 
 
 def derive(report: dict[str, Any]) -> dict[str, Any]:
@@ -268,6 +352,17 @@ def derive(report: dict[str, Any]) -> dict[str, Any]:
             seconds["total"] - seconds["fit"] - seconds["evaluate_and_write"], 2
         )
         report["baseline"][f"data_cpu_seconds_{engine}"] = runs[f"baseline_{engine}"]["cpu_seconds"]["data"]
+    if "warm_full_rebuild" in runs:  # the same warm start before the cache and the sample, measured in this run
+        before, after = runs["warm_full_rebuild"], runs["warm"]
+        report["warm_vs_warm_full_rebuild"] = {
+            part: {"warm": after["seconds"][part], "warm_full_rebuild": before["seconds"][part]}
+            for part in ("snapshot_build", "data_rest", "fit", "evaluate_and_write", "total")
+        } | {
+            "cpu_seconds_total": {
+                "warm": after["cpu_seconds"]["total"],
+                "warm_full_rebuild": before["cpu_seconds"]["total"],
+            }
+        }
     report["at_1m"], report["goals"] = at_1m, goals
     return report
 
