@@ -4,6 +4,8 @@ file is refused naming the file, rotation re-encrypts, and turning encryption of
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -114,6 +116,9 @@ def test_rotation_and_sealing_old_snapshots(tmp_path, monkeypatch):
     monkeypatch.delenv(AT_REST_ENV, raising=False)
     write_snapshot(frame(), tmp_path / "a" / "holdout.parquet")  # written before encryption was turned on
     monkeypatch.setenv(ENCRYPTION_KEYS_ENV, f"k1:{K1}")
+    assert [p.name for p in seal_snapshots(tmp_path, encryption_provider())] == ["holdout.parquet.enc"]
+    (tmp_path / "a" / "holdout.parquet").write_bytes(frame(9).to_parquet())  # a crash left a plaintext behind...
+    os.utime(tmp_path / "a" / "holdout.parquet", ns=(0, 0))  # ...older than its ciphertext: removed, not sealed
     assert [p.name for p in seal_snapshots(tmp_path, encryption_provider())] == ["holdout.parquet.enc"]
     monkeypatch.setenv(AT_REST_ENV, "1")
     write_snapshot(frame(2), tmp_path / "b" / "open_deals.parquet")

@@ -178,12 +178,21 @@ def _is_snapshot_file(path: Path) -> bool:
 
 
 def seal_snapshots(directory: str | Path, provider: KeyProvider) -> list[Path]:
-    """Seal every plain snapshot left under `directory` (written before encryption was on); the sealed paths."""
-    return [
-        _publish(path, path.read_bytes(), provider)
-        for path in iter_snapshots(directory)
-        if stored_snapshot(path) == path
-    ]
+    """Seal every plain snapshot left under `directory` (written before encryption was on); the sealed paths.
+    A plaintext next to a newer ciphertext of the same name (a crash between publishing the ciphertext and the
+    unlink) is removed, not sealed again: no plain snapshot survives a rerun."""
+    done = []
+    for path in iter_snapshots(directory):
+        sealed = sealed_path(path)
+        if not path.is_file():
+            continue
+        if sealed.is_file() and sealed.stat().st_mtime_ns >= path.stat().st_mtime_ns:
+            path.unlink()
+            fsync_dir(path.parent)
+        else:
+            _publish(path, path.read_bytes(), provider)
+        done.append(sealed)
+    return done
 
 
 def rotate_snapshots(directory: str | Path, provider: KeyProvider) -> int:
