@@ -8,7 +8,7 @@ opportunity) and the same table sealed at rest (`.parquet.enc`, data/snapshot_fi
 store (`ParquetStore`, 20k records over 10 days), one Redis feature row per opportunity, the embedding cache of
 300 deals' notes and of the same deals' similar-search profiles (the real `TextEncoder` and cache; a hash
 backend stands in for the sentence model, whose vectors do not matter here), 200 LLM response-cache files, a
-W&B offline run written by wandb itself (a predictions table of 1,000 deals, history and summary naming deals)
+W&B offline run written by wandb itself (a predictions table of every deal, history and summary naming deals)
 and, with --pg-dsn, the PostgreSQL prediction store (the same 20k records).
 
 Per repeat (a different company each, on a fresh copy of the stores):
@@ -103,7 +103,7 @@ def build(root: Path, opportunities: int, seed: int, pg_dsn: str | None) -> tupl
     (root / "llm").mkdir()
     for i, deal in enumerate(opps["id"].head(200)):
         (root / "llm" / f"{i:064x}.json").write_text(json.dumps({"text": f"deal {deal}", "input_tokens": 1}))
-    write_wandb_run(root / "snapshots" / "wandb_run", opps.head(1000))
+    write_wandb_run(root / "snapshots" / "wandb_run", opps)
     return crm, opps, records
 
 
@@ -308,7 +308,7 @@ def summarise(runs: list[dict], args: argparse.Namespace, rows: dict, built: flo
             "sealed_snapshot_rows": args.opportunities * 6,
             "prediction_records": 20_000,
             "postgres_prediction_records": 20_000 if args.pg_dsn else 0,
-            "wandb_table_rows": 1000,
+            "wandb_table_rows": n_ids,
             "redis_rows": n_ids,
             "seconds_to_build": round(built, 1),
             "seed": args.seed,

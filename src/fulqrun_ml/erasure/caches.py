@@ -46,11 +46,48 @@ def subject_keys(subject: Subject, scrubbers: list[PIIScrubber]) -> set[str]:
     return _keys(list(subject.texts), scrubbers)
 
 
+PROFILE_TIMES = {
+    "opportunities": ("created_at", "close_date"),
+    "stage_history": ("changed_at",),
+    "notes": ("created_at",),
+    "activities": ("created_at",),
+    "company_history": ("valid_from",),
+}
+
+
+def profile_tables(read: TableReader, subject: Subject, extracted_at: pd.Timestamp) -> CRMTables:
+    """Only the rows a profile of the subject's deals reads (a profile joins per deal and per company), with
+    their times typed. Why not the whole CRM, validated: at 10k deals that load cost ~5 s of a ~5 s forget."""
+    opps = read("opportunities")
+    if "id" in opps.columns:
+        opps = opps[opps["id"].astype(str).isin(subject.drop_ids)]
+    deals = set(opps["id"].astype(str)) if "id" in opps.columns else set()
+    companies = set(opps["company_id"].astype(str)) if "company_id" in opps.columns else set()
+
+    def rows(name: str, column: str, values: set[str]) -> pd.DataFrame:
+        frame = read(name)
+        return frame[frame[column].astype(str).isin(values)].copy() if column in frame.columns else frame.iloc[0:0]
+
+    frames = {
+        "opportunities": opps.copy(),
+        "stage_history": rows("stage_history", "opportunity_id", deals),
+        "notes": rows("notes", "related_id", deals),
+        "activities": rows("activities", "related_id", deals),
+        "companies": rows("companies", "id", companies),
+        "company_history": rows("company_history", "company_id", companies),
+    }
+    for name, columns in PROFILE_TIMES.items():
+        for column in (c for c in columns if c in frames[name].columns):
+            frames[name][column] = pd.to_datetime(frames[name][column], utc=True, errors="coerce")
+    empty = pd.DataFrame()
+    return CRMTables(organizations=empty, users=empty, contacts=empty, extracted_at=extracted_at, **frames)
+
+
 def profile_keys(tables: CRMTables, subject: Subject, scrubbers: list[PIIScrubber]) -> set[str]:
     """Cache keys of the similar-deal search's note-bearing profiles of the subject's deals (module docstring)."""
     opps = tables.opportunities
-    deals = set(opps["id"].astype(str)) & set(subject.drop_ids)
-    if not deals:
+    deals = set(opps["id"].astype(str)) & set(subject.drop_ids) if "id" in opps.columns else set()
+    if not deals or tables.stage_history.empty:
         return set()
     history = tables.stage_history[tables.stage_history["opportunity_id"].astype(str).isin(deals)]
     times = [(str(d), pd.Timestamp(t)) for d, t in zip(history["opportunity_id"], history["changed_at"], strict=True)]

@@ -17,22 +17,28 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from fulqrun_ml.data.contract import CRMTables
 from fulqrun_ml.data.pii import PIIScrubber
-from fulqrun_ml.data.sources import DirectorySource, PostgresSource
-from fulqrun_ml.erasure.caches import EmbeddingCacheStore, crm_scrubber, has_vectors, profile_keys, subject_keys
+from fulqrun_ml.data.sources import MANIFEST
+from fulqrun_ml.erasure.caches import (
+    EmbeddingCacheStore,
+    crm_scrubber,
+    has_vectors,
+    profile_keys,
+    profile_tables,
+    subject_keys,
+)
 from fulqrun_ml.erasure.files import FileStore
 from fulqrun_ml.erasure.matcher import Matcher
 from fulqrun_ml.erasure.postgres_store import PostgresTables
 from fulqrun_ml.erasure.redis_store import RedisStore
-from fulqrun_ml.erasure.subject import ErasureError, Kind, Subject, TableReader, resolve_subject
+from fulqrun_ml.erasure.subject import ErasureError, Kind, Subject, TableReader, read_crm_table, resolve_subject
 from fulqrun_ml.erasure.wandb_store import WandbStore
-from fulqrun_ml.errors import FulqrunMLError
 from fulqrun_ml.registry.locking import atomic_write_json
 from fulqrun_ml.registry.retrain_flags import flag_for_retraining
 from fulqrun_ml.registry.store import list_versions
@@ -86,15 +92,15 @@ class Stores:
         crm = self.crm()
         return crm.read_table if isinstance(crm, PostgresTables) else None
 
-    def crm_tables(self) -> CRMTables:
-        """The whole CRM, typed (what the similar-deal search builds its profiles from)."""
-        try:
-            if self.crm_dsn:
-                return PostgresSource(self.crm_dsn, self.crm_schema).load()
-            return DirectorySource(Path(str(self.crm_dir))).load()
-        except FulqrunMLError as err:
-            where = self.crm_label()
-            raise ErasureError(f"the CRM at {where} cannot be loaded to find search profiles: {err}") from None
+    def extracted_at(self) -> pd.Timestamp:
+        """When the CRM was extracted (an export's manifest; a live database: now): the search's default date."""
+        manifest = Path(str(self.crm_dir)) / MANIFEST
+        if not self.crm_dsn and manifest.is_file():
+            try:
+                return pd.Timestamp(json.loads(manifest.read_text())["extracted_at"])
+            except (KeyError, ValueError, TypeError):
+                raise ErasureError(f"{manifest} has no readable 'extracted_at'") from None
+        return pd.Timestamp.now(tz="UTC")
 
     def crm_label(self) -> str:
         """The CRM as messages may name it (never a DSN's user or password)."""
@@ -158,7 +164,8 @@ def forget(
     scrubbers = [crm_scrubber(stores.crm_dir, reader), PIIScrubber()]
     keys = subject_keys(subject, scrubbers)
     if has_vectors(stores.embedding_cache):  # the search's cached deal profiles (caches.profile_keys)
-        keys |= profile_keys(stores.crm_tables(), subject, scrubbers)
+        read = reader or partial(read_crm_table, Path(str(stores.crm_dir)))
+        keys |= profile_keys(profile_tables(read, subject, stores.extracted_at()), subject, scrubbers)
     clock["resolve"] = time.perf_counter()
     # Redis is read once for both: its erase counts what it finds before removing (it goes first).
     before = _count_all(stores, subject, keys, redis=False)
