@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny simulated CRM, a composed config, one trained + published tiny model.
+"""Shared fixtures: a tiny simulated CRM, a composed config, one trained + published tiny model, the CLI in-process.
 
 Expensive things (training, export) run once per session and are shared read-only by the tests.
 Configs are composed from the real `configs/` with `hydra.compose`, as `fulqrun-ml train` does.
@@ -53,3 +53,29 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, compose_train) -> dict
 def published(tmp_path_factory: pytest.TempPathFactory, trained_run: dict) -> tuple[ModelVersion, float]:
     models_dir = tmp_path_factory.mktemp("models")
     return export_run(Path(trained_run["run_dir"]), models_dir, "deal_win")
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[int, str, str]]:
+    """`fulqrun-ml ARGV` through the CLI's own `main`, in this process: (exit status, stdout, stderr).
+
+    WHY: a `fulqrun-ml` subprocess pays ~10 s of CPU for its imports (torch, Lightning, Hydra) per call. A test
+    about what a command does calls it here; that `main`'s status becomes the process's exit code is checked by
+    real subprocesses in tests/integration/test_cli.py. `train` rewrites sys.argv for Hydra: restored afterwards.
+    """
+
+    def _run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        from fulqrun_ml.cli import main
+
+        monkeypatch.setattr("sys.argv", ["fulqrun-ml", *argv])
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        capsys.readouterr()  # only this command's output
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse and Hydra exit; their status is the answer
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return int(code or 0), out.out, out.err
+
+    return _run

@@ -4,8 +4,6 @@ export directory, writing Parquet and a JSON summary; bad input is an error nami
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -92,27 +90,14 @@ def test_strategy_surfaces_products_when_the_export_has_them(tmp_path: Path) -> 
     assert "product" in summary["products"]["reason"]
 
 
-def test_bad_settings_exit_2_naming_the_field(tmp_path: Path) -> None:
+def test_bad_settings_exit_2_naming_the_field(tmp_path: Path, run_cli) -> None:
     with pytest.raises(FieldValidationError, match=r"field 'model.bogus'"):
         main(["coaching", "--out", str(tmp_path), "--set", "model.bogus=1"])
     with pytest.raises(FieldValidationError, match=r"field 'set'"):
         main(["strategy", "--out", str(tmp_path), "--set", "no_equals_sign"])
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fulqrun_ml.recommend.insight_commands",
-            "pricing",
-            "--out",
-            str(tmp_path / "x"),
-            "--set",
-            *SMALL,
-            "model.max_discount=1.5",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "field 'max_discount'" in result.stderr and "Traceback" not in result.stderr
+    # Through the user's entry, `fulqrun-ml recommend pricing`, in-process (tests/conftest.py::run_cli).
+    code, _, stderr = run_cli("recommend", "pricing", "--out", str(tmp_path / "x"), "--set", *SMALL,
+                              "model.max_discount=1.5")  # fmt: skip
+    assert code == 2
+    assert "field 'max_discount'" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "x" / "pricing_summary.json").exists()

@@ -85,13 +85,9 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert all(torch.equal(weights_resumed[k], weights_full[k]) for k in weights_full)
 
 
-def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
-    out = subprocess.run(
-        train_cmd(tmp_path, tmp_path / "fresh", "ckpt_path=last", "trainer.max_epochs=1"),
-        env=env_for(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert out.returncode != 0
-    assert "ckpt_path=last: no" in out.stderr and "last.ckpt" in out.stderr
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, run_cli):
+    # The same command line, through the CLI's `main` in-process (tests/conftest.py::run_cli): no process to kill here.
+    argv = train_cmd(tmp_path, tmp_path / "fresh", "ckpt_path=last", "trainer.max_epochs=1")[len(CLI) :]
+    code, _, stderr = run_cli("train", *argv, env={"FULQRUN_ROOT": str(tmp_path)})
+    assert code != 0
+    assert "ckpt_path=last: no" in stderr and "last.ckpt" in stderr

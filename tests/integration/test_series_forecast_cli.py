@@ -5,9 +5,6 @@ table through `fulqrun-ml train` exits 2 with the field named, no traceback."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,7 @@ from fulqrun_ml.cli import main as cli_main
 from fulqrun_ml.data.series_fixture import make_series_fixture
 from fulqrun_ml.forecasting.export import export_forecast_run
 from fulqrun_ml.forecasting.series_predict import main as predict_main
-from fulqrun_ml.project import CONFIG_DIR, REPO_ROOT
+from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.training.train import train
 
 DATA = [
@@ -106,30 +103,22 @@ def test_predict_without_future_covariates_names_the_column(series_run, tmp_path
     assert rc == 2 and not (tmp_path / "f.csv").exists()
 
 
-def test_bad_table_through_the_cli_exits_2_naming_the_field(tmp_path) -> None:
+def test_bad_table_through_the_cli_exits_2_naming_the_field(tmp_path, run_cli) -> None:
     bad = tmp_path / "bad.csv"
     frame = make_series_fixture(n_regions=1, stores_per_region=2, weeks=40, future_weeks=0, seed=1).table
     pd.concat([frame, frame.iloc[[3]]]).to_csv(bad, index=False)  # a duplicate timestamp
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "fulqrun-ml"),
-            "train",
-            "task=forecast",
-            "model=nbeats",
-            f"data.path={bad}",
-            "data.id_cols=[store]",
-            "data.time_col=week",
-            "data.target=sales",
-            "logger=none",
-            f"paths.output_dir={tmp_path / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
-        timeout=300,
+    code, stdout, stderr = run_cli(
+        "train",
+        "task=forecast",
+        "model=nbeats",
+        f"data.path={bad}",
+        "data.id_cols=[store]",
+        "data.time_col=week",
+        "data.target=sales",
+        "logger=none",
+        f"paths.output_dir={tmp_path / 'run'}",
+        env={"WANDB_MODE": "disabled", "FULQRUN_ROOT": str(tmp_path)},
     )
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "field 'week': duplicate timestamp" in result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
+    assert code == 2, stderr[-2000:]
+    assert "field 'week': duplicate timestamp" in stderr + stdout
+    assert "Traceback" not in stderr

@@ -14,7 +14,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -232,21 +231,16 @@ def test_async_client_predict_by_id(served, deal_rows):
     np.testing.assert_allclose([r.probability for r in rows], raw_probabilities(server, deal_rows.head(5)), atol=1e-6)
 
 
-def test_predict_command_takes_ids(served, deal_rows, tmp_path):
+def test_predict_command_takes_ids(served, deal_rows, tmp_path, run_cli):
     server, _ = served
     ids = deal_rows["opportunity_id"].head(3).tolist()
     expected = raw_probabilities(server, deal_rows.head(3))
     id_file = tmp_path / "ids.txt"
     id_file.write_text("\n".join([*ids, "no-such-deal", ""]) + "\n")
     for source, wanted in ((",".join(ids), ids), (str(id_file), [*ids, "no-such-deal"])):
-        out = subprocess.run(
-            [sys.executable, "-m", "fulqrun_ml.cli", "predict", "--ids", source, "--url", server.http_url],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ},
-        )
-        lines = [json.loads(line) for line in out.stdout.strip().splitlines()]
+        code, stdout, stderr = run_cli("predict", "--ids", source, "--url", server.http_url)
+        assert code == 0, stderr[-2000:]
+        lines = [json.loads(line) for line in stdout.strip().splitlines()]
         assert [line["id"] for line in lines] == wanted
         np.testing.assert_allclose([line["probability"] for line in lines[:3]], expected, atol=1e-5)
         assert [line["status"] for line in lines] == ["ok"] * 3 + ["unknown"] * (len(wanted) - 3)

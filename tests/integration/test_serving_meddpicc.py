@@ -14,8 +14,6 @@ tests/integration/test_online_meddpicc.py (CDC -> Redis rows equal the training 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +97,7 @@ def test_by_record_with_history_and_text_by_id_and_by_features_agree(served, dea
     assert np.ptp(by_features) > 1e-3, "the deals should not all score the same"
 
 
-def test_bad_note_text_is_a_field_error_before_anything_is_sent(served, deals, tmp_path):
+def test_bad_note_text_is_a_field_error_before_anything_is_sent(served, deals, tmp_path, run_cli):
     server, _, _ = served
     tables, index = deals
     records, _ = records_from_crm(tables, index.head(2))
@@ -114,14 +112,14 @@ def test_bad_note_text_is_a_field_error_before_anything_is_sent(served, deals, t
     with pytest.raises(FieldValidationError, match="surrogate") as err:
         list(predict_meddpicc_file(path, server.grpc_url, MODEL))
     assert err.value.field == "records[1].notes[0]"
-    cli = [sys.executable, "-m", "fulqrun_ml.cli", "predict", "--url", server.grpc_url, "--protocol", "grpc"]
-    done = subprocess.run([*cli, "--meddpicc", str(path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "records[1].notes[0]" in done.stderr and "Traceback" not in done.stderr
+    cli = ["predict", "--url", server.grpc_url, "--protocol", "grpc", "--meddpicc", str(path)]
+    code, _, stderr = run_cli(*cli)
+    assert code == 2 and "records[1].notes[0]" in stderr and "Traceback" not in stderr
     path.write_bytes(good + b"\n")
-    done = subprocess.run([*cli, "--meddpicc", str(path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-500:]
+    code, stdout, stderr = run_cli(*cli)
+    assert code == 0, stderr[-500:]
     expected = predict_meddpicc_records(records[:1], server.grpc_url, MODEL, "grpc")[0]["probability"]
-    assert json.loads(done.stdout.splitlines()[0])["probability"] == pytest.approx(expected, abs=1e-6)
+    assert json.loads(stdout.splitlines()[0])["probability"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_served_text_encoder_matches_onnxruntime_and_names_bad_text(served):

@@ -105,20 +105,13 @@ def test_bad_field_is_named_and_the_server_keeps_serving(served):
         assert client.predict_close_timing(rows.head(2)).close_probability.shape == (2, 13)
 
 
-def test_predict_command_prints_the_curve_and_expected_days(served, tmp_path):
-    import os
-    import subprocess
-    import sys
-
+def test_predict_command_prints_the_curve_and_expected_days(served, tmp_path, run_cli):
     server, version, spec, rows = served
     path = tmp_path / "deals.jsonl"
     rows.head(3).assign(deal_ref=["a", "b", "c"]).to_json(path, orient="records", lines=True)
-    out = subprocess.run(
-        [sys.executable, "-m", "fulqrun_ml.cli", "predict", "--input", str(path), "--url", server.http_url,
-         "--model", NAME],
-        capture_output=True, text=True, check=True, env={**os.environ},
-    )  # fmt: skip
-    lines = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    code, stdout, stderr = run_cli("predict", "--input", str(path), "--url", server.http_url, "--model", NAME)
+    assert code == 0, stderr[-2000:]
+    lines = [json.loads(line) for line in stdout.strip().splitlines()]
     assert [line["deal_ref"] for line in lines] == ["a", "b", "c"]
     cdf, expected = local_outputs(version, spec, rows.head(3))
     edges = json.loads((version.path / "survival.json").read_text())["bin_edges"]

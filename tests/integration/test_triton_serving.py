@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,18 +147,13 @@ def test_sdk_maps_field_errors_to_exceptions(served):
     assert_still_serving(server, spec, rows)
 
 
-def test_predict_command_scores_json_lines(served, tmp_path):
+def test_predict_command_scores_json_lines(served, tmp_path, run_cli):
     server, version, spec, rows = served
     path = tmp_path / "deals.jsonl"
     rows[["opportunity_id", *spec.spec.names]].head(4).to_json(path, orient="records", lines=True)
-    out = subprocess.run(
-        [sys.executable, "-m", "fulqrun_ml.cli", "predict", "--input", str(path), "--url", server.http_url],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ},
-    )
-    lines = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    code, stdout, stderr = run_cli("predict", "--input", str(path), "--url", server.http_url)
+    assert code == 0, stderr[-2000:]
+    lines = [json.loads(line) for line in stdout.strip().splitlines()]
     assert [line["opportunity_id"] for line in lines] == rows["opportunity_id"].head(4).tolist()
     local = onnx_probabilities(version.path / "model.onnx", spec, rows.head(4))
     np.testing.assert_allclose([line["probability"] for line in lines], local, atol=1e-5)

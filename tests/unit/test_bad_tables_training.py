@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from fulqrun_ml.cli import main
 from fulqrun_ml.errors import FieldValidationError
 from fulqrun_ml.project import CONFIG_DIR
 from fulqrun_ml.training.train import train
@@ -51,19 +50,7 @@ def test_a_constant_target_is_refused_and_the_empty_run_dir_removed(tmp_path):
     assert not out.exists()
 
 
-def _cli(argv: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    """`fulqrun-ml ARGV` in-process: (exit status, stdout, stderr), whether `main` returns or exits."""
-    monkeypatch.setattr("sys.argv", ["fulqrun-ml", *argv])  # `train` rewrites sys.argv for Hydra: restored after
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "")
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return int(code or 0), out.out, out.err
-
-
-def test_cli_prints_the_one_line_error_exits_2_and_leaves_no_run_dir(tmp_path, capsys, monkeypatch):
+def test_cli_prints_the_one_line_error_exits_2_and_leaves_no_run_dir(tmp_path, run_cli):
     args = [
         "train",
         "task=table",
@@ -73,7 +60,7 @@ def test_cli_prints_the_one_line_error_exits_2_and_leaves_no_run_dir(tmp_path, c
         "logger=none",
         f"paths.root_dir={tmp_path}",
     ]
-    code, stdout, stderr = _cli(args, capsys, monkeypatch)
+    code, stdout, stderr = run_cli(*args, env={"HYDRA_FULL_ERROR": ""})
     assert code == 2, stderr[-2000:]
     assert "error: field 'y': the target is constant" in stderr
     assert "Traceback" not in stderr and "Traceback" not in stdout
@@ -81,10 +68,10 @@ def test_cli_prints_the_one_line_error_exits_2_and_leaves_no_run_dir(tmp_path, c
     assert not runs.exists() or not any(runs.iterdir())
 
 
-def test_cli_unwraps_our_error_from_hydras_instantiation_error(tmp_path, capsys, monkeypatch):
+def test_cli_unwraps_our_error_from_hydras_instantiation_error(tmp_path, run_cli):
     """A data module's constructor refusing the config reaches the user as its own message, not Hydra's wrapper."""
     args = ["train", "data=table", f"data.path={tmp_path / 'x.csv'}", "data.target=y", "logger=none"]
-    code, _, stderr = _cli([*args, f"paths.root_dir={tmp_path}"], capsys, monkeypatch)
+    code, _, stderr = run_cli(*args, f"paths.root_dir={tmp_path}")
     assert code == 2, stderr[-2000:]
     assert "error: data=table trains under task=table" in stderr
     assert "Error in call to target" not in stderr and "Traceback" not in stderr
