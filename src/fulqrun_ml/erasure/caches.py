@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 
 from fulqrun_ml.data.contract import CRMTables
@@ -46,6 +47,7 @@ def subject_keys(subject: Subject, scrubbers: list[PIIScrubber]) -> set[str]:
     return _keys(list(subject.texts), scrubbers)
 
 
+TEXT_DTYPE = pd.StringDtype(na_value=np.nan)
 PROFILE_TIMES = {
     "opportunities": ("created_at", "close_date"),
     "stage_history": ("changed_at",),
@@ -79,6 +81,10 @@ def profile_tables(read: TableReader, subject: Subject, extracted_at: pd.Timesta
     for name, columns in PROFILE_TIMES.items():
         for column in (c for c in columns if c in frames[name].columns):
             frames[name][column] = pd.to_datetime(frames[name][column], utc=True, errors="coerce")
+    for frame in frames.values():  # text as pandas' default str dtype, as profiles() builds its own id columns
+        for column in frame.columns:
+            if frame[column].dtype == object and frame[column].map(lambda v: isinstance(v, str) or pd.isna(v)).all():
+                frame[column] = frame[column].astype(TEXT_DTYPE)
     empty = pd.DataFrame()
     return CRMTables(organizations=empty, users=empty, contacts=empty, extracted_at=extracted_at, **frames)
 
