@@ -93,7 +93,7 @@ def churn_ctx(published, compose_train, tmp_path_factory):
 
 @pytest.mark.slow  # trains a model (~10 s CPU); the accounts table and empty states are tested fast in test_dashboard
 def test_churn_alerts_are_the_churn_models_scores_per_account(churn_ctx):
-    from fulqrun_ml.dashboard.pages_accounts import ALERT_PROBABILITY
+    from fulqrun_ml.dashboard.pages_accounts import alert_threshold
     from fulqrun_ml.datamodules.task_builders import AccountBuilder
     from fulqrun_ml.export.onnx_export import onnx_probabilities
     from fulqrun_ml.features.spec import FittedFeatureSpec
@@ -109,7 +109,8 @@ def test_churn_alerts_are_the_churn_models_scores_per_account(churn_ctx):
 
     page = render_page(ctx, "/churn", Filters(), {})
     alerts = page.tables["account-alerts"].set_index("company_id")
-    assert len(alerts) == int((truth >= ALERT_PROBABILITY).sum()) > 0
+    threshold, _ = alert_threshold(truth)  # the default: relative to the model's base rate over every customer
+    assert len(alerts) == int((truth >= threshold).sum()) > 0
     assert alerts["churn_probability"].to_numpy() == pytest.approx(truth.reindex(alerts.index).to_numpy(), abs=1e-6)
     expected_risk = truth.reindex(alerts.index) * won_365.reindex(alerts.index).fillna(0.0)
     assert alerts["revenue_at_risk"].to_numpy() == pytest.approx(expected_risk.to_numpy(), rel=1e-6)

@@ -73,13 +73,24 @@ def _deals_controls(ctx: DashboardContext) -> list[Any]:
     ]  # fmt: skip
 
 
+def _churn_controls(ctx: DashboardContext) -> list[Any]:
+    options = [{"label": f"alert at {name}", "value": name} for name in pages_accounts.ALERT_SETTINGS]
+    return [
+        html.Section(className="card controls", children=[
+            html.Label("Alert threshold", htmlFor="ctl-alert-setting"),
+            dcc.Dropdown(id={"type": "control", "name": "alert_setting"}, options=options,
+                         value=pages_accounts.DEFAULT_ALERT, clearable=False),
+        ])
+    ]  # fmt: skip
+
+
 PAGES = [
     PageSpec("/", "Overview", pages_builder.overview, "overview"),
     PageSpec("/forecast", "Forecast", pages_business.forecast, "forecast", _forecast_controls, True),
     PageSpec("/pipeline", "Pipeline", pages_business.pipeline, "pipeline-analytics"),
     PageSpec("/deals", "Deals", pages_business.deals, "deals", _deals_controls, True),
     PageSpec("/leads", "Leads", pages_business.leads, "leads"),
-    PageSpec("/churn", "Churn & expansion", pages_accounts.churn, "churn-and-expansion"),
+    PageSpec("/churn", "Churn & expansion", pages_accounts.churn, "churn-and-expansion", _churn_controls, True),
     PageSpec("/actions", "Next actions & pricing", pages_models.actions, "next-actions-and-pricing"),
     PageSpec("/territories", "Territories", pages_models.territories, "territories"),
     PageSpec("/model-health", "Model health", pages_models.model_health, "model-health"),

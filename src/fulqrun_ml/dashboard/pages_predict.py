@@ -17,6 +17,7 @@ from fulqrun_ml.dashboard.components import PALETTE, Page, empty
 from fulqrun_ml.dashboard.context import DashboardContext, Missing
 from fulqrun_ml.dashboard.queries import Filters
 
+PICKER_ROWS = 500  # deals offered in the planner's picker, largest first (a 1M-deal CRM has ~50k open deals)
 NO_TRITON = Missing("no Triton server given", "fulqrun-ml serve, then fulqrun-ml dashboard --triton 127.0.0.1:8000")
 
 
@@ -29,7 +30,7 @@ def scored_deals(ctx: DashboardContext, filters: Filters) -> pd.DataFrame:
 
 
 def _deal_picker(ctx: DashboardContext, filters: Filters, picker_id: str) -> dcc.Dropdown:
-    deals = scored_deals(ctx, filters)
+    deals = scored_deals(ctx, filters).head(PICKER_ROWS)
     options = [
         {"label": f"{r.opportunity_id[:8]} · {r.stage} · ${r.value:,.0f} · {r.rep}", "value": r.opportunity_id}
         for r in deals.itertuples()
