@@ -193,17 +193,10 @@ def lead_conversion_snapshots(
     return name
 
 
-def account_snapshots(
-    db: CRMDatabase, as_of_dates: list[pd.Timestamp], horizon_days: int, name: str = "account_snapshots"
-) -> str:
-    """`task_snapshots.account_snapshots`: companies with a win at or before as_of; expansion 1.0 if another
-    win follows within the horizon (label_time: that win, else the horizon's end); churn = 1 - expansion."""
-    horizon = pd.Timedelta(days=horizon_days)
-    usable = [d for d in as_of_dates if d + horizon <= db.extracted_at]
-    grid = create_grid(db, f"{name}_grid", usable)
-    db.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {name} AS
+def account_snapshots_sql(grid: str, horizon_days: int) -> str:
+    """The query behind `account_snapshots`, as text over a date grid: the one definition that Spark also runs
+    (`fulqrun_ml.spark.dialect` translates the DuckDB spellings, its ASOF join included)."""
+    return f"""
         WITH wins AS (
             SELECT o.company_id, h.changed_at
             FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id
@@ -225,7 +218,15 @@ def account_snapshots(
         FROM labelled
         ORDER BY 2, 1
         """
-    )
+
+
+def account_snapshots(
+    db: CRMDatabase, as_of_dates: list[pd.Timestamp], horizon_days: int, name: str = "account_snapshots"
+) -> str:
+    """`task_snapshots.account_snapshots`: companies with a win at or before as_of; expansion 1.0 if another
+    win follows within the horizon (label_time: that win, else the horizon's end); churn = 1 - expansion."""
+    grid = create_grid(db, f"{name}_grid", usable_dates(db.extracted_at, as_of_dates, horizon_days))
+    db.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {account_snapshots_sql(grid, horizon_days)}")
     return name
 
 
