@@ -35,7 +35,7 @@ from fulqrun_ml.spark.asof import UnsupportedDialectError, translate_asof_joins
 from fulqrun_ml.spark.dialect import to_spark
 from fulqrun_ml.spark.features import audit_leakage, deal_features, register_feature_crm
 from fulqrun_ml.spark.session import local_session
-from fulqrun_ml.spark.snapshots import deal_win_snapshots
+from fulqrun_ml.spark.snapshots import ACCOUNT_TABLES, account_snapshots, deal_win_snapshots, register_crm
 
 EVERY, WARMUP, HORIZON = 35, 60, 180
 ORDER = ["as_of", "opportunity_id"]
@@ -149,6 +149,26 @@ def test_spark_point_in_time_audit_runs_the_duckdb_rules(spark, built):
     spark.table("deal_win_features").withColumn("source__activities", leaky).createOrReplaceTempView("leaky")
     with pytest.raises(LeakageError, match="activities_total"):
         audit_leakage(spark, "leaky")
+
+
+@pytest.mark.extended
+def test_spark_account_snapshot_equals_duckdb_exactly(spark, built):
+    """The account snapshot's ASOF join looks forward ("the next win after as_of", `<`): same rows and labels."""
+    with open_crm(built["directory"], DuckDBSettings(memory_limit="512MB", threads=1)) as db:
+        dates = sql_snapshots.snapshot_dates(db, EVERY, WARMUP, 60)
+        expected = db.sql(f"SELECT * FROM {sql_snapshots.account_snapshots(db, dates, 60)}").df()
+        extracted_at = db.extracted_at
+    register_crm(spark, built["directory"], ACCOUNT_TABLES)
+    got = account_snapshots(spark, dates, 60, extracted_at).toPandas()[expected.columns]
+    assert len(expected) > 100 and 0 < expected["expansion"].sum() < len(expected)
+    keys = ["as_of", "company_id"]
+    expected, got = (
+        f.assign(**{c: pd.to_datetime(f[c], utc=True).astype("datetime64[us, UTC]") for c in ("as_of", "label_time")})
+        .sort_values(keys)
+        .reset_index(drop=True)
+        for f in (expected, got)
+    )
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_exact=True)
 
 
 ASOF_CASES = """

@@ -103,3 +103,22 @@ def lead_conversion_snapshots(
     result = spark.sql(to_spark(duck.lead_conversion_sql(grid, horizon_days)))
     result.createOrReplaceTempView(name)
     return result
+
+
+# ... and the account (expansion/churn) snapshot.
+ACCOUNT_TABLES = {**SNAPSHOT_TABLES, "opportunities": ("id", "company_id")}
+
+
+def account_snapshots(
+    spark: SparkSession,
+    as_of_dates: list[pd.Timestamp],
+    horizon_days: int,
+    extracted_at: pd.Timestamp,
+    name: str = "account_snapshots",
+) -> DataFrame:
+    """`snapshots_duckdb.account_snapshots` on Spark over views from `register_crm(..., ACCOUNT_TABLES)`: the same
+    SQL text, its ASOF join ("the next win after as_of") translated by `spark/asof.py`."""
+    grid = _grid(spark, f"{name}_grid", duck.usable_dates(extracted_at, as_of_dates, horizon_days))
+    result = spark.sql(to_spark(duck.account_snapshots_sql(grid, horizon_days)))
+    result.createOrReplaceTempView(name)
+    return result
