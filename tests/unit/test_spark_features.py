@@ -7,7 +7,8 @@ point-in-time checks compare Spark's row with counts taken from the raw files by
 One Spark session per test run (`local_session` is getOrCreate: it shares test_spark_parity's JVM).
 
 The whole-CRM build is ~14 Spark jobs (one per shuffle of the six ASOF spans and the joins): too slow for
-`make test` on two shared cores, so those three tests are `extended` (`make test-extended`, or
+`make test` on two shared cores, so those tests (and the account snapshot parity) are `extended`
+(`make test-extended`, or
 `pytest -m extended tests/unit/test_spark_features.py`). `make test` keeps their fast twins: the ASOF
 translation against DuckDB on inline rows (every direction, the boundary instant, a later row unseen), the
 feature SQL's translation (no DuckDB construct left, every ASOF join a span join) and the audit query on Spark.
