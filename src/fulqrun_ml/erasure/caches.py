@@ -80,7 +80,9 @@ def profile_tables(read: TableReader, subject: Subject, extracted_at: pd.Timesta
     }
     for name, columns in PROFILE_TIMES.items():
         for column in (c for c in columns if c in frames[name].columns):
-            frames[name][column] = pd.to_datetime(frames[name][column], utc=True, errors="coerce")
+            values = frames[name][column]  # Parquet keeps times typed; PostgreSQL text is ISO 8601 of any precision
+            typed = pd.api.types.is_datetime64_any_dtype(values)
+            frames[name][column] = pd.to_datetime(values, utc=True, format=None if typed else "ISO8601")
     for frame in frames.values():  # text as pandas' default str dtype, as profiles() builds its own id columns
         for column in frame.columns:
             if frame[column].dtype == object and frame[column].map(lambda v: isinstance(v, str) or pd.isna(v)).all():
