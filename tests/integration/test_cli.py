@@ -1,6 +1,11 @@
 """The `fulqrun-ml` commands as a user runs them: train -> export (x2; a plain export picks the newest run of its
 task, deal_win, from the run records) -> reproduce -> models promote -> serve -> serve rollback on the live server
--> SIGTERM stops it cleanly."""
+-> SIGTERM stops it cleanly.
+
+The long-running `serve` and one failing command run as real `python -m fulqrun_ml.cli` processes (the entry
+point, the exit status, SIGTERM); the one-shot commands run through the same `main` in-process (run_cli in
+tests/conftest.py) with the same FULQRUN_ROOT and working directory, because each subprocess pays ~10 s of CPU
+for its imports."""
 
 import json
 import os
@@ -33,13 +38,14 @@ def version_ready(port: int, version: int) -> bool:
         return False
 
 
-def test_train_export_promote_serve_rollback_from_the_command_line(tmp_path):
+def test_train_export_promote_serve_rollback_from_the_command_line(tmp_path, run_cli, monkeypatch):
     env = {**os.environ, "FULQRUN_ROOT": str(tmp_path)}
+    monkeypatch.chdir(tmp_path)
 
     def cli(*args: str) -> str:
-        out = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-        assert out.returncode == 0, out.stderr[-2000:]
-        return out.stdout
+        code, stdout, stderr = run_cli(*args, env={"FULQRUN_ROOT": str(tmp_path)})
+        assert code == 0, stderr[-2000:]
+        return stdout
 
     tiny = ["data.source.n_opportunities=1200", "data.source.n_companies=200", "trainer.max_epochs=1", "logger=none"]
     cli("train", *tiny)
@@ -83,15 +89,12 @@ def test_train_export_promote_serve_rollback_from_the_command_line(tmp_path):
     assert (tmp_path / "models" / "triton_repo" / "deal_win" / "config.pbtxt").is_file()
 
 
-def test_errors_are_messages_not_tracebacks(tmp_path):
-    out = subprocess.run(
-        [*CLI, "export", "--run-dir", str(tmp_path / "nope"), "--models-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert out.returncode != 0
-    assert "Traceback" not in out.stderr
+def test_errors_are_messages_not_tracebacks(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = run_cli("export", "--run-dir", str(tmp_path / "nope"), "--models-dir", str(tmp_path))
+    assert code != 0
+    assert "Traceback" not in stderr
+    # A real process: `main`'s status is the exit code and the message is on stderr.
     out = subprocess.run(
         [*CLI, "export", "--task", "lead_conversion"],
         capture_output=True,
@@ -99,12 +102,6 @@ def test_errors_are_messages_not_tracebacks(tmp_path):
         cwd=tmp_path,
         env={**os.environ, "FULQRUN_ROOT": str(tmp_path)},
     )
-    assert out.returncode == 2 and "no finished lead_conversion run" in out.stderr
-    out = subprocess.run(
-        [*CLI, "serve", "version=7"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "FULQRUN_ROOT": str(tmp_path)},
-    )
-    assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "no finished lead_conversion run" in out.stderr and "Traceback" not in out.stderr
+    code, _, stderr = run_cli("serve", "version=7", env={"FULQRUN_ROOT": str(tmp_path)})
+    assert code == 2 and "error:" in stderr and "Traceback" not in stderr
