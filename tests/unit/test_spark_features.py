@@ -54,6 +54,7 @@ def spark():
     for key, value in settings.items():
         session.conf.set(key, value)
     yield session
+    session.catalog.clearCache()  # the features and touches this module cached
     for key, value in previous.items():
         session.conf.set(key, value)
 
