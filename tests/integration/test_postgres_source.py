@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from fulqrun_ml.data.simulator import SimulatedCRM
 from fulqrun_ml.data.sources import PostgresSource, SimulatorSource, SourceError, load_crm_into_postgres
 from fulqrun_ml.data.validation import validate_crm
 from fulqrun_ml.errors import DataContractError
+from tests.integration.cdc_helpers import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -29,23 +29,15 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
 
 
 @pytest.fixture(scope="module")
-def postgres_cluster() -> Iterator[tuple[str, str]]:
-    """(DSN, data dir) of a fresh cluster for this module (apt-installed if missing), deleted afterwards."""
-    data_dir = f"/tmp/fulqrun-pg-test-{uuid.uuid4().hex[:8]}"  # /tmp: reachable by the postgres user
-    started = subprocess.run(
-        [str(SCRIPT), "start", "--data-dir", data_dir], capture_output=True, text=True, timeout=600
-    )
-    if started.returncode != 0:
-        pytest.skip(f"PostgreSQL could not be installed or started by {SCRIPT.name}: {started.stderr[-800:]}")
-    try:
-        yield started.stdout.strip(), data_dir
-    finally:
-        subprocess.run([str(SCRIPT), "stop", "--data-dir", data_dir, "--purge"], capture_output=True, timeout=120)
+def postgres_cluster(pg_cluster: tuple[str, str]) -> tuple[str, str]:
+    """(DSN, data dir) of the session's cluster, started by the same script (tests/integration/conftest.py)."""
+    return pg_cluster
 
 
 @pytest.fixture(scope="module")
-def postgres_dsn(postgres_cluster: tuple[str, str]) -> str:
-    return postgres_cluster[0]
+def postgres_dsn(pg_dsn: str) -> Iterator[str]:
+    """A fresh database in that cluster for this module, dropped afterwards: nothing here meets another test."""
+    yield from fresh_database(pg_dsn, "pgsource")
 
 
 @pytest.fixture(scope="module")
