@@ -140,3 +140,12 @@ def _without_cache_counts(built: BuiltFrame) -> dict:
 def test_cache_dir_needs_the_duckdb_engine():
     with pytest.raises(ValueError, match="snapshot_cache_dir"):
         DealWinDataModule(lambda: None, snapshot_cache_dir="/tmp/x")
+
+
+def test_the_entry_address_follows_the_settings_and_the_builders_code(monkeypatch):
+    key = duckdb_snapshot_cache.cache_key({"snapshot_every_days": 14})
+    assert key == duckdb_snapshot_cache.cache_key({"snapshot_every_days": 14})
+    assert key != duckdb_snapshot_cache.cache_key({"snapshot_every_days": 7})
+    code = duckdb_snapshot_cache._builder_code()
+    monkeypatch.setattr(duckdb_snapshot_cache, "_builder_code", lambda: [*code[:-1], ("an edited constant",)])
+    assert key != duckdb_snapshot_cache.cache_key({"snapshot_every_days": 14})

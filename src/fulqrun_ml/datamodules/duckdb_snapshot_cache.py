@@ -18,7 +18,8 @@ only where no history version is valid at as_of (the documented fallback); the i
 the entry and their current rows hashed too. Not detected: a hash collision (64-bit row hashes, summed).
 
 The entry's address is a hash of what decides the rows besides the data: the grid settings, the feature names,
-the source text of the SQL builders and this module, and the DuckDB version; a code change starts a new entry.
+the source of the deal-win SQL builder functions and constants (`_builder_code`) and of this module, and the
+DuckDB version; an edit to them starts a new entry (an edit to another task's SQL in the same files does not).
 Writes are atomic (a part is renamed into place, the manifest replaced last) and serialized by a file lock.
 """
 
@@ -74,14 +75,48 @@ def _ts(value: pd.Timestamp) -> str:
     return pd.Timestamp(value).tz_convert("UTC").isoformat()
 
 
-def cache_key(settings: dict[str, Any]) -> str:
-    """The entry's address: the grid settings and feature names (`settings`), the builders' source text, DuckDB."""
+def _builder_code() -> list[Any]:
+    """The functions and constants that decide the cached rows: their source (or repr) is part of the address, so
+    an edit to them starts a new entry while an edit elsewhere in the same modules (another task's SQL) does not."""
     from fulqrun_ml.datamodules import duckdb_frame
+    from fulqrun_ml.features import deal_features
 
-    code = hashlib.sha256()
-    for module in (crm_duckdb, snapshots_duckdb, deal_features_duckdb, duckdb_frame):
-        code.update(Path(inspect.getfile(module)).read_bytes())
-    code.update(Path(__file__).read_bytes())
+    duck, feats = snapshots_duckdb, deal_features_duckdb
+    return [
+        crm_duckdb.open_crm,
+        crm_duckdb._files,
+        crm_duckdb._create_view,
+        crm_duckdb.DUCKDB_TYPE,
+        duck.snapshot_dates,
+        duck.create_grid,
+        duck.stage_spans_sql,
+        duck.create_stage_spans,
+        duck._check_one_close_per_deal,
+        duck.deal_win_sql,
+        duck.deal_win_snapshots,
+        duck.open_deals,
+        duck.create_first_seen,
+        duck.create_touch_counts,
+        (duck.CLOSED, duck.DAY_US, duck.OPEN_STAGES, duck.STAGE_DEFAULT_PROBABILITY, duck.ACTIVITY_TYPES),
+        feats.create_history_views,
+        feats._days_between,
+        feats.create_deal_features,
+        feats.audit_leakage,
+        feats.HISTORY_TYPES,
+        (deal_features.REP_PRIOR_WINS, deal_features.REP_PRIOR_DEALS, deal_features.FEATURE_SOURCE),
+        duckdb_frame.build_with_duckdb,
+        duckdb_frame._assemble_sql,
+        duckdb_frame._copy,
+        duckdb_frame.SNAPSHOT_COLUMNS,
+    ]
+
+
+def cache_key(settings: dict[str, Any]) -> str:
+    """The entry's address: the grid settings and feature names (`settings`), the builders' code (`_builder_code`
+    and this module), and the DuckDB version."""
+    code = hashlib.sha256(Path(__file__).read_bytes())
+    for part in _builder_code():
+        code.update((inspect.getsource(part) if callable(part) else repr(part)).encode())
     payload = {"format": FORMAT, "settings": settings, "code": code.hexdigest(), "duckdb": duckdb.__version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
