@@ -219,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days-earlier", type=int, default=14, help="the parent's extract: this many days older")
     parser.add_argument("--eval-sample-rows", type=int, default=50_000, help="warm start: val/test rows evaluated")
     parser.add_argument("--skip-warm-full-rebuild", action="store_true", help="leave out the same-run reference")
+    parser.add_argument(
+        "--full-overrides", nargs="*", default=[], help="extra overrides of the full run (stated in the report)"
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "fulqrun_data_cache")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench_incremental_1m.json")
     parser.add_argument("--note", default="")
@@ -249,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         recipe = (args.full_epochs, args.batch_size)
         cache = f"data.snapshot_cache_dir={work / 'snapshot_cache'}"
-        runs["full"] = run_worker("train", overrides=train_overrides(work, "full", older, "duckdb", *recipe, cache))
+        full = train_overrides(work, "full", older, "duckdb", *recipe, cache, *args.full_overrides)
+        runs["full"] = run_worker("train", overrides=full)
         runs["publish"] = run_worker("publish", run_dir=runs["full"]["run_dir"], models_dir=str(work / "models"))
         parent = f"init_from=deal_win@{runs['publish']['version']}"
         warm = (args.warm_epochs, args.batch_size)
@@ -298,7 +302,7 @@ def write_report(
         "recipe": {
             "full": f"from scratch on the extract of {args.days_earlier} days earlier, max_epochs={args.full_epochs}, "
             f"batch_size={args.batch_size}, early stopping as configured (callbacks/default.yaml); its snapshot rows "
-            "kept in data.snapshot_cache_dir",
+            f"kept in data.snapshot_cache_dir; extra overrides: {args.full_overrides or 'none'}",
             "warm": f"init_from the published full run on the newer extract, max_epochs={args.warm_epochs}, the "
             f"snapshot cache (new dates built only), evaluation on {args.eval_sample_rows} stratified rows of val "
             "and of test",
