@@ -45,3 +45,6 @@ def test_cost_is_paired_per_seed_and_the_goal_uses_the_interval():
     assert judge_goal(summary)["verdict"] == "met"
     assert judge_goal(summarise(rows([0.03, 0.05, 0.04])))["verdict"] == "not met"
     assert judge_goal(summarise(rows([0.0, 0.03, -0.01])))["verdict"] == "inconclusive"
+    # One seed has no interval: a small point estimate is not "met".
+    assert judge_goal(summarise(rows([0.003])))["verdict"].startswith("inconclusive")
+    assert judge_goal(summarise(rows([0.05])))["verdict"] == "not met"

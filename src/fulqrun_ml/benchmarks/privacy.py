@@ -95,7 +95,10 @@ def judge_goal(summary: dict[str, Any]) -> dict[str, Any]:
     if cell is None or cell["auc_cost_vs_non_private"] is None:
         return {**GOAL, "verdict": "not measured"}
     cost = cell["auc_cost_vs_non_private"]
-    upper = cost["ci95"][1] if cost["ci95"] else cost["mean"]
+    if not cost["ci95"]:  # one seed: a point estimate, no interval to judge "met" on
+        verdict = "not met" if cost["mean"] > GOAL["max_auc_cost"] else "inconclusive (one seed, no interval)"
+        return {**GOAL, "measured_auc_cost": cost, "verdict": verdict}
+    upper = cost["ci95"][1]
     verdict = (
         "met"
         if upper <= GOAL["max_auc_cost"]
