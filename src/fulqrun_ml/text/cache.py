@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
+
+from fulqrun_ml.crypto.atomic import atomic_write_bytes
 
 
 def text_key(text: str, model_tag: str) -> str:
@@ -54,18 +54,7 @@ class EmbeddingCache:
             raise ValueError(f"embedding must have shape ({self.dim},), got {vector.shape}")
         buffer = io.BytesIO()
         np.save(buffer, vector, allow_pickle=False)
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(buffer.getvalue())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(self._path(key), buffer.getvalue())
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("*/*.npy")) if self.root.exists() else 0
