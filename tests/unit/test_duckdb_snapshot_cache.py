@@ -19,7 +19,7 @@ import pytest
 from fulqrun_ml.data.simulator import simulate_crm
 from fulqrun_ml.data.simulator_scale import _canonical_times
 from fulqrun_ml.data.sources import DirectorySource, write_crm_directory
-from fulqrun_ml.datamodules import duckdb_snapshot_cache
+from fulqrun_ml.datamodules import duckdb_frame, duckdb_snapshot_cache
 from fulqrun_ml.datamodules.built_frame import BuiltFrame
 from fulqrun_ml.datamodules.duckdb_frame import build_with_duckdb
 from fulqrun_ml.datamodules.tabular import DealWinDataModule
@@ -149,3 +149,8 @@ def test_the_entry_address_follows_the_settings_and_the_builders_code(monkeypatc
     code = duckdb_snapshot_cache._builder_code()
     monkeypatch.setattr(duckdb_snapshot_cache, "_builder_code", lambda: [*code[:-1], ("an edited constant",)])
     assert key != duckdb_snapshot_cache.cache_key({"snapshot_every_days": 14})
+    monkeypatch.undo()
+    own = (duckdb_frame._assemble_sql, duckdb_frame.SNAPSHOT_COLUMNS)
+    with_caller = duckdb_snapshot_cache.cache_key({"snapshot_every_days": 14}, own)
+    assert with_caller != key
+    assert with_caller != duckdb_snapshot_cache.cache_key({"snapshot_every_days": 14}, (*own[:-1], ("edited",)))

@@ -61,7 +61,10 @@ def build_with_duckdb(module: Any, settings: DuckDBSettings | None = None) -> Bu
     start = time.perf_counter()
     directory, simulated = _crm_directory(module.source, work)
     timings["load"] = time.perf_counter() - start
-    cache = SnapshotCache(module.snapshot_cache_dir, _cache_settings(module)) if module.snapshot_cache_dir else None
+    cache = None
+    if module.snapshot_cache_dir:  # this module's assembly code is part of the entry's address too
+        own_code = (build_with_duckdb, _assemble_sql, _copy, SNAPSHOT_COLUMNS)
+        cache = SnapshotCache(module.snapshot_cache_dir, _cache_settings(module), own_code)
     with open_crm(directory, settings) as db, cache.locked() if cache else nullcontext():
         dates = duck.snapshot_dates(db, module.snapshot_every_days, module.warmup_days, module.horizon_days)
         plan = cache.plan(db, dates) if cache else Plan(reason="no snapshot cache configured")

@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,8 +77,9 @@ def _ts(value: pd.Timestamp) -> str:
 
 def _builder_code() -> list[Any]:
     """The functions and constants that decide the cached rows: their source (or repr) is part of the address, so
-    an edit to them starts a new entry while an edit elsewhere in the same modules (another task's SQL) does not."""
-    from fulqrun_ml.datamodules import duckdb_frame
+    an edit to them starts a new entry while an edit elsewhere in the same modules (another task's SQL) does not.
+    The caller's own assembly code (datamodules.duckdb_frame) is passed in as `caller_code` to `cache_key`
+    instead of imported here, because duckdb_frame imports this module."""
     from fulqrun_ml.features import deal_features
 
     duck, feats = snapshots_duckdb, deal_features_duckdb
@@ -104,18 +105,14 @@ def _builder_code() -> list[Any]:
         feats.audit_leakage,
         feats.HISTORY_TYPES,
         (deal_features.REP_PRIOR_WINS, deal_features.REP_PRIOR_DEALS, deal_features.FEATURE_SOURCE),
-        duckdb_frame.build_with_duckdb,
-        duckdb_frame._assemble_sql,
-        duckdb_frame._copy,
-        duckdb_frame.SNAPSHOT_COLUMNS,
     ]
 
 
-def cache_key(settings: dict[str, Any]) -> str:
-    """The entry's address: the grid settings and feature names (`settings`), the builders' code (`_builder_code`
-    and this module), and the DuckDB version."""
+def cache_key(settings: dict[str, Any], caller_code: Sequence[Any] = ()) -> str:
+    """The entry's address: the grid settings and feature names (`settings`), the builders' code (`_builder_code`,
+    the caller's `caller_code` and this module), and the DuckDB version."""
     code = hashlib.sha256(Path(__file__).read_bytes())
-    for part in _builder_code():
+    for part in [*_builder_code(), *caller_code]:
         code.update((inspect.getsource(part) if callable(part) else repr(part)).encode())
     payload = {"format": FORMAT, "settings": settings, "code": code.hexdigest(), "duckdb": duckdb.__version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -166,8 +163,8 @@ class Plan:
 class SnapshotCache:
     """One cache entry (`<cache_dir>/<key>/`): the manifest, the row parts and the fallback id files."""
 
-    def __init__(self, cache_dir: str | Path, settings: dict[str, Any]) -> None:
-        self.dir = Path(cache_dir) / cache_key(settings)
+    def __init__(self, cache_dir: str | Path, settings: dict[str, Any], caller_code: Sequence[Any] = ()) -> None:
+        self.dir = Path(cache_dir) / cache_key(settings, caller_code)
         self.dir.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
