@@ -6,6 +6,7 @@ no run directory, no W&B files. Every value here is invalid, so no example train
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,12 @@ def _train_fails_cleanly(argv: list[str], root: Path, capsys: pytest.CaptureFixt
     assert code not in (0, None), out
     assert "Traceback" not in out.err + out.out, out.err[-2000:]
     assert _tree(root) == before, "a failed run left files behind"
+    dangling = [
+        h.baseFilename
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).is_relative_to(root)
+    ]
+    assert not dangling, f"log handlers still point into the removed run directory: {dangling}"
     return out.err
 
 

@@ -91,9 +91,22 @@ def remove_empty_run_dir(out: Path) -> bool:
     A directory with anything else (checkpoints to resume from, W&B files) is kept for the post-mortem."""
     if not out.is_dir() or any(p.name not in HYDRA_START_FILES for p in out.iterdir()):
         return False
+    _detach_file_logs(out)
     shutil.rmtree(out, ignore_errors=True)
     log.info("removed %s: the run failed before writing anything", out)
     return True
+
+
+def _detach_file_logs(out: Path) -> None:
+    """Close and remove the logging handlers that write into `out` (Hydra's job log): left on the root logger, a
+    later record in the same process (another command, py4j's shutdown message) would try to reopen a file in
+    the deleted directory and print a logging traceback."""
+    inside = out.resolve()
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in list(getattr(logger, "handlers", [])):
+            if isinstance(handler, logging.FileHandler) and inside in Path(handler.baseFilename).resolve().parents:
+                logger.removeHandler(handler)
+                handler.close()
 
 
 def _prune_empty_parents(out: Path, log_dir: Path) -> None:
