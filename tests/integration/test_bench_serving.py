@@ -12,6 +12,7 @@ import resource
 
 import pytest
 from google.protobuf import text_format
+from omegaconf import OmegaConf
 from tritonclient.grpc import model_config_pb2 as pb
 
 from fulqrun_ml.benchmarks import loadgen
@@ -156,3 +157,18 @@ def test_channel_count_grows_with_concurrency():
     assert loadgen.grpc_channel_count(1) == 1
     assert loadgen.grpc_channel_count(64) == 4
     assert loadgen.grpc_channel_count(10_000) == 20
+
+
+def test_the_benchmarks_prediction_log_spools_under_its_temp_directory(tmp_path):
+    """A sweep logs millions of predictions: they go with the benchmark's temp directory, not into logs/."""
+    from fulqrun_ml.benchmarks.serving import _log_predictions_under
+    from fulqrun_ml.benchmarks.serving_identity import load_serving_config
+    from fulqrun_ml.serving.deploy import cpu_options
+
+    serving = load_serving_config()
+    assert serving.prediction_log.enabled, "the default serves with the log on; this test needs it"
+    moved = cpu_options(_log_predictions_under(serving, tmp_path))
+    assert moved["prediction_log"]["spool_dir"] == tmp_path / "predictions" / "spool"
+    assert cpu_options(serving)["prediction_log"]["spool_dir"] != moved["prediction_log"]["spool_dir"]
+    off = OmegaConf.merge(serving, {"prediction_log": {"enabled": False}})
+    assert _log_predictions_under(off, tmp_path) is off

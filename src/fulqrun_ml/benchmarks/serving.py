@@ -36,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 import requests
+from omegaconf import OmegaConf
 from tritonclient.grpc import InferInput
 
 from fulqrun_ml.benchmarks import loadgen
@@ -192,6 +193,8 @@ def run_benchmark(
     load_before = os.getloadavg()
     rows_out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="fulqrun-bench-") as tmp:
+        serving = _log_predictions_under(serving, Path(tmp))
+        options = cpu_options(serving)
         repository = Path(tmp) / "repository"
         profile_path = Path(tmp) / "model.prof" if profile else None
         model_cfg, identity_cfg, floor_cfg = build_bench_repository(version, repository, serving, layout, profile_path)
@@ -299,6 +302,16 @@ def run_benchmark(
     if out_png is not None:
         plot_report(report, Path(out_png))
     return report
+
+
+def _log_predictions_under(serving: Mapping[str, Any], tmp: Path) -> Mapping[str, Any]:
+    """`serving` with its prediction log (when enabled) spooled under the benchmark's temp directory: the log's cost
+    stays in the measurement, but a sweep's millions of records do not land in the project's logs/ (838 MB once)."""
+    if not (serving.get("prediction_log") or {}).get("enabled"):
+        return serving
+    copy = OmegaConf.create(OmegaConf.to_container(serving) if OmegaConf.is_config(serving) else dict(serving))
+    copy.prediction_log.dir = str(tmp / "predictions")
+    return copy
 
 
 def _ms(value: float | None) -> str:
