@@ -258,16 +258,15 @@ def decode_rows(
     as_of = pd.Series(stamps).where(known)
     age_s = (now - as_of).dt.total_seconds()
     status = np.where(~known, "unknown", np.where(age_s > view.ttl.total_seconds(), "stale", "ok"))
-    frame = pd.DataFrame({view.entity_column: ids, "as_of": as_of})
-    for j, name in enumerate(view.numeric_names):
-        frame[name] = numeric[:, j]
+    # One constructor call: inserting a column at a time fragments the frame (pandas warns on wide views).
+    columns: dict[str, Any] = {view.entity_column: ids, "as_of": as_of}
+    columns.update({name: numeric[:, j] for j, name in enumerate(view.numeric_names)})
     for j, name in enumerate(view.categorical_names):
-        frame[name] = pd.Series([row[j] for row in categorical], dtype=object)
-    frame["status"] = status
+        columns[name] = pd.Series([row[j] for row in categorical], dtype=object)
+    columns["status"] = status
     if with_meta:
-        frame["seq"] = seqs
-        frame["written_ms"] = written
-    return frame
+        columns.update(seq=seqs, written_ms=written)
+    return pd.DataFrame(columns)
 
 
 def _seqs(seq: int | Sequence[int], n: int) -> list[str]:
