@@ -206,6 +206,17 @@ def test_every_page_renders_an_empty_state_without_models_or_reports(crm, tmp_pa
     assert {"fulqrun-ml run", "fulqrun-ml monitor simulate", "fulqrun-ml recommend"} <= set(commands)
 
 
+def test_a_chart_with_no_rows_in_scope_says_so_instead_of_drawing_empty_axes(crm, tmp_path):
+    ctx = build_context(tmp_path / "models", tmp_path / "reports", tmp_path / "cache", crm_dir=crm[0])
+
+    def churn_page(filters: Filters) -> str:
+        return json.dumps([c.to_plotly_json() for c in render_page(ctx, "/churn", filters, {}).children], default=str)
+
+    note = "No open deal in scope is past its expected close date"
+    assert note in churn_page(Filters(segment=("no such segment",)))
+    assert note not in churn_page(Filters()), "this CRM has slipped deals: the note must not hide them"
+
+
 def test_cli_refuses_bad_arguments_with_a_sentence(tmp_path, capsys):
     assert cli_main(["dashboard", "--port", "0"]) == 2
     assert "--port" in capsys.readouterr().err

@@ -127,5 +127,9 @@ def churn(ctx: DashboardContext, filters: Filters, controls: dict[str, Any]) -> 
         page.add_table("account-models", "Churn and expansion models (holdout)", pd.DataFrame(rows))
     by_segment = ctx.warehouse.slipped_by_segment(filters)
     fig = go.Figure(go.Bar(x=by_segment["segment"], y=by_segment["value"], marker_color=PALETTE[3]))
+    if by_segment.empty:  # say so instead of drawing empty axes
+        fig.add_annotation(text="No open deal in scope is past its expected close date", showarrow=False)
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
     page.add_chart("risk-alerts", "Deal risk: revenue on slipped open deals by segment", fig, by_segment)
     return page

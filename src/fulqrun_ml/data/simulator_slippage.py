@@ -5,8 +5,11 @@ and it is only measurable point-in-time from versions of those fields, which the
 
 1. At creation the rep sets an expected close date: the creation day plus the typical cycle for the deal's
    size, times an optimism factor `optimism` (reps expect deals sooner than they close) and log-normal noise.
-2. Whenever that date passes while the deal is still open, the rep pushes it by a gamma-distributed number of
-   days (mean `push_mean_days`); each push is a version dated the day the old date passed.
+2. Whenever that date passes while the deal is still open, the rep notices after an exponential lag (mean
+   `notice_mean_days`: the next pipeline review, not the same day) and pushes it to that day plus a
+   gamma-distributed number of days (mean `push_mean_days`); each push is a version dated the day the rep
+   noticed. Until then the deal sits open past its expected close date: a slipped deal, as in a real CRM
+   (with `notice_mean_days=0` the rep pushes the day the date passes and no open deal is ever overdue).
 3. At the close the date becomes the actual close date (a version dated that day).
 4. Amounts (only with `amount_noise_sd > 0`): the first amount is the true one times log-normal noise and is
    corrected to the true amount when the deal enters proposal (or closes, whichever is first). Off by default,
@@ -33,6 +36,7 @@ class SlippageStory:
     estimate_sd: float = 0.25
     push_mean_days: float = 21.0
     amount_noise_sd: float = 0.0
+    notice_mean_days: float = 7.0
 
 
 def simulate_opportunity_history(
@@ -59,14 +63,18 @@ def simulate_opportunity_history(
     noisy_value = np.where(fix_day <= horizon_days, noisy_value, value)  # not yet corrected: the row shows it
     rows: list[tuple[int, float, float]] = []  # deal, expected close day, valid_from day
     expected_now = np.full(n, np.nan)
+    # The lags come from a child stream, so the pushes' own draws are those of the story without lags.
+    lags = rng.spawn(1)[0] if story.notice_mean_days > 0 else None
     for i in range(n):
         end = min(close_day[i], horizon_days)
         rows.append((i, first_close[i], created_day[i]))
         expected = first_close[i]
         while expected <= end and expected < close_day[i]:
-            passed = expected
-            expected = expected + max(1.0, rng.gamma(2.0, story.push_mean_days / 2.0))
-            rows.append((i, expected, passed))
+            noticed = expected + (lags.exponential(story.notice_mean_days) if lags is not None else 0.0)
+            if noticed > end or noticed >= close_day[i]:  # closed or extracted before the rep noticed
+                break
+            expected = noticed + max(1.0, rng.gamma(2.0, story.push_mean_days / 2.0))
+            rows.append((i, expected, noticed))
         if close_day[i] <= horizon_days:
             rows.append((i, close_day[i], close_day[i]))
         else:
