@@ -87,6 +87,26 @@ def test_simulated_history_ends_at_the_row_and_pushes_move_dates_later(tables):
     assert (history["valid_from"] <= tables.extracted_at).all()
 
 
+def test_reps_push_a_passed_close_date_only_after_noticing_so_some_open_deals_are_overdue():
+    """The notice lag is what makes slipped (overdue) open deals exist at the extract; without it there are none."""
+
+    def overdue_and_lags(story: SlippageStory) -> tuple[int, pd.Series]:
+        tables = simulate_crm(n_opportunities=600, n_reps=6, n_companies=120, days=400, seed=5, slippage=story).tables
+        opps = tables.opportunities
+        still_open = ~opps["stage"].isin(["closed_won", "closed_lost"])
+        history = tables.opportunity_history.sort_values(["opportunity_id", "valid_from"], kind="stable")
+        previous = history.groupby("opportunity_id")["close_date"].shift()
+        pushed = history[history["close_date"] > previous]  # a push: dated when the rep noticed the old date pass
+        lag = pushed["valid_from"] - previous[pushed.index]
+        return int((opps.loc[still_open, "close_date"] < tables.extracted_at).sum()), lag
+
+    overdue, lags = overdue_and_lags(SlippageStory())
+    assert overdue > 0 and len(lags) and (lags >= pd.Timedelta(0)).all()
+    assert lags.dt.total_seconds().mean() / 86400 == pytest.approx(7.0, rel=0.25)  # the story's mean lag
+    same_day, lags = overdue_and_lags(SlippageStory(notice_mean_days=0.0))
+    assert same_day == 0 and (lags.abs() < pd.Timedelta(seconds=1)).all()
+
+
 def test_without_opportunity_history_close_date_coverage_is_unknown_not_leaked(tables):
     bare = dataclasses.replace(tables, opportunity_history=empty_history("opportunity_history"))
     state = pipeline_state(bare, AS_OF)

@@ -63,7 +63,7 @@ def simulate_opportunity_history(
     noisy_value = np.where(fix_day <= horizon_days, noisy_value, value)  # not yet corrected: the row shows it
     rows: list[tuple[int, float, float]] = []  # deal, expected close day, valid_from day
     expected_now = np.full(n, np.nan)
-    # The lags come from a child stream, so the pushes' own draws are those of the story without lags.
+    # The lags draw from a child stream: with notice_mean_days=0 the rows are the earlier story's, draw for draw.
     lags = rng.spawn(1)[0] if story.notice_mean_days > 0 else None
     for i in range(n):
         end = min(close_day[i], horizon_days)
