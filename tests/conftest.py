@@ -6,7 +6,8 @@ Configs are composed from the real `configs/` with `hydra.compose`, as `fulqrun-
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,23 @@ TINY_DATA = [
     "data.source.n_reps=10",
 ]
 FAST_TRAINER = ["trainer.max_epochs=3", "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_left_as_found() -> Iterator[None]:
+    """Close the plain stream/file handlers a test left on the root logger (Hydra's job logging adds them).
+
+    WHY: such a handler writes to the stream pytest captured for that test, closed once the test ends; py4j logs
+    while shutting down after the session and printed "--- Logging error ---" tracebacks at the end of CI.
+    Only exact StreamHandler/FileHandler types: pytest's own capture handlers are subclasses and stay put.
+    """
+    root = logging.getLogger()
+    before = set(root.handlers)
+    yield
+    for handler in [h for h in root.handlers if h not in before]:
+        if type(handler) in (logging.StreamHandler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
 
 
 @pytest.fixture(scope="session")
