@@ -64,7 +64,10 @@ COMMAND_GROUPS = {
         "fulqrun_ml.recommend.commands",
         "next best actions for open deals, and pricing | coaching | strategy insights",
     ),
-    "analytics": ("fulqrun_ml.analytics.commands", "pipeline | competitive: pipeline health and market intelligence"),
+    "analytics": (
+        "fulqrun_ml.analytics.commands",
+        "pipeline | competitive | forecast-pipeline | benchmark: pipeline health, market, DP peer benchmark",
+    ),
     "similar": ("fulqrun_ml.search.commands", "won deals most like this one, and what they did next (vector search)"),
     "insights": ("fulqrun_ml.insights.commands", "deal summary | risk | next steps: offline writer or grounded LLM"),
     "pretrain": (

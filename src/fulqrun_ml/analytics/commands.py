@@ -1,13 +1,16 @@
-"""`fulqrun-ml analytics pipeline|competitive`: pipeline and market analytics on any CRM source.
+"""`fulqrun-ml analytics pipeline|competitive|forecast-pipeline|benchmark`: pipeline, market and peer analytics.
 
     fulqrun-ml analytics pipeline    [--crm DIR | --postgres [--schema S]] [--quota FILE] [--as-of DATE]
                                      [--config pipeline] [--set key=value ...] [--out FILE]
     fulqrun-ml analytics competitive [--crm DIR | --postgres [--schema S]] [--config competitive] [--out FILE]
     fulqrun-ml analytics forecast-pipeline [--crm DIR | --postgres] [--as-of DATE] [--set horizon=3 ...] [--out FILE]
+    fulqrun-ml analytics benchmark   [--crm DIR | --postgres] [--org ORG_ID] [--as-of DATE]
+                                     [--set dp.epsilon=1 segment=industry ...] [--out FILE]
 
 The source is an export directory (Parquet/CSV, `DirectorySource`), the CRM's PostgreSQL (`PostgresSource`; the
 DSN comes from FULQRUN_CRM_DSN, never from the command line, so no password sits in a shell history), or by
-default the simulator with the config's `simulate` block. Every source is validated against the contract first.
+default the simulator with the config's `simulate` block (`organizations: N` stacks N simulated organisations).
+Every source is validated against the contract first.
 `--quota FILE` (CSV/Parquet: user_id, period_start, quota) replaces the run-rate quota. The JSON report is
 written atomically (complete or absent) to --out, or printed. Errors are FulqrunMLError subclasses naming the
 file, field or row; `fulqrun-ml` prints them and exits 2.
@@ -23,6 +26,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
+from fulqrun_ml.analytics.benchmark import benchmark_command, check_benchmark_config
 from fulqrun_ml.analytics.market_report import market_report
 from fulqrun_ml.analytics.pipeline_forecast_report import forecast_pipeline_command
 from fulqrun_ml.analytics.pipeline_report import pipeline_report
@@ -51,11 +55,35 @@ def load_config(name_or_path: str, overrides: list[str]) -> dict[str, Any]:
 
 
 def simulated_tables(settings: dict[str, Any]) -> CRMTables:
-    """The simulator's CRM, validated like any source; `competition` / `amount_noise_sd` pick the stories."""
+    """The simulator's CRM, validated like any source; `competition` / `amount_noise_sd` pick the stories.
+
+    `organizations: N` (default 1) stacks N simulated organisations (seeds seed, seed+1, ...) into one CRM, as a
+    multi-tenant export holds them: cross-organisation analytics (`benchmark`) need more than one.
+    """
     kwargs = dict(settings)
     competition = CompetitionScenario() if kwargs.pop("competition", False) else None
     slippage = SlippageStory(amount_noise_sd=float(kwargs.pop("amount_noise_sd", 0.0)))
-    return SimulatorSource(competition=competition, slippage=slippage, **kwargs)().tables
+    count = kwargs.pop("organizations", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise FulqrunMLError(f"simulate.organizations: must be a positive integer, got {count!r}")
+    if count == 1:
+        return SimulatorSource(competition=competition, slippage=slippage, **kwargs)().tables
+    seed = int(kwargs.pop("seed", 7))
+    parts = [
+        SimulatorSource(
+            competition=competition,
+            slippage=slippage,
+            seed=seed + i,
+            organization_name=f"Simulated Org {i + 1}",
+            **kwargs,
+        )().tables
+        for i in range(count)
+    ]
+    tables = {
+        name: pd.concat([getattr(p, name) for p in parts], ignore_index=True)
+        for name in [*parts[0].frames(), *parts[0].history_frames(), *parts[0].event_frames()]
+    }
+    return CRMTables(**tables, extracted_at=max(p.extracted_at for p in parts))
 
 
 def load_tables(args: argparse.Namespace, cfg: dict[str, Any]) -> CRMTables:
@@ -80,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         ("pipeline", "coverage, velocity, conversion, aging, slippage and the health score"),
         ("competitive", "competitor win rates, loss reasons, market change points, STL, territories"),
         ("forecast-pipeline", "bookings per period from the open pipeline: commit (p10) to best case (p90)"),
+        ("benchmark", "per-segment win rates pooled over organisations, DP-noised (dp.epsilon) peer benchmark"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         source = cmd.add_mutually_exclusive_group()
@@ -89,16 +118,20 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--config", default=name, help="configs/analytics/<name>.yaml or a path")
         cmd.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
         cmd.add_argument("--out", help="write the JSON report here (atomically) instead of printing it")
-        if name in ("pipeline", "forecast-pipeline"):
+        if name in ("pipeline", "forecast-pipeline", "benchmark"):
             cmd.add_argument("--as-of", help="the instant to analyse (default: the extraction time)")
         if name == "pipeline":
             cmd.add_argument("--quota", help="quota table (user_id, period_start, quota), CSV or Parquet")
+        if name == "benchmark":
+            cmd.add_argument("--org", help="the caller's organization_id: its exact rates next to the peers' (others)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_config(args.config, args.set)
+    if args.command == "benchmark":
+        check_benchmark_config(cfg)  # a bad epsilon or segment list fails before the CRM is read
     tables = load_tables(args, cfg)
     as_of = None
     if getattr(args, "as_of", None):
@@ -106,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             as_of = pd.Timestamp(args.as_of)
         except ValueError as err:
             raise FulqrunMLError(f"--as-of: not a date: {args.as_of!r}") from err
-    if args.command == "forecast-pipeline":
+    if args.command == "benchmark":
+        report = benchmark_command(tables, cfg, as_of, args.org)
+    elif args.command == "forecast-pipeline":
         report = forecast_pipeline_command(tables, cfg, as_of)
     elif args.command == "pipeline":
         quota = read_quota_file(args.quota) if args.quota else None
