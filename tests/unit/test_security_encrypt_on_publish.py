@@ -77,7 +77,11 @@ def test_rotate_keys_covers_versions_sealed_at_publish(at_rest, tmp_path, capsys
     verify_version(version.path, "deal_win v1", signer())
 
 
-@pytest.mark.parametrize(("setting", "keys", "message"), [("1", None, "no encryption keys"), ("maybe", E1, "must be")])
+@pytest.mark.parametrize(
+    ("setting", "keys", "message"),
+    [("1", None, "no encryption keys"), ("maybe", E1, "must be")],
+    ids=["on-without-keys", "bad-setting"],  # a generated key in the id would differ per process (and print a key)
+)
 def test_on_without_keys_or_a_bad_setting_publishes_nothing(monkeypatch, tmp_path, setting, keys, message):
     monkeypatch.setenv(AT_REST_ENV, setting)
     monkeypatch.delenv(SIGNING_KEYS_ENV, raising=False)
