@@ -103,7 +103,8 @@ def models_main(argv: list[str], on_change: OnChange | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage message
         return int(exc.code or 0)
-    console = Console(width=max(Console().width, 120))
+    # soft_wrap: a sentence naming a path stays on one line (rich folded it at the width, so a copied path broke)
+    console = Console(width=max(Console().width, 120), soft_wrap=True)
     models_dir = Path(args.models_dir)
     try:
         if args.action == "list":
