@@ -60,6 +60,15 @@ class World:
         ]  # fmt: skip
 
 
+def subject_secrets(tables: CRMTables, company: str) -> set[str]:
+    """The company's ids, contact emails and name, straight from the CRM (independent of the erasure code)."""
+    opps = set(tables.opportunities.loc[tables.opportunities["company_id"] == company, "id"])
+    contacts = tables.contacts[tables.contacts["company_id"] == company]
+    leads = set(tables.leads.loc[tables.leads["company_id"] == company, "id"])
+    name = set(tables.companies.loc[tables.companies["id"] == company, "name"])
+    return {company} | opps | leads | set(contacts["id"]) | set(contacts["email"]) | name
+
+
 def write_template(directory: Path) -> tuple[Path, CRMTables]:
     """A CRM export (written once per session and copied per test) and its tables as read back."""
     tables = simulate_crm(n_opportunities=200, n_companies=80, n_reps=6, seed=11).tables

@@ -24,7 +24,7 @@ from fulqrun_ml.erasure import forget as forget_module
 from fulqrun_ml.erasure.cli import main
 from fulqrun_ml.monitoring.prediction_store import ParquetStore
 from tests.integration import erasure_setup
-from tests.integration.erasure_setup import World, build_world
+from tests.integration.erasure_setup import World, build_world, subject_secrets
 
 erasure_template = erasure_setup.erasure_template  # the session fixture shared by the erasure tests
 
@@ -34,15 +34,6 @@ STORES = ("redis", "prediction_logs", "llm_logs", "snapshots", "embedding_cache"
 @pytest.fixture
 def world(erasure_template: tuple[Path, CRMTables], tmp_path: Path, redis_url: str) -> World:
     return build_world(erasure_template, tmp_path, redis_url.rsplit("/", 1)[0] + "/7")  # its own database
-
-
-def _secrets(tables: CRMTables, company: str) -> set[str]:
-    """The company's ids, contact emails and name, straight from the CRM (independent of the erasure code)."""
-    opps = set(tables.opportunities.loc[tables.opportunities["company_id"] == company, "id"])
-    contacts = tables.contacts[tables.contacts["company_id"] == company]
-    leads = set(tables.leads.loc[tables.leads["company_id"] == company, "id"])
-    name = set(tables.companies.loc[tables.companies["id"] == company, "name"])
-    return {company} | opps | leads | set(contacts["id"]) | set(contacts["email"]) | name
 
 
 def _file_text(root: Path) -> str:
@@ -69,7 +60,7 @@ def test_forget_a_company_empties_every_store_and_proves_it(
     world: World, erasure_template: tuple[Path, CRMTables], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tables = erasure_template[1]
-    secrets = _secrets(tables, world.company)
+    secrets = subject_secrets(tables, world.company)
     client = redis.Redis.from_url(world.redis_url, decode_responses=True)
     others_keys = [k for k in client.keys("fq:fv:*") if not any(s in k for s in secrets)]
     vectors_before = len(list(world.embedding_cache.rglob("*.npy")))
@@ -166,7 +157,7 @@ def test_a_crash_between_files_leaves_whole_files_and_a_rerun_finishes(
     rc, report = _forget(world, tmp_path, "--company", world.company)
     assert rc == 0 and report["erased"] is True
     assert changed == [p for p in changed if p.read_bytes() != before[p]]
-    secrets = _secrets(erasure_template[1], world.company)
+    secrets = subject_secrets(erasure_template[1], world.company)
     assert not [s for s in secrets if s in _file_text(world.crm)]
     rc, _ = _forget(world, tmp_path, "--company", world.company)
     assert rc == 2  # nothing left to resolve: refused, nothing rewritten

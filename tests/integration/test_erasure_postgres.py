@@ -24,6 +24,7 @@ from fulqrun_ml.data.sources import PostgresSource, load_crm_into_postgres
 from fulqrun_ml.erasure import forget as forget_module
 from fulqrun_ml.erasure.cli import main
 from fulqrun_ml.monitoring.prediction_store import PostgresStore
+from tests.integration.erasure_setup import subject_secrets
 
 EMAIL, PHONE, NAME = "maria.gomez@example.org", "+44 20 7946 0958", "Maria Gomez"
 CRM_ENV, PREDICTION_ENV = "TEST_ERASURE_CRM_DSN", "TEST_ERASURE_PREDICTION_DSN"
@@ -119,14 +120,6 @@ def _rows_as_text(dsn: str, schema: str, tables: list[str] | None = None) -> dic
         }
 
 
-def _secrets(tables: CRMTables, company: str) -> set[str]:
-    opps = set(tables.opportunities.loc[tables.opportunities["company_id"] == company, "id"])
-    contacts = tables.contacts[tables.contacts["company_id"] == company]
-    leads = set(tables.leads.loc[tables.leads["company_id"] == company, "id"])
-    name = set(tables.companies.loc[tables.companies["id"] == company, "name"])
-    return {company} | opps | leads | set(contacts["id"]) | set(contacts["email"]) | name
-
-
 def _forget(world: PgWorld, tmp_path: Path, *who: str) -> tuple[int, dict]:
     out = tmp_path / "reports"
     rc = main(["forget", *who, *world.args(), "--models-dir", str(tmp_path / "models"), "--out", str(out)])
@@ -161,7 +154,7 @@ def test_scan_and_forget_on_the_postgres_crm_and_prediction_store(
     for secret in (EMAIL, PHONE, NAME, "Gomez", pg_world.dsn):
         assert secret not in printed and secret not in json.dumps(found)
 
-    secrets = _secrets(tables, pg_world.company)
+    secrets = subject_secrets(tables, pg_world.company)
     assert _hits(_rows_as_text(pg_world.dsn, pg_world.schema), secrets) > 0
     logged_before = len(_rows_as_text(pg_world.dsn, "public", [pg_world.table])[pg_world.table])
 
@@ -214,7 +207,7 @@ def test_the_proof_can_fail_a_refused_statement_rolls_back_and_a_rerun_finishes(
     rc, report = _forget(pg_world, tmp_path, "--company", pg_world.company)
     assert rc == 0 and report["erased"] is True
     assert report["stores"]["prediction_postgres"]["hits_before"] == 0  # erased by the refused run already
-    assert _hits(_rows_as_text(pg_world.dsn, pg_world.schema), _secrets(pg_world.tables, pg_world.company)) == 0
+    assert _hits(_rows_as_text(pg_world.dsn, pg_world.schema), subject_secrets(pg_world.tables, pg_world.company)) == 0
     rc, _ = _forget(pg_world, tmp_path, "--company", pg_world.company)
     assert rc == 2  # nothing left to resolve
 

@@ -17,19 +17,13 @@ import pytest
 
 from fulqrun_ml.analytics.benchmark import OTHER, decided_with_org, peer_benchmark
 from fulqrun_ml.analytics.commands import simulated_tables
-from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.contract import CRMTables, stack_organizations
 from fulqrun_ml.data.simulator import simulate_crm
 from fulqrun_ml.data.sources import write_crm_directory
 from fulqrun_ml.data.vocabulary import CLOSED_STAGES
 
 INDUSTRIES = ["software", "financial_services", "healthcare", "manufacturing", "retail", "education"]
 SIZES = {"Org A": (160, 40, 4, 1), "Org B": (120, 30, 3, 2), "Org C": (100, 25, 3, 3)}
-
-
-def _stack(parts: list[CRMTables]) -> CRMTables:
-    names = [*parts[0].frames(), *parts[0].history_frames(), *parts[0].event_frames()]
-    tables = {name: pd.concat([getattr(p, name) for p in parts], ignore_index=True) for name in names}
-    return CRMTables(**tables, extracted_at=parts[0].extracted_at)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +33,7 @@ def crm(tmp_path_factory) -> tuple[Path, CRMTables, dict[str, str]]:
         simulate_crm(n_opportunities=n, n_companies=c, n_reps=r, seed=s, organization_name=name).tables
         for name, (n, c, r, s) in SIZES.items()
     ]
-    tables = _stack(parts)
+    tables = stack_organizations(parts)
     out = write_crm_directory(tables, tmp_path_factory.mktemp("crm") / "export")
     return out, tables, dict(zip(tables.organizations["name"], tables.organizations["id"].astype(str), strict=True))
 

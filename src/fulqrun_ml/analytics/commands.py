@@ -30,7 +30,7 @@ from fulqrun_ml.analytics.benchmark import benchmark_command, check_benchmark_co
 from fulqrun_ml.analytics.market_report import market_report
 from fulqrun_ml.analytics.pipeline_forecast_report import forecast_pipeline_command
 from fulqrun_ml.analytics.pipeline_report import pipeline_report
-from fulqrun_ml.data.contract import CRMTables
+from fulqrun_ml.data.contract import CRMTables, stack_organizations
 from fulqrun_ml.data.simulator_competition import CompetitionScenario
 from fulqrun_ml.data.simulator_slippage import SlippageStory
 from fulqrun_ml.data.source_files import read_table_file
@@ -79,11 +79,7 @@ def simulated_tables(settings: dict[str, Any]) -> CRMTables:
         )().tables
         for i in range(count)
     ]
-    tables = {
-        name: pd.concat([getattr(p, name) for p in parts], ignore_index=True)
-        for name in [*parts[0].frames(), *parts[0].history_frames(), *parts[0].event_frames()]
-    }
-    return CRMTables(**tables, extracted_at=max(p.extracted_at for p in parts))
+    return stack_organizations(parts)
 
 
 def load_tables(args: argparse.Namespace, cfg: dict[str, Any]) -> CRMTables:

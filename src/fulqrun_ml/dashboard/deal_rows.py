@@ -15,14 +15,13 @@ Rows keep file order (file, then row), so ties in timestamps break as the loaded
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from fulqrun_ml.data.contract import OPTIONAL_COLUMN_DEFAULTS, CRMTables, empty_table
-from fulqrun_ml.data.crm_duckdb import MANIFEST
+from fulqrun_ml.data.crm_duckdb import manifest_extracted_at
 from fulqrun_ml.data.history import coerce_history
 from fulqrun_ml.data.schemas import CRM_SCHEMAS, Kind
 from fulqrun_ml.data.table_checks import type_schema
@@ -44,11 +43,10 @@ def table_files(root: Path, name: str) -> list[Path]:
 def deal_rows(crm_dir: str | Path, opportunity_id: str, threads: int = 2) -> CRMTables:
     """The rows `probability_history` reads for one deal, as a CRMTables (the tables it does not read are empty)."""
     root = Path(crm_dir)
-    manifest = root / MANIFEST
-    if not manifest.is_file():
-        raise FulqrunMLError(f"{root} has no {MANIFEST}: not a complete CRM export, so no deal history can be read")
-    extracted_at = pd.Timestamp(json.loads(manifest.read_text())["extracted_at"])
-    extracted_at = extracted_at.tz_localize("UTC") if extracted_at.tzinfo is None else extracted_at.tz_convert("UTC")
+    try:
+        extracted_at = manifest_extracted_at(root)
+    except FileNotFoundError as err:
+        raise FulqrunMLError(f"{err}, so no deal history can be read") from None
     files = {name: table_files(root, name) for name in TABLES}
     for name in ("opportunities", "activities", "stage_history", "companies", "users"):
         if not files[name]:

@@ -117,3 +117,13 @@ class CRMTables:
     def event_frames(self) -> dict[str, pd.DataFrame]:
         """Every optional event table by name (empty ones included), in EVENT_TABLE_COLUMNS order."""
         return {name: getattr(self, name) for name in EVENT_TABLE_COLUMNS}
+
+
+def stack_organizations(parts: list[CRMTables]) -> CRMTables:
+    """One multi-tenant CRM from several organisations' CRMs: every table concatenated, extracted at the latest
+    part's extraction. Why: the simulator makes one organisation; cross-organisation analytics (the peer
+    benchmark) and their tests need an export holding several, as a multi-tenant CRM does. Ids must not collide
+    (the simulator's are UUIDs drawn from each seed)."""
+    names = [*parts[0].frames(), *parts[0].history_frames(), *parts[0].event_frames()]
+    tables = {name: pd.concat([getattr(p, name) for p in parts], ignore_index=True) for name in names}
+    return CRMTables(**tables, extracted_at=max(p.extracted_at for p in parts))

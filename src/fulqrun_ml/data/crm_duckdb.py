@@ -80,15 +80,21 @@ class CRMDatabase:
         self.close()
 
 
-def open_crm(directory: str | Path, settings: DuckDBSettings | None = None) -> CRMDatabase:
-    """Open a CRM Parquet directory (sharded or flat) with views named after the contract's tables."""
-    settings = settings or DuckDBSettings()
-    root = Path(directory)
+def manifest_extracted_at(root: Path) -> pd.Timestamp:
+    """The export's extraction time (UTC) from its manifest; FileNotFoundError names the directory without one
+    (the manifest is written last, so its absence means an incomplete export)."""
     manifest = root / MANIFEST
     if not manifest.is_file():
         raise FileNotFoundError(f"{root} has no {MANIFEST}: it is not a complete CRM export (extraction time unknown)")
     extracted_at = pd.Timestamp(json.loads(manifest.read_text())["extracted_at"])
-    extracted_at = extracted_at.tz_localize("UTC") if extracted_at.tzinfo is None else extracted_at.tz_convert("UTC")
+    return extracted_at.tz_localize("UTC") if extracted_at.tzinfo is None else extracted_at.tz_convert("UTC")
+
+
+def open_crm(directory: str | Path, settings: DuckDBSettings | None = None) -> CRMDatabase:
+    """Open a CRM Parquet directory (sharded or flat) with views named after the contract's tables."""
+    settings = settings or DuckDBSettings()
+    root = Path(directory)
+    extracted_at = manifest_extracted_at(root)
     con = duckdb.connect(config={"threads": settings.threads, "memory_limit": settings.memory_limit})
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
