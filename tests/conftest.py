@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 from fulqrun_ml.data.simulator import SimulatedCRM, simulate_crm
 from fulqrun_ml.export.package import export_run
 from fulqrun_ml.project import CONFIG_DIR
-from fulqrun_ml.registry.store import ModelVersion
+from fulqrun_ml.registry.alias_state import read_alias_state
+from fulqrun_ml.registry.store import ModelVersion, list_versions
 from fulqrun_ml.training.train import train
 
 TINY_DATA = [
@@ -68,9 +69,20 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, compose_train) -> dict
 
 
 @pytest.fixture(scope="session")
-def published(tmp_path_factory: pytest.TempPathFactory, trained_run: dict) -> tuple[ModelVersion, float]:
+def published(tmp_path_factory: pytest.TempPathFactory, trained_run: dict) -> Iterator[tuple[ModelVersion, float]]:
+    """deal_win v1 in a registry shared read-only by every test; a test that publishes or moves aliases works on
+    `tests.registry_copy.copy_version`. At session end the registry must still hold v1 alone and no alias: a
+    write changes what "latest" is for later tests, which differ between serial and pytest-xdist runs."""
     models_dir = tmp_path_factory.mktemp("models")
-    return export_run(Path(trained_run["run_dir"]), models_dir, "deal_win")
+    version, seconds = export_run(Path(trained_run["run_dir"]), models_dir, "deal_win")
+    aliases = read_alias_state(models_dir, "deal_win")
+    yield version, seconds
+    names = sorted(p.name for p in models_dir.iterdir())
+    assert names == ["deal_win"] and list_versions(models_dir, "deal_win") == [1], (
+        f"a test published into the shared session registry {models_dir}: {names}, "
+        f"deal_win versions {list_versions(models_dir, 'deal_win')}; use tests.registry_copy.copy_version"
+    )
+    assert read_alias_state(models_dir, "deal_win") == aliases, "a test moved an alias in the shared session registry"
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ the account terms fall back to the statistical estimate and the summary says so;
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 from fulqrun_ml.optimize.commands import main
 from fulqrun_ml.optimize.problem import OptimizeError
 from fulqrun_ml.registry.aliases import promote
+from tests.registry_copy import copy_version
 
 pytestmark = [pytest.mark.integration]
 # The conftest model's training CRM (TINY_DATA, simulator seed 7), so the model scores the book it learnt.
@@ -24,10 +24,9 @@ TINY = ["data.simulate.n_opportunities=1500", "data.simulate.n_companies=300", "
 
 @pytest.fixture(scope="module")
 def models_dir(published, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    version, _ = published
     models = tmp_path_factory.mktemp("optimize_models")
-    shutil.copytree(version.path.parent, models / "deal_win")
-    promote(models, "deal_win", "latest", "production", actor="test")
+    version = copy_version(published[0], models)
+    promote(models, "deal_win", version.version, "production", actor="test")
     return models
 
 

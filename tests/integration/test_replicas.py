@@ -31,6 +31,7 @@ from fulqrun_ml.serving.object_repo import PromotionWatcher
 from fulqrun_ml.serving.replicas import ReplicaSet, live_replica_state
 from fulqrun_ml.serving.server import free_port
 from tests.integration import s3_service
+from tests.registry_copy import copy_version
 
 pytestmark = pytest.mark.integration
 s3_endpoint, registry = s3_service.s3_endpoint, s3_service.registry  # the fixtures, used by name below
@@ -133,8 +134,10 @@ def test_sigkill_of_a_replica_under_load_fails_no_request(replica_set, rows):
     assert requests.get(f"http://{victim.server.http_url}/v2/health/ready", timeout=5).status_code == 200
 
 
-def republish(version: ModelVersion) -> ModelVersion:
-    """The same artifacts as a new registry version (an ONNX export would cost seconds for nothing here)."""
+def republish(version: ModelVersion, models_dir: Path) -> ModelVersion:
+    """The same artifacts as the next version in a private copy of the registry under `models_dir` (the session's
+    stays read-only; an ONNX export would cost seconds for nothing here)."""
+    version = copy_version(version, models_dir)
 
     def write(tmp: Path) -> None:
         for path in version.path.iterdir():
@@ -151,7 +154,7 @@ def test_a_promotion_on_object_storage_rolls_out_across_replicas_with_no_failed_
     """The production pointer moves on the S3 server only; the watcher pulls the version onto the serving host's
     own disk (not the publisher's registry) and rolls it out replica by replica under load."""
     first = published[0]
-    second = republish(first)
+    second = republish(first, tmp_path / "publisher-models")
     for version in (first, second):
         registry.push_version(version)
     registry.set_alias("deal_win", "production", first.version)

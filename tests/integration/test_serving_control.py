@@ -18,14 +18,15 @@ from fulqrun_ml.serving.client import TritonPredictionClient
 from fulqrun_ml.serving.control import ModelController, TrafficSplitter
 from fulqrun_ml.serving.repository import TritonRepositoryBuilder, config_for_version
 from fulqrun_ml.serving.server import TritonServer
+from tests.registry_copy import copy_version
 
 pytestmark = pytest.mark.integration
 REASON_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def two_versions(published, trained_run):
-    first, _ = published
+def two_versions(published, trained_run, tmp_path_factory):
+    first = copy_version(published[0], tmp_path_factory.mktemp("control-models"))  # the session's stays read-only
     second, _ = export_run(Path(trained_run["run_dir"]), first.path.parent.parent, "deal_win")
     return first, second
 

@@ -3,7 +3,6 @@ fallback to the statistical estimate per missing model, and bad settings named b
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from fulqrun_ml.optimize.model_potential import (
 )
 from fulqrun_ml.optimize.problem import OptimizeError
 from fulqrun_ml.registry.aliases import promote
+from tests.registry_copy import copy_version
 
 
 def _book() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -90,9 +90,8 @@ def test_models_dir_without_any_task_and_unknown_alias(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def deal_win_only(published, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry holding the session's tiny deal-win model only (a copy: promoting must not touch the shared one)."""
-    version, _ = published
     models = tmp_path_factory.mktemp("potential_models")
-    shutil.copytree(version.path.parent, models / "deal_win")
+    copy_version(published[0], models)
     return models
 
 
