@@ -4,10 +4,11 @@ from pathlib import Path
 
 from fulqrun_ml.registry.aliases import promote
 from fulqrun_ml.training.compare import collect_runs, compare_main
+from tests.registry_copy import copy_version
 
 
 def test_compare_lists_runs_with_metrics_tags_and_registry_versions(trained_run, published, tmp_path):
-    version, _ = published
+    version = copy_version(published[0], tmp_path / "models")  # promoting must not touch the shared registry
     models_dir = version.path.parent.parent
     promote(models_dir, version.name, version.version, alias="candidate", actor="test")
     log_dir = Path(trained_run["run_dir"]).parent
