@@ -40,6 +40,7 @@ from fulqrun_ml.registry.store import ModelVersion
 from fulqrun_ml.serving.integrity import REGISTRY_SIGNATURE, verify_registry_version
 from fulqrun_ml.serving.nba_files import write_nba_companions
 from fulqrun_ml.serving.packed import packed_columns
+from fulqrun_ml.serving.tensor_rules import DTYPE_NAMES, metadata_shape, serving_spec
 
 Variant = Literal[
     "python-ort",
@@ -62,13 +63,12 @@ BYTES_TEMPLATE = "triton_bytes.py"
 LOGGING_VARIANTS = ("python-ort", "python-tensor")
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "onnxruntime-cpu": "onnxruntime_onnx", "tensorrt_plan": "tensorrt_plan"}
 GPU_VARIANTS = ("onnxruntime", "tensorrt_plan")
-DTYPES = {"float32": pb.TYPE_FP32, "string": pb.TYPE_STRING, "int64": pb.TYPE_INT64}
+DTYPES = dict(zip(DTYPE_NAMES, (pb.TYPE_FP32, pb.TYPE_STRING, pb.TYPE_INT64), strict=True))
 # (file in the registry version, file in the Triton version directory)
 VERSION_FILES = (("model.onnx", "model.onnx"), ("feature_spec.json", "feature_spec.json"))
 # Files a tensor-input version may ship that say what its inputs mean; copied when present.
 TENSOR_COMPANIONS = ("feature_spec.json", "sequence_vocab.json", "series_index.json")
 SERVING_SPEC_FILE = "serving_spec.json"
-BATCH_AXIS = "batch"
 
 
 @dataclass(frozen=True)
@@ -184,27 +184,6 @@ def cpu_variant(version: ModelVersion) -> Variant:
     return "python-tensor" if is_tensor_model(version.metadata) else "python-ort"
 
 
-def metadata_shape(entry: dict[str, Any]) -> list[int | str | None]:
-    """A metadata input/output's shape, normalised: the batch axis first as "batch", then an int per fixed
-    axis, a name per named variable axis, None per free axis. Exporters write -1 or a name for a dynamic axis;
-    a tabular column (no `shape`) is [batch, 1]."""
-    name = entry["name"]
-    raw = entry.get("shape", [BATCH_AXIS, 1])
-    if not isinstance(raw, list) or not raw:
-        raise ValueError(f"tensor '{name}': shape must be a non-empty list with the batch axis first, got {raw!r}")
-    if not (raw[0] == -1 or isinstance(raw[0], str)):
-        raise ValueError(f"tensor '{name}': the first axis must be the dynamic batch (-1 or a name), got {raw!r}")
-    shape: list[int | str | None] = [BATCH_AXIS]
-    for axis in raw[1:]:
-        if isinstance(axis, str) or (isinstance(axis, int) and axis > 0):
-            shape.append(axis)
-        elif axis == -1:
-            shape.append(None)
-        else:
-            raise ValueError(f"tensor '{name}': axis sizes are positive ints, -1 or a name, got {raw!r}")
-    return shape
-
-
 def tensor_spec(entry: dict[str, Any]) -> TensorSpec:
     """The Triton description of one metadata input/output (batch axis dropped; variable axes -1)."""
     dims = tuple(axis if isinstance(axis, int) else -1 for axis in metadata_shape(entry)[1:])
@@ -213,45 +192,6 @@ def tensor_spec(entry: dict[str, Any]) -> TensorSpec:
     if not dims:  # [batch] only: clients send [batch, 1], the graph gets [batch]
         return TensorSpec(entry["name"], entry["dtype"], (1,), reshape=())
     return TensorSpec(entry["name"], entry["dtype"], dims)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def serving_spec(version: ModelVersion) -> dict[str, Any]:
-    """What the python-tensor backend enforces per input: dtype, shape, NaN policy and value bounds.
-
-    Bounds come from the files the version ships: tabular columns from feature_spec.json (NaN only where
-    the graph imputes it, >= 0 where it takes log1p), event token indices from sequence_vocab.json
-    (0 padding, 1 unknown, 2.. the values seen in training), the `series` index from series_index.json
-    (0 unseen, 1..n the training series), the sequence length axis from the vocabulary's max_len. An index
-    outside its table would make onnxruntime's Gather fail or read garbage, so it is refused up front."""
-    meta = version.metadata
-    features = _read_json(version.path / "feature_spec.json")
-    numeric = {f["name"]: f for f in features.get("numeric", [])}
-    vocabulary = _read_json(version.path / "sequence_vocab.json")
-    known = vocabulary.get("known", {})
-    series = _read_json(version.path / "series_index.json")
-    inputs = []
-    for entry in meta["inputs"]:
-        name, dtype = entry["name"], entry["dtype"]
-        if dtype not in DTYPES:
-            raise ValueError(f"{version.name} input '{name}': dtype '{dtype}' is not one of {sorted(DTYPES)}")
-        rule: dict[str, Any] = {"name": name, "dtype": dtype, "shape": metadata_shape(entry)}
-        if name in numeric:
-            rule["allow_nan"] = bool(numeric[name].get("impute_missing"))
-            if numeric[name].get("log1p"):
-                rule["min"] = 0.0
-        if dtype == "int64" and name in known:
-            rule["min"], rule["max"] = 0, len(known[name]) + 1
-        elif dtype == "int64" and name == "series" and "groups" in series:
-            rule["min"], rule["max"] = 0, len(series["groups"])
-        inputs.append(rule)
-    named = {axis for rule in inputs for axis in rule["shape"][1:] if isinstance(axis, str)}
-    max_len = vocabulary.get("max_len")
-    axes = {axis: {"max": int(max_len) if axis == "length" and max_len else None} for axis in sorted(named)}
-    return {"model": version.name, "version": version.version, "inputs": inputs, "axes": axes}
 
 
 def config_for_version(
